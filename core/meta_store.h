@@ -1,0 +1,97 @@
+// MetaStore: volumes, snapshots and heads (DESIGN.md §2).
+//
+// The head of a volume changes only through CommitSnapshot's compare-and-swap.
+// Implementations are thread-safe; SqliteMetaStore is also safe for several
+// processes on one database file (WAL mode, busy timeout, IMMEDIATE
+// transactions), and every call is one transaction.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/digest.h"
+
+namespace cairn {
+
+// C7 limits, stored per volume so tests can use small values.
+struct Limits {
+  uint64_t max_inodes = 0;        // 0: unlimited
+  uint32_t max_dir_entries = 0;   // 0: unlimited
+  uint64_t max_file_size = 0;     // 0: unlimited; a file must be < this
+  bool hard_links = false;
+
+  friend bool operator==(const Limits&, const Limits&) = default;
+};
+
+// v1: 500,000 inodes, no hard links. v2: 32,768 entries per directory,
+// files under 1 TiB, hard links.
+Limits DefaultLimits(int version);
+
+struct VolumeRecord {
+  std::string id;          // "vo-" + 22 random base62 characters
+  std::string ns;          // namespace
+  std::string name;
+  int version = 2;
+  int64_t created_at_ns = 0;
+  std::string wrapped_key;  // MasterKey::Wrap output
+  Limits limits;
+};
+
+struct SnapshotRecord {
+  std::string volume_id;
+  uint64_t seq = 0;         // 0: the empty snapshot written at create
+  Digest root;              // address of the root Directory object
+  uint64_t parent_seq = 0;
+  int64_t created_at_ns = 0;
+  uint64_t inodes = 0;      // entries of every type, root excluded
+  uint64_t bytes = 0;       // sum of file sizes
+};
+
+class MetaStore {
+ public:
+  virtual ~MetaStore() = default;
+
+  // Inserts the volume and its snapshot 0 as head, atomically.
+  // AlreadyExists if (ns, name) or id is taken.
+  [[nodiscard]] virtual absl::Status CreateVolume(const VolumeRecord& volume,
+                                                  const SnapshotRecord& initial) = 0;
+  [[nodiscard]] virtual absl::StatusOr<VolumeRecord> GetVolumeByName(std::string_view ns,
+                                                                     std::string_view name) = 0;
+  [[nodiscard]] virtual absl::StatusOr<VolumeRecord> GetVolumeById(std::string_view id) = 0;
+  // Newest first. An empty `ns` lists every namespace.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<VolumeRecord>> ListVolumes(
+      std::string_view ns) = 0;
+  // NotFound; AlreadyExists if the new name is taken in the namespace.
+  [[nodiscard]] virtual absl::Status RenameVolume(std::string_view id,
+                                                  std::string_view new_name) = 0;
+  // Removes the volume row (and with it the wrapped key), its snapshots and
+  // head in one transaction. NotFound if absent.
+  [[nodiscard]] virtual absl::Status DeleteVolume(std::string_view id) = 0;
+
+  [[nodiscard]] virtual absl::StatusOr<SnapshotRecord> GetHead(std::string_view volume_id) = 0;
+  [[nodiscard]] virtual absl::StatusOr<SnapshotRecord> GetSnapshot(std::string_view volume_id,
+                                                                   uint64_t seq) = 0;
+  // Oldest first.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<SnapshotRecord>> ListSnapshots(
+      std::string_view volume_id) = 0;
+  // Stores `next` and makes it the head iff the head's seq is still
+  // `expected_head_seq`; requires next.seq == expected_head_seq + 1.
+  // Aborted if the head moved; NotFound if the volume is gone.
+  [[nodiscard]] virtual absl::Status CommitSnapshot(const SnapshotRecord& next,
+                                                    uint64_t expected_head_seq) = 0;
+};
+
+// Creates the database and schema if missing.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<MetaStore>> OpenSqliteMetaStore(
+    const std::filesystem::path& db_path);
+
+// In memory; for unit tests.
+std::unique_ptr<MetaStore> NewMemMetaStore();
+
+}  // namespace cairn
