@@ -23,6 +23,10 @@
 namespace cairn {
 namespace {
 
+// Debian's abseil 20220623 has its own absl::string_view (not an alias of
+// std::string_view), so std::string_view must be converted explicitly.
+absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
 constexpr size_t kNonceSize = 12;
 constexpr size_t kTagSize = 16;
 constexpr size_t kAesKeySize = 32;
@@ -134,7 +138,7 @@ absl::StatusOr<std::string> GcmOpen(std::string_view key, std::string_view aad,
   }
   if (!CipherUpdate(ctx.get(), false, nullptr, aad) ||
       !CipherUpdate(ctx.get(), false, reinterpret_cast<unsigned char*>(out.data()), ct)) {
-    return absl::DataLossError(absl::StrCat(what, ": decryption failed"));
+    return absl::DataLossError(absl::StrCat(Sv(what), ": decryption failed"));
   }
   if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_SET_TAG, kTagSize, tag.data()) != 1) {
     CryptoFailure("GCM set tag");
@@ -143,7 +147,7 @@ absl::StatusOr<std::string> GcmOpen(std::string_view key, std::string_view aad,
   if (EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + ct.size(),
                           &outl) != 1) {
     return absl::DataLossError(absl::StrCat(
-        what, ": authentication tag mismatch (corrupt data, wrong key or wrong address)"));
+        Sv(what), ": authentication tag mismatch (corrupt data, wrong key or wrong address)"));
   }
   return out;
 }
@@ -151,7 +155,10 @@ absl::StatusOr<std::string> GcmOpen(std::string_view key, std::string_view aad,
 // Reads an existing key file, enforcing size and permissions.
 // NotFound (errno ENOENT) if there is no file.
 absl::StatusOr<std::string> ReadKeyFile(const std::filesystem::path& path) {
-  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  // Symlinks are followed: a Kubernetes Secret volume presents its files
+  // as links into a timestamped directory. The checks below apply to the
+  // file itself (fstat).
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return ErrnoToStatus(errno, absl::StrCat("open master key ", path.string()));
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) {
@@ -336,14 +343,14 @@ std::string MasterKey::Wrap(std::string_view volume_id, const DataKey& key) cons
 absl::StatusOr<DataKey> MasterKey::Unwrap(std::string_view volume_id,
                                           std::string_view wrapped) const {
   if (wrapped.size() != DataKey::kSize + kSealOverhead) {
-    return absl::DataLossError(absl::StrCat("wrapped key of volume ", volume_id, " is ",
+    return absl::DataLossError(absl::StrCat("wrapped key of volume ", Sv(volume_id), " is ",
                                             wrapped.size(), " bytes; expected ",
                                             DataKey::kSize + kSealOverhead));
   }
   CAIRN_ASSIGN_OR_RETURN(
       std::string raw,
       GcmOpen(bytes_, volume_id, wrapped,
-              absl::StrCat("wrapped key of volume ", volume_id,
+              absl::StrCat("wrapped key of volume ", Sv(volume_id),
                            " (wrong master key, or the key belongs to another volume)")));
   return DataKey::FromBytes(raw);
 }

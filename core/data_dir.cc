@@ -1,1 +1,63 @@
-// placeholder: being written
+#include "core/data_dir.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "core/fd.h"
+#include "core/log.h"
+#include "core/status.h"
+
+namespace cairn {
+
+absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return ErrnoToStatus(ec.value(), absl::StrCat("create data directory ", dir.string()));
+
+  // flock, not fcntl locks: it belongs to the open file description, so it
+  // is neither dropped when some other fd of the file is closed nor shared
+  // with a child that did not inherit this fd; the kernel releases it when
+  // the process dies, so a crash never leaves a stale lock.
+  const std::filesystem::path lock_path = dir / "LOCK";
+  ScopedFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock.valid()) return ErrnoToStatus(errno, absl::StrCat("open ", lock_path.string()));
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "data directory ", dir.string(), " is in use by another process"));
+    }
+    return ErrnoToStatus(errno, absl::StrCat("flock ", lock_path.string()));
+  }
+
+  CAIRN_ASSIGN_OR_RETURN(MasterKey master, MasterKey::LoadOrCreate(dir / "master.key"));
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<MetaStore> meta, OpenSqliteMetaStore(dir / "meta.db"));
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<BlobStore> blobs, OpenLocalBlobStore(dir / "blobs"));
+  CAIRN_LOG_INFO("opened data directory %s", dir.string());
+  return std::unique_ptr<DataDir>(new DataDir(dir, lock.release(), std::move(meta),
+                                              std::move(blobs), std::move(master)));
+}
+
+DataDir::DataDir(std::filesystem::path path, int lock_fd, std::unique_ptr<MetaStore> meta,
+                 std::unique_ptr<BlobStore> blobs, MasterKey master)
+    : path_(std::move(path)),
+      lock_fd_(lock_fd),
+      meta_(std::move(meta)),
+      blobs_(std::move(blobs)),
+      master_(std::move(master)),
+      engine_(std::make_unique<Engine>(meta_.get(), blobs_.get(), master_)) {}
+
+DataDir::~DataDir() {
+  // Everything that touches the directory goes before the lock is released,
+  // so the next owner never overlaps with this one.
+  engine_.reset();
+  blobs_.reset();
+  meta_.reset();
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+}  // namespace cairn

@@ -1,1 +1,165 @@
-// placeholder: being written
+// MemMetaStore: the MetaStore contract in memory, for unit tests. One mutex
+// makes every call atomic, which is what the SQLite store's transactions
+// give. DefaultLimits lives in meta_store_sqlite.cc.
+#include <algorithm>
+#include <map>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "core/meta_store.h"
+#include "core/status.h"
+
+namespace cairn {
+namespace {
+
+absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+absl::Status VolumeNotFound(std::string_view id) {
+  return absl::NotFoundError(absl::StrCat("volume ", Sv(id), " not found"));
+}
+
+class MemMetaStore : public MetaStore {
+ public:
+  absl::Status CreateVolume(const VolumeRecord& volume, const SnapshotRecord& initial) override {
+    if (initial.volume_id != volume.id) {
+      return absl::InvalidArgumentError(absl::StrCat("initial snapshot belongs to ",
+                                                     initial.volume_id, ", not ", volume.id));
+    }
+    absl::MutexLock lock(&mu_);
+    if (FindByName(volume.ns, volume.name) != nullptr) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("volume ", volume.ns, "/", volume.name, " already exists"));
+    }
+    if (volumes_.count(volume.id) != 0) {
+      return absl::AlreadyExistsError(absl::StrCat("volume ID ", volume.id, " already exists"));
+    }
+    Volume& v = volumes_[volume.id];
+    v.record = volume;
+    v.snapshots[initial.seq] = initial;
+    v.head = initial.seq;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<VolumeRecord> GetVolumeByName(std::string_view ns,
+                                               std::string_view name) override {
+    absl::MutexLock lock(&mu_);
+    const Volume* v = FindByName(ns, name);
+    if (v == nullptr) {
+      return absl::NotFoundError(absl::StrCat("volume ", Sv(ns), "/", Sv(name), " not found"));
+    }
+    return v->record;
+  }
+
+  absl::StatusOr<VolumeRecord> GetVolumeById(std::string_view id) override {
+    absl::MutexLock lock(&mu_);
+    CAIRN_ASSIGN_OR_RETURN(Volume* v, Find(id));
+    return v->record;
+  }
+
+  absl::StatusOr<std::vector<VolumeRecord>> ListVolumes(std::string_view ns) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<VolumeRecord> out;
+    for (const auto& [id, v] : volumes_) {
+      if (ns.empty() || v.record.ns == ns) out.push_back(v.record);
+    }
+    std::sort(out.begin(), out.end(), [](const VolumeRecord& a, const VolumeRecord& b) {
+      if (a.created_at_ns != b.created_at_ns) return a.created_at_ns > b.created_at_ns;
+      return a.id < b.id;
+    });
+    return out;
+  }
+
+  absl::Status RenameVolume(std::string_view id, std::string_view new_name) override {
+    absl::MutexLock lock(&mu_);
+    CAIRN_ASSIGN_OR_RETURN(Volume* v, Find(id));
+    if (v->record.name == new_name) return absl::OkStatus();
+    if (FindByName(v->record.ns, new_name) != nullptr) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("volume ", v->record.ns, "/", Sv(new_name), " already exists"));
+    }
+    v->record.name = std::string(new_name);
+    return absl::OkStatus();
+  }
+
+  absl::Status DeleteVolume(std::string_view id) override {
+    absl::MutexLock lock(&mu_);
+    if (volumes_.erase(std::string(id)) == 0) return VolumeNotFound(id);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<SnapshotRecord> GetHead(std::string_view volume_id) override {
+    absl::MutexLock lock(&mu_);
+    CAIRN_ASSIGN_OR_RETURN(Volume* v, Find(volume_id));
+    return v->snapshots.at(v->head);
+  }
+
+  absl::StatusOr<SnapshotRecord> GetSnapshot(std::string_view volume_id, uint64_t seq) override {
+    absl::MutexLock lock(&mu_);
+    CAIRN_ASSIGN_OR_RETURN(Volume* v, Find(volume_id));
+    auto it = v->snapshots.find(seq);
+    if (it == v->snapshots.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("snapshot ", seq, " of volume ", Sv(volume_id), " not found"));
+    }
+    return it->second;
+  }
+
+  absl::StatusOr<std::vector<SnapshotRecord>> ListSnapshots(std::string_view volume_id) override {
+    absl::MutexLock lock(&mu_);
+    CAIRN_ASSIGN_OR_RETURN(Volume* v, Find(volume_id));
+    std::vector<SnapshotRecord> out;
+    for (const auto& [seq, snap] : v->snapshots) out.push_back(snap);  // std::map: oldest first
+    return out;
+  }
+
+  absl::Status CommitSnapshot(const SnapshotRecord& next, uint64_t expected_head_seq) override {
+    if (next.seq != expected_head_seq + 1) {
+      return absl::InvalidArgumentError(absl::StrCat("snapshot seq ", next.seq,
+                                                     " does not follow expected head ",
+                                                     expected_head_seq));
+    }
+    absl::MutexLock lock(&mu_);
+    CAIRN_ASSIGN_OR_RETURN(Volume* v, Find(next.volume_id));
+    if (v->head != expected_head_seq) {
+      return absl::AbortedError(
+          absl::StrCat("head moved: expected ", expected_head_seq, ", found ", v->head));
+    }
+    if (!v->snapshots.emplace(next.seq, next).second) {
+      return absl::AbortedError(absl::StrCat("snapshot ", next.seq, " of volume ",
+                                             next.volume_id, " already exists"));
+    }
+    v->head = next.seq;
+    return absl::OkStatus();
+  }
+
+ private:
+  struct Volume {
+    VolumeRecord record;
+    std::map<uint64_t, SnapshotRecord> snapshots;
+    uint64_t head = 0;
+  };
+
+  absl::StatusOr<Volume*> Find(std::string_view id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = volumes_.find(std::string(id));
+    if (it == volumes_.end()) return VolumeNotFound(id);
+    return &it->second;
+  }
+
+  const Volume* FindByName(std::string_view ns, std::string_view name) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const auto& [id, v] : volumes_) {
+      if (v.record.ns == ns && v.record.name == name) return &v;
+    }
+    return nullptr;
+  }
+
+  absl::Mutex mu_;
+  std::map<std::string, Volume> volumes_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+std::unique_ptr<MetaStore> NewMemMetaStore() { return std::make_unique<MemMetaStore>(); }
+
+}  // namespace cairn

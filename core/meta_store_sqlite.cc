@@ -1,1 +1,628 @@
-// placeholder: being written
+// SqliteMetaStore: volumes, snapshots and heads in one SQLite database.
+//
+// Concurrency: one connection per store, serialised by mu_ (SQLite
+// connections are not safe for concurrent use, and statements are cached on
+// it). Several processes may open the same file: WAL mode lets readers run
+// beside a writer, every write is one BEGIN IMMEDIATE transaction (the write
+// lock is taken up front, so two writers never deadlock upgrading a read
+// lock), and busy_timeout makes a contended writer wait instead of failing.
+// A writer that still cannot get the lock gets Unavailable (retry).
+//
+// Durability: synchronous=FULL fsyncs the WAL at every commit, so an
+// acknowledged commit survives the process being killed or the machine
+// losing power.
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <system_error>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "core/meta_store.h"
+#include "core/status.h"
+
+namespace cairn {
+
+Limits DefaultLimits(int version) {
+  if (version == 1) {
+    return Limits{.max_inodes = 500000, .max_dir_entries = 0, .max_file_size = 0,
+                  .hard_links = false};
+  }
+  return Limits{.max_inodes = 0, .max_dir_entries = 32768, .max_file_size = uint64_t{1} << 40,
+                .hard_links = true};
+}
+
+namespace {
+
+absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+constexpr int kBusyTimeoutMs = 10000;
+constexpr int kSchemaVersion = 1;
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS volumes (
+  id              TEXT PRIMARY KEY,
+  ns              TEXT NOT NULL,
+  name            TEXT NOT NULL,
+  version         INTEGER NOT NULL,
+  created_at_ns   INTEGER NOT NULL,
+  wrapped_key     BLOB NOT NULL,
+  max_inodes      INTEGER NOT NULL,
+  max_dir_entries INTEGER NOT NULL,
+  max_file_size   INTEGER NOT NULL,
+  hard_links      INTEGER NOT NULL,
+  UNIQUE (ns, name)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+  volume_id     TEXT NOT NULL REFERENCES volumes(id),
+  seq           INTEGER NOT NULL,
+  root          BLOB NOT NULL,
+  parent_seq    INTEGER NOT NULL,
+  created_at_ns INTEGER NOT NULL,
+  inodes        INTEGER NOT NULL,
+  bytes         INTEGER NOT NULL,
+  PRIMARY KEY (volume_id, seq)
+);
+CREATE TABLE IF NOT EXISTS heads (
+  volume_id TEXT PRIMARY KEY REFERENCES volumes(id),
+  seq       INTEGER NOT NULL,
+  FOREIGN KEY (volume_id, seq) REFERENCES snapshots(volume_id, seq)
+);
+CREATE INDEX IF NOT EXISTS volumes_by_age ON volumes(created_at_ns DESC, id);
+)sql";
+
+constexpr char kVolumeColumns[] =
+    "id, ns, name, version, created_at_ns, wrapped_key, max_inodes, max_dir_entries, "
+    "max_file_size, hard_links";
+constexpr char kSnapshotColumns[] =
+    "volume_id, seq, root, parent_seq, created_at_ns, inodes, bytes";
+
+// Statement indexes into SqliteMetaStore::stmts_.
+enum Stmt {
+  kBeginImmediate,
+  kBeginDeferred,
+  kCommit,
+  kRollback,
+  kInsertVolume,
+  kInsertSnapshot,
+  kInsertHead,
+  kVolumeById,
+  kVolumeByName,
+  kListAll,
+  kListNs,
+  kRename,
+  kDeleteHead,
+  kDeleteSnapshots,
+  kDeleteVolume,
+  kHeadSeq,
+  kUpdateHead,
+  kSnapshot,
+  kListSnapshots,
+  kNumStmts,
+};
+
+std::string StmtSql(Stmt s) {
+  switch (s) {
+    case kBeginImmediate: return "BEGIN IMMEDIATE";
+    case kBeginDeferred: return "BEGIN";
+    case kCommit: return "COMMIT";
+    case kRollback: return "ROLLBACK";
+    case kInsertVolume:
+      return absl::StrCat("INSERT INTO volumes (", kVolumeColumns,
+                          ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    case kInsertSnapshot:
+      return absl::StrCat("INSERT INTO snapshots (", kSnapshotColumns,
+                          ") VALUES (?, ?, ?, ?, ?, ?, ?)");
+    case kInsertHead: return "INSERT INTO heads (volume_id, seq) VALUES (?, ?)";
+    case kVolumeById: return absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes WHERE id = ?");
+    case kVolumeByName:
+      return absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes WHERE ns = ? AND name = ?");
+    case kListAll:
+      return absl::StrCat("SELECT ", kVolumeColumns,
+                          " FROM volumes ORDER BY created_at_ns DESC, id ASC");
+    case kListNs:
+      return absl::StrCat("SELECT ", kVolumeColumns,
+                          " FROM volumes WHERE ns = ? ORDER BY created_at_ns DESC, id ASC");
+    case kRename: return "UPDATE volumes SET name = ? WHERE id = ?";
+    case kDeleteHead: return "DELETE FROM heads WHERE volume_id = ?";
+    case kDeleteSnapshots: return "DELETE FROM snapshots WHERE volume_id = ?";
+    case kDeleteVolume: return "DELETE FROM volumes WHERE id = ?";
+    case kHeadSeq: return "SELECT seq FROM heads WHERE volume_id = ?";
+    case kUpdateHead: return "UPDATE heads SET seq = ? WHERE volume_id = ?";
+    case kSnapshot:
+      return absl::StrCat("SELECT ", kSnapshotColumns,
+                          " FROM snapshots WHERE volume_id = ? AND seq = ?");
+    case kListSnapshots:
+      return absl::StrCat("SELECT ", kSnapshotColumns,
+                          " FROM snapshots WHERE volume_id = ? ORDER BY seq ASC");
+    case kNumStmts: break;
+  }
+  return "";
+}
+
+absl::Status SqliteError(sqlite3* db, int rc, std::string_view what) {
+  std::string message = absl::StrCat("sqlite ", Sv(what), ": ", sqlite3_errstr(rc));
+  if (db != nullptr && sqlite3_extended_errcode(db) == rc) {
+    absl::StrAppend(&message, " (", sqlite3_errmsg(db), ")");
+  }
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return absl::UnavailableError(message);
+    case SQLITE_CONSTRAINT:
+      return absl::AlreadyExistsError(message);
+    case SQLITE_FULL:
+      return absl::ResourceExhaustedError(message);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return absl::DataLossError(message);
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_READONLY:
+      return absl::FailedPreconditionError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+// Resets a cached statement (and drops its bindings) when a call is done
+// with it, whatever path the call leaves by.
+class StmtUse {
+ public:
+  explicit StmtUse(sqlite3_stmt* s) : s_(s) {}
+  ~StmtUse() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  StmtUse(const StmtUse&) = delete;
+  StmtUse& operator=(const StmtUse&) = delete;
+  sqlite3_stmt* get() const { return s_; }
+
+  void Text(int i, std::string_view v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  void Blob(int i, std::string_view v) {
+    // A zero-length blob must still be a blob, not NULL: pass a non-null pointer.
+    sqlite3_bind_blob(s_, i, v.empty() ? "" : v.data(), static_cast<int>(v.size()),
+                      SQLITE_TRANSIENT);
+  }
+  void Int(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); }
+  void U64(int i, uint64_t v) { sqlite3_bind_int64(s_, i, static_cast<int64_t>(v)); }
+
+  std::string ColText(int i) const {
+    const unsigned char* p = sqlite3_column_text(s_, i);
+    return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(s_, i))
+             : std::string();
+  }
+  std::string ColBlob(int i) const {
+    const void* p = sqlite3_column_blob(s_, i);
+    return p ? std::string(static_cast<const char*>(p), sqlite3_column_bytes(s_, i))
+             : std::string();
+  }
+  int64_t ColInt(int i) const { return sqlite3_column_int64(s_, i); }
+  uint64_t ColU64(int i) const { return static_cast<uint64_t>(sqlite3_column_int64(s_, i)); }
+
+ private:
+  sqlite3_stmt* s_;
+};
+
+VolumeRecord ReadVolume(const StmtUse& s) {
+  VolumeRecord v;
+  v.id = s.ColText(0);
+  v.ns = s.ColText(1);
+  v.name = s.ColText(2);
+  v.version = static_cast<int>(s.ColInt(3));
+  v.created_at_ns = s.ColInt(4);
+  v.wrapped_key = s.ColBlob(5);
+  v.limits.max_inodes = s.ColU64(6);
+  v.limits.max_dir_entries = static_cast<uint32_t>(s.ColU64(7));
+  v.limits.max_file_size = s.ColU64(8);
+  v.limits.hard_links = s.ColInt(9) != 0;
+  return v;
+}
+
+absl::StatusOr<SnapshotRecord> ReadSnapshot(const StmtUse& s) {
+  SnapshotRecord r;
+  r.volume_id = s.ColText(0);
+  r.seq = s.ColU64(1);
+  absl::StatusOr<Digest> root = Digest::FromRaw(s.ColBlob(2));
+  if (!root.ok()) {
+    return absl::DataLossError(absl::StrCat("snapshot ", r.volume_id, "@", r.seq,
+                                            " has a malformed root: ", root.status().message()));
+  }
+  r.root = *root;
+  r.parent_seq = s.ColU64(3);
+  r.created_at_ns = s.ColInt(4);
+  r.inodes = s.ColU64(5);
+  r.bytes = s.ColU64(6);
+  return r;
+}
+
+absl::Status VolumeNotFound(std::string_view id) {
+  return absl::NotFoundError(absl::StrCat("volume ", Sv(id), " not found"));
+}
+
+class SqliteMetaStore : public MetaStore {
+ public:
+  ~SqliteMetaStore() override {
+    for (sqlite3_stmt* s : stmts_) sqlite3_finalize(s);
+    sqlite3_close_v2(db_);
+  }
+
+  static absl::StatusOr<std::unique_ptr<MetaStore>> Open(const std::filesystem::path& path) {
+    auto store = std::unique_ptr<SqliteMetaStore>(new SqliteMetaStore());
+    absl::MutexLock lock(&store->mu_);
+    CAIRN_RETURN_IF_ERROR(store->Init(path));
+    return std::unique_ptr<MetaStore>(std::move(store));
+  }
+
+  absl::Status CreateVolume(const VolumeRecord& volume, const SnapshotRecord& initial) override {
+    if (initial.volume_id != volume.id) {
+      return absl::InvalidArgumentError(absl::StrCat("initial snapshot belongs to ",
+                                                     initial.volume_id, ", not ", volume.id));
+    }
+    absl::MutexLock lock(&mu_);
+    CAIRN_RETURN_IF_ERROR(Begin(kBeginImmediate));
+    Txn txn(this);
+    // Checked first for a clear message; the UNIQUE constraints back it.
+    {
+      StmtUse s(stmts_[kVolumeByName]);
+      s.Text(1, volume.ns);
+      s.Text(2, volume.name);
+      CAIRN_ASSIGN_OR_RETURN(bool found, Step(s, "look up volume"));
+      if (found) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("volume ", volume.ns, "/", volume.name, " already exists"));
+      }
+    }
+    {
+      StmtUse s(stmts_[kVolumeById]);
+      s.Text(1, volume.id);
+      CAIRN_ASSIGN_OR_RETURN(bool found, Step(s, "look up volume"));
+      if (found) {
+        return absl::AlreadyExistsError(absl::StrCat("volume ID ", volume.id, " already exists"));
+      }
+    }
+    {
+      StmtUse s(stmts_[kInsertVolume]);
+      s.Text(1, volume.id);
+      s.Text(2, volume.ns);
+      s.Text(3, volume.name);
+      s.Int(4, volume.version);
+      s.Int(5, volume.created_at_ns);
+      s.Blob(6, volume.wrapped_key);
+      s.U64(7, volume.limits.max_inodes);
+      s.U64(8, volume.limits.max_dir_entries);
+      s.U64(9, volume.limits.max_file_size);
+      s.Int(10, volume.limits.hard_links ? 1 : 0);
+      CAIRN_RETURN_IF_ERROR(Exec(s, "insert volume"));
+    }
+    CAIRN_RETURN_IF_ERROR(InsertSnapshot(initial));
+    {
+      StmtUse s(stmts_[kInsertHead]);
+      s.Text(1, volume.id);
+      s.U64(2, initial.seq);
+      CAIRN_RETURN_IF_ERROR(Exec(s, "insert head"));
+    }
+    return txn.Commit();
+  }
+
+  absl::StatusOr<VolumeRecord> GetVolumeByName(std::string_view ns,
+                                               std::string_view name) override {
+    absl::MutexLock lock(&mu_);
+    StmtUse s(stmts_[kVolumeByName]);
+    s.Text(1, ns);
+    s.Text(2, name);
+    CAIRN_ASSIGN_OR_RETURN(bool found, Step(s, "get volume"));
+    if (!found) {
+      return absl::NotFoundError(absl::StrCat("volume ", Sv(ns), "/", Sv(name), " not found"));
+    }
+    return ReadVolume(s);
+  }
+
+  absl::StatusOr<VolumeRecord> GetVolumeById(std::string_view id) override {
+    absl::MutexLock lock(&mu_);
+    return GetVolumeByIdLocked(id);
+  }
+
+  absl::StatusOr<std::vector<VolumeRecord>> ListVolumes(std::string_view ns) override {
+    absl::MutexLock lock(&mu_);
+    StmtUse s(stmts_[ns.empty() ? kListAll : kListNs]);
+    if (!ns.empty()) s.Text(1, ns);
+    std::vector<VolumeRecord> out;
+    for (;;) {
+      CAIRN_ASSIGN_OR_RETURN(bool row, Step(s, "list volumes"));
+      if (!row) break;
+      out.push_back(ReadVolume(s));
+    }
+    return out;
+  }
+
+  absl::Status RenameVolume(std::string_view id, std::string_view new_name) override {
+    absl::MutexLock lock(&mu_);
+    CAIRN_RETURN_IF_ERROR(Begin(kBeginImmediate));
+    Txn txn(this);
+    CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, GetVolumeByIdLocked(id));
+    if (volume.name == new_name) return txn.Commit();
+    {
+      StmtUse s(stmts_[kVolumeByName]);
+      s.Text(1, volume.ns);
+      s.Text(2, new_name);
+      CAIRN_ASSIGN_OR_RETURN(bool found, Step(s, "look up volume"));
+      if (found) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("volume ", volume.ns, "/", Sv(new_name), " already exists"));
+      }
+    }
+    {
+      StmtUse s(stmts_[kRename]);
+      s.Text(1, new_name);
+      s.Text(2, id);
+      CAIRN_RETURN_IF_ERROR(Exec(s, "rename volume"));
+    }
+    return txn.Commit();
+  }
+
+  absl::Status DeleteVolume(std::string_view id) override {
+    absl::MutexLock lock(&mu_);
+    CAIRN_RETURN_IF_ERROR(Begin(kBeginImmediate));
+    Txn txn(this);
+    CAIRN_RETURN_IF_ERROR(GetVolumeByIdLocked(id).status());
+    // Children first: the foreign keys are enforced.
+    for (Stmt stmt : {kDeleteHead, kDeleteSnapshots, kDeleteVolume}) {
+      StmtUse s(stmts_[stmt]);
+      s.Text(1, id);
+      CAIRN_RETURN_IF_ERROR(Exec(s, "delete volume"));
+    }
+    return txn.Commit();
+  }
+
+  absl::StatusOr<SnapshotRecord> GetHead(std::string_view volume_id) override {
+    absl::MutexLock lock(&mu_);
+    // One read transaction, so the head seq and its row are consistent
+    // even with a writer in another process.
+    CAIRN_RETURN_IF_ERROR(Begin(kBeginDeferred));
+    Txn txn(this);
+    CAIRN_ASSIGN_OR_RETURN(uint64_t seq, HeadSeqLocked(volume_id));
+    CAIRN_ASSIGN_OR_RETURN(SnapshotRecord head, GetSnapshotLocked(volume_id, seq));
+    CAIRN_RETURN_IF_ERROR(txn.Commit());
+    return head;
+  }
+
+  absl::StatusOr<SnapshotRecord> GetSnapshot(std::string_view volume_id, uint64_t seq) override {
+    absl::MutexLock lock(&mu_);
+    CAIRN_RETURN_IF_ERROR(Begin(kBeginDeferred));
+    Txn txn(this);
+    CAIRN_RETURN_IF_ERROR(HeadSeqLocked(volume_id).status());  // NotFound for the volume
+    CAIRN_ASSIGN_OR_RETURN(SnapshotRecord snap, GetSnapshotLocked(volume_id, seq));
+    CAIRN_RETURN_IF_ERROR(txn.Commit());
+    return snap;
+  }
+
+  absl::StatusOr<std::vector<SnapshotRecord>> ListSnapshots(std::string_view volume_id) override {
+    absl::MutexLock lock(&mu_);
+    CAIRN_RETURN_IF_ERROR(Begin(kBeginDeferred));
+    Txn txn(this);
+    CAIRN_RETURN_IF_ERROR(HeadSeqLocked(volume_id).status());
+    std::vector<SnapshotRecord> out;
+    {
+      StmtUse s(stmts_[kListSnapshots]);
+      s.Text(1, volume_id);
+      for (;;) {
+        CAIRN_ASSIGN_OR_RETURN(bool row, Step(s, "list snapshots"));
+        if (!row) break;
+        CAIRN_ASSIGN_OR_RETURN(SnapshotRecord r, ReadSnapshot(s));
+        out.push_back(std::move(r));
+      }
+    }
+    CAIRN_RETURN_IF_ERROR(txn.Commit());
+    return out;
+  }
+
+  absl::Status CommitSnapshot(const SnapshotRecord& next, uint64_t expected_head_seq) override {
+    if (next.seq != expected_head_seq + 1) {
+      return absl::InvalidArgumentError(absl::StrCat("snapshot seq ", next.seq,
+                                                     " does not follow expected head ",
+                                                     expected_head_seq));
+    }
+    absl::MutexLock lock(&mu_);
+    // IMMEDIATE: the write lock is held from the head read to the update,
+    // which is what makes this a compare-and-swap across processes.
+    CAIRN_RETURN_IF_ERROR(Begin(kBeginImmediate));
+    Txn txn(this);
+    CAIRN_ASSIGN_OR_RETURN(uint64_t head, HeadSeqLocked(next.volume_id));
+    if (head != expected_head_seq) {
+      return absl::AbortedError(
+          absl::StrCat("head moved: expected ", expected_head_seq, ", found ", head));
+    }
+    CAIRN_RETURN_IF_ERROR(InsertSnapshot(next));
+    {
+      StmtUse s(stmts_[kUpdateHead]);
+      s.U64(1, next.seq);
+      s.Text(2, next.volume_id);
+      CAIRN_RETURN_IF_ERROR(Exec(s, "update head"));
+    }
+    return txn.Commit();
+  }
+
+ private:
+  // Rolls back on scope exit unless Commit() ran.
+  class Txn {
+   public:
+    explicit Txn(SqliteMetaStore* store) : store_(store) {}
+    ~Txn() {
+      if (!done_) {
+        StmtUse s(store_->stmts_[kRollback]);
+        sqlite3_step(s.get());
+      }
+    }
+    Txn(const Txn&) = delete;
+    Txn& operator=(const Txn&) = delete;
+    absl::Status Commit() {
+      StmtUse s(store_->stmts_[kCommit]);
+      int rc = sqlite3_step(s.get());
+      if (rc != SQLITE_DONE) return SqliteError(store_->db_, rc, "commit");
+      done_ = true;
+      return absl::OkStatus();
+    }
+
+   private:
+    SqliteMetaStore* store_;
+    bool done_ = false;
+  };
+
+  SqliteMetaStore() = default;
+
+  absl::Status Init(const std::filesystem::path& path) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    // NOMUTEX: mu_ already serialises every use of the connection.
+    int rc = sqlite3_open_v2(path.c_str(), &db_,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             nullptr);
+    if (rc != SQLITE_OK) {
+      return SqliteError(db_, rc, absl::StrCat("open ", path.string()));
+    }
+    sqlite3_extended_result_codes(db_, 1);
+    sqlite3_busy_timeout(db_, kBusyTimeoutMs);
+    // Switching to WAL needs a moment of exclusive access, which the busy
+    // handler does not cover; retry while another process opens the file.
+    for (int attempt = 0;; ++attempt) {
+      absl::StatusOr<std::string> mode = QueryText("PRAGMA journal_mode=WAL");
+      if (mode.ok() && *mode == "wal") break;
+      if (attempt >= 100 || (!mode.ok() && !absl::IsUnavailable(mode.status()))) {
+        return mode.ok() ? absl::FailedPreconditionError(absl::StrCat(
+                               "cannot switch ", path.string(), " to WAL mode (got ", *mode, ")"))
+                         : mode.status();
+      }
+      ::usleep(100 * 1000);
+    }
+    CAIRN_RETURN_IF_ERROR(ExecSql("PRAGMA synchronous=FULL"));
+    CAIRN_RETURN_IF_ERROR(ExecSql("PRAGMA foreign_keys=ON"));
+    // Two processes creating the schema at once: the IMMEDIATE transaction
+    // serialises them and IF NOT EXISTS makes the second a no-op.
+    CAIRN_RETURN_IF_ERROR(ExecSql(absl::StrCat("BEGIN IMMEDIATE;", kSchema, "PRAGMA user_version=",
+                                               kSchemaVersion, ";COMMIT;")));
+    for (int i = 0; i < kNumStmts; ++i) {
+      std::string sql = StmtSql(static_cast<Stmt>(i));
+      rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &stmts_[i], nullptr);
+      if (rc != SQLITE_OK) return SqliteError(db_, rc, absl::StrCat("prepare ", sql));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ExecSql(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
+    if (rc != SQLITE_OK) {
+      std::string what = absl::StrCat(sql.substr(0, 40), err ? absl::StrCat(": ", err) : "");
+      sqlite3_free(err);
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);  // if one was open
+      return SqliteError(db_, rc, what);
+    }
+    return absl::OkStatus();
+  }
+
+  // First column of the first row of a one-off statement, as text.
+  absl::StatusOr<std::string> QueryText(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    sqlite3_stmt* raw = nullptr;
+    int rc = sqlite3_prepare_v2(db_, sql, -1, &raw, nullptr);
+    if (rc != SQLITE_OK) return SqliteError(db_, rc, sql);
+    rc = sqlite3_step(raw);
+    std::string out;
+    if (rc == SQLITE_ROW) {
+      const unsigned char* p = sqlite3_column_text(raw, 0);
+      if (p != nullptr) out = reinterpret_cast<const char*>(p);
+    }
+    absl::Status status =
+        rc == SQLITE_ROW || rc == SQLITE_DONE ? absl::OkStatus() : SqliteError(db_, rc, sql);
+    sqlite3_finalize(raw);
+    CAIRN_RETURN_IF_ERROR(status);
+    return out;
+  }
+
+  absl::Status Begin(Stmt which) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    StmtUse s(stmts_[which]);
+    int rc = sqlite3_step(s.get());
+    if (rc != SQLITE_DONE) return SqliteError(db_, rc, "begin transaction");
+    return absl::OkStatus();
+  }
+
+  // One step: true for a row, false when done.
+  absl::StatusOr<bool> Step(StmtUse& s, std::string_view what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    int rc = sqlite3_step(s.get());
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return SqliteError(db_, rc, what);
+  }
+
+  absl::Status Exec(StmtUse& s, std::string_view what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    int rc = sqlite3_step(s.get());
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) return absl::OkStatus();
+    return SqliteError(db_, rc, what);
+  }
+
+  absl::StatusOr<VolumeRecord> GetVolumeByIdLocked(std::string_view id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    StmtUse s(stmts_[kVolumeById]);
+    s.Text(1, id);
+    CAIRN_ASSIGN_OR_RETURN(bool found, Step(s, "get volume"));
+    if (!found) return VolumeNotFound(id);
+    return ReadVolume(s);
+  }
+
+  absl::StatusOr<uint64_t> HeadSeqLocked(std::string_view volume_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    StmtUse s(stmts_[kHeadSeq]);
+    s.Text(1, volume_id);
+    CAIRN_ASSIGN_OR_RETURN(bool found, Step(s, "get head"));
+    if (!found) return VolumeNotFound(volume_id);
+    return s.ColU64(0);
+  }
+
+  absl::StatusOr<SnapshotRecord> GetSnapshotLocked(std::string_view volume_id, uint64_t seq)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    StmtUse s(stmts_[kSnapshot]);
+    s.Text(1, volume_id);
+    s.U64(2, seq);
+    CAIRN_ASSIGN_OR_RETURN(bool found, Step(s, "get snapshot"));
+    if (!found) {
+      return absl::NotFoundError(
+          absl::StrCat("snapshot ", seq, " of volume ", Sv(volume_id), " not found"));
+    }
+    return ReadSnapshot(s);
+  }
+
+  absl::Status InsertSnapshot(const SnapshotRecord& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    StmtUse s(stmts_[kInsertSnapshot]);
+    s.Text(1, r.volume_id);
+    s.U64(2, r.seq);
+    s.Blob(3, r.root.raw());
+    s.U64(4, r.parent_seq);
+    s.Int(5, r.created_at_ns);
+    s.U64(6, r.inodes);
+    s.U64(7, r.bytes);
+    absl::Status st = Exec(s, "insert snapshot");
+    if (absl::IsAlreadyExists(st)) {
+      // A row with this seq but a head below it cannot come from this code;
+      // report it as the lost race it most resembles.
+      return absl::AbortedError(absl::StrCat("snapshot ", r.seq, " of volume ", r.volume_id,
+                                             " already exists: ", st.message()));
+    }
+    return st;
+  }
+
+  absl::Mutex mu_;
+  sqlite3* db_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* stmts_[kNumStmts] ABSL_GUARDED_BY(mu_) = {};
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<MetaStore>> OpenSqliteMetaStore(
+    const std::filesystem::path& db_path) {
+  return SqliteMetaStore::Open(db_path);
+}
+
+}  // namespace cairn

@@ -1,1 +1,471 @@
-// placeholder: being written
+#include "core/meta_store.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/crypto.h"
+#include "core/data_dir.h"
+#include "core/testing/temp_dir.h"
+#include "gtest/gtest.h"
+
+namespace cairn {
+namespace {
+
+using ::cairn::testing::TempDir;
+
+VolumeRecord Volume(std::string id, std::string ns, std::string name, int64_t created = 1) {
+  VolumeRecord v;
+  v.id = std::move(id);
+  v.ns = std::move(ns);
+  v.name = std::move(name);
+  v.version = 2;
+  v.created_at_ns = created;
+  v.wrapped_key = std::string("wrapped\0key", 11);
+  v.limits = DefaultLimits(2);
+  return v;
+}
+
+SnapshotRecord Snap(const std::string& vol, uint64_t seq) {
+  SnapshotRecord s;
+  s.volume_id = vol;
+  s.seq = seq;
+  s.root = Sha256("root" + std::to_string(seq));
+  s.parent_seq = seq == 0 ? 0 : seq - 1;
+  s.created_at_ns = 1000 + static_cast<int64_t>(seq);
+  s.inodes = seq * 10;
+  s.bytes = seq * 1000 + (uint64_t{1} << 40);
+  return s;
+}
+
+bool SameSnap(const SnapshotRecord& a, const SnapshotRecord& b) {
+  return a.volume_id == b.volume_id && a.seq == b.seq && a.root == b.root &&
+         a.parent_seq == b.parent_seq && a.created_at_ns == b.created_at_ns &&
+         a.inodes == b.inodes && a.bytes == b.bytes;
+}
+
+bool SameVolume(const VolumeRecord& a, const VolumeRecord& b) {
+  return a.id == b.id && a.ns == b.ns && a.name == b.name && a.version == b.version &&
+         a.created_at_ns == b.created_at_ns && a.wrapped_key == b.wrapped_key &&
+         a.limits == b.limits;
+}
+
+TEST(DefaultLimitsTest, Versions) {
+  Limits v1 = DefaultLimits(1);
+  EXPECT_EQ(v1.max_inodes, 500000u);
+  EXPECT_EQ(v1.max_dir_entries, 0u);
+  EXPECT_EQ(v1.max_file_size, 0u);
+  EXPECT_FALSE(v1.hard_links);
+  Limits v2 = DefaultLimits(2);
+  EXPECT_EQ(v2.max_inodes, 0u);
+  EXPECT_EQ(v2.max_dir_entries, 32768u);
+  EXPECT_EQ(v2.max_file_size, uint64_t{1} << 40);
+  EXPECT_TRUE(v2.hard_links);
+}
+
+class MetaStoreTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    if (Sqlite()) {
+      auto s = OpenSqliteMetaStore(DbPath());
+      ASSERT_TRUE(s.ok()) << s.status();
+      store_ = *std::move(s);
+    } else {
+      store_ = NewMemMetaStore();
+    }
+  }
+  bool Sqlite() const { return GetParam(); }
+  std::filesystem::path DbPath() const { return dir_.path() / "meta.db"; }
+
+  TempDir dir_;
+  std::unique_ptr<MetaStore> store_;
+};
+
+TEST_P(MetaStoreTest, CreateAndGet) {
+  VolumeRecord v = Volume("vo-a", "ns1", "alpha");
+  v.limits = Limits{.max_inodes = 7, .max_dir_entries = 3, .max_file_size = 99,
+                    .hard_links = true};
+  ASSERT_TRUE(store_->CreateVolume(v, Snap("vo-a", 0)).ok());
+  auto by_name = store_->GetVolumeByName("ns1", "alpha");
+  ASSERT_TRUE(by_name.ok()) << by_name.status();
+  EXPECT_TRUE(SameVolume(*by_name, v));
+  auto by_id = store_->GetVolumeById("vo-a");
+  ASSERT_TRUE(by_id.ok());
+  EXPECT_TRUE(SameVolume(*by_id, v));
+  auto head = store_->GetHead("vo-a");
+  ASSERT_TRUE(head.ok()) << head.status();
+  EXPECT_TRUE(SameSnap(*head, Snap("vo-a", 0)));
+}
+
+TEST_P(MetaStoreTest, NotFound) {
+  EXPECT_EQ(store_->GetVolumeByName("ns", "x").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetVolumeById("vo-x").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetHead("vo-x").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetSnapshot("vo-x", 0).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->ListSnapshots("vo-x").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->RenameVolume("vo-x", "y").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->DeleteVolume("vo-x").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->CommitSnapshot(Snap("vo-x", 1), 0).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok());
+  EXPECT_EQ(store_->GetSnapshot("vo-a", 5).status().code(), absl::StatusCode::kNotFound);
+  // Same name, other namespace.
+  EXPECT_EQ(store_->GetVolumeByName("other", "a").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(MetaStoreTest, AlreadyExists) {
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok());
+  absl::Status same_name = store_->CreateVolume(Volume("vo-b", "ns", "a"), Snap("vo-b", 0));
+  EXPECT_EQ(same_name.code(), absl::StatusCode::kAlreadyExists) << same_name;
+  absl::Status same_id = store_->CreateVolume(Volume("vo-a", "ns", "z"), Snap("vo-a", 0));
+  EXPECT_EQ(same_id.code(), absl::StatusCode::kAlreadyExists) << same_id;
+  // Nothing of the failed creates is left behind.
+  EXPECT_EQ(store_->GetVolumeById("vo-b").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetVolumeByName("ns", "z").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->ListVolumes("").value().size(), 1u);
+  // Same name in another namespace is fine.
+  EXPECT_TRUE(store_->CreateVolume(Volume("vo-c", "ns2", "a"), Snap("vo-c", 0)).ok());
+}
+
+TEST_P(MetaStoreTest, CreateRejectsMismatchedSnapshot) {
+  EXPECT_EQ(store_->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-b", 0)).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetVolumeById("vo-a").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(MetaStoreTest, ListNewestFirstAndByNamespace) {
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-b", "n1", "b", 100), Snap("vo-b", 0)).ok());
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-c", "n2", "c", 300), Snap("vo-c", 0)).ok());
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-a", "n1", "a", 200), Snap("vo-a", 0)).ok());
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-0", "n1", "z", 200), Snap("vo-0", 0)).ok());
+  auto ids = [](const std::vector<VolumeRecord>& vs) {
+    std::vector<std::string> out;
+    for (const auto& v : vs) out.push_back(v.id);
+    return out;
+  };
+  EXPECT_EQ(ids(store_->ListVolumes("").value()),
+            (std::vector<std::string>{"vo-c", "vo-0", "vo-a", "vo-b"}));
+  EXPECT_EQ(ids(store_->ListVolumes("n1").value()),
+            (std::vector<std::string>{"vo-0", "vo-a", "vo-b"}));
+  EXPECT_TRUE(store_->ListVolumes("none").value().empty());
+}
+
+TEST_P(MetaStoreTest, Rename) {
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok());
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-b", "ns", "b"), Snap("vo-b", 0)).ok());
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-c", "other", "c"), Snap("vo-c", 0)).ok());
+  EXPECT_EQ(store_->RenameVolume("vo-a", "b").code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(store_->RenameVolume("vo-a", "a").ok());  // to itself
+  ASSERT_TRUE(store_->RenameVolume("vo-a", "c").ok());  // "c" only taken in "other"
+  EXPECT_EQ(store_->GetVolumeByName("ns", "c").value().id, "vo-a");
+  EXPECT_EQ(store_->GetVolumeByName("ns", "a").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetVolumeById("vo-a").value().name, "c");
+  // The freed name can be used again.
+  EXPECT_TRUE(store_->CreateVolume(Volume("vo-d", "ns", "a"), Snap("vo-d", 0)).ok());
+}
+
+TEST_P(MetaStoreTest, CommitChainAndSnapshots) {
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok());
+  for (uint64_t seq = 1; seq <= 5; ++seq) {
+    ASSERT_TRUE(store_->CommitSnapshot(Snap("vo-a", seq), seq - 1).ok()) << seq;
+    EXPECT_TRUE(SameSnap(store_->GetHead("vo-a").value(), Snap("vo-a", seq)));
+  }
+  auto list = store_->ListSnapshots("vo-a");
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 6u);
+  for (uint64_t seq = 0; seq <= 5; ++seq) {
+    EXPECT_TRUE(SameSnap((*list)[seq], Snap("vo-a", seq))) << seq;
+    EXPECT_TRUE(SameSnap(store_->GetSnapshot("vo-a", seq).value(), Snap("vo-a", seq)));
+  }
+}
+
+TEST_P(MetaStoreTest, CommitCompareAndSwap) {
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok());
+  ASSERT_TRUE(store_->CommitSnapshot(Snap("vo-a", 1), 0).ok());
+  absl::Status stale = store_->CommitSnapshot(Snap("vo-a", 1), 0);
+  EXPECT_EQ(stale.code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(stale.message(), "head moved: expected 0, found 1");
+  EXPECT_EQ(store_->CommitSnapshot(Snap("vo-a", 3), 2).code(), absl::StatusCode::kAborted);
+  // seq must follow the expected head.
+  EXPECT_EQ(store_->CommitSnapshot(Snap("vo-a", 3), 1).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetHead("vo-a").value().seq, 1u);
+  EXPECT_EQ(store_->ListSnapshots("vo-a").value().size(), 2u);
+}
+
+TEST_P(MetaStoreTest, RacingThreadsOneWinnerPerSeq) {
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok());
+  constexpr int kThreads = 4, kCommitsEach = 25;
+  std::atomic<int> wins{0}, aborts{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      int mine = 0;
+      while (mine < kCommitsEach) {
+        auto head = store_->GetHead("vo-a");
+        if (!head.ok()) {
+          ++other;
+          return;
+        }
+        SnapshotRecord next = Snap("vo-a", head->seq + 1);
+        next.inodes = static_cast<uint64_t>(t);  // who wrote it
+        absl::Status st = store_->CommitSnapshot(next, head->seq);
+        if (st.ok()) {
+          ++wins;
+          ++mine;
+        } else if (absl::IsAborted(st)) {
+          ++aborts;
+        } else {
+          ++other;
+          return;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(wins.load(), kThreads * kCommitsEach);
+  auto list = store_->ListSnapshots("vo-a").value();
+  ASSERT_EQ(list.size(), static_cast<size_t>(kThreads * kCommitsEach + 1));
+  std::vector<int> per_thread(kThreads);
+  for (uint64_t i = 0; i < list.size(); ++i) {
+    EXPECT_EQ(list[i].seq, i);
+    if (i > 0) ++per_thread[list[i].inodes];
+  }
+  for (int n : per_thread) EXPECT_EQ(n, kCommitsEach);
+  EXPECT_EQ(store_->GetHead("vo-a").value().seq, static_cast<uint64_t>(kThreads * kCommitsEach));
+}
+
+TEST_P(MetaStoreTest, DeleteVolumeRemovesEverything) {
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok());
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-b", "ns", "b"), Snap("vo-b", 0)).ok());
+  ASSERT_TRUE(store_->CommitSnapshot(Snap("vo-a", 1), 0).ok());
+  ASSERT_TRUE(store_->DeleteVolume("vo-a").ok());
+  EXPECT_EQ(store_->GetVolumeById("vo-a").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetHead("vo-a").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetSnapshot("vo-a", 1).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->CommitSnapshot(Snap("vo-a", 2), 1).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->DeleteVolume("vo-a").code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store_->GetHead("vo-b").ok());
+  // C1: re-created under the same name with a new ID, history starts over.
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-a2", "ns", "a"), Snap("vo-a2", 0)).ok());
+  EXPECT_EQ(store_->ListSnapshots("vo-a2").value().size(), 1u);
+  // Even the old ID can be reused without inheriting old snapshots.
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-a", "ns", "again"), Snap("vo-a", 0)).ok());
+  EXPECT_EQ(store_->ListSnapshots("vo-a").value().size(), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Impls, MetaStoreTest, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "Sqlite" : "Mem"; });
+
+class SqliteMetaStoreTest : public ::testing::Test {
+ protected:
+  std::filesystem::path DbPath() const { return dir_.path() / "meta.db"; }
+  TempDir dir_;
+};
+
+TEST_F(SqliteMetaStoreTest, PersistsAcrossReopen) {
+  {
+    auto s = OpenSqliteMetaStore(DbPath());
+    ASSERT_TRUE(s.ok()) << s.status();
+    ASSERT_TRUE((*s)->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok());
+    ASSERT_TRUE((*s)->CommitSnapshot(Snap("vo-a", 1), 0).ok());
+  }
+  auto s = OpenSqliteMetaStore(DbPath());
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(SameSnap((*s)->GetHead("vo-a").value(), Snap("vo-a", 1)));
+  EXPECT_TRUE(SameVolume((*s)->GetVolumeById("vo-a").value(), Volume("vo-a", "ns", "a")));
+}
+
+TEST_F(SqliteMetaStoreTest, CommitSurvivesSigkill) {
+  // A child acknowledges a commit, then dies without any cleanup.
+  int pipefd[2];
+  ASSERT_EQ(::pipe(pipefd), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(pipefd[0]);
+    auto s = OpenSqliteMetaStore(DbPath());
+    if (!s.ok() || !(*s)->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok() ||
+        !(*s)->CommitSnapshot(Snap("vo-a", 1), 0).ok()) {
+      ::_exit(2);
+    }
+    char ack = 'y';
+    if (::write(pipefd[1], &ack, 1) != 1) ::_exit(3);
+    ::pause();
+    ::_exit(0);
+  }
+  ::close(pipefd[1]);
+  char ack = 0;
+  ASSERT_EQ(::read(pipefd[0], &ack, 1), 1);
+  ::close(pipefd[0]);
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  auto s = OpenSqliteMetaStore(DbPath());
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ((*s)->GetHead("vo-a").value().seq, 1u);
+}
+
+// Several processes, each with its own connection, race commits on one
+// database file: the CAS must hold across processes.
+TEST_F(SqliteMetaStoreTest, ForkedProcessesRaceCommits) {
+  {
+    auto s = OpenSqliteMetaStore(DbPath());
+    ASSERT_TRUE(s.ok()) << s.status();
+    ASSERT_TRUE((*s)->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok());
+  }
+  constexpr int kProcs = 4, kCommitsEach = 15;
+  std::vector<pid_t> pids;
+  for (int p = 0; p < kProcs; ++p) {
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      auto s = OpenSqliteMetaStore(DbPath());
+      if (!s.ok()) ::_exit(2);
+      int mine = 0;
+      while (mine < kCommitsEach) {
+        auto head = (*s)->GetHead("vo-a");
+        if (!head.ok()) ::_exit(3);
+        SnapshotRecord next = Snap("vo-a", head->seq + 1);
+        next.inodes = static_cast<uint64_t>(p);
+        absl::Status st = (*s)->CommitSnapshot(next, head->seq);
+        if (st.ok()) {
+          ++mine;
+        } else if (!absl::IsAborted(st)) {
+          ::_exit(4);
+        }
+      }
+      ::_exit(0);
+    }
+    pids.push_back(pid);
+  }
+  for (pid_t pid : pids) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  }
+  auto s = OpenSqliteMetaStore(DbPath());
+  ASSERT_TRUE(s.ok());
+  auto list = (*s)->ListSnapshots("vo-a").value();
+  ASSERT_EQ(list.size(), static_cast<size_t>(kProcs * kCommitsEach + 1));
+  std::vector<int> per_proc(kProcs);
+  for (uint64_t i = 1; i < list.size(); ++i) {
+    EXPECT_EQ(list[i].seq, i);
+    ++per_proc[list[i].inodes];
+  }
+  for (int n : per_proc) EXPECT_EQ(n, kCommitsEach);
+}
+
+// Processes opening a database that does not exist yet all at once (schema
+// creation and the switch to WAL race), each creating its own volume.
+TEST_F(SqliteMetaStoreTest, ForkedProcessesOpenFreshDatabase) {
+  constexpr int kProcs = 6;
+  std::vector<pid_t> pids;
+  for (int p = 0; p < kProcs; ++p) {
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      auto s = OpenSqliteMetaStore(DbPath());
+      if (!s.ok()) ::_exit(2);
+      std::string id = "vo-p" + std::to_string(p);
+      if (!(*s)->CreateVolume(Volume(id, "ns", id), Snap(id, 0)).ok()) ::_exit(3);
+      ::_exit(0);
+    }
+    pids.push_back(pid);
+  }
+  for (pid_t pid : pids) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  }
+  auto s = OpenSqliteMetaStore(DbPath());
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ((*s)->ListVolumes("ns").value().size(), static_cast<size_t>(kProcs));
+}
+
+TEST_F(SqliteMetaStoreTest, SecondProcessSeesCommitsOfFirst) {
+  auto s = OpenSqliteMetaStore(DbPath());
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_TRUE((*s)->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok());
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto c = OpenSqliteMetaStore(DbPath());
+    if (!c.ok()) ::_exit(2);
+    if (!(*c)->CommitSnapshot(Snap("vo-a", 1), 0).ok()) ::_exit(3);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  // The parent's open connection sees it, and its own stale CAS loses.
+  EXPECT_EQ((*s)->GetHead("vo-a").value().seq, 1u);
+  EXPECT_EQ((*s)->CommitSnapshot(Snap("vo-a", 1), 0).code(), absl::StatusCode::kAborted);
+  EXPECT_TRUE((*s)->CommitSnapshot(Snap("vo-a", 2), 1).ok());
+}
+
+TEST_F(SqliteMetaStoreTest, NotADatabase) {
+  std::filesystem::create_directories(dir_.path() / "dir.db");
+  EXPECT_FALSE(OpenSqliteMetaStore(dir_.path() / "dir.db").ok());
+  EXPECT_FALSE(OpenSqliteMetaStore(dir_.path() / "missing" / "meta.db").ok());
+}
+
+// DataDir lives on top of the stores; its lock is tested here.
+TEST(DataDirTest, CreatesLayout) {
+  TempDir dir;
+  auto path = dir.path() / "data";
+  auto d = DataDir::Open(path);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_TRUE(std::filesystem::exists(path / "LOCK"));
+  EXPECT_TRUE(std::filesystem::exists(path / "master.key"));
+  EXPECT_TRUE(std::filesystem::exists(path / "meta.db"));
+  EXPECT_TRUE(std::filesystem::is_directory(path / "blobs"));
+  EXPECT_EQ((*d)->path(), path);
+  ASSERT_TRUE((*d)->meta().CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok());
+  ASSERT_TRUE((*d)->blobs().Put("vo-a", Sha256("x"), "x").ok());
+  std::string wrapped = (*d)->master().Wrap("vo-a", DataKey::Generate());
+  d->reset();
+  // Reopen: same key, same contents.
+  auto again = DataDir::Open(path);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE((*again)->master().Unwrap("vo-a", wrapped).ok());
+  EXPECT_TRUE((*again)->meta().GetVolumeById("vo-a").ok());
+  EXPECT_EQ((*again)->blobs().Get("vo-a", Sha256("x")).value(), "x");
+}
+
+TEST(DataDirTest, SecondOpenIsRefused) {
+  TempDir dir;
+  auto d = DataDir::Open(dir.path());
+  ASSERT_TRUE(d.ok()) << d.status();
+  // In this process (a separate open file description) ...
+  auto same = DataDir::Open(dir.path());
+  ASSERT_FALSE(same.ok());
+  EXPECT_EQ(same.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(same.status().message().find("is in use by another process"), std::string::npos)
+      << same.status();
+  // ... and in another process.
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto other = DataDir::Open(dir.path());
+    ::_exit(!other.ok() && absl::IsFailedPrecondition(other.status()) ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  // Released on close: the next owner gets in.
+  d->reset();
+  pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) ::_exit(DataDir::Open(dir.path()).ok() ? 0 : 1);
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+}  // namespace
+}  // namespace cairn

@@ -9,6 +9,10 @@
 namespace cairn {
 namespace {
 
+// Debian's abseil 20220623 has its own absl::string_view (not an alias of
+// std::string_view), so std::string_view must be converted explicitly.
+absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
 bool IsNameChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
          c == '.' || c == '_' || c == '-';
@@ -16,19 +20,19 @@ bool IsNameChar(char c) {
 
 // Shared by volume names and namespaces; `what` names the thing in errors.
 absl::Status ValidateName(std::string_view name, std::string_view what) {
-  if (name.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " must not be empty"));
+  if (name.empty()) return absl::InvalidArgumentError(absl::StrCat(Sv(what), " must not be empty"));
   if (name.size() > kMaxNameLength) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " is ", name.size(),
+    return absl::InvalidArgumentError(absl::StrCat(Sv(what), " is ", name.size(),
                                                    " characters; the maximum is ",
                                                    kMaxNameLength));
   }
   if (name == "." || name == "..") {
-    return absl::InvalidArgumentError(absl::StrCat(what, " must not be \"", name, "\""));
+    return absl::InvalidArgumentError(absl::StrCat(Sv(what), " must not be \"", Sv(name), "\""));
   }
   for (char c : name) {
     if (!IsNameChar(c)) {
       return absl::InvalidArgumentError(
-          absl::StrCat(what, " \"", absl::CHexEscape(name),
+          absl::StrCat(Sv(what), " \"", absl::CHexEscape(Sv(name)),
                        "\" may only contain letters, digits, '.', '_' and '-'"));
     }
   }
@@ -48,6 +52,23 @@ absl::Status ValidateNamespace(std::string_view ns) {
 
 std::string NamespaceOrDefault(std::string_view ns) {
   return ns.empty() ? std::string("default") : std::string(ns);
+}
+
+absl::Status ValidateVolumeId(std::string_view id) {
+  constexpr std::string_view kPrefix = "vo-";
+  constexpr size_t kMaxIdLength = 3 + 64;
+  bool ok = id.size() > kPrefix.size() && id.size() <= kMaxIdLength &&
+            id.substr(0, kPrefix.size()) == kPrefix;
+  for (size_t i = kPrefix.size(); ok && i < id.size(); ++i) {
+    char c = id[i];
+    ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid volume ID \"", absl::CHexEscape(Sv(id.substr(0, 100))),
+        "\": expected \"vo-\" followed by up to 64 letters and digits"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> NormalizePath(std::string_view path) {
@@ -74,7 +95,7 @@ absl::StatusOr<std::string> NormalizePath(std::string_view path) {
     // ("a/../b"): a path means one thing, with no lexical games.
     if (comp == "..") {
       return WithErrno(absl::InvalidArgumentError(absl::StrCat(
-                           "path \"", absl::CHexEscape(path), "\" contains a \"..\" component")),
+                           "path \"", absl::CHexEscape(Sv(path)), "\" contains a \"..\" component")),
                        EINVAL);
     }
     if (comp.size() > kMaxComponentLength) {
@@ -110,7 +131,7 @@ std::pair<std::string_view, std::string_view> SplitParent(std::string_view norma
 std::string JoinPath(std::string_view dir, std::string_view name) {
   if (dir.empty()) return std::string(name);
   if (name.empty()) return std::string(dir);
-  return absl::StrCat(dir, "/", name);
+  return absl::StrCat(Sv(dir), "/", Sv(name));
 }
 
 }  // namespace cairn

@@ -22,6 +22,11 @@ inline constexpr size_t kMaxPathLength = 4096;
 [[nodiscard]] absl::Status ValidateNamespace(std::string_view ns);
 std::string NamespaceOrDefault(std::string_view ns);
 
+// A volume ID as minted by the engine: "vo-" followed by 1–64 characters of
+// [A-Za-z0-9]. Stores use IDs as path components and object-key prefixes, so
+// anything else (traversal, separators, NUL) is InvalidArgument.
+[[nodiscard]] absl::Status ValidateVolumeId(std::string_view id);
+
 // Normalises a volume path: leading and repeated '/' and "." components are
 // dropped, the result has no leading or trailing '/'; "" is the root.
 // InvalidArgument for "..", NUL bytes, a component over 255 bytes or a path

@@ -17,7 +17,8 @@ constexpr char kErrnoPayload[] = "cairn.dev/errno";
 }  // namespace
 
 absl::Status ErrnoToStatus(int err, std::string_view context) {
-  std::string message = absl::StrCat(context, ": ", std::strerror(err));
+  std::string message = absl::StrCat(absl::string_view(context.data(), context.size()), ": ",
+                                     std::strerror(err));
   absl::Status status;
   switch (err) {
     case 0:
