@@ -1,1 +1,334 @@
-// placeholder: being written
+#include "core/engine.h"
+
+#include <algorithm>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "core/files.h"
+#include "core/log.h"
+#include "core/path.h"
+#include "core/status.h"
+#include "core/tree.h"
+
+namespace cairn {
+namespace {
+
+// absl 20220623 on Debian keeps its own string_view type; bridge once.
+absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+// A commit that keeps losing the head CAS to others is retried this often
+// before giving up with Aborted; with hundreds of writers each attempt only
+// has to beat the others once.
+constexpr int kMaxCommitAttempts = 1000;
+
+int64_t NowNs() { return absl::ToUnixNanos(absl::Now()); }
+
+// Backoff between lost CAS rounds: none for the first few (the usual case is
+// one concurrent writer), then jittered and growing to spread a herd.
+void Backoff(int attempt) {
+  if (attempt < 3) return;
+  thread_local std::minstd_rand rng(std::random_device{}());
+  int cap_us = std::min(50'000, 200 * (attempt - 2));
+  std::uniform_int_distribution<int> dist(0, cap_us);
+  std::this_thread::sleep_for(std::chrono::microseconds(dist(rng)));
+}
+
+absl::StatusOr<std::string> NormalizeChangePath(std::string_view path, int index) {
+  absl::StatusOr<std::string> n = NormalizePath(path);
+  if (!n.ok()) {
+    return absl::Status(n.status().code(),
+                        absl::StrCat("change ", index, ": ", n.status().message()));
+  }
+  return n;
+}
+
+// Reachability over every snapshot of one volume. Directory objects shared
+// between snapshots are walked once. `walked` is kept apart from
+// `reachable`: a file chunk can have the very bytes (and so the address) of
+// a directory object, and must not stop that directory from being walked.
+absl::Status MarkReachable(ObjectStore& objects, const Digest& dir_address,
+                           absl::flat_hash_set<Digest>& walked,
+                           absl::flat_hash_set<Digest>& reachable) {
+  if (!walked.insert(dir_address).second) return absl::OkStatus();
+  reachable.insert(dir_address);
+  CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<const objects::Directory> dir,
+                         objects.GetDirectory(dir_address));
+  for (const objects::Entry& e : dir->entries()) {
+    for (const std::string& raw : e.chunks()) {
+      CAIRN_ASSIGN_OR_RETURN(Digest d, Digest::FromRaw(raw));
+      reachable.insert(d);
+    }
+    if (e.type() == objects::DIRECTORY) {
+      CAIRN_ASSIGN_OR_RETURN(Digest tree, Digest::FromRaw(e.tree()));
+      CAIRN_RETURN_IF_ERROR(MarkReachable(objects, tree, walked, reachable));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string NewVolumeId() {
+  static constexpr char kAlphabet[] =
+      "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  std::string id = "vo-";
+  while (id.size() < 3 + 22) {
+    for (unsigned char b : RandomBytes(32)) {
+      // Rejection sampling keeps the 62 symbols equally likely.
+      if (b >= 248) continue;
+      id.push_back(kAlphabet[b % 62]);
+      if (id.size() == 3 + 22) break;
+    }
+  }
+  return id;
+}
+
+Engine::Engine(MetaStore* meta, BlobStore* blobs, MasterKey master)
+    : meta_(meta), blobs_(blobs), master_(std::move(master)) {}
+
+absl::StatusOr<VolumeRecord> Engine::CreateVolume(std::string_view ns, std::string_view name,
+                                                  int version, std::optional<Limits> limits) {
+  CAIRN_RETURN_IF_ERROR(ValidateNamespace(ns));
+  CAIRN_RETURN_IF_ERROR(ValidateVolumeName(name));
+  if (version != 1 && version != 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("volume version must be 1 or 2, got ", version));
+  }
+  std::string space = NamespaceOrDefault(ns);
+  if (meta_->GetVolumeByName(space, name).ok()) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("volume ", Sv(name), " already exists in namespace ", space));
+  }
+
+  VolumeRecord volume;
+  volume.id = NewVolumeId();
+  volume.ns = space;
+  volume.name = std::string(name);
+  volume.version = version;
+  volume.created_at_ns = NowNs();
+  volume.limits = limits.value_or(DefaultLimits(version));
+  DataKey key = DataKey::Generate();
+  volume.wrapped_key = master_.Wrap(volume.id, key);
+
+  // Shared with commits: GC purges blob prefixes of volumes it cannot find
+  // in the MetaStore, which this one is not until CreateVolume returns.
+  std::shared_lock gc_lock(gc_mu_);
+  ObjectStore objects(blobs_, volume.id, std::move(key));
+  CAIRN_ASSIGN_OR_RETURN(Digest root, objects.PutDirectory(objects::Directory()));
+  SnapshotRecord initial;
+  initial.volume_id = volume.id;
+  initial.seq = 0;
+  initial.root = root;
+  initial.created_at_ns = volume.created_at_ns;
+  absl::Status created = meta_->CreateVolume(volume, initial);
+  if (absl::IsAlreadyExists(created)) {
+    // Lost a race for the name; the root blob written above is garbage.
+    return absl::AlreadyExistsError(
+        absl::StrCat("volume ", Sv(name), " already exists in namespace ", space));
+  }
+  CAIRN_RETURN_IF_ERROR(created);
+  CAIRN_LOG_INFO("created volume %s/%s (%s, version %d)", space, name, volume.id, version);
+  return volume;
+}
+
+absl::StatusOr<VolumeRecord> Engine::GetOrCreateVolume(std::string_view ns, std::string_view name,
+                                                       int version) {
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    absl::StatusOr<VolumeRecord> existing = GetVolume(ns, name);
+    if (existing.ok()) {
+      if (existing->version != version) {
+        return absl::FailedPreconditionError(absl::StrCat("volume ", Sv(name), " is version ",
+                                                          existing->version, ", requested ",
+                                                          version));
+      }
+      return existing;
+    }
+    if (!absl::IsNotFound(existing.status())) return existing.status();
+    absl::StatusOr<VolumeRecord> created = CreateVolume(ns, name, version);
+    // Someone else created it between our lookup and insert: read theirs.
+    if (!absl::IsAlreadyExists(created.status())) return created;
+  }
+  return absl::AbortedError(absl::StrCat("volume ", Sv(name), " keeps appearing and disappearing"));
+}
+
+absl::StatusOr<VolumeRecord> Engine::GetVolume(std::string_view ns, std::string_view name) {
+  CAIRN_RETURN_IF_ERROR(ValidateNamespace(ns));
+  CAIRN_RETURN_IF_ERROR(ValidateVolumeName(name));
+  std::string space = NamespaceOrDefault(ns);
+  absl::StatusOr<VolumeRecord> volume = meta_->GetVolumeByName(space, name);
+  if (absl::IsNotFound(volume.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("volume ", Sv(name), " not found in namespace ", space));
+  }
+  return volume;
+}
+
+absl::StatusOr<VolumeRecord> Engine::GetVolumeById(std::string_view id) {
+  absl::StatusOr<VolumeRecord> volume = meta_->GetVolumeById(id);
+  if (absl::IsNotFound(volume.status())) {
+    return absl::NotFoundError(absl::StrCat("volume ", Sv(id), " not found"));
+  }
+  return volume;
+}
+
+absl::StatusOr<std::vector<VolumeRecord>> Engine::ListVolumes(std::string_view ns) {
+  if (ns.empty()) return meta_->ListVolumes("");
+  CAIRN_RETURN_IF_ERROR(ValidateNamespace(ns));
+  return meta_->ListVolumes(NamespaceOrDefault(ns));
+}
+
+absl::StatusOr<VolumeRecord> Engine::RenameVolume(std::string_view ns, std::string_view name,
+                                                  std::string_view new_name) {
+  CAIRN_RETURN_IF_ERROR(ValidateVolumeName(new_name));
+  CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, GetVolume(ns, name));
+  if (new_name == name) return volume;
+  absl::Status renamed = meta_->RenameVolume(volume.id, new_name);
+  if (absl::IsAlreadyExists(renamed)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("volume ", Sv(new_name), " already exists in namespace ", volume.ns));
+  }
+  CAIRN_RETURN_IF_ERROR(renamed);
+  volume.name = std::string(new_name);
+  return volume;
+}
+
+absl::Status Engine::DeleteVolume(std::string_view ns, std::string_view name) {
+  CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, GetVolume(ns, name));
+  // The wrapped key lives in the volume row: once this returns the data is
+  // unreadable (C8); the blobs are reclaimed by CollectGarbage.
+  CAIRN_RETURN_IF_ERROR(meta_->DeleteVolume(volume.id));
+  CAIRN_LOG_INFO("deleted volume %s/%s (%s)", volume.ns, volume.name, volume.id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DataKey> Engine::DataKeyFor(const VolumeRecord& volume) const {
+  return master_.Unwrap(volume.id, volume.wrapped_key);
+}
+
+absl::StatusOr<std::unique_ptr<ObjectStore>> Engine::OpenObjects(
+    const VolumeRecord& volume) const {
+  CAIRN_ASSIGN_OR_RETURN(DataKey key, DataKeyFor(volume));
+  return std::make_unique<ObjectStore>(blobs_, volume.id, std::move(key));
+}
+
+absl::StatusOr<SnapshotRecord> Engine::Head(std::string_view volume_id) {
+  absl::StatusOr<SnapshotRecord> head = meta_->GetHead(volume_id);
+  if (absl::IsNotFound(head.status())) {
+    return absl::NotFoundError(absl::StrCat("volume ", Sv(volume_id), " not found"));
+  }
+  return head;
+}
+
+absl::StatusOr<SnapshotRecord> Engine::Commit(std::string_view volume_id,
+                                              const objects::ChangeSet& changes) {
+  CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, GetVolumeById(volume_id));
+
+  // Validate everything before writing anything (C9).
+  objects::ChangeSet normalized = changes;
+  for (int i = 0; i < normalized.changes_size(); ++i) {
+    objects::Change& c = *normalized.mutable_changes(i);
+    if (c.kind() == objects::Change::KIND_UNSPECIFIED ||
+        !objects::Change::Kind_IsValid(c.kind())) {
+      return absl::InvalidArgumentError(absl::StrCat("change ", i, " has no valid kind"));
+    }
+    CAIRN_ASSIGN_OR_RETURN(*c.mutable_path(), NormalizeChangePath(c.path(), i));
+    if (c.kind() == objects::Change::RENAME) {
+      CAIRN_ASSIGN_OR_RETURN(*c.mutable_to(), NormalizeChangePath(c.to(), i));
+    }
+  }
+  if (normalized.changes_size() == 0) return Head(volume_id);
+
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<ObjectStore> objects, OpenObjects(volume));
+  for (int attempt = 0; attempt < kMaxCommitAttempts; ++attempt) {
+    Backoff(attempt);
+    CAIRN_ASSIGN_OR_RETURN(SnapshotRecord head, Head(volume_id));
+    // Held from building the new tree to publishing it, so GC cannot delete
+    // a blob (a new directory object, a chunk uploaded before the commit)
+    // between our writing or checking it and the snapshot referencing it.
+    std::shared_lock gc_lock(gc_mu_);
+    CAIRN_ASSIGN_OR_RETURN(ApplyResult applied,
+                           ApplyChanges(*objects, head.root, normalized, volume.limits));
+    for (const objects::Change& c : normalized.changes()) {
+      if (c.kind() != objects::Change::PUT) continue;
+      for (const Digest& address : ReferencedAddresses(c.entry())) {
+        absl::Status touched = blobs_->Touch(volume.id, address);
+        if (absl::IsNotFound(touched)) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "object ", address.ToHex(), " referenced by ", c.path(), " is not stored"));
+        }
+        CAIRN_RETURN_IF_ERROR(touched);
+      }
+    }
+    SnapshotRecord next;
+    next.volume_id = volume.id;
+    next.seq = head.seq + 1;
+    next.root = applied.root;
+    next.parent_seq = head.seq;
+    next.created_at_ns = NowNs();
+    next.inodes = applied.inodes;
+    next.bytes = applied.bytes;
+    absl::Status cas = meta_->CommitSnapshot(next, head.seq);
+    if (cas.ok()) return next;
+    if (absl::IsNotFound(cas)) {
+      return absl::NotFoundError(absl::StrCat("volume ", Sv(volume_id), " not found"));
+    }
+    if (!absl::IsAborted(cas)) return cas;
+  }
+  return absl::AbortedError(absl::StrCat("commit to volume ", Sv(volume_id), " lost the head race ",
+                                         kMaxCommitAttempts, " times"));
+}
+
+absl::StatusOr<GcStats> Engine::CollectGarbage(std::chrono::seconds grace) {
+  std::unique_lock gc_lock(gc_mu_);
+  GcStats stats;
+  CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, meta_->ListVolumes(""));
+  absl::flat_hash_set<std::string> live;
+  for (const VolumeRecord& v : volumes) live.insert(v.id);
+
+  CAIRN_ASSIGN_OR_RETURN(std::vector<std::string> stored, blobs_->ListVolumes());
+  for (const std::string& id : stored) {
+    if (live.contains(id)) continue;
+    // Deleted volume: its key is gone, so its blobs are unreadable noise.
+    CAIRN_RETURN_IF_ERROR(blobs_->DeleteVolume(id));
+    ++stats.volumes_purged;
+  }
+
+  const auto cutoff = std::chrono::system_clock::now() - grace;
+  for (const VolumeRecord& volume : volumes) {
+    CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<ObjectStore> objects, OpenObjects(volume));
+    absl::StatusOr<std::vector<SnapshotRecord>> snapshots = meta_->ListSnapshots(volume.id);
+    if (absl::IsNotFound(snapshots.status())) continue;  // deleted meanwhile
+    CAIRN_RETURN_IF_ERROR(snapshots.status());
+    // Every snapshot is retained for now (no history expiry yet), so
+    // anything any snapshot reaches is live. A missing directory aborts the
+    // pass: without it we cannot tell what is garbage.
+    absl::flat_hash_set<Digest> walked, reachable;
+    for (const SnapshotRecord& s : *snapshots) {
+      absl::Status marked = MarkReachable(*objects, s.root, walked, reachable);
+      if (!marked.ok()) {
+        return absl::Status(marked.code(),
+                            absl::StrCat("gc of volume ", volume.id, " snapshot ", s.seq,
+                                         " stopped: ", marked.message()));
+      }
+    }
+    std::vector<BlobStore::BlobInfo> garbage;
+    CAIRN_RETURN_IF_ERROR(blobs_->List(volume.id, [&](const BlobStore::BlobInfo& info) {
+      if (!reachable.contains(info.address) && info.mtime < cutoff) garbage.push_back(info);
+    }));
+    for (const BlobStore::BlobInfo& info : garbage) {
+      CAIRN_RETURN_IF_ERROR(blobs_->Delete(volume.id, info.address));
+      ++stats.blobs_deleted;
+      stats.bytes_freed += info.size;
+    }
+  }
+  return stats;
+}
+
+}  // namespace cairn
