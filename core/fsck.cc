@@ -7,8 +7,11 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "core/files.h"
 #include "core/object_store.h"
+#include "core/path.h"
 #include "core/status.h"
 
 namespace cairn {
@@ -75,6 +78,10 @@ class VolumeChecker {
             absl::StrCat(Where(address, path), ", entries not sorted at ", e.name()));
       }
       previous = &e.name();
+      if (!IsValidComponent(e.name())) {
+        report_.corrupt.push_back(absl::StrCat(Where(address, path), ", invalid entry name \"",
+                                               absl::CHexEscape(e.name()), "\""));
+      }
       totals.inodes += 1;
       switch (e.type()) {
         case objects::FILE:
@@ -117,18 +124,51 @@ class VolumeChecker {
   }
 
   void CheckChunks(const objects::Entry& e, const std::string& path) {
-    for (const std::string& raw : e.chunks()) {
-      absl::StatusOr<Digest> d = Digest::FromRaw(raw);
+    // The layout files.h promises: inline content of exactly `size` bytes,
+    // or ceil(size / kChunkSize) chunks, each kChunkSize long but the last.
+    // A chunk authenticates under its own address whatever its length, so
+    // a wrong length is only visible here (reads of the file would fail).
+    const uint64_t n = static_cast<uint64_t>(e.chunks_size());
+    if (n == 0) {
+      if (e.inline_data().size() != e.size()) {
+        report_.corrupt.push_back(absl::StrCat(objects_.volume_id(), ": file ", path, " has ",
+                                               e.inline_data().size(),
+                                               " inline bytes, its size says ", e.size()));
+      }
+      return;
+    }
+    const bool layout_ok =
+        e.inline_data().empty() && n == (e.size() + kChunkSize - 1) / kChunkSize;
+    if (!layout_ok) {
+      report_.corrupt.push_back(absl::StrCat(objects_.volume_id(), ": file ", path, " has ", n,
+                                             " chunks, which does not match its size ",
+                                             e.size()));
+    }
+    for (uint64_t i = 0; i < n; ++i) {
+      absl::StatusOr<Digest> d = Digest::FromRaw(e.chunks(static_cast<int>(i)));
       if (!d.ok()) {
         report_.corrupt.push_back(
             absl::StrCat(objects_.volume_id(), ": malformed chunk address in ", path));
         continue;
       }
-      if (!referenced_.insert(*d).second) continue;
-      ++report_.objects_checked;
-      // Reading the chunk authenticates it (GCM tag).
-      absl::StatusOr<std::string> chunk = objects_.GetChunk(*d);
-      if (!chunk.ok()) Problem(chunk.status(), *d, path);
+      if (referenced_.insert(*d).second) {
+        ++report_.objects_checked;
+        // Reading the chunk authenticates it (GCM tag).
+        absl::StatusOr<std::string> chunk = objects_.GetChunk(*d);
+        if (!chunk.ok()) {
+          Problem(chunk.status(), *d, path);
+        } else {
+          chunk_sizes_[*d] = chunk->size();
+        }
+      }
+      auto size = chunk_sizes_.find(*d);
+      // Unreadable (reported above), or also a directory object's address.
+      if (!layout_ok || size == chunk_sizes_.end()) continue;
+      const uint64_t want = i + 1 < n ? kChunkSize : e.size() - (n - 1) * kChunkSize;
+      if (size->second != want) {
+        report_.corrupt.push_back(absl::StrCat(Where(*d, path), ", chunk ", i, " holds ",
+                                               size->second, " bytes, expected ", want));
+      }
     }
   }
 
@@ -137,6 +177,7 @@ class VolumeChecker {
   uint64_t seq_ = 0;
   absl::flat_hash_set<Digest> referenced_;
   absl::flat_hash_map<Digest, std::optional<Totals>> dirs_;
+  absl::flat_hash_map<Digest, uint64_t> chunk_sizes_;  // plaintext length of chunks read
 };
 
 }  // namespace

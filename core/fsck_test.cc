@@ -122,6 +122,49 @@ TEST_F(FsckTest, TotalsThatDoNotAddUpAreCorrupt) {
   EXPECT_THAT(r.corrupt, ElementsAre(HasSubstr("claims 99 inodes")));
 }
 
+TEST_F(FsckTest, ChunkOfTheWrongLengthIsCorrupt) {
+  // Clients seal their own chunks (D1): a chunk can authenticate and still
+  // not hold what the entry says, and reading the file then fails.
+  Digest short_chunk = objects_->PutChunk("only ten b").value();
+  Change c;
+  c.set_kind(Change::PUT);
+  c.set_path("f");
+  c.mutable_entry()->set_type(objects::FILE);
+  c.mutable_entry()->set_mode(0644);
+  c.mutable_entry()->set_size(kInlineMax + 100);
+  c.mutable_entry()->add_chunks(short_chunk.RawString());
+  ChangeSet set;
+  *set.add_changes() = c;
+  ASSERT_TRUE(engine_.Commit(volume_.id, set).ok());
+  ASSERT_FALSE(ReadFileRange(*objects_, c.entry(), 0, c.entry().size()).ok());
+  FsckReport r = Run();
+  EXPECT_EQ(r.ExitCode(), 4);
+  EXPECT_THAT(r.corrupt, ElementsAre(HasSubstr("/f")));
+}
+
+TEST_F(FsckTest, InvalidEntryNamesAreCorrupt) {
+  for (const std::string& bad : {std::string(".."), std::string("a/b"), std::string()}) {
+    objects::Directory dir;
+    objects::Entry* e = dir.add_entries();
+    e->set_name(bad);
+    e->set_type(objects::SYMLINK);
+    e->set_symlink_target("t");
+    std::string plain = dir.SerializeAsString();
+    Digest root = objects_->key().Address(plain);
+    ASSERT_TRUE(blobs_->Put(volume_.id, root, objects_->key().Seal(root, plain)).ok());
+    SnapshotRecord head = engine_.Head(volume_.id).value();
+    SnapshotRecord next = head;
+    next.seq = head.seq + 1;
+    next.parent_seq = head.seq;
+    next.root = root;
+    next.inodes = 1;
+    next.bytes = 0;
+    ASSERT_TRUE(meta_->CommitSnapshot(next, head.seq).ok());
+    FsckReport r = Run();
+    EXPECT_EQ(r.ExitCode(), 4) << "name \"" << bad << "\"";
+  }
+}
+
 TEST_F(FsckTest, DeletedVolumeLeftoversAreOrphans) {
   VolumeRecord gone = engine_.CreateVolume("", "gone", 2).value();
   ASSERT_TRUE(engine_.DeleteVolume("", "gone").ok());

@@ -20,6 +20,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "core/log.h"
 #include "core/meta_store.h"
 #include "core/status.h"
 
@@ -376,7 +377,19 @@ class SqliteMetaStore : public MetaStore {
       s.Text(1, id);
       CAIRN_RETURN_IF_ERROR(Exec(s, "delete volume"));
     }
-    return txn.Commit();
+    CAIRN_RETURN_IF_ERROR(txn.Commit());
+    // C8: the wrapped key must not survive on disk. secure_delete zeroes the
+    // freed cells in the new page images; checkpointing copies those over
+    // the database file and truncates the WAL, which still holds the frames
+    // that inserted the key. A reader in another process can hold the
+    // checkpoint back; the delete itself has happened, so only warn.
+    absl::StatusOr<std::string> busy = QueryText("PRAGMA wal_checkpoint(TRUNCATE)");
+    if (!busy.ok() || *busy != "0") {
+      CAIRN_LOG_WARNING("volume %s deleted, but the metadata WAL could not be checkpointed (%s); "
+                        "its wrapped key stays on disk until the next checkpoint",
+                        std::string(id), busy.ok() ? "busy" : busy.status().ToString());
+    }
+    return absl::OkStatus();
   }
 
   absl::StatusOr<SnapshotRecord> GetHead(std::string_view volume_id) override {
@@ -498,6 +511,9 @@ class SqliteMetaStore : public MetaStore {
       ::usleep(100 * 1000);
     }
     CAIRN_RETURN_IF_ERROR(ExecSql("PRAGMA synchronous=FULL"));
+    // Deleted rows (a deleted volume's wrapped key, C8) are overwritten with
+    // zeros instead of lingering in free space.
+    CAIRN_RETURN_IF_ERROR(ExecSql("PRAGMA secure_delete=ON"));
     CAIRN_RETURN_IF_ERROR(ExecSql("PRAGMA foreign_keys=ON"));
     // Two processes creating the schema at once: the IMMEDIATE transaction
     // serialises them and IF NOT EXISTS makes the second a no-op.

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <set>
 #include <string>
 #include <thread>
@@ -279,6 +280,32 @@ TEST_F(SqliteMetaStoreTest, PersistsAcrossReopen) {
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_TRUE(SameSnap((*s)->GetHead("vo-a").value(), Snap("vo-a", 1)));
   EXPECT_TRUE(SameVolume((*s)->GetVolumeById("vo-a").value(), Volume("vo-a", "ns", "a")));
+}
+
+// C8: once DeleteVolume returns, the wrapped data key must be gone from the
+// files on disk, not merely unlinked from the b-tree (freed cells, the WAL).
+TEST_F(SqliteMetaStoreTest, DeleteVolumeLeavesNoWrappedKeyOnDisk) {
+  auto s = OpenSqliteMetaStore(DbPath());
+  ASSERT_TRUE(s.ok()) << s.status();
+  VolumeRecord v = Volume("vo-a", "ns", "a");
+  v.wrapped_key = RandomBytes(92);
+  ASSERT_TRUE((*s)->CreateVolume(v, Snap("vo-a", 0)).ok());
+  ASSERT_TRUE((*s)->CreateVolume(Volume("vo-b", "ns", "b"), Snap("vo-b", 0)).ok());
+  ASSERT_TRUE((*s)->DeleteVolume("vo-a").ok());
+  for (const char* suffix : {"", "-wal"}) {
+    std::filesystem::path file = DbPath().string() + suffix;
+    std::string bytes;
+    if (FILE* f = std::fopen(file.c_str(), "rb")) {
+      char buf[4096];
+      size_t n;
+      while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) bytes.append(buf, n);
+      std::fclose(f);
+    }
+    EXPECT_EQ(bytes.find(v.wrapped_key), std::string::npos) << "key still in " << file;
+  }
+  // The store keeps working.
+  EXPECT_TRUE((*s)->GetHead("vo-b").ok());
+  ASSERT_TRUE((*s)->CommitSnapshot(Snap("vo-b", 1), 0).ok());
 }
 
 TEST_F(SqliteMetaStoreTest, CommitSurvivesSigkill) {

@@ -110,6 +110,11 @@ absl::StatusOr<std::string> NormalizePath(std::string_view path) {
   return out;
 }
 
+bool IsValidComponent(std::string_view name) {
+  return !name.empty() && name.size() <= kMaxComponentLength && name != "." && name != ".." &&
+         name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
+}
+
 std::vector<std::string_view> SplitPath(std::string_view normalized) {
   std::vector<std::string_view> parts;
   size_t pos = 0;

@@ -33,6 +33,10 @@ std::string NamespaceOrDefault(std::string_view ns);
 // over 4096 bytes (errno ENAMETOOLONG attached for the length cases).
 [[nodiscard]] absl::StatusOr<std::string> NormalizePath(std::string_view path);
 
+// One path component as stored in a directory object: 1–255 bytes, no '/'
+// or NUL, not "." or "..".
+bool IsValidComponent(std::string_view name);
+
 // Components of a normalised path; empty for the root.
 std::vector<std::string_view> SplitPath(std::string_view normalized);
 

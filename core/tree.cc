@@ -1,5 +1,6 @@
 #include "core/tree.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <functional>
 #include <map>
@@ -8,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -255,6 +258,11 @@ class Builder {
             return absl::InvalidArgumentError(
                 absl::StrCat("\"", path, "\": inline data does not match the file size"));
           }
+          // Inline content lives in the directory object: bounded (files.h).
+          if (e.size() > kInlineMax) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "\"", path, "\": a file of ", e.size(), " bytes must be chunked, not inline"));
+          }
         } else {
           uint64_t want = (e.size() + kChunkSize - 1) / kChunkSize;
           if (!e.inline_data().empty() || static_cast<uint64_t>(e.chunks_size()) != want) {
@@ -271,6 +279,13 @@ class Builder {
         return absl::OkStatus();
       }
       case objects::SYMLINK:
+        // What symlink(2) accepts: 1 to PATH_MAX - 1 bytes, no NUL.
+        if (e.symlink_target().empty() || e.symlink_target().size() >= kMaxPathLength ||
+            e.symlink_target().find('\0') != std::string::npos) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("\"", path, "\": symlink target is empty, over ",
+                           kMaxPathLength - 1, " bytes or contains a NUL byte"));
+        }
         return absl::OkStatus();
       case objects::DIRECTORY:
         if (!e.tree().empty() && e.tree().size() != Digest::kSize) {
@@ -311,16 +326,13 @@ class Builder {
     slot.entry.set_name(std::string(name));
     slot.entry.set_mode(in.mode() & 07777);
     if (in.type() == objects::DIRECTORY) {
-      // A graft: the totals come from the grafted object itself, not from
-      // what the client claims, so snapshot totals stay exact.
+      // A graft: the totals come from the grafted objects themselves, not
+      // from what the client claims, so snapshot totals stay exact. Clients
+      // build and seal objects themselves (D1), so everything below is
+      // checked too: names, order, limits and that every reference is stored.
       CAIRN_ASSIGN_OR_RETURN(Digest tree, Digest::FromRaw(in.tree()));
-      absl::StatusOr<std::shared_ptr<const Directory>> dir = objects_.GetDirectory(tree);
-      if (absl::IsNotFound(dir.status())) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "object ", tree.ToHex(), " referenced by ", path, " is not stored"));
-      }
-      if (!dir.ok()) return dir.status();
-      Totals t = SumEntries(**dir);
+      CAIRN_ASSIGN_OR_RETURN(GraftInfo g, CheckGraft(tree, path, comps.size()));
+      const Totals& t = g.totals;
       slot.entry.set_subtree_inodes(t.inodes);
       slot.entry.set_subtree_bytes(t.bytes);
       slot.entry.clear_chunks();
@@ -418,6 +430,92 @@ class Builder {
     return absl::OkStatus();
   }
 
+  struct GraftInfo {
+    Totals totals;
+    size_t height = 0;  // levels of directories, the grafted one included
+  };
+
+  // Validates the grafted directory object at `tree` (to be placed at
+  // `path`, `depth` components deep) and everything below it, returning its
+  // real totals. Every object is touched rather than read from the cache, so
+  // its existence is checked anew on each commit attempt (GC may run
+  // between attempts) and its GC grace period restarts. Subtrees shared
+  // within one change set are checked once.
+  absl::StatusOr<GraftInfo> CheckGraft(const Digest& tree, const std::string& path,
+                                       size_t depth) {
+    // Paths are at most kMaxPathLength bytes, so no honest tree is deeper;
+    // the bound also keeps this recursion (and GC's, fsck's) off the end of
+    // the stack.
+    constexpr size_t kMaxDepth = kMaxPathLength / 2;
+    if (auto it = grafts_.find(tree); it != grafts_.end()) {
+      if (depth - 1 + it->second.height > kMaxDepth) return TooDeep(path);
+      return it->second;
+    }
+    if (depth > kMaxDepth) return TooDeep(path);
+    CAIRN_RETURN_IF_ERROR(CheckStored(tree, path));
+    CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<const Directory> dir, objects_.GetDirectory(tree));
+    if (limits_.max_dir_entries != 0 &&
+        static_cast<uint64_t>(dir->entries_size()) > limits_.max_dir_entries) {
+      return WithErrno(
+          absl::ResourceExhaustedError(absl::StrCat(
+              "directory \"", path, "\" would have ", dir->entries_size(),
+              " entries, over the limit of ", limits_.max_dir_entries)),
+          ENOSPC);
+    }
+    GraftInfo info;
+    const std::string* previous = nullptr;
+    for (const Entry& e : dir->entries()) {
+      if (!IsValidComponent(e.name()) || (previous != nullptr && !(*previous < e.name()))) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "grafted directory \"", path, "\" has an invalid, unsorted or repeated name"));
+      }
+      previous = &e.name();
+      std::string child = Join(path, e.name());
+      CAIRN_RETURN_IF_ERROR(CheckEntry(e, child));
+      if (e.type() == objects::FILE) {
+        for (const std::string& raw : e.chunks()) {
+          CAIRN_ASSIGN_OR_RETURN(Digest chunk, Digest::FromRaw(raw));
+          CAIRN_RETURN_IF_ERROR(CheckStored(chunk, child));
+        }
+      } else if (e.type() == objects::DIRECTORY) {
+        if (e.tree().empty()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("grafted directory \"", child, "\" has no tree address"));
+        }
+        CAIRN_ASSIGN_OR_RETURN(Digest sub_tree, Digest::FromRaw(e.tree()));
+        CAIRN_ASSIGN_OR_RETURN(GraftInfo sub, CheckGraft(sub_tree, child, depth + 1));
+        if (sub.totals.inodes != e.subtree_inodes() || sub.totals.bytes != e.subtree_bytes()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "grafted directory \"", child, "\" claims ", e.subtree_inodes(), " inodes and ",
+              e.subtree_bytes(), " bytes below it, but holds ", sub.totals.inodes, " and ",
+              sub.totals.bytes));
+        }
+        info.height = std::max(info.height, sub.height);
+      }
+      info.totals.Add(e);
+    }
+    info.height += 1;
+    grafts_[tree] = info;
+    return info;
+  }
+
+  absl::Status CheckStored(const Digest& address, const std::string& path) {
+    if (touched_.contains(address)) return absl::OkStatus();
+    absl::Status touched = objects_.blobs()->Touch(objects_.volume_id(), address);
+    if (absl::IsNotFound(touched)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "object ", address.ToHex(), " referenced by ", path, " is not stored"));
+    }
+    if (touched.ok()) touched_.insert(address);
+    return touched;
+  }
+
+  static absl::Status TooDeep(const std::string& path) {
+    return WithErrno(absl::InvalidArgumentError(absl::StrCat(
+                         "grafted tree at \"", path, "\" is nested too deeply")),
+                     ENAMETOOLONG);
+  }
+
   // Writes `node` and its changed descendants bottom-up. Returns whether the
   // node's address changed; fills node.totals either way.
   absl::StatusOr<bool> Flush(Node& node, const std::string& path) {
@@ -460,6 +558,8 @@ class Builder {
   const int64_t now_;
   std::unique_ptr<Node> root_;
   Totals base_totals_;
+  absl::flat_hash_map<Digest, GraftInfo> grafts_;  // checked grafted subtrees
+  absl::flat_hash_set<Digest> touched_;            // objects of grafts found stored
 };
 
 }  // namespace

@@ -5,11 +5,13 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <map>
 #include <string>
 
 #include "core/engine.h"
 #include "core/files.h"
+#include "core/path.h"
 #include "core/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -336,6 +338,25 @@ TEST_F(TreeTest, RootAndUnnormalisedPathsAreInvalid) {
   EXPECT_EQ(Read(), (Tree{{"a", "F:1"}}));
 }
 
+TEST_F(TreeTest, OversizedInlineDataAndBadSymlinkTargetsAreInvalid) {
+  // files.h: only files of at most kInlineMax bytes are inline. A client
+  // must not be able to put megabytes into a directory object.
+  Change fat;
+  fat.set_kind(Change::PUT);
+  fat.set_path("fat");
+  fat.mutable_entry()->set_type(objects::FILE);
+  fat.mutable_entry()->set_inline_data(std::string(kInlineMax + 1, 'f'));
+  fat.mutable_entry()->set_size(kInlineMax + 1);
+  EXPECT_EQ(Apply({fat}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Apply({Symlink("long", std::string(4096, 't'))}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Apply({Symlink("nul", std::string("a\0b", 3))}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Apply({Symlink("empty", "")}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Read().empty());
+  ASSERT_TRUE(Apply({Symlink("ok", std::string(4095, 't'))}).ok());
+}
+
 TEST_F(TreeTest, InodeLimitRefusesGrowthButAllowsShrinking) {
   Limits limits;
   limits.max_inodes = 3;
@@ -417,6 +438,158 @@ TEST_F(TreeTest, GraftCopiesASubtreeByReference) {
   r = Apply({missing});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(r.status().message(), HasSubstr("is not stored"));
+}
+
+// A graft's directory objects may have been built and sealed by a client
+// (D1), so nothing below the grafted object may be taken on trust: nested
+// totals, limits, names and references are all checked.
+class GraftTest : public TreeTest {
+ protected:
+  // Stores a client-made directory object as is (no sorting or name checks).
+  Digest PutRawDirectory(const objects::Directory& dir) {
+    std::string plain = dir.SerializeAsString();
+    Digest address = key_.Address(plain);
+    EXPECT_TRUE(blobs_->Put(volume_id_, address, key_.Seal(address, plain)).ok());
+    return address;
+  }
+  static Entry DirEntry(const std::string& name, const Digest& tree, uint64_t inodes,
+                        uint64_t bytes) {
+    Entry e;
+    e.set_name(name);
+    e.set_type(objects::DIRECTORY);
+    e.set_mode(0755);
+    e.set_tree(tree.RawString());
+    e.set_subtree_inodes(inodes);
+    e.set_subtree_bytes(bytes);
+    return e;
+  }
+  Entry FileEntry(const std::string& name, const std::string& content) {
+    Entry e = StoreBytes(objects_, content, 0644, 1).value();
+    e.set_name(name);
+    return e;
+  }
+  // A directory with `n` small files f0..f<n-1>.
+  Digest Files(int n) {
+    objects::Directory dir;
+    for (int i = 0; i < n; ++i) *dir.add_entries() = FileEntry("f" + std::to_string(i), "x");
+    std::sort(dir.mutable_entries()->begin(), dir.mutable_entries()->end(),
+              [](const Entry& a, const Entry& b) { return a.name() < b.name(); });
+    return objects_.PutDirectory(dir).value();
+  }
+  // An outer directory holding `inner` under "sub".
+  Digest Outer(const Entry& inner) {
+    objects::Directory dir;
+    *dir.add_entries() = inner;
+    return PutRawDirectory(dir);
+  }
+  static Change Graft(const std::string& path, const Digest& tree) {
+    Change c;
+    c.set_kind(Change::PUT);
+    c.set_path(path);
+    *c.mutable_entry() = DirEntry("", tree, 0, 0);
+    return c;
+  }
+};
+
+TEST_F(GraftTest, NestedTotalsAreNotTrusted) {
+  // "sub" holds 5 files but claims to hold nothing.
+  Digest outer = Outer(DirEntry("sub", Files(5), 0, 0));
+  Limits limits;
+  limits.max_inodes = 3;
+  absl::StatusOr<ApplyResult> r = Apply({Graft("g", outer)}, limits);
+  EXPECT_FALSE(r.ok()) << "graft admitted with inodes=" << r->inodes;
+  r = Apply({Graft("g", outer)});
+  if (r.ok()) {
+    // Accepted: then the totals must be the real ones.
+    EXPECT_EQ(r->inodes, 1u + 1u + 5u);
+    EXPECT_EQ(r->bytes, 5u);
+  } else {
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  }
+}
+
+TEST_F(GraftTest, NestedDirectoryEntryLimit) {
+  Digest outer = Outer(DirEntry("sub", Files(5), 5, 5));
+  Limits limits;
+  limits.max_dir_entries = 3;
+  absl::StatusOr<ApplyResult> r = Apply({Graft("g", outer)}, limits);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  EXPECT_EQ(StatusToErrno(r.status()), ENOSPC);
+  // The grafted directory itself counts too.
+  r = Apply({Graft("g", Files(5))}, limits);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  EXPECT_TRUE(Read().empty());
+}
+
+TEST_F(GraftTest, NestedFileSizeAndHardLinkLimits) {
+  Limits limits;
+  limits.max_file_size = 10;
+  Digest big = Outer(FileEntry("big", std::string(20, 'b')));
+  absl::StatusOr<ApplyResult> r = Apply({Graft("g", big)}, limits);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  EXPECT_EQ(StatusToErrno(r.status()), EFBIG);
+
+  Entry linked = FileEntry("l", "x");
+  linked.set_link_id(9);
+  r = Apply({Graft("g", Outer(linked))}, Limits{});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_EQ(StatusToErrno(r.status()), EPERM);
+}
+
+TEST_F(GraftTest, NestedReferencesMustBeStored) {
+  Entry file = FileEntry("f", std::string(kInlineMax + 1, 'f'));
+  Digest chunk = Digest::FromRaw(file.chunks(0)).value();
+  Digest outer = Outer(file);
+  ASSERT_TRUE(blobs_->Delete(volume_id_, chunk).ok());
+  absl::StatusOr<ApplyResult> r = Apply({Graft("g", outer)});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("is not stored"));
+
+  Digest missing_dir = Digest::FromRaw(std::string(32, '\x07')).value();
+  r = Apply({Graft("g", Outer(DirEntry("sub", missing_dir, 0, 0)))});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_TRUE(Read().empty());
+}
+
+TEST_F(GraftTest, NestedNamesAndOrderAreValidated) {
+  for (const std::string& bad : std::vector<std::string>{
+           "", ".", "..", "a/b", std::string("nul\0x", 5), std::string(256, 'n')}) {
+    Entry e = FileEntry("", "x");
+    e.set_name(bad);
+    absl::StatusOr<ApplyResult> r = Apply({Graft("g", Outer(e))});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+        << "\"" << bad << "\": " << r.status();
+  }
+  objects::Directory unsorted;
+  *unsorted.add_entries() = FileEntry("b", "1");
+  *unsorted.add_entries() = FileEntry("a", "2");
+  absl::StatusOr<ApplyResult> r = Apply({Graft("g", PutRawDirectory(unsorted))});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_TRUE(Read().empty());
+}
+
+TEST_F(GraftTest, TreesDeeperThanAnyPathAreRefused) {
+  // Deeper than a 4096-byte path can reach: walkers recurse per level.
+  Digest tree = objects_.EmptyDirectoryAddress();
+  uint64_t inodes = 0;
+  for (size_t level = 0; level < kMaxPathLength / 2; ++level) {
+    objects::Directory dir;
+    *dir.add_entries() = DirEntry("d", tree, inodes, 0);
+    tree = objects_.PutDirectory(dir).value();
+    inodes += 1;
+  }
+  ASSERT_TRUE(objects_.PutDirectory(objects::Directory()).ok());
+  absl::StatusOr<ApplyResult> r = Apply({Graft("g", tree)});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_EQ(StatusToErrno(r.status()), ENAMETOOLONG);
+}
+
+TEST_F(GraftTest, HonestNestedGraftKeepsExactTotals) {
+  Digest outer = Outer(DirEntry("sub", Files(5), 5, 5));
+  absl::StatusOr<ApplyResult> r = Apply({Graft("g", outer), Graft("h", outer)});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->inodes, 2u * 7u);
+  EXPECT_EQ(r->bytes, 2u * 5u);
 }
 
 TEST_F(TreeTest, ParentMtimeMovesWhenNamesChange) {
