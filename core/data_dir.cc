@@ -34,8 +34,21 @@ absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::pa
     return ErrnoToStatus(errno, absl::StrCat("flock ", lock_path.string()));
   }
 
-  CAIRN_ASSIGN_OR_RETURN(MasterKey master, MasterKey::LoadOrCreate(dir / "master.key"));
+  // A missing master key next to existing volumes means the key was lost or
+  // the directory was copied without it. Minting a new one would silently
+  // make every volume unreadable, so refuse and say what to restore.
+  const std::filesystem::path key_path = dir / "master.key";
+  const bool had_key = std::filesystem::exists(key_path, ec);
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<MetaStore> meta, OpenSqliteMetaStore(dir / "meta.db"));
+  if (!had_key) {
+    CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, meta->ListVolumes(""));
+    if (!volumes.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "master key ", key_path.string(), " is missing but the data directory holds ",
+          volumes.size(), " volume(s); restore the key file (a new key cannot read them)"));
+    }
+  }
+  CAIRN_ASSIGN_OR_RETURN(MasterKey master, MasterKey::LoadOrCreate(key_path));
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<BlobStore> blobs, OpenLocalBlobStore(dir / "blobs"));
   CAIRN_LOG_INFO("opened data directory %s", dir.string());
   return std::unique_ptr<DataDir>(new DataDir(dir, lock.release(), std::move(meta),

@@ -465,6 +465,23 @@ TEST(DataDirTest, CreatesLayout) {
   EXPECT_EQ((*again)->blobs().Get("vo-a", Sha256("x")).value(), "x");
 }
 
+TEST(DataDirTest, MissingMasterKeyWithVolumesIsRefused) {
+  TempDir dir;
+  {
+    auto d = DataDir::Open(dir.path());
+    ASSERT_TRUE(d.ok()) << d.status();
+    ASSERT_TRUE((*d)->engine().CreateVolume("", "weights", 2).ok());
+  }
+  std::filesystem::remove(dir.path() / "master.key");
+  auto reopened = DataDir::Open(dir.path());
+  ASSERT_FALSE(reopened.ok());
+  EXPECT_EQ(reopened.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(reopened.status().message().find("master key"), std::string::npos)
+      << reopened.status();
+  // Nothing was minted in its place.
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "master.key"));
+}
+
 TEST(DataDirTest, SecondOpenIsRefused) {
   TempDir dir;
   auto d = DataDir::Open(dir.path());
