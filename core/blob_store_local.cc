@@ -50,10 +50,15 @@ absl::Status FsyncPath(const fs::path& dir) {
 // mkdir that tolerates a concurrent creator. A directory we did create is
 // made durable by fsyncing its parent, so a blob renamed into it later does
 // not vanish with its directory entry after a crash.
+// The parent is fsynced on EEXIST too: the process that created the
+// directory may not have made its entry durable yet, and a blob acknowledged
+// inside it must not vanish with a power cut. fsync of an already clean
+// directory returns at once, so the common case stays cheap.
 absl::Status MkdirDurable(const fs::path& dir) {
-  if (::mkdir(dir.c_str(), 0755) == 0) return FsyncPath(dir.parent_path());
-  if (errno == EEXIST) return absl::OkStatus();
-  return ErrnoToStatus(errno, absl::StrCat("mkdir ", dir.string()));
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return ErrnoToStatus(errno, absl::StrCat("mkdir ", dir.string()));
+  }
+  return FsyncPath(dir.parent_path());
 }
 
 absl::Status WriteAll(int fd, std::string_view data, const fs::path& path) {
