@@ -1,0 +1,717 @@
+#include "cli/transfer.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "cli/output.h"
+#include "core/crypto.h"
+#include "core/digest.h"
+#include "core/fd.h"
+#include "core/files.h"
+#include "core/object_store.h"
+#include "core/path.h"
+#include "core/remote_blob_store.h"
+#include "core/status.h"
+#include "core/tree.h"
+
+namespace cairn::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Chunks per PutObjects/GetObjects call: big enough to amortise the call,
+// small enough that several are in flight on every worker.
+constexpr size_t kChunksPerUnit = 2;
+// Inline-sized files handled per work unit.
+constexpr size_t kSmallFilesPerUnit = 64;
+
+// Workers overlap hashing/sealing (CPU) with the server's blob writes and
+// fsyncs (I/O), so more of them than cores pays off. CAIRN_TRANSFER_THREADS
+// overrides (benchmarks, slow links).
+size_t WorkerCount() {
+  static const size_t count = [] {
+    if (const char* env = std::getenv("CAIRN_TRANSFER_THREADS"); env != nullptr) {
+      int n = std::atoi(env);
+      if (n > 0) return static_cast<size_t>(n);
+    }
+    return std::max<size_t>(8, std::thread::hardware_concurrency() * 4);
+  }();
+  return count;
+}
+
+std::string S(std::string_view v) { return std::string(v); }
+
+int64_t MtimeNs(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+// Runs `work(i)` for i in [0, n) on a pool of threads; stops handing out
+// work after the first error, which it returns.
+absl::Status ParallelFor(size_t n, const std::function<absl::Status(size_t)>& work) {
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  absl::Mutex mu;
+  absl::Status first;
+  auto run = [&] {
+    while (!failed.load()) {
+      size_t i = next.fetch_add(1);
+      if (i >= n) return;
+      absl::Status s = work(i);
+      if (!s.ok()) {
+        absl::MutexLock lock(&mu);
+        if (first.ok()) first = s;
+        failed = true;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  const size_t count = std::min(WorkerCount(), n);
+  for (size_t t = 1; t < count; ++t) threads.emplace_back(run);
+  run();
+  for (auto& t : threads) t.join();
+  return first;
+}
+
+absl::Status PreadFull(int fd, char* buf, size_t n, uint64_t offset, const fs::path& path) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = ::pread(fd, buf + got, n - got, static_cast<off_t>(offset + got));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoToStatus(errno, absl::StrCat("read ", path.string()));
+    }
+    if (r == 0) {
+      return absl::AbortedError(
+          absl::StrCat(path.string(), " shrank while it was being uploaded; nothing was committed"));
+    }
+    got += static_cast<size_t>(r);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PwriteFull(int fd, std::string_view data, uint64_t offset, const fs::path& path) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t w = ::pwrite(fd, data.data() + done, data.size() - done,
+                         static_cast<off_t>(offset + done));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoToStatus(errno, absl::StrCat("write ", path.string()));
+    }
+    done += static_cast<size_t>(w);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteAll(int fd, std::string_view data, std::string_view what) {
+  while (!data.empty()) {
+    ssize_t w = ::write(fd, data.data(), data.size());
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoToStatus(errno, absl::StrCat("write ", S(what)));
+    }
+    data.remove_prefix(static_cast<size_t>(w));
+  }
+  return absl::OkStatus();
+}
+
+// The volume opened for client-side sealing.
+struct OpenedVolume {
+  api::OpenVolumeResponse info;
+  std::unique_ptr<RemoteBlobStore> blobs;
+  std::unique_ptr<ObjectStore> objects;
+  const std::string& id() const { return info.volume().id(); }
+  const DataKey& key() const { return objects->key(); }
+};
+
+absl::StatusOr<OpenedVolume> OpenForTransfer(Client& client, const std::string& volume) {
+  CAIRN_RETURN_IF_ERROR(ValidateVolumeName(volume));
+  api::OpenVolumeRequest request;
+  *request.mutable_volume() = client.Ref(volume);
+  OpenedVolume out;
+  auto context = client.Context();
+  CAIRN_RETURN_IF_ERROR(client.Check(client.stub().OpenVolume(context.get(), request, &out.info)));
+  CAIRN_ASSIGN_OR_RETURN(DataKey key, DataKey::FromBytes(out.info.data_key()));
+  out.blobs = std::make_unique<RemoteBlobStore>(client.channel(), client.options());
+  out.objects = std::make_unique<ObjectStore>(out.blobs.get(), out.info.volume().id(), key);
+  return out;
+}
+
+std::string LocalBaseName(const std::string& local) {
+  fs::path p = fs::path(local).lexically_normal();
+  std::string name = p.filename().string();
+  if (name.empty() || name == "." || name == "..") {
+    std::error_code ec;
+    fs::path abs = fs::absolute(p, ec).lexically_normal();
+    if (!abs.has_filename() && abs.has_parent_path()) abs = abs.parent_path();
+    name = abs.filename().string();
+  }
+  return name;
+}
+
+std::string RemoteDisplay(const std::string& volume, std::string_view path) {
+  return absl::StrCat(volume, ":/", S(path));
+}
+
+// ---- put -------------------------------------------------------------------
+
+struct UploadItem {
+  enum Kind { kDirectory, kFile, kSymlink } kind = kFile;
+  fs::path local;
+  std::string remote;  // normalised volume path
+  uint64_t size = 0;
+  uint32_t mode = 0;
+  int64_t mtime_ns = 0;
+  std::string link_target;
+  std::vector<std::string> chunks;  // raw addresses, by index
+  objects::Entry entry;             // small files: filled by StoreBytes
+};
+
+absl::StatusOr<UploadItem> ScanOne(const fs::path& local, const std::string& remote) {
+  struct stat st;
+  if (::lstat(local.c_str(), &st) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("cannot read ", local.string()));
+  }
+  UploadItem item;
+  item.local = local;
+  item.remote = remote;
+  item.mode = st.st_mode & 07777;
+  item.mtime_ns = MtimeNs(st);
+  if (S_ISDIR(st.st_mode)) {
+    item.kind = UploadItem::kDirectory;
+  } else if (S_ISREG(st.st_mode)) {
+    item.kind = UploadItem::kFile;
+    item.size = static_cast<uint64_t>(st.st_size);
+  } else if (S_ISLNK(st.st_mode)) {
+    item.kind = UploadItem::kSymlink;
+    std::error_code ec;
+    item.link_target = fs::read_symlink(local, ec).string();
+    if (ec) return ErrnoToStatus(ec.value(), absl::StrCat("readlink ", local.string()));
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat(local.string(), " is not a regular file, directory or symlink"));
+  }
+  return item;
+}
+
+absl::StatusOr<std::vector<UploadItem>> ScanLocal(const fs::path& local,
+                                                  const std::string& target) {
+  std::vector<UploadItem> items;
+  CAIRN_ASSIGN_OR_RETURN(UploadItem top, ScanOne(local, target));
+  const bool is_dir = top.kind == UploadItem::kDirectory;
+  items.push_back(std::move(top));
+  if (!is_dir) return items;
+  std::error_code ec;
+  fs::recursive_directory_iterator it(local, fs::directory_options::none, ec);
+  if (ec) return ErrnoToStatus(ec.value(), absl::StrCat("cannot list ", local.string()));
+  for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) return ErrnoToStatus(ec.value(), absl::StrCat("cannot list ", local.string()));
+    const fs::path& p = it->path();
+    std::string rel = p.lexically_relative(local).generic_string();
+    CAIRN_ASSIGN_OR_RETURN(std::string remote, NormalizePath(JoinPath(target, rel)));
+    absl::StatusOr<UploadItem> item = ScanOne(p, remote);
+    if (absl::IsInvalidArgument(item.status())) {
+      std::fprintf(stderr, "cairn: skipping %s: %s\n", p.c_str(),
+                   std::string(item.status().message()).c_str());
+      continue;
+    }
+    if (!item.ok()) return item.status();
+    items.push_back(std::move(*item));
+  }
+  if (ec) return ErrnoToStatus(ec.value(), absl::StrCat("cannot list ", local.string()));
+  return items;
+}
+
+// One unit of upload work: a run of chunks of one large file, or a batch of
+// small files.
+struct UploadUnit {
+  size_t item = 0;
+  size_t first_chunk = 0;
+  size_t chunk_count = 0;
+  std::vector<size_t> small_items;
+};
+
+absl::Status UploadChunks(OpenedVolume& vol, UploadItem& item, const UploadUnit& unit,
+                          Progress& progress) {
+  ScopedFd fd(::open(item.local.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("open ", item.local.string()));
+  std::vector<std::string> plain(unit.chunk_count);
+  std::vector<Digest> addresses(unit.chunk_count);
+  for (size_t k = 0; k < unit.chunk_count; ++k) {
+    const uint64_t offset = (unit.first_chunk + k) * kChunkSize;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunkSize, item.size - offset));
+    plain[k].resize(n);
+    CAIRN_RETURN_IF_ERROR(PreadFull(fd.get(), plain[k].data(), n, offset, item.local));
+    addresses[k] = vol.key().Address(plain[k]);
+    item.chunks[unit.first_chunk + k] = addresses[k].RawString();
+  }
+  // Chunks the server already has (an earlier, interrupted put, or the same
+  // content elsewhere in the volume) are not sent again.
+  CAIRN_ASSIGN_OR_RETURN(std::vector<Digest> missing, vol.blobs->Missing(vol.id(), addresses));
+  std::vector<std::pair<Digest, std::string>> sealed;
+  for (size_t k = 0; k < unit.chunk_count; ++k) {
+    if (std::find(missing.begin(), missing.end(), addresses[k]) == missing.end()) continue;
+    sealed.emplace_back(addresses[k], vol.key().Seal(addresses[k], plain[k]));
+    std::string().swap(plain[k]);
+  }
+  CAIRN_RETURN_IF_ERROR(vol.blobs->PutMany(vol.id(), sealed));
+  for (size_t k = 0; k < unit.chunk_count; ++k) {
+    const uint64_t offset = (unit.first_chunk + k) * kChunkSize;
+    progress.Add(std::min<uint64_t>(kChunkSize, item.size - offset));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status UploadSmall(OpenedVolume& vol, UploadItem& item, Progress& progress) {
+  ScopedFd fd(::open(item.local.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("open ", item.local.string()));
+  std::string content(item.size, '\0');
+  CAIRN_RETURN_IF_ERROR(PreadFull(fd.get(), content.data(), content.size(), 0, item.local));
+  CAIRN_ASSIGN_OR_RETURN(item.entry, StoreBytes(*vol.objects, content, item.mode, item.mtime_ns));
+  progress.Add(item.size);
+  return absl::OkStatus();
+}
+
+objects::Entry EntryFor(const UploadItem& item) {
+  objects::Entry e;
+  switch (item.kind) {
+    case UploadItem::kDirectory:
+      e.set_type(objects::DIRECTORY);
+      break;
+    case UploadItem::kSymlink:
+      e.set_type(objects::SYMLINK);
+      e.set_symlink_target(item.link_target);
+      break;
+    case UploadItem::kFile:
+      if (item.size <= kInlineMax) return item.entry;
+      e.set_type(objects::FILE);
+      e.set_size(item.size);
+      for (const std::string& c : item.chunks) e.add_chunks(c);
+      break;
+  }
+  e.set_mode(item.mode);
+  e.set_mtime_ns(item.mtime_ns);
+  return e;
+}
+
+absl::Status AddForceHint(absl::Status s) {
+  if (absl::IsAlreadyExists(s) && !absl::StrContains(s.message(), "--force")) {
+    return absl::AlreadyExistsError(absl::StrCat(s.message(), " (use --force to overwrite)"));
+  }
+  return s;
+}
+
+// ---- get -------------------------------------------------------------------
+
+struct DownloadItem {
+  objects::Entry entry;
+  fs::path local;
+};
+
+// A temporary beside `local`, renamed over it when complete.
+struct PendingFile {
+  fs::path local;
+  fs::path tmp;
+  ScopedFd fd;
+  std::atomic<size_t> remaining{0};
+};
+
+absl::StatusOr<std::unique_ptr<PendingFile>> CreatePending(const fs::path& local, uint64_t size) {
+  auto p = std::make_unique<PendingFile>();
+  p->local = local;
+  std::string base = local.filename().string();
+  p->tmp = local.parent_path() /
+           absl::StrCat(".", base.substr(0, 200), ".cairn-", ::getpid(), "-",
+                        Sha256(RandomBytes(8)).ToHex().substr(0, 8), ".tmp");
+  p->fd.reset(::open(p->tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!p->fd.valid()) return ErrnoToStatus(errno, absl::StrCat("create ", p->tmp.string()));
+  if (size > 0 && ::ftruncate(p->fd.get(), static_cast<off_t>(size)) != 0) {
+    absl::Status s = ErrnoToStatus(errno, absl::StrCat("allocate ", p->tmp.string()));
+    ::unlink(p->tmp.c_str());
+    return s;
+  }
+  return p;
+}
+
+absl::Status FinishPending(PendingFile& p, const objects::Entry& entry) {
+  ::fchmod(p.fd.get(), entry.mode() & 07777);
+  struct timespec times[2];
+  times[0].tv_sec = 0;
+  times[0].tv_nsec = UTIME_OMIT;
+  times[1].tv_sec = entry.mtime_ns() / 1'000'000'000;
+  times[1].tv_nsec = entry.mtime_ns() % 1'000'000'000;
+  ::futimens(p.fd.get(), times);
+  if (::close(p.fd.release()) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("close ", p.tmp.string()));
+  }
+  if (p.tmp != p.local && ::rename(p.tmp.c_str(), p.local.c_str()) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("rename to ", p.local.string()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> FetchChunks(OpenedVolume& vol,
+                                                     const objects::Entry& entry, size_t first,
+                                                     size_t count) {
+  std::vector<Digest> addresses;
+  for (size_t k = first; k < first + count; ++k) {
+    CAIRN_ASSIGN_OR_RETURN(Digest d, Digest::FromRaw(entry.chunks(static_cast<int>(k))));
+    addresses.push_back(d);
+  }
+  CAIRN_ASSIGN_OR_RETURN(std::vector<std::string> sealed,
+                         vol.blobs->GetMany(vol.id(), addresses));
+  std::vector<std::string> plain;
+  for (size_t k = 0; k < count; ++k) {
+    CAIRN_ASSIGN_OR_RETURN(std::string p, vol.key().Open(addresses[k], sealed[k]));
+    plain.push_back(std::move(p));
+  }
+  return plain;
+}
+
+size_t ChunkCount(const objects::Entry& e) { return static_cast<size_t>(e.chunks_size()); }
+
+absl::Status StreamToStdout(OpenedVolume& vol, const objects::Entry& file) {
+  if (ChunkCount(file) == 0) return WriteAll(STDOUT_FILENO, file.inline_data(), "stdout");
+  const size_t n = ChunkCount(file);
+  // Batches fetched ahead in parallel, written in order.
+  std::deque<std::future<absl::StatusOr<std::vector<std::string>>>> window;
+  size_t next = 0;
+  const size_t depth = WorkerCount();
+  auto launch = [&] {
+    const size_t count = std::min(kChunksPerUnit, n - next);
+    window.push_back(std::async(std::launch::async, [&vol, &file, first = next, count] {
+      return FetchChunks(vol, file, first, count);
+    }));
+    next += count;
+  };
+  absl::Status status;
+  while (next < n && window.size() < depth) launch();
+  while (!window.empty()) {
+    absl::StatusOr<std::vector<std::string>> batch = window.front().get();
+    window.pop_front();
+    if (status.ok() && !batch.ok()) status = batch.status();
+    if (status.ok()) {
+      for (const std::string& chunk : *batch) {
+        status = WriteAll(STDOUT_FILENO, chunk, "stdout");
+        if (!status.ok()) break;
+      }
+    }
+    if (status.ok() && next < n) launch();
+  }
+  return status;
+}
+
+}  // namespace
+
+absl::Status Put(Client& client, const PutRequest& request) {
+  std::string remote_raw = request.remote.empty() ? "/" : request.remote;
+  CAIRN_ASSIGN_OR_RETURN(std::string remote, NormalizePath(remote_raw));
+  if (absl::EndsWith(remote_raw, "/")) {
+    CAIRN_ASSIGN_OR_RETURN(remote, NormalizePath(JoinPath(remote, LocalBaseName(request.local))));
+  }
+  struct stat st;
+  if (::lstat(request.local.c_str(), &st) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("cannot read ", request.local));
+  }
+  if (remote.empty() && !S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError("a file cannot replace the volume root; give a path");
+  }
+  CAIRN_ASSIGN_OR_RETURN(OpenedVolume vol, OpenForTransfer(client, request.volume));
+
+  if (!S_ISDIR(st.st_mode)) {
+    // Checked before uploading anything, so a refused put is cheap; the
+    // commit checks again atomically.
+    api::StatRequest stat_request;
+    *stat_request.mutable_volume() = client.Ref(request.volume);
+    stat_request.set_path(remote);
+    api::FileEntry existing;
+    auto context = client.Context();
+    absl::Status s = client.Check(client.stub().Stat(context.get(), stat_request, &existing));
+    if (s.ok() && existing.type() == objects::DIRECTORY) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          RemoteDisplay(request.volume, remote),
+          " is a directory; end REMOTE with '/' to put the file inside it"));
+    }
+    if (s.ok() && !request.force) {
+      return absl::AlreadyExistsError(absl::StrCat(RemoteDisplay(request.volume, remote),
+                                                   " already exists (use --force to overwrite)"));
+    }
+    if (!s.ok() && !absl::IsNotFound(s) && !absl::IsFailedPrecondition(s)) return s;
+  }
+
+  CAIRN_ASSIGN_OR_RETURN(std::vector<UploadItem> items, ScanLocal(request.local, remote));
+  uint64_t total = 0;
+  std::vector<UploadUnit> units;
+  UploadUnit small;
+  for (size_t i = 0; i < items.size(); ++i) {
+    UploadItem& item = items[i];
+    if (item.kind != UploadItem::kFile) continue;
+    total += item.size;
+    if (item.size <= kInlineMax) {
+      small.small_items.push_back(i);
+      if (small.small_items.size() == kSmallFilesPerUnit) {
+        units.push_back(std::move(small));
+        small = UploadUnit();
+      }
+      continue;
+    }
+    const size_t n = static_cast<size_t>((item.size + kChunkSize - 1) / kChunkSize);
+    item.chunks.resize(n);
+    for (size_t c = 0; c < n; c += kChunksPerUnit) {
+      units.push_back(UploadUnit{.item = i, .first_chunk = c,
+                                 .chunk_count = std::min(kChunksPerUnit, n - c)});
+    }
+  }
+  if (!small.small_items.empty()) units.push_back(std::move(small));
+
+  Progress progress(absl::StrCat("put ", RemoteDisplay(request.volume, remote)), total);
+  CAIRN_RETURN_IF_ERROR(ParallelFor(units.size(), [&](size_t u) -> absl::Status {
+    const UploadUnit& unit = units[u];
+    if (unit.chunk_count > 0) return UploadChunks(vol, items[unit.item], unit, progress);
+    for (size_t i : unit.small_items) CAIRN_RETURN_IF_ERROR(UploadSmall(vol, items[i], progress));
+    return absl::OkStatus();
+  }));
+  progress.Finish();
+
+  api::CommitRequest commit;
+  commit.set_volume_id(vol.id());
+  commit.set_base_seq(vol.info.head().seq());
+  for (const UploadItem& item : items) {
+    objects::Change* c = commit.mutable_changes()->add_changes();
+    c->set_path(item.remote);
+    *c->mutable_entry() = EntryFor(item);
+    if (item.kind == UploadItem::kDirectory) {
+      if (item.remote.empty()) {
+        commit.mutable_changes()->mutable_changes()->RemoveLast();
+        continue;
+      }
+      c->set_kind(objects::Change::MKDIR);
+    } else {
+      c->set_kind(objects::Change::PUT);
+      c->set_no_replace(!request.force);
+      c->set_keep_directories(true);
+    }
+  }
+  api::CommitResponse committed;
+  auto context = client.Context();
+  CAIRN_RETURN_IF_ERROR(
+      AddForceHint(client.Check(client.stub().Commit(context.get(), commit, &committed))));
+  if (StderrIsTerminal()) {
+    size_t files = 0;
+    for (const UploadItem& item : items) files += item.kind != UploadItem::kDirectory;
+    std::fprintf(stderr, "Uploaded %zu file%s (%s) to %s\n", files, files == 1 ? "" : "s",
+                 HumanBytes(total).c_str(), RemoteDisplay(request.volume, remote).c_str());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Get(Client& client, const GetRequest& request) {
+  CAIRN_ASSIGN_OR_RETURN(std::string remote, NormalizePath(request.remote));
+  CAIRN_ASSIGN_OR_RETURN(OpenedVolume vol, OpenForTransfer(client, request.volume));
+  CAIRN_ASSIGN_OR_RETURN(Digest root, Digest::FromRaw(vol.info.head().root()));
+  absl::StatusOr<objects::Entry> top = LookupPath(*vol.objects, root, remote);
+  if (absl::IsNotFound(top.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("no such file or directory: ", RemoteDisplay(request.volume, remote)));
+  }
+  if (!top.ok()) return top.status();
+
+  if (request.dest == "-") {
+    if (top->type() != objects::FILE) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          RemoteDisplay(request.volume, remote), " is not a file; only a file can go to stdout"));
+    }
+    return StreamToStdout(vol, *top);
+  }
+
+  const std::string dest_raw = request.dest.empty() ? "." : request.dest;
+  const fs::path dest(dest_raw);
+  std::error_code ec;
+  const bool dest_is_dir = fs::is_directory(dest, ec);
+  const std::string base = remote.empty() ? "" : std::string(SplitParent(remote).second);
+
+  std::vector<DownloadItem> items;
+  std::vector<fs::path> dirs;
+  if (top->type() == objects::DIRECTORY) {
+    fs::path local_root = dest;
+    if (dest_is_dir && !base.empty()) local_root = dest / base;
+    if (!dest_is_dir && fs::exists(fs::symlink_status(dest, ec))) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(dest_raw, " exists and is not a directory"));
+    }
+    dirs.push_back(local_root);
+    const std::string prefix = remote.empty() ? "" : remote + "/";
+    absl::Status bad;
+    CAIRN_RETURN_IF_ERROR(WalkTree(
+        *vol.objects, root, remote, [&](const std::string& path, const objects::Entry& e) {
+          std::string rel = path.substr(std::min(prefix.size(), path.size()));
+          // Names come from the server; never let one climb out of dest.
+          absl::StatusOr<std::string> norm = NormalizePath(rel);
+          if (!norm.ok() || *norm != rel || rel.empty()) {
+            bad = absl::DataLossError(absl::StrCat("refusing unsafe path '", path, "'"));
+            return false;
+          }
+          if (e.type() == objects::DIRECTORY) {
+            dirs.push_back(local_root / rel);
+          } else {
+            items.push_back(DownloadItem{e, local_root / rel});
+          }
+          return true;
+        }));
+    CAIRN_RETURN_IF_ERROR(bad);
+  } else {
+    fs::path local = dest;
+    if (dest_is_dir || absl::EndsWith(dest_raw, "/")) local = dest / base;
+    items.push_back(DownloadItem{*top, local});
+  }
+
+  // Refuse before writing anything.
+  for (const fs::path& d : dirs) {
+    auto st = fs::symlink_status(d, ec);
+    if (fs::exists(st) && !fs::is_directory(st)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(d.string(), " exists and is not a directory"));
+    }
+  }
+  for (const DownloadItem& item : items) {
+    auto st = fs::symlink_status(item.local, ec);
+    if (!fs::exists(st)) continue;
+    if (fs::is_directory(st)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(item.local.string(), " is a directory; not replacing it"));
+    }
+    if (!request.force) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(item.local.string(), " already exists (use --force to overwrite)"));
+    }
+  }
+  for (const fs::path& d : dirs) {
+    fs::create_directories(d, ec);
+    if (ec) return ErrnoToStatus(ec.value(), absl::StrCat("mkdir ", d.string()));
+  }
+  if (!items.empty() && top->type() != objects::DIRECTORY) {
+    fs::path parent = items.front().local.parent_path();
+    if (!parent.empty() && !fs::is_directory(parent, ec)) {
+      return absl::NotFoundError(absl::StrCat("no such local directory: ", parent.string()));
+    }
+  }
+
+  // Work units: runs of chunks of one file, or a batch of inline files and
+  // symlinks.
+  struct Unit {
+    size_t item = 0;
+    size_t first = 0;
+    size_t count = 0;
+    std::vector<size_t> small;
+  };
+  std::vector<Unit> units;
+  std::vector<std::unique_ptr<PendingFile>> pending(items.size());
+  absl::Mutex pending_mu;  // guards creating pending[i]
+  uint64_t total = 0;
+  Unit small;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const objects::Entry& e = items[i].entry;
+    if (e.type() == objects::FILE) total += e.size();
+    const size_t n = e.type() == objects::FILE ? ChunkCount(e) : 0;
+    if (n == 0) {
+      small.small.push_back(i);
+      if (small.small.size() == kSmallFilesPerUnit) {
+        units.push_back(std::move(small));
+        small = Unit();
+      }
+      continue;
+    }
+    for (size_t c = 0; c < n; c += kChunksPerUnit) {
+      units.push_back(Unit{.item = i, .first = c, .count = std::min(kChunksPerUnit, n - c)});
+    }
+  }
+  if (!small.small.empty()) units.push_back(std::move(small));
+
+  Progress progress(absl::StrCat("get ", RemoteDisplay(request.volume, remote)), total);
+  auto write_small = [&](const DownloadItem& item) -> absl::Status {
+    const objects::Entry& e = item.entry;
+    if (e.type() == objects::SYMLINK) {
+      ::unlink(item.local.c_str());
+      if (::symlink(e.symlink_target().c_str(), item.local.c_str()) != 0) {
+        return ErrnoToStatus(errno, absl::StrCat("symlink ", item.local.string()));
+      }
+      return absl::OkStatus();
+    }
+    // A new inline-sized file is one write(2), so it is created in place
+    // (O_EXCL: never over something that appeared meanwhile) and removed if
+    // that write fails; replacing an existing file goes through a temporary.
+    ScopedFd direct(::open(item.local.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (direct.valid()) {
+      auto p = std::make_unique<PendingFile>();
+      p->local = item.local;
+      p->tmp = item.local;
+      p->fd = std::move(direct);
+      absl::Status s = PwriteFull(p->fd.get(), e.inline_data(), 0, p->tmp);
+      if (s.ok()) s = FinishPending(*p, e);
+      if (!s.ok()) ::unlink(item.local.c_str());
+      progress.Add(e.size());
+      return s;
+    }
+    if (errno != EEXIST) return ErrnoToStatus(errno, absl::StrCat("create ", item.local.string()));
+    CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<PendingFile> p, CreatePending(item.local, 0));
+    absl::Status s = PwriteFull(p->fd.get(), e.inline_data(), 0, p->tmp);
+    if (s.ok()) s = FinishPending(*p, e);
+    if (!s.ok()) ::unlink(p->tmp.c_str());
+    progress.Add(e.size());
+    return s;
+  };
+  absl::Status status = ParallelFor(units.size(), [&](size_t u) -> absl::Status {
+    const Unit& unit = units[u];
+    if (unit.count == 0) {
+      for (size_t i : unit.small) CAIRN_RETURN_IF_ERROR(write_small(items[i]));
+      return absl::OkStatus();
+    }
+    const DownloadItem& item = items[unit.item];
+    PendingFile* p = nullptr;
+    {
+      absl::MutexLock lock(&pending_mu);
+      if (pending[unit.item] == nullptr) {
+        CAIRN_ASSIGN_OR_RETURN(pending[unit.item], CreatePending(item.local, item.entry.size()));
+        pending[unit.item]->remaining = ChunkCount(item.entry);
+      }
+      p = pending[unit.item].get();
+    }
+    CAIRN_ASSIGN_OR_RETURN(std::vector<std::string> chunks,
+                           FetchChunks(vol, item.entry, unit.first, unit.count));
+    for (size_t k = 0; k < chunks.size(); ++k) {
+      CAIRN_RETURN_IF_ERROR(
+          PwriteFull(p->fd.get(), chunks[k], (unit.first + k) * kChunkSize, p->tmp));
+      progress.Add(chunks[k].size());
+    }
+    if (p->remaining.fetch_sub(unit.count) == unit.count) {
+      return FinishPending(*p, item.entry);
+    }
+    return absl::OkStatus();
+  });
+  progress.Finish();
+  if (!status.ok()) {
+    // Nothing half-written stays behind under a temporary name.
+    for (auto& p : pending) {
+      if (p != nullptr && p->fd.valid()) ::unlink(p->tmp.c_str());
+    }
+  }
+  return status;
+}
+
+}  // namespace cairn::cli

@@ -1,0 +1,32 @@
+// cairn-operator: the control plane. Today it runs standalone on a data
+// directory (the embedded default); flags are shared with `cairn server`.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "operator/flags.h"
+#include "operator/server.h"
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (const std::string& a : args) {
+    if (a == "-h" || a == "--help") {
+      std::printf("Usage: cairn-operator --data DIR [options]\n\nThe Cairn control plane "
+                  "(Volume API, metrics, garbage collection).\n\nOptions:\n%s",
+                  cairn::operator_::ServerFlagsHelp().c_str());
+      return 0;
+    }
+  }
+  absl::StatusOr<cairn::operator_::ServerOptions> options =
+      cairn::operator_::ParseServerFlags(args);
+  if (!options.ok()) {
+    std::fprintf(stderr, "cairn-operator: %s\n", std::string(options.status().message()).c_str());
+    return 2;
+  }
+  absl::Status status = cairn::operator_::RunUntilSignal(*options);
+  if (!status.ok()) {
+    std::fprintf(stderr, "cairn-operator: error: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  return 0;
+}

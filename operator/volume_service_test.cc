@@ -1,0 +1,230 @@
+// VolumeServiceImpl in-process: a real gRPC server over in-memory stores,
+// driven through the same client pieces the CLI and mounter use
+// (RemoteBlobStore + ObjectStore for client-side sealing).
+#include "operator/volume_service.h"
+
+#include "operator/server.h"
+
+#include <memory>
+
+#include "core/crypto.h"
+#include "core/files.h"
+#include "core/remote_blob_store.h"
+#include "core/rpc_client.h"
+#include "core/status.h"
+#include "gmock/gmock.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "gtest/gtest.h"
+
+namespace cairn::operator_ {
+namespace {
+
+using ::testing::HasSubstr;
+
+class VolumeServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Start(""); }
+
+  void Start(const std::string& token) {
+    meta_ = NewMemMetaStore();
+    blobs_ = NewMemBlobStore();
+    engine_ = std::make_unique<Engine>(meta_.get(), blobs_.get(),
+                                       *MasterKey::FromBytes(std::string(32, 'k')));
+    metrics_ = std::make_unique<ServiceMetrics>(registry_);
+    service_ = std::make_unique<VolumeServiceImpl>(engine_.get(), metrics_.get(), token);
+    grpc::ServerBuilder builder;
+    builder.RegisterService(service_.get());
+    builder.SetMaxReceiveMessageSize(64 << 20);
+    server_ = builder.BuildAndStart();
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(64 << 20);
+    channel_ = server_->InProcessChannel(args);
+    stub_ = api::VolumeService::NewStub(channel_);
+  }
+  void TearDown() override { server_->Shutdown(); }
+
+  std::unique_ptr<grpc::ClientContext> Ctx(const std::string& token = "") {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ClientOptions o;
+    o.token = token;
+    Authorize(*ctx, o);
+    return ctx;
+  }
+
+  api::VolumeRef Ref(const std::string& name) {
+    api::VolumeRef r;
+    r.set_name(name);
+    return r;
+  }
+
+  api::Volume Create(const std::string& name) {
+    api::CreateVolumeRequest req;
+    req.set_name(name);
+    api::Volume v;
+    EXPECT_TRUE(stub_->CreateVolume(Ctx().get(), req, &v).ok());
+    return v;
+  }
+
+  // Uploads `content` to `path` the way `cairn volume put` does.
+  absl::Status PutFile(const std::string& volume, const std::string& path,
+                       const std::string& content) {
+    api::OpenVolumeRequest open;
+    *open.mutable_volume() = Ref(volume);
+    api::OpenVolumeResponse opened;
+    CAIRN_RETURN_IF_ERROR(FromGrpc(stub_->OpenVolume(Ctx().get(), open, &opened)));
+    RemoteBlobStore remote(channel_, ClientOptions());
+    CAIRN_ASSIGN_OR_RETURN(DataKey key, DataKey::FromBytes(opened.data_key()));
+    ObjectStore objects(&remote, opened.volume().id(), key);
+    CAIRN_ASSIGN_OR_RETURN(objects::Entry entry, StoreBytes(objects, content, 0644, 1));
+    api::CommitRequest commit;
+    commit.set_volume_id(opened.volume().id());
+    objects::Change* c = commit.mutable_changes()->add_changes();
+    c->set_kind(objects::Change::PUT);
+    c->set_path(path);
+    *c->mutable_entry() = entry;
+    api::CommitResponse done;
+    return FromGrpc(stub_->Commit(Ctx().get(), commit, &done));
+  }
+
+  std::string Read(const std::string& volume, const std::string& path, uint64_t offset,
+                   uint64_t length, absl::Status* status = nullptr) {
+    api::ReadFileRequest req;
+    *req.mutable_volume() = Ref(volume);
+    req.set_path(path);
+    req.set_offset(offset);
+    req.set_length(length);
+    auto ctx = Ctx();
+    auto reader = stub_->ReadFile(ctx.get(), req);
+    std::string out;
+    api::ReadFileResponse resp;
+    while (reader->Read(&resp)) {
+      EXPECT_EQ(resp.offset(), offset + out.size());
+      out += resp.data();
+    }
+    absl::Status s = FromGrpc(reader->Finish());
+    if (status != nullptr) *status = s;
+    return out;
+  }
+
+  metrics::Registry registry_;
+  std::unique_ptr<MetaStore> meta_;
+  std::unique_ptr<BlobStore> blobs_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<ServiceMetrics> metrics_;
+  std::unique_ptr<VolumeServiceImpl> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<api::VolumeService::Stub> stub_;
+};
+
+TEST_F(VolumeServiceTest, ReadFileIsRangedAcrossChunks) {
+  Create("v");
+  std::string content(2 * kChunkSize + 12345, '\0');
+  for (size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 131 % 251);
+  absl::Status put = PutFile("v", "dir/f.bin", content);
+  ASSERT_TRUE(put.ok()) << put;
+  EXPECT_EQ(Read("v", "dir/f.bin", 0, 0), content);
+  EXPECT_EQ(Read("v", "dir/f.bin", kChunkSize - 10, 20), content.substr(kChunkSize - 10, 20));
+  EXPECT_EQ(Read("v", "dir/f.bin", 2 * kChunkSize, 0), content.substr(2 * kChunkSize));
+  EXPECT_EQ(Read("v", "dir/f.bin", content.size() + 5, 0), "");
+  absl::Status s;
+  Read("v", "dir", 0, 0, &s);
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  Read("v", "nope", 0, 0, &s);
+  EXPECT_TRUE(absl::IsNotFound(s)) << s;
+  Read("v", "../x", 0, 0, &s);
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+}
+
+TEST_F(VolumeServiceTest, CopyFilesSharesChunks) {
+  Create("v");
+  absl::Status put = PutFile("v", "a.bin", std::string(kChunkSize + 1, 'a'));
+  ASSERT_TRUE(put.ok()) << put;
+  size_t blobs_before = 0;
+  api::GetVolumeRequest get;
+  *get.mutable_volume() = Ref("v");
+  api::Volume v;
+  ASSERT_TRUE(stub_->GetVolume(Ctx().get(), get, &v).ok());
+  ASSERT_TRUE(blobs_->List(v.id(), [&](const BlobStore::BlobInfo&) { ++blobs_before; }).ok());
+
+  api::CopyFilesRequest cp;
+  *cp.mutable_volume() = Ref("v");
+  cp.add_sources("a.bin");
+  cp.set_destination("b.bin");
+  api::CommitResponse done;
+  ASSERT_TRUE(stub_->CopyFiles(Ctx().get(), cp, &done).ok());
+  EXPECT_EQ(Read("v", "b.bin", 0, 0), std::string(kChunkSize + 1, 'a'));
+  size_t blobs_after = 0;
+  ASSERT_TRUE(blobs_->List(v.id(), [&](const BlobStore::BlobInfo&) { ++blobs_after; }).ok());
+  // Only the new root directory object; no chunk was copied.
+  EXPECT_LE(blobs_after, blobs_before + 1);
+}
+
+TEST_F(VolumeServiceTest, CommitReferencingMissingObjectsFails) {
+  api::Volume v = Create("v");
+  api::CommitRequest commit;
+  commit.set_volume_id(v.id());
+  objects::Change* c = commit.mutable_changes()->add_changes();
+  c->set_kind(objects::Change::PUT);
+  c->set_path("f");
+  c->mutable_entry()->set_type(objects::FILE);
+  c->mutable_entry()->set_size(kChunkSize + 1);
+  c->mutable_entry()->add_chunks(std::string(32, 'x'));
+  c->mutable_entry()->add_chunks(std::string(32, 'y'));
+  api::CommitResponse done;
+  grpc::Status s = stub_->Commit(Ctx().get(), commit, &done);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+}
+
+TEST_F(VolumeServiceTest, DeleteAllowMissingAndMetrics) {
+  api::Volume v = Create("v");
+  ASSERT_TRUE(PutFile("v", "x", "hello").ok());
+  std::string text = registry_.Render();
+  EXPECT_THAT(text, HasSubstr("cairn_commits_total 1\n"));
+  EXPECT_THAT(text, HasSubstr("cairn_volume_bytes{namespace=\"default\",volume=\"v\"} 5\n"));
+  api::DeleteVolumeRequest del;
+  *del.mutable_volume() = Ref("v");
+  api::DeleteVolumeResponse resp;
+  ASSERT_TRUE(stub_->DeleteVolume(Ctx().get(), del, &resp).ok());
+  EXPECT_TRUE(resp.deleted());
+  EXPECT_EQ(stub_->DeleteVolume(Ctx().get(), del, &resp).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  del.set_allow_missing(true);
+  ASSERT_TRUE(stub_->DeleteVolume(Ctx().get(), del, &resp).ok());
+  EXPECT_FALSE(resp.deleted());
+  EXPECT_THAT(registry_.Render(), ::testing::Not(HasSubstr("volume=\"v\"")));
+  // The old ID no longer resolves, even after re-creating the name (C1).
+  Create("v");
+  api::GetHeadRequest head;
+  head.mutable_volume()->set_id(v.id());
+  api::Snapshot snap;
+  EXPECT_EQ(stub_->GetHead(Ctx().get(), head, &snap).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(VolumeServiceTest, TokenIsRequiredWhenConfigured) {
+  server_->Shutdown();
+  Start("tok");
+  api::ListVolumesRequest req;
+  api::ListVolumesResponse resp;
+  grpc::Status s = stub_->ListVolumes(Ctx().get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(s.error_message(), HasSubstr("unauthenticated"));
+  EXPECT_EQ(stub_->ListVolumes(Ctx("nope").get(), req, &resp).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(stub_->ListVolumes(Ctx("tok").get(), req, &resp).ok());
+  EXPECT_THAT(registry_.Render(),
+              HasSubstr("cairn_api_requests_total{method=\"ListVolumes\",code=\"UNAUTHENTICATED\"} 2"));
+}
+
+TEST(ServerAddressTest, Loopback) {
+  EXPECT_TRUE(IsLoopbackAddress("127.0.0.1:7420"));
+  EXPECT_TRUE(IsLoopbackAddress("localhost:1"));
+  EXPECT_TRUE(IsLoopbackAddress("[::1]:7420"));
+  EXPECT_FALSE(IsLoopbackAddress("0.0.0.0:7420"));
+  EXPECT_FALSE(IsLoopbackAddress("[::]:7420"));
+  EXPECT_FALSE(IsLoopbackAddress("10.0.0.1:7420"));
+}
+
+}  // namespace
+}  // namespace cairn::operator_
