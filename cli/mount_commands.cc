@@ -1,0 +1,253 @@
+// The `cairn` subcommands that act on mounts: `mount` runs the mounter
+// in-process (cairn_cli links cairn_mounter); `volume commit|reload|status
+// MOUNTPOINT` use the in-band controls on the mount root (extended
+// attributes, docs/mounter.md); `shell` mounts volumes in a private mount
+// namespace around a command.
+#include "cli/mount_commands.h"
+
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mounter/mounter.h"
+
+namespace cairn::cli {
+namespace {
+
+constexpr char kCommitAttr[] = "user.cairn.commit";
+constexpr char kReloadAttr[] = "user.cairn.reload";
+constexpr char kStatusAttr[] = "user.cairn.status";
+
+void Error(const std::string& message) {
+  std::fprintf(stderr, "cairn: error: %s\n", message.c_str());
+}
+
+// The status JSON of the mount at `mountpoint`, or "" with errno set.
+std::string ReadStatus(const std::string& mountpoint) {
+  std::string buf(64 << 10, '\0');
+  ssize_t n = ::getxattr(mountpoint.c_str(), kStatusAttr, buf.data(), buf.size());
+  if (n < 0) return "";
+  buf.resize(n);
+  return buf;
+}
+
+// The string value of "key" in the flat status JSON (good enough for the
+// fields we print: no nested objects, escapes left as they are).
+std::string JsonField(const std::string& json, const std::string& key) {
+  std::string needle = "\"" + key + "\":\"";
+  size_t at = json.find(needle);
+  if (at == std::string::npos) return "";
+  at += needle.size();
+  std::string out;
+  for (size_t i = at; i < json.size() && json[i] != '"'; ++i) {
+    if (json[i] == '\\' && i + 1 < json.size()) ++i;
+    out += json[i];
+  }
+  return out;
+}
+
+bool IsMountedAt(const std::string& mountpoint) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    // ... mount-point ... - fstype source options
+    std::vector<std::string> fields;
+    size_t start = 0;
+    while (start <= line.size()) {
+      size_t sp = line.find(' ', start);
+      if (sp == std::string::npos) sp = line.size();
+      fields.push_back(line.substr(start, sp - start));
+      start = sp + 1;
+    }
+    if (fields.size() > 4 && fields[4] == mountpoint) {
+      for (size_t i = 5; i + 1 < fields.size(); ++i) {
+        if (fields[i] == "-" && fields[i + 1] == "fuse.cairn") return true;
+      }
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+int RunMount(const ClientOptions& client, const std::vector<std::string>& args) {
+  auto options = mounter::ParseMountArgs(args, client);
+  if (!options.ok()) {
+    if (options.status().message() == "help requested") {
+      std::fputs(mounter::kMountUsage, stdout);
+      return 0;
+    }
+    Error(std::string(options.status().message()));
+    std::fputs(mounter::kMountUsage, stderr);
+    return 2;
+  }
+  return mounter::RunMounter(*options);
+}
+
+int RunMountControl(const std::string& verb, const std::vector<std::string>& args) {
+  if (args.size() != 1 || args[0].empty() || args[0][0] == '-') {
+    std::fprintf(stderr, "usage: cairn volume %s MOUNTPOINT\n", verb.c_str());
+    return 2;
+  }
+  const std::string& mountpoint = args[0];
+  if (verb == "status") {
+    std::string status = ReadStatus(mountpoint);
+    if (status.empty()) {
+      int err = errno;
+      Error(mountpoint + " is not a cairn mount (" + std::strerror(err) + ")");
+      return 1;
+    }
+    std::printf("%s\n", status.c_str());
+    return 0;
+  }
+  const char* attr = verb == "commit" ? kCommitAttr : verb == "reload" ? kReloadAttr : nullptr;
+  if (attr == nullptr) {
+    std::fprintf(stderr, "usage: cairn volume commit|reload|status MOUNTPOINT\n");
+    return 2;
+  }
+  // Only a cairn mount answers the status attribute; anything else would
+  // happily store a user.* attribute and report success.
+  if (ReadStatus(mountpoint).empty()) {
+    int err = errno;
+    Error(mountpoint + " is not a cairn mount (" + std::strerror(err) + ")");
+    return 1;
+  }
+  if (::setxattr(mountpoint.c_str(), attr, "1", 1, 0) == 0) return 0;
+  int err = errno;
+  std::string status = ReadStatus(mountpoint);
+  std::string detail = JsonField(status, verb == "commit" ? "last_commit_error"
+                                                          : "last_reload_error");
+  if (err == EBUSY) {
+    Error(detail.empty() ? std::string("volume busy") : detail);
+  } else {
+    Error(verb + " failed: " + std::strerror(err) + (detail.empty() ? "" : ": " + detail));
+  }
+  return 1;
+}
+
+int RunShell(const ClientOptions& client, const std::vector<std::string>& args) {
+  std::vector<std::string> volumes;
+  std::vector<std::string> command;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--") {
+      command.assign(args.begin() + i + 1, args.end());
+      break;
+    }
+    if ((args[i] == "--volume" || args[i] == "-v") && i + 1 < args.size()) {
+      volumes.push_back(args[++i]);
+    } else if (args[i].starts_with("--volume=")) {
+      volumes.push_back(args[i].substr(9));
+    } else {
+      std::fprintf(stderr, "usage: cairn shell --volume NAME [--volume NAME ...] [-- COMMAND...]\n");
+      return 2;
+    }
+  }
+  if (volumes.empty()) {
+    std::fprintf(stderr, "usage: cairn shell --volume NAME [--volume NAME ...] [-- COMMAND...]\n");
+    return 2;
+  }
+  // A private mount namespace: the mounts exist only for this shell.
+  if (::unshare(CLONE_NEWNS) != 0) {
+    Error(std::string("cannot create a mount namespace (root needed): ") + std::strerror(errno));
+    return 1;
+  }
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    Error(std::string("cannot make mounts private: ") + std::strerror(errno));
+    return 1;
+  }
+  if (!client.token.empty()) ::setenv("CAIRN_TOKEN", client.token.c_str(), 1);
+  if (!client.ca_file.empty()) ::setenv("CAIRN_CA_FILE", client.ca_file.c_str(), 1);
+  std::vector<pid_t> mounters;
+  auto stop_all = [&]() {
+    for (pid_t pid : mounters) ::kill(pid, SIGTERM);
+    int rc = 0;
+    for (pid_t pid : mounters) {
+      int status = 0;
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) rc = 1;
+    }
+    return rc;
+  };
+  for (const std::string& volume : volumes) {
+    std::string mountpoint = "/mnt/" + volume;
+    std::error_code ec;
+    std::filesystem::create_directories(mountpoint, ec);
+    std::vector<std::string> argv = {"/proc/self/exe", "mount", volume, mountpoint,
+                                     "--server", client.server, "--namespace", client.ns};
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      std::vector<char*> c;
+      for (auto& a : argv) c.push_back(a.data());
+      c.push_back(nullptr);
+      ::execv("/proc/self/exe", c.data());
+      _exit(127);
+    }
+    if (pid < 0) {
+      Error("fork failed");
+      stop_all();
+      return 1;
+    }
+    mounters.push_back(pid);
+    bool ready = false;
+    for (int i = 0; i < 300 && !ready; ++i) {
+      int status;
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        mounters.pop_back();
+        Error("mounting " + volume + " failed");
+        stop_all();
+        return 1;
+      }
+      ready = IsMountedAt(mountpoint);
+      if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (!ready) {
+      Error("timed out mounting " + volume);
+      stop_all();
+      return 1;
+    }
+  }
+  if (command.empty()) {
+    const char* shell = std::getenv("SHELL");
+    command = {shell != nullptr && *shell ? shell : "/bin/sh"};
+  }
+  pid_t child = ::fork();
+  if (child == 0) {
+    std::vector<char*> c;
+    for (auto& a : command) c.push_back(a.data());
+    c.push_back(nullptr);
+    ::execvp(c[0], c.data());
+    std::fprintf(stderr, "cairn: error: cannot run %s: %s\n", c[0], std::strerror(errno));
+    _exit(127);
+  }
+  int status = 0;
+  if (child > 0) {
+    while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  // Unmounting commits (the mounter's final commit on SIGTERM).
+  int mount_rc = stop_all();
+  int rc = child < 0 ? 1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  if (mount_rc != 0) {
+    Error("a final commit failed; see the messages above");
+    if (rc == 0) rc = 1;
+  }
+  return rc;
+}
+
+}  // namespace cairn::cli

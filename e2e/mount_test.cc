@@ -1,0 +1,648 @@
+// The FUSE mounter against a real `cairn server`, through real `cairn mount`
+// processes and real kernel mounts (issue 4, DESIGN.md C3–C7). Needs root
+// and /dev/fuse; skipped otherwise.
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/testing/temp_dir.h"
+#include "e2e/harness.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace cairn::e2e {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+std::string Describe(const RunResult& r) {
+  return absl::StrCat("exit ", r.exit_code, "\n--- stdout:\n", r.out.substr(0, 2000),
+                      "\n--- stderr:\n", r.err.substr(0, 2000));
+}
+
+// Mount IDs of the cairn FUSE mounts at `mountpoint`.
+std::set<std::string> CairnMountIds(const fs::path& mountpoint) {
+  std::set<std::string> ids;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  std::string needle = " " + mountpoint.string() + " ";
+  while (std::getline(in, line)) {
+    if (line.find(needle) != std::string::npos && line.find(" - fuse.cairn ") != std::string::npos) {
+      ids.insert(line.substr(0, line.find(' ')));
+    }
+  }
+  return ids;
+}
+
+bool IsMountedAt(const fs::path& mountpoint) { return !CairnMountIds(mountpoint).empty(); }
+
+std::string Slurp(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void Spit(const fs::path& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+}
+
+// Errno of a failed syscall, 0 on success.
+int Errno(int rc) { return rc < 0 ? errno : 0; }
+
+// A `cairn mount` process; unmounted (and reaped) on destruction.
+class Mount {
+ public:
+  Mount(std::unique_ptr<Child> child, fs::path mountpoint, fs::path log)
+      : child_(std::move(child)), mountpoint_(std::move(mountpoint)), log_(std::move(log)) {}
+  ~Mount() {
+    if (child_ && !child_->Exited()) Unmount();
+  }
+  const fs::path& path() const { return mountpoint_; }
+  fs::path operator/(const std::string& rel) const { return mountpoint_ / rel; }
+  Child& child() { return *child_; }
+  std::string Log() const { return Slurp(log_); }
+
+  // fusermount3 -u, then the process's exit code.
+  int Unmount() {
+    RunProcess({"/usr/bin/fusermount3", "-u", mountpoint_.string()});
+    return child_->Wait(60s);
+  }
+
+ private:
+  std::unique_ptr<Child> child_;
+  fs::path mountpoint_;
+  fs::path log_;
+};
+
+class MountTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (::geteuid() != 0 || ::access("/dev/fuse", R_OK | W_OK) != 0) return;
+    dir_ = new cairn::testing::TempDir();
+    auto server = ServerProcess::Start({.data_dir = dir_->path() / "data"});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = server->release();
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+    delete dir_;
+    dir_ = nullptr;
+  }
+
+  void SetUp() override {
+    if (server_ == nullptr) GTEST_SKIP() << "needs root and /dev/fuse";
+  }
+
+  RunResult Cli(const std::vector<std::string>& args) { return RunCli(*server_, args); }
+  void Ok(const std::vector<std::string>& args) {
+    RunResult r = Cli(args);
+    ASSERT_EQ(r.exit_code, 0) << absl::StrJoin(args, " ") << "\n" << Describe(r);
+  }
+
+  // A fresh volume name for this test.
+  std::string NewVolume(int version = 2) {
+    std::string name = absl::StrCat(
+        ::testing::UnitTest::GetInstance()->current_test_info()->name(), "-", counter_++);
+    for (char& c : name) {
+      if (c == '/') c = '-';
+    }
+    RunResult r = Cli({"volume", "create", name, "--version", std::to_string(version)});
+    EXPECT_EQ(r.exit_code, 0) << Describe(r);
+    return name;
+  }
+
+  // Mounts `volume` at a new directory with `cairn mount`, waiting until the
+  // kernel shows the mount.
+  std::unique_ptr<Mount> MountVolume(const std::string& volume,
+                                     std::vector<std::string> extra = {},
+                                     std::optional<fs::path> at = {}) {
+    fs::path mp = at ? *at : dir_->path() / absl::StrCat("mnt-", counter_++);
+    std::error_code ec;
+    fs::create_directories(mp, ec);  // a stale mount point fails with ENOTCONN: fine
+    // Mounted, and answering (a stale mount left by a killed mounter is in
+    // mountinfo too, but stat fails with ENOTCONN).
+    auto is_new = [&] {
+      struct stat st;
+      return IsMountedAt(mp) && ::stat(mp.c_str(), &st) == 0;
+    };
+    fs::path log = dir_->path() / absl::StrCat("mount-", counter_++, ".log");
+    std::vector<std::string> argv = {CairnBinary().string(), "mount", volume, mp.string(),
+                                     "--cache-dir", (dir_->path() / "cache").string(),
+                                     "--commit-interval", "3600"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto child = Child::Spawn(argv, server_->ClientEnv(), log);
+    EXPECT_TRUE(child.ok()) << child.status();
+    if (!child.ok()) return nullptr;
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!is_new()) {
+      if ((*child)->Exited() || std::chrono::steady_clock::now() > deadline) {
+        ADD_FAILURE() << "mount of " << volume << " did not come up:\n" << Slurp(log);
+        return nullptr;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return std::make_unique<Mount>(std::move(*child), mp, log);
+  }
+
+  // The file's content in the volume's head, via `cairn volume get`.
+  std::optional<std::string> HeadFile(const std::string& volume, const std::string& path) {
+    RunResult r = Cli({"volume", "get", volume, path, "-"});
+    if (r.exit_code != 0) return std::nullopt;
+    return r.out;
+  }
+
+  RunResult Control(const std::string& verb, const Mount& m) {
+    return Cli({"volume", verb, m.path().string()});
+  }
+
+  static inline cairn::testing::TempDir* dir_ = nullptr;
+  static inline ServerProcess* server_ = nullptr;
+  static inline int counter_ = 0;
+};
+
+#define MOUNT_OR_RETURN(var, ...)   \
+  auto var = MountVolume(__VA_ARGS__); \
+  ASSERT_NE(var, nullptr)
+
+// The seed's example: B writes and commits; A sees it only after reloading.
+TEST_F(MountTest, CommitThenReloadMakesChangesVisible) {
+  std::string vol = NewVolume();
+  MOUNT_OR_RETURN(a, vol);
+  MOUNT_OR_RETURN(b, vol);
+  Spit(*b / "hello.txt", "hello from B\n");
+  RunResult r = Control("commit", *b);
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(HeadFile(vol, "hello.txt"), "hello from B\n");
+  EXPECT_FALSE(fs::exists(*a / "hello.txt"));
+  r = Control("reload", *a);
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(Slurp(*a / "hello.txt"), "hello from B\n");
+  r = Control("status", *a);
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_THAT(r.out, HasSubstr("\"dirty\":false"));
+  EXPECT_EQ(a->Unmount(), 0) << a->Log();
+  EXPECT_EQ(b->Unmount(), 0) << b->Log();
+}
+
+TEST_F(MountTest, TwoMountsDistinctFilesBothSurvive) {
+  std::string vol = NewVolume();
+  MOUNT_OR_RETURN(a, vol);
+  MOUNT_OR_RETURN(b, vol);
+  Spit(*a / "a.txt", "A");
+  Spit(*b / "b.txt", "B");
+  ASSERT_EQ(Control("commit", *a).exit_code, 0);
+  ASSERT_EQ(Control("commit", *b).exit_code, 0);
+  EXPECT_EQ(HeadFile(vol, "a.txt"), "A");
+  EXPECT_EQ(HeadFile(vol, "b.txt"), "B");
+  // A keeps its view until it reloads; then it has both, its own included.
+  EXPECT_FALSE(fs::exists(*a / "b.txt"));
+  ASSERT_EQ(Control("reload", *a).exit_code, 0);
+  EXPECT_EQ(Slurp(*a / "a.txt"), "A");
+  EXPECT_EQ(Slurp(*a / "b.txt"), "B");
+}
+
+TEST_F(MountTest, TwoMountsSameFileLastCommitWins) {
+  std::string vol = NewVolume();
+  MOUNT_OR_RETURN(a, vol);
+  MOUNT_OR_RETURN(b, vol);
+  Spit(*a / "f.txt", "first");
+  Spit(*b / "f.txt", "second, longer");
+  ASSERT_EQ(Control("commit", *a).exit_code, 0);
+  ASSERT_EQ(Control("commit", *b).exit_code, 0);
+  EXPECT_EQ(HeadFile(vol, "f.txt"), "second, longer");
+  // A still reads its own version until it reloads.
+  EXPECT_EQ(Slurp(*a / "f.txt"), "first");
+  ASSERT_EQ(Control("reload", *a).exit_code, 0);
+  EXPECT_EQ(Slurp(*a / "f.txt"), "second, longer");
+}
+
+// A reload switches everything the kernel had cached — changed content,
+// removed files, a file that became a directory — and keeps the mount's own
+// uncommitted changes on top.
+TEST_F(MountTest, ReloadSwitchesCachedTreeAndKeepsPendingChanges) {
+  std::string vol = NewVolume();
+  {
+    MOUNT_OR_RETURN(w, vol);
+    Spit(*w / "gone.txt", "gone");
+    Spit(*w / "kind", "a file");
+    Spit(*w / "same.txt", "v1");
+    ASSERT_EQ(w->Unmount(), 0);
+  }
+  MOUNT_OR_RETURN(a, vol);
+  EXPECT_EQ(Slurp(*a / "gone.txt"), "gone");
+  EXPECT_EQ(Slurp(*a / "kind"), "a file");
+  EXPECT_EQ(Slurp(*a / "same.txt"), "v1");
+  Spit(*a / "mine.txt", "pending");
+  {
+    MOUNT_OR_RETURN(b, vol);
+    ASSERT_EQ(::unlink((*b / "gone.txt").c_str()), 0);
+    ASSERT_EQ(::unlink((*b / "kind").c_str()), 0);
+    ASSERT_EQ(::mkdir((*b / "kind").c_str(), 0755), 0);
+    Spit(*b / "kind/inner", "inside");
+    Spit(*b / "same.txt", "v2 from b");
+    ASSERT_EQ(b->Unmount(), 0);
+  }
+  EXPECT_EQ(Slurp(*a / "same.txt"), "v1");  // C3: not before the reload
+  RunResult r = Control("reload", *a);
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(Slurp(*a / "same.txt"), "v2 from b");
+  EXPECT_EQ(Slurp(*a / "mine.txt"), "pending");
+  // Entry invalidations are asynchronous (see docs/mounter.md): allow a moment.
+  auto deadline = std::chrono::steady_clock::now() + 2s;
+  struct stat st;
+  while (std::chrono::steady_clock::now() < deadline &&
+         (::stat((*a / "gone.txt").c_str(), &st) == 0 || errno != ENOENT ||
+          ::stat((*a / "kind").c_str(), &st) != 0 || !S_ISDIR(st.st_mode))) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(Errno(::stat((*a / "gone.txt").c_str(), &st)), ENOENT);
+  ASSERT_EQ(::stat((*a / "kind").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(Slurp(*a / "kind/inner"), "inside");
+  r = Control("commit", *a);
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(HeadFile(vol, "mine.txt"), "pending");
+  EXPECT_EQ(HeadFile(vol, "same.txt"), "v2 from b");
+}
+
+TEST_F(MountTest, ReloadWhileFileOpenIsBusy) {
+  std::string vol = NewVolume();
+  MOUNT_OR_RETURN(a, vol);
+  Spit(*a / "open.txt", "x");
+  int fd = ::open((*a / "open.txt").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  RunResult r = Control("reload", *a);
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_THAT(r.err, HasSubstr("volume busy"));
+  EXPECT_THAT(r.err, HasSubstr("/open.txt"));
+  EXPECT_EQ(Errno(::setxattr(a->path().c_str(), "user.cairn.reload", "1", 1, 0)), EBUSY);
+  r = Control("status", *a);
+  EXPECT_THAT(r.out, HasSubstr("volume busy"));
+  ::close(fd);
+  r = Control("reload", *a);
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+  // Pending changes survive the reload.
+  EXPECT_EQ(Slurp(*a / "open.txt"), "x");
+}
+
+TEST_F(MountTest, BackgroundCommitWithinInterval) {
+  std::string vol = NewVolume();
+  MOUNT_OR_RETURN(a, vol, {"--commit-interval", "1"});
+  auto start = std::chrono::steady_clock::now();
+  Spit(*a / "bg.txt", "background");
+  std::optional<std::string> got;
+  while (std::chrono::steady_clock::now() - start < 6s) {
+    got = HeadFile(vol, "bg.txt");
+    if (got) break;
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_EQ(got, "background");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 4s);
+  // A new mount sees it too.
+  MOUNT_OR_RETURN(b, vol);
+  EXPECT_EQ(Slurp(*b / "bg.txt"), "background");
+}
+
+// Commits running while files are written: nothing written is lost, and the
+// final state is what was written last.
+TEST_F(MountTest, CommitsDoNotLoseConcurrentWrites) {
+  std::string vol = NewVolume();
+  MOUNT_OR_RETURN(a, vol, {"--commit-interval", "0.2"});
+  std::atomic<bool> stop{false};
+  std::thread committer([&] {
+    while (!stop.load()) {
+      ::setxattr(a->path().c_str(), "user.cairn.commit", "1", 1, 0);
+      std::this_thread::sleep_for(5ms);
+    }
+  });
+  std::string log;
+  for (int i = 0; i < 300; ++i) {
+    Spit(*a / absl::StrCat("f", i), absl::StrCat("content ", i));
+    log += absl::StrCat(i, "\n");
+    std::ofstream out(*a / "log", std::ios::app);
+    out << i << "\n";
+  }
+  stop.store(true);
+  committer.join();
+  ASSERT_EQ(a->Unmount(), 0) << a->Log();
+  MOUNT_OR_RETURN(b, vol);
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_EQ(Slurp(*b / absl::StrCat("f", i)), absl::StrCat("content ", i)) << i;
+  }
+  EXPECT_EQ(Slurp(*b / "log"), log);
+}
+
+TEST_F(MountTest, SyncOfMountPointCommits) {
+  std::string vol = NewVolume();
+  MOUNT_OR_RETURN(a, vol);
+  Spit(*a / "synced.txt", "via sync");
+  RunResult r = RunProcess({"/usr/bin/sync", a->path().string()});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(HeadFile(vol, "synced.txt"), "via sync");
+}
+
+TEST_F(MountTest, FinalCommitOnUnmount) {
+  std::string vol = NewVolume();
+  MOUNT_OR_RETURN(a, vol);
+  Spit(*a / "final.txt", "on unmount");
+  EXPECT_FALSE(HeadFile(vol, "final.txt").has_value());
+  EXPECT_EQ(a->Unmount(), 0) << a->Log();
+  EXPECT_EQ(HeadFile(vol, "final.txt"), "on unmount");
+}
+
+TEST_F(MountTest, FinalCommitOnSigterm) {
+  std::string vol = NewVolume();
+  MOUNT_OR_RETURN(a, vol);
+  Spit(*a / "term.txt", "on sigterm");
+  a->child().Signal(SIGTERM);
+  EXPECT_EQ(a->child().Wait(60s), 0) << a->Log();
+  EXPECT_FALSE(IsMountedAt(a->path()));
+  EXPECT_EQ(HeadFile(vol, "term.txt"), "on sigterm");
+}
+
+TEST_F(MountTest, V1InodeLimit) {
+  std::string vol = NewVolume(1);
+  MOUNT_OR_RETURN(a, vol, {"--max-inodes", "5"});
+  ASSERT_EQ(::mkdir((*a / "d").c_str(), 0755), 0);
+  for (int i = 0; i < 4; ++i) Spit(*a / absl::StrCat("d/f", i), "x");
+  int fd = ::open((*a / "one-too-many").c_str(), O_CREAT | O_WRONLY, 0644);
+  EXPECT_EQ(fd < 0 ? errno : 0, ENOSPC);
+  EXPECT_EQ(Errno(::mkdir((*a / "dir2").c_str(), 0755)), ENOSPC);
+  EXPECT_EQ(Errno(::symlink("x", (*a / "link").c_str())), ENOSPC);
+  // Removing one makes room again.
+  ASSERT_EQ(::unlink((*a / "d/f0").c_str()), 0);
+  fd = ::open((*a / "now-fits").c_str(), O_CREAT | O_WRONLY, 0644);
+  EXPECT_GE(fd, 0);
+  if (fd >= 0) ::close(fd);
+  ASSERT_EQ(Control("commit", *a).exit_code, 0);
+}
+
+TEST_F(MountTest, V2DirectoryEntryAndFileSizeLimits) {
+  std::string vol = NewVolume(2);
+  MOUNT_OR_RETURN(a, vol, {"--max-dir-entries", "3", "--max-file-size", "1M"});
+  ASSERT_EQ(::mkdir((*a / "d").c_str(), 0755), 0);
+  for (int i = 0; i < 3; ++i) Spit(*a / absl::StrCat("d/f", i), "x");
+  int fd = ::open((*a / "d/f3").c_str(), O_CREAT | O_WRONLY, 0644);
+  EXPECT_EQ(fd < 0 ? errno : 0, ENOSPC);
+  EXPECT_EQ(Errno(::rename((*a / "d/f0").c_str(), (*a / "d/f0-renamed").c_str())), 0);
+  // Another directory still has room.
+  Spit(*a / "other.txt", "fine");
+  EXPECT_TRUE(fs::exists(*a / "other.txt"));
+  // File size: EFBIG at the write that would reach the limit.
+  fd = ::open((*a / "big").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0);
+  std::string block(64 << 10, 'b');
+  EXPECT_EQ(::pwrite(fd, block.data(), block.size(), 0), static_cast<ssize_t>(block.size()));
+  EXPECT_EQ(Errno(::pwrite(fd, block.data(), block.size(), (1 << 20) - 1000)), EFBIG);
+  EXPECT_EQ(Errno(::ftruncate(fd, 2 << 20)), EFBIG);
+  ::close(fd);
+  // Over-long names.
+  std::string long_name(256, 'n');
+  fd = ::open((*a / long_name).c_str(), O_CREAT | O_WRONLY, 0644);
+  EXPECT_EQ(fd < 0 ? errno : 0, ENAMETOOLONG);
+  RunResult r = Control("commit", *a);
+  ASSERT_EQ(r.exit_code, 0) << Describe(r) << a->Log();
+}
+
+TEST_F(MountTest, HardLinksOnlyOnV2) {
+  std::string v1 = NewVolume(1);
+  MOUNT_OR_RETURN(a, v1);
+  Spit(*a / "f", "content");
+  EXPECT_EQ(Errno(::link((*a / "f").c_str(), (*a / "g").c_str())), EPERM);
+
+  std::string v2 = NewVolume(2);
+  MOUNT_OR_RETURN(b, v2);
+  Spit(*b / "f", "linked");
+  ASSERT_EQ(Errno(::link((*b / "f").c_str(), (*b / "g").c_str())), 0);
+  struct stat sf, sg;
+  ASSERT_EQ(::stat((*b / "f").c_str(), &sf), 0);
+  ASSERT_EQ(::stat((*b / "g").c_str(), &sg), 0);
+  EXPECT_EQ(sf.st_ino, sg.st_ino);
+  EXPECT_EQ(sf.st_nlink, 2u);
+  {
+    std::ofstream out(*b / "g", std::ios::app);
+    out << " twice";
+  }
+  EXPECT_EQ(Slurp(*b / "f"), "linked twice");
+  RunResult r = Control("commit", *b);
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(HeadFile(v2, "f"), "linked twice");
+  EXPECT_EQ(HeadFile(v2, "g"), "linked twice");
+}
+
+TEST_F(MountTest, ReadOnlyMountRefusesWrites) {
+  std::string vol = NewVolume();
+  {
+    MOUNT_OR_RETURN(w, vol);
+    Spit(*w / "data.txt", "read me");
+    ASSERT_EQ(w->Unmount(), 0);
+  }
+  MOUNT_OR_RETURN(a, vol, {"--read-only"});
+  EXPECT_EQ(Slurp(*a / "data.txt"), "read me");
+  EXPECT_EQ(Errno(::open((*a / "data.txt").c_str(), O_WRONLY)), EROFS);
+  EXPECT_EQ(Errno(::open((*a / "new").c_str(), O_CREAT | O_WRONLY, 0644)), EROFS);
+  EXPECT_EQ(Errno(::mkdir((*a / "dir").c_str(), 0755)), EROFS);
+  EXPECT_EQ(Errno(::unlink((*a / "data.txt").c_str())), EROFS);
+  EXPECT_EQ(Errno(::chmod((*a / "data.txt").c_str(), 0600)), EROFS);
+  EXPECT_EQ(Errno(::rename((*a / "data.txt").c_str(), (*a / "x").c_str())), EROFS);
+  // Reload still works on a read-only mount.
+  EXPECT_EQ(Control("reload", *a).exit_code, 0);
+}
+
+TEST_F(MountTest, SubPathShowsOnlyTheSubdirectory) {
+  std::string vol = NewVolume();
+  {
+    MOUNT_OR_RETURN(w, vol);
+    fs::create_directories(*w / "models/bert");
+    Spit(*w / "models/bert/weights", "w");
+    Spit(*w / "top.txt", "top");
+    ASSERT_EQ(w->Unmount(), 0);
+  }
+  MOUNT_OR_RETURN(a, vol, {"--sub-path", "models/bert"});
+  EXPECT_EQ(Slurp(*a / "weights"), "w");
+  EXPECT_FALSE(fs::exists(*a / "top.txt"));
+  Spit(*a / "config.json", "{}");
+  ASSERT_EQ(Control("commit", *a).exit_code, 0);
+  EXPECT_EQ(HeadFile(vol, "models/bert/config.json"), "{}");
+  EXPECT_EQ(HeadFile(vol, "top.txt"), "top");
+}
+
+// POSIX behaviour for one writer. Out of scope (docs/mounter.md): chown,
+// special files (mknod of devices/FIFOs), RENAME_EXCHANGE, O_DIRECT, locks,
+// atime, uid/gid per file.
+TEST_F(MountTest, PosixSuite) {
+  std::string vol = NewVolume();
+  MOUNT_OR_RETURN(a, vol);
+  const fs::path m = a->path();
+  // create + write at offsets, sparse extension, read back.
+  int fd = ::open((m / "f").c_str(), O_CREAT | O_EXCL | O_RDWR, 0640);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(Errno(::open((m / "f").c_str(), O_CREAT | O_EXCL | O_RDWR, 0640)), EEXIST);
+  ASSERT_EQ(::pwrite(fd, "hello", 5, 0), 5);
+  ASSERT_EQ(::pwrite(fd, "world", 5, 10), 5);
+  char buf[32] = {};
+  ASSERT_EQ(::pread(fd, buf, sizeof buf, 0), 15);
+  EXPECT_EQ(std::string(buf, 15), std::string("hello\0\0\0\0\0world", 15));
+  ASSERT_EQ(::fsync(fd), 0);
+  // truncate shorter and longer.
+  ASSERT_EQ(::ftruncate(fd, 3), 0);
+  ASSERT_EQ(::ftruncate(fd, 6), 0);
+  struct stat st;
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_size, 6);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  ::close(fd);
+  EXPECT_EQ(Slurp(m / "f"), std::string("hel\0\0\0", 6));
+  // Large file across chunk boundaries, then a random write in the middle.
+  std::string big(9 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + (i * 7919) % 26);
+  Spit(m / "big", big);
+  RunResult r = Control("commit", *a);
+  ASSERT_EQ(r.exit_code, 0) << Describe(r) << a->Log();
+  fd = ::open((m / "big").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, "XYZ", 3, (4 << 20) + 5), 3);
+  ::close(fd);
+  big.replace((4 << 20) + 5, 3, "XYZ");
+  EXPECT_EQ(Slurp(m / "big"), big);
+  // O_APPEND.
+  fd = ::open((m / "f").c_str(), O_WRONLY | O_APPEND);
+  ASSERT_EQ(::write(fd, "!", 1), 1);
+  ::close(fd);
+  EXPECT_EQ(Slurp(m / "f"), std::string("hel\0\0\0!", 7));
+  // rename over a file, over an empty directory, onto a non-empty one.
+  Spit(m / "g", "g");
+  ASSERT_EQ(::rename((m / "g").c_str(), (m / "f").c_str()), 0);
+  EXPECT_EQ(Slurp(m / "f"), "g");
+  EXPECT_FALSE(fs::exists(m / "g"));
+  ASSERT_EQ(::mkdir((m / "d1").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((m / "d2").c_str(), 0755), 0);
+  Spit(m / "d1/inner", "inner");
+  ASSERT_EQ(::rename((m / "d1").c_str(), (m / "d2").c_str()), 0);
+  EXPECT_EQ(Slurp(m / "d2/inner"), "inner");
+  ASSERT_EQ(::mkdir((m / "d3").c_str(), 0755), 0);
+  Spit(m / "d3/x", "x");
+  ASSERT_EQ(::mkdir((m / "d4").c_str(), 0755), 0);
+  EXPECT_EQ(Errno(::rename((m / "d4").c_str(), (m / "d3").c_str())), ENOTEMPTY);
+  EXPECT_EQ(Errno(::rename((m / "f").c_str(), (m / "d4").c_str())), EISDIR);
+  EXPECT_EQ(Errno(::rename((m / "d4").c_str(), (m / "f").c_str())), ENOTDIR);
+  EXPECT_EQ(Errno(::rename((m / "d3").c_str(), (m / "d3/x/sub").c_str())), ENOTDIR);
+  EXPECT_EQ(Errno(::rename((m / "missing").c_str(), (m / "y").c_str())), ENOENT);
+  // mkdir/rmdir.
+  EXPECT_EQ(Errno(::mkdir((m / "d3").c_str(), 0755)), EEXIST);
+  EXPECT_EQ(Errno(::rmdir((m / "d3").c_str())), ENOTEMPTY);
+  EXPECT_EQ(Errno(::rmdir((m / "f").c_str())), ENOTDIR);
+  EXPECT_EQ(Errno(::unlink((m / "d3").c_str())), EISDIR);
+  EXPECT_EQ(Errno(::rmdir((m / "d4").c_str())), 0);
+  EXPECT_EQ(Errno(::mkdir((m / "nope/deeper").c_str(), 0755)), ENOENT);
+  // unlink an open file: still readable and writable through the fd.
+  Spit(m / "doomed", "still here");
+  fd = ::open((m / "doomed").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::unlink((m / "doomed").c_str()), 0);
+  EXPECT_FALSE(fs::exists(m / "doomed"));
+  ASSERT_EQ(::pread(fd, buf, sizeof buf, 0), 10);
+  EXPECT_EQ(std::string(buf, 10), "still here");
+  EXPECT_EQ(::pwrite(fd, "S", 1, 0), 1);
+  ::close(fd);
+  // symlink/readlink.
+  ASSERT_EQ(::symlink("d2/inner", (m / "ln").c_str()), 0);
+  char target[64] = {};
+  ASSERT_EQ(::readlink((m / "ln").c_str(), target, sizeof target), 8);
+  EXPECT_EQ(std::string(target), "d2/inner");
+  EXPECT_EQ(Slurp(m / "ln"), "inner");
+  // chmod, utimens.
+  ASSERT_EQ(::chmod((m / "f").c_str(), 0600), 0);
+  struct timespec times[2] = {{1000, 0}, {1234567890, 123456789}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, (m / "f").c_str(), times, 0), 0);
+  ASSERT_EQ(::stat((m / "f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(st.st_mtim.tv_sec, 1234567890);
+  // readdir.
+  std::set<std::string> names;
+  for (const auto& e : fs::directory_iterator(m)) names.insert(e.path().filename().string());
+  EXPECT_EQ(names, (std::set<std::string>{"big", "d2", "d3", "f", "ln"}));
+  // Errors on lookups.
+  EXPECT_EQ(Errno(::open((m / "missing").c_str(), O_RDONLY)), ENOENT);
+  EXPECT_EQ(Errno(::open((m / "f/child").c_str(), O_RDONLY)), ENOTDIR);
+  // Everything survives commit + a fresh mount.
+  r = Control("commit", *a);
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  ASSERT_EQ(a->Unmount(), 0) << a->Log();
+  MOUNT_OR_RETURN(b, vol);
+  const fs::path n = b->path();
+  EXPECT_EQ(Slurp(n / "f"), "g");
+  EXPECT_EQ(Slurp(n / "d2/inner"), "inner");
+  EXPECT_EQ(Slurp(n / "big"), big);
+  EXPECT_FALSE(fs::exists(n / "doomed"));
+  ASSERT_EQ(::readlink((n / "ln").c_str(), target, sizeof target), 8);
+  ASSERT_EQ(::stat((n / "f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(st.st_mtim.tv_sec, 1234567890);
+  EXPECT_FALSE(fs::exists(n / "d4"));
+  // Copy-on-write of a base file: a small write in the second chunk, read
+  // back through the mount and, after a commit, from the head.
+  fd = ::open((n / "big").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, "cow", 3, (8 << 20) + 100), 3);
+  ::close(fd);
+  big.replace((8 << 20) + 100, 3, "cow");
+  EXPECT_EQ(Slurp(n / "big"), big);
+  ASSERT_EQ(Control("commit", *b).exit_code, 0);
+  EXPECT_EQ(HeadFile(vol, "big"), big);
+}
+
+TEST_F(MountTest, ShellMountsVolumesAndCommitsOnExit) {
+  std::string vol = NewVolume();
+  RunOptions options;
+  options.env = {absl::StrCat("CAIRN_CACHE_DIR=", (dir_->path() / "cache").string())};
+  RunResult r = RunCli(*server_,
+                       {"shell", "--volume", vol, "--", "/bin/sh", "-c",
+                        absl::StrCat("echo from-shell > /mnt/", vol, "/s.txt; exit 3")},
+                       options);
+  EXPECT_EQ(r.exit_code, 3) << Describe(r);
+  EXPECT_EQ(HeadFile(vol, "s.txt"), "from-shell\n");
+  EXPECT_FALSE(IsMountedAt(fs::path("/mnt") / vol));
+  std::error_code ec;
+  fs::remove(fs::path("/mnt") / vol, ec);
+}
+
+TEST_F(MountTest, SigkillOfMounterKeepsCommittedDataAndNextMountCleansUp) {
+  std::string vol = NewVolume();
+  fs::path mp = dir_->path() / "killed";
+  {
+    MOUNT_OR_RETURN(a, vol, {}, mp);
+    Spit(*a / "committed.txt", "safe");
+    ASSERT_EQ(Control("commit", *a).exit_code, 0);
+    Spit(*a / "uncommitted.txt", "lost");
+    a->child().Signal(SIGKILL);
+    a->child().Wait(10s);
+    struct stat st;
+    EXPECT_EQ(Errno(::stat(mp.c_str(), &st)), ENOTCONN);
+  }
+  MOUNT_OR_RETURN(b, vol, {}, mp);
+  EXPECT_EQ(Slurp(*b / "committed.txt"), "safe");
+  EXPECT_FALSE(fs::exists(*b / "uncommitted.txt"));
+  EXPECT_EQ(b->Unmount(), 0) << b->Log();
+  struct stat st;
+  EXPECT_EQ(::stat(mp.c_str(), &st), 0);
+}
+
+}  // namespace
+}  // namespace cairn::e2e

@@ -1,0 +1,1341 @@
+#include "mounter/filesystem.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "core/crypto.h"
+#include "core/files.h"
+#include "core/log.h"
+#include "core/status.h"
+#include "core/tree.h"
+
+namespace cairn::mounter {
+
+namespace {
+
+constexpr uint32_t kDefaultDirMode = 0755;
+constexpr size_t kMaxName = 255;
+constexpr auto kBusyWait = absl::Milliseconds(500);
+constexpr size_t kReadaheadChunks = 4;  // 16 MiB ahead of a sequential reader
+
+absl::Status Errno(int err, std::string_view what) { return ErrnoToStatus(err, what); }
+
+int64_t NowNs() { return absl::ToUnixNanos(absl::Now()); }
+
+std::string Join(std::string_view dir, std::string_view name) {
+  if (dir.empty()) return std::string(name);
+  if (name.empty()) return std::string(dir);
+  return absl::StrCat(std::string(dir), "/", std::string(name));
+}
+
+std::pair<std::string, std::string> Split(std::string_view path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string_view::npos) return {"", std::string(path)};
+  return {std::string(path.substr(0, slash)), std::string(path.substr(slash + 1))};
+}
+
+std::string JsonEscape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += absl::StrFormat("\\u%04x", c);
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out;
+}
+
+std::string TimeJson(absl::Time t) {
+  if (t == absl::InfinitePast()) return "null";
+  return absl::StrCat("\"", absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone()), "\"");
+}
+
+bool IsName(std::string_view name, std::string_view control) {
+  std::string c(control);
+  return name == "user.cairn." + c || name == "cairn." + c;
+}
+
+// A commit that failed for a transient reason (control plane unreachable,
+// cancelled, timed out) answers EIO: EAGAIN does not survive the kernel's
+// xattr path as itself, and callers read the reason from the status.
+absl::Status ForControl(absl::Status status) {
+  int err = StatusToErrno(status);
+  if (err == EAGAIN || err == ENOSYS) return WithErrno(std::move(status), EIO);
+  return status;
+}
+
+}  // namespace
+
+struct Filesystem::Node {
+  uint64_t ino = 0;
+  objects::EntryType type = objects::FILE;
+  uint32_t mode = 0644;  // permission bits only
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  // FILE: the base content (chunks or inline), until staged.
+  std::shared_ptr<const objects::Entry> base;
+  std::shared_ptr<StagedFile> staged;
+  std::string symlink;
+  // DIRECTORY
+  Digest tree;
+  bool loaded = false;
+  std::map<std::string, std::shared_ptr<Node>> children;
+  // Position. `parent` is valid while attached (a parent outlives its
+  // children: a non-empty directory cannot be detached).
+  bool attached = false;
+  Node* parent = nullptr;
+  std::string name;
+  std::vector<std::pair<Node*, std::string>> extra_links;  // v2 hard links
+  uint64_t link_id = 0;
+  // Kernel references and open handles.
+  std::atomic<uint64_t> nlookup{0};
+  std::atomic<int> open{0};
+  bool put_pending = false;  // a PUT of this node is in the change log
+};
+
+struct Filesystem::Handle {
+  std::shared_ptr<Node> node;
+  bool writable = false;
+  // End of the last read: a read starting there is sequential (readahead).
+  std::atomic<uint64_t> next_read{0};
+};
+
+absl::StatusOr<std::unique_ptr<Filesystem>> Filesystem::Create(
+    VolumeClient* client, ObjectStore* objects, ChunkReader* reader,
+    const api::OpenVolumeResponse& opened, FsOptions options) {
+  std::unique_ptr<Filesystem> fs(new Filesystem(client, objects, reader, opened, options));
+  CAIRN_ASSIGN_OR_RETURN(Digest root, Digest::FromRaw(opened.head().root()));
+  auto node = std::make_shared<Node>();
+  node->ino = kRootIno;
+  node->type = objects::DIRECTORY;
+  node->mode = kDefaultDirMode;
+  node->mtime_ns = opened.head().created_at_ns();
+  node->tree = root;
+  if (!options.sub_path.empty()) {
+    auto entry = LookupPath(*objects, root, options.sub_path);
+    if (!entry.ok()) {
+      return absl::Status(entry.status().code(),
+                          absl::StrCat("sub-path ", options.sub_path, ": ", entry.status().message()));
+    }
+    if (entry->type() != objects::DIRECTORY) {
+      return WithErrno(absl::FailedPreconditionError(
+                           absl::StrCat("sub-path ", options.sub_path, " is not a directory")),
+                       ENOTDIR);
+    }
+    CAIRN_ASSIGN_OR_RETURN(node->tree, Digest::FromRaw(entry->tree()));
+    node->mode = entry->mode() ? entry->mode() : kDefaultDirMode;
+    node->mtime_ns = entry->mtime_ns();
+  }
+  node->ctime_ns = node->mtime_ns;
+  node->attached = true;
+  // Warm the root listing so the first `ls` does not pay for it.
+  CAIRN_RETURN_IF_ERROR(objects->GetDirectory(node->tree).status());
+  absl::MutexLock lock(&fs->mu_);
+  fs->root_ = node;
+  fs->inodes_[kRootIno] = node;
+  return fs;
+}
+
+Filesystem::Filesystem(VolumeClient* client, ObjectStore* objects, ChunkReader* reader,
+                       const api::OpenVolumeResponse& opened, FsOptions options)
+    : client_(client),
+      objects_(objects),
+      reader_(reader),
+      options_(std::move(options)),
+      volume_id_(opened.volume().id()),
+      volume_name_(opened.volume().name()),
+      version_(opened.volume().version()) {
+  limits_.max_inodes = opened.max_inodes();
+  limits_.max_dir_entries = opened.max_dir_entries();
+  limits_.max_file_size = opened.max_file_size();
+  limits_.hard_links = opened.hard_links();
+  auto tighten = [](auto& limit, auto value) {
+    if (value != 0 && (limit == 0 || value < limit)) limit = value;
+  };
+  tighten(limits_.max_inodes, options_.max_inodes);
+  tighten(limits_.max_dir_entries, options_.max_dir_entries);
+  tighten(limits_.max_file_size, options_.max_file_size);
+  std::string seed = RandomBytes(8);
+  uint64_t id = 0;
+  std::memcpy(&id, seed.data(), sizeof id);
+  next_link_id_ = (id >> 1) | 1;
+  absl::MutexLock lock(&mu_);
+  base_ = opened.head();
+  inode_count_ = static_cast<int64_t>(opened.head().inodes());
+}
+
+Filesystem::~Filesystem() = default;
+
+void Filesystem::SetNotifier(Notifier notifier) { notifier_ = std::move(notifier); }
+
+absl::Status Filesystem::ReadOnlyCheck() const {
+  if (options_.read_only) return Errno(EROFS, "read-only mount");
+  return absl::OkStatus();
+}
+
+// ---- Tree helpers -------------------------------------------------------
+
+std::shared_ptr<Filesystem::Node> Filesystem::FindLocked(uint64_t ino) {
+  auto it = inodes_.find(ino);
+  return it == inodes_.end() ? nullptr : it->second;
+}
+
+absl::StatusOr<std::shared_ptr<Filesystem::Node>> Filesystem::Get(uint64_t ino) {
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (auto node = FindLocked(ino)) return node;
+  }
+  // An inode the kernel still names from before a reload: resolve its path
+  // in the new tree (which hands out the same number for the same path).
+  absl::MutexLock lock(&mu_);
+  if (auto node = FindLocked(ino)) return node;
+  auto hint = path_hint_.find(ino);
+  if (hint != path_hint_.end()) {
+    auto node = WalkLocked(hint->second, /*create_dirs=*/false);
+    if (node.ok() && (*node)->ino == ino) return *node;
+  }
+  return Errno(ESTALE, absl::StrCat("inode ", ino));
+}
+
+std::string Filesystem::PathLocked(const Node& node) const {
+  std::vector<std::string_view> parts;
+  const Node* n = &node;
+  while (n != nullptr && n->ino != kRootIno && n->attached && n->parent != nullptr) {
+    parts.push_back(n->name);
+    n = n->parent;
+  }
+  std::string out;
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+    if (!out.empty()) out += '/';
+    out.append(*it);
+  }
+  return out;
+}
+
+std::string Filesystem::VolumePathLocked(const Node& node) const {
+  return Join(options_.sub_path, PathLocked(node));
+}
+
+struct stat Filesystem::AttrLocked(const Node& node) const {
+  struct stat st {};
+  st.st_ino = node.ino;
+  st.st_uid = options_.uid;
+  st.st_gid = options_.gid;
+  st.st_blksize = 128 << 10;
+  switch (node.type) {
+    case objects::DIRECTORY:
+      st.st_mode = S_IFDIR | node.mode;
+      st.st_nlink = 2;
+      st.st_size = 4096;
+      break;
+    case objects::SYMLINK:
+      st.st_mode = S_IFLNK | 0777;
+      st.st_nlink = 1;
+      st.st_size = node.symlink.size();
+      break;
+    default:
+      st.st_mode = S_IFREG | node.mode;
+      st.st_nlink = 1 + node.extra_links.size();
+      st.st_size = node.staged ? node.staged->size() : (node.base ? node.base->size() : 0);
+      break;
+  }
+  if (node.type != objects::DIRECTORY && !node.attached) st.st_nlink = 0;
+  st.st_blocks = (st.st_size + 511) / 512;
+  st.st_mtim.tv_sec = node.mtime_ns / 1000000000;
+  st.st_mtim.tv_nsec = node.mtime_ns % 1000000000;
+  st.st_atim = st.st_mtim;
+  st.st_ctim.tv_sec = node.ctime_ns / 1000000000;
+  st.st_ctim.tv_nsec = node.ctime_ns % 1000000000;
+  return st;
+}
+
+uint64_t Filesystem::InoForLocked(const Node& parent, std::string_view name,
+                                  objects::EntryType type) {
+  if (!ino_hint_.empty()) {
+    auto hint = ino_hint_.find(Join(PathLocked(parent), name));
+    if (hint != ino_hint_.end() && hint->second.type == type &&
+        !inodes_.contains(hint->second.ino)) {
+      return hint->second.ino;
+    }
+  }
+  return next_ino_.fetch_add(1);
+}
+
+std::shared_ptr<Filesystem::Node> Filesystem::NewNodeLocked(const std::shared_ptr<Node>& parent,
+                                                            std::string_view name,
+                                                            const objects::Entry& entry) {
+  auto node = std::make_shared<Node>();
+  node->type = entry.type() == objects::ENTRY_TYPE_UNSPECIFIED ? objects::FILE : entry.type();
+  node->ino = InoForLocked(*parent, name, node->type);
+  node->mode = entry.mode() & 07777;
+  if (node->mode == 0 && node->type == objects::DIRECTORY) node->mode = kDefaultDirMode;
+  node->mtime_ns = entry.mtime_ns();
+  node->ctime_ns = entry.mtime_ns();
+  switch (node->type) {
+    case objects::DIRECTORY:
+      if (auto d = Digest::FromRaw(entry.tree()); d.ok()) {
+        node->tree = *d;
+      } else {
+        node->loaded = true;  // no tree: an empty directory
+      }
+      break;
+    case objects::SYMLINK:
+      node->symlink = entry.symlink_target();
+      break;
+    default:
+      node->base = std::make_shared<const objects::Entry>(entry);
+      node->link_id = entry.link_id();
+      break;
+  }
+  return node;
+}
+
+void Filesystem::PopulateLocked(const std::shared_ptr<Node>& dir,
+                                const objects::Directory& listing) {
+  if (dir->loaded) return;
+  for (const objects::Entry& entry : listing.entries()) {
+    if (dir->children.contains(entry.name())) continue;
+    auto node = NewNodeLocked(dir, entry.name(), entry);
+    AttachLocked(dir, entry.name(), node);
+  }
+  dir->loaded = true;
+}
+
+absl::Status Filesystem::EnsureLoaded(const std::shared_ptr<Node>& dir) {
+  Digest tree;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (dir->type != objects::DIRECTORY) return Errno(ENOTDIR, "not a directory");
+    if (dir->loaded) return absl::OkStatus();
+    tree = dir->tree;
+  }
+  CAIRN_ASSIGN_OR_RETURN(auto listing, objects_->GetDirectory(tree));
+  absl::MutexLock lock(&mu_);
+  PopulateLocked(dir, *listing);
+  return absl::OkStatus();
+}
+
+absl::Status Filesystem::EnsureLoadedLocked(const std::shared_ptr<Node>& dir) {
+  if (dir->type != objects::DIRECTORY) return Errno(ENOTDIR, "not a directory");
+  if (dir->loaded) return absl::OkStatus();
+  CAIRN_ASSIGN_OR_RETURN(auto listing, objects_->GetDirectory(dir->tree));
+  PopulateLocked(dir, *listing);
+  return absl::OkStatus();
+}
+
+void Filesystem::AttachLocked(const std::shared_ptr<Node>& dir, const std::string& name,
+                              const std::shared_ptr<Node>& node) {
+  dir->children[name] = node;
+  if (!node->attached) {
+    node->attached = true;
+    node->parent = dir.get();
+    node->name = name;
+  } else {
+    node->extra_links.emplace_back(dir.get(), name);
+  }
+  inodes_[node->ino] = node;
+}
+
+void Filesystem::DetachLocked(const std::shared_ptr<Node>& dir, const std::string& name) {
+  auto it = dir->children.find(name);
+  if (it == dir->children.end()) return;
+  std::shared_ptr<Node> node = it->second;
+  dir->children.erase(it);
+  if (node->parent == dir.get() && node->name == name) {
+    if (!node->extra_links.empty()) {
+      node->parent = node->extra_links.back().first;
+      node->name = node->extra_links.back().second;
+      node->extra_links.pop_back();
+    } else {
+      node->attached = false;
+      node->parent = nullptr;
+    }
+  } else {
+    auto& links = node->extra_links;
+    links.erase(std::remove(links.begin(), links.end(), std::make_pair(dir.get(), name)),
+                links.end());
+  }
+  if (!node->attached && node->nlookup.load() == 0 && node->open.load() == 0) {
+    auto found = inodes_.find(node->ino);
+    if (found != inodes_.end() && found->second == node) inodes_.erase(found);
+  }
+}
+
+void Filesystem::LogLocked(objects::Change change, std::shared_ptr<Node> node) {
+  log_.push_back({std::move(change), std::move(node)});
+}
+
+void Filesystem::MarkContentDirtyLocked(const std::shared_ptr<Node>& node) {
+  node->ctime_ns = NowNs();
+  if (node->put_pending || !node->attached) return;
+  node->put_pending = true;
+  std::vector<std::string> paths = {VolumePathLocked(*node)};
+  for (const auto& [dir, name] : node->extra_links) {
+    paths.push_back(Join(VolumePathLocked(*dir), name));
+  }
+  for (const std::string& path : paths) {
+    objects::Change change;
+    change.set_kind(objects::Change::PUT);
+    change.set_path(path);
+    LogLocked(std::move(change), node);
+  }
+}
+
+absl::Status Filesystem::CheckCreateLocked(const Node& dir, std::string_view name) {
+  if (name.size() > kMaxName) return Errno(ENAMETOOLONG, "name");
+  if (!dir.attached) return Errno(ENOENT, "directory was removed");
+  if (dir.children.contains(std::string(name))) return Errno(EEXIST, name);
+  if (limits_.max_dir_entries != 0 && dir.children.size() >= limits_.max_dir_entries) {
+    return Errno(ENOSPC, absl::StrCat("directory holds the maximum of ", limits_.max_dir_entries,
+                                      " entries"));
+  }
+  if (limits_.max_inodes != 0 && inode_count_ >= static_cast<int64_t>(limits_.max_inodes)) {
+    return Errno(ENOSPC, absl::StrCat("volume holds the maximum of ", limits_.max_inodes,
+                                      " inodes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<Filesystem::Node>> Filesystem::WalkLocked(std::string_view path,
+                                                                         bool create_dirs) {
+  std::shared_ptr<Node> cur = root_;
+  if (path.empty()) return cur;
+  for (absl::string_view piece :
+       absl::StrSplit(absl::string_view(path.data(), path.size()), '/', absl::SkipEmpty())) {
+    std::string_view part(piece.data(), piece.size());
+    CAIRN_RETURN_IF_ERROR(EnsureLoadedLocked(cur));
+    auto it = cur->children.find(std::string(part));
+    if (it == cur->children.end()) {
+      if (!create_dirs) return Errno(ENOENT, path);
+      auto dir = std::make_shared<Node>();
+      dir->ino = InoForLocked(*cur, part, objects::DIRECTORY);
+      dir->type = objects::DIRECTORY;
+      dir->mode = kDefaultDirMode;
+      dir->mtime_ns = dir->ctime_ns = NowNs();
+      dir->loaded = true;
+      AttachLocked(cur, std::string(part), dir);
+      cur = dir;
+      continue;
+    }
+    cur = it->second;
+    if (cur->type != objects::DIRECTORY) {
+      // Keep walking only to report; the last component may be a file.
+      if (part.end() != path.end()) return Errno(ENOTDIR, path);
+    }
+  }
+  return cur;
+}
+
+// ---- Inodes -------------------------------------------------------------
+
+absl::StatusOr<struct stat> Filesystem::Lookup(uint64_t parent, std::string_view name) {
+  if (name.size() > kMaxName) return Errno(ENAMETOOLONG, "name");
+  CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
+  CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = dir->children.find(std::string(name));
+  if (it == dir->children.end()) return Errno(ENOENT, name);
+  it->second->nlookup.fetch_add(1);
+  return AttrLocked(*it->second);
+}
+
+void Filesystem::Forget(uint64_t ino, uint64_t n) {
+  if (ino == kRootIno) return;
+  absl::MutexLock lock(&mu_);
+  auto node = FindLocked(ino);
+  if (!node) return;
+  uint64_t cur = node->nlookup.load();
+  node->nlookup.store(cur > n ? cur - n : 0);
+  if (!node->attached && node->nlookup.load() == 0 && node->open.load() == 0) inodes_.erase(ino);
+}
+
+absl::StatusOr<struct stat> Filesystem::GetAttr(uint64_t ino) {
+  CAIRN_ASSIGN_OR_RETURN(auto node, Get(ino));
+  absl::ReaderMutexLock lock(&mu_);
+  return AttrLocked(*node);
+}
+
+absl::StatusOr<std::shared_ptr<StagedFile>> Filesystem::EnsureStaged(
+    const std::shared_ptr<Node>& node) {
+  std::shared_ptr<const objects::Entry> base;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (node->type != objects::FILE) return Errno(EISDIR, "not a regular file");
+    if (node->staged) return node->staged;
+    base = node->base;
+  }
+  CAIRN_ASSIGN_OR_RETURN(auto staged, StagedFile::Create(options_.staging_dir,
+                                                         base ? *base : objects::Entry(), reader_));
+  absl::MutexLock lock(&mu_);
+  if (!node->staged) node->staged = std::move(staged);
+  return node->staged;
+}
+
+absl::StatusOr<struct stat> Filesystem::SetAttr(uint64_t ino, const struct stat& attr,
+                                                int to_set) {
+  CAIRN_ASSIGN_OR_RETURN(auto node, Get(ino));
+  const int changing = kSetMode | kSetSize | kSetMtime | kSetMtimeNow | kSetAtime | kSetAtimeNow;
+  if (to_set & changing) CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
+  if (to_set & kSetSize) {
+    uint64_t size = attr.st_size;
+    if (limits_.max_file_size != 0 && size >= limits_.max_file_size) {
+      return Errno(EFBIG, "file size limit");
+    }
+    CAIRN_ASSIGN_OR_RETURN(auto staged, EnsureStaged(node));
+    CAIRN_RETURN_IF_ERROR(staged->Truncate(size));
+  }
+  absl::MutexLock lock(&mu_);
+  int64_t now = NowNs();
+  bool changed = false;
+  if (to_set & kSetMode) {
+    node->mode = attr.st_mode & 07777;
+    changed = true;
+  }
+  if (to_set & kSetMtimeNow) {
+    node->mtime_ns = now;
+    changed = true;
+  } else if (to_set & kSetMtime) {
+    node->mtime_ns = int64_t{attr.st_mtim.tv_sec} * 1000000000 + attr.st_mtim.tv_nsec;
+    changed = true;
+  } else if (to_set & kSetSize) {
+    node->mtime_ns = now;
+  }
+  if (to_set & kSetSize) changed = true;
+  if (changed) {
+    node->ctime_ns = now;
+    if (node->type == objects::DIRECTORY) {
+      if (node.get() != root_.get() || !options_.sub_path.empty()) {
+        objects::Change change;
+        change.set_kind(objects::Change::MKDIR);
+        change.set_path(VolumePathLocked(*node));
+        change.mutable_entry()->set_type(objects::DIRECTORY);
+        change.mutable_entry()->set_mode(node->mode);
+        change.mutable_entry()->set_mtime_ns(node->mtime_ns);
+        LogLocked(std::move(change));
+      }
+    } else {
+      MarkContentDirtyLocked(node);
+    }
+  }
+  return AttrLocked(*node);
+}
+
+absl::StatusOr<std::string> Filesystem::ReadLink(uint64_t ino) {
+  CAIRN_ASSIGN_OR_RETURN(auto node, Get(ino));
+  absl::ReaderMutexLock lock(&mu_);
+  if (node->type != objects::SYMLINK) return Errno(EINVAL, "not a symlink");
+  return node->symlink;
+}
+
+// ---- Namespace ----------------------------------------------------------
+
+absl::StatusOr<struct stat> Filesystem::MkDir(uint64_t parent, std::string_view name,
+                                              mode_t mode) {
+  CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
+  CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
+  CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
+  absl::MutexLock lock(&mu_);
+  CAIRN_RETURN_IF_ERROR(CheckCreateLocked(*dir, name));
+  auto node = std::make_shared<Node>();
+  node->ino = next_ino_.fetch_add(1);
+  node->type = objects::DIRECTORY;
+  node->mode = mode & 07777;
+  node->mtime_ns = node->ctime_ns = NowNs();
+  node->loaded = true;
+  AttachLocked(dir, std::string(name), node);
+  ++inode_count_;
+  dir->mtime_ns = dir->ctime_ns = node->mtime_ns;
+  objects::Change change;
+  change.set_kind(objects::Change::MKDIR);
+  change.set_path(VolumePathLocked(*node));
+  change.mutable_entry()->set_type(objects::DIRECTORY);
+  change.mutable_entry()->set_mode(node->mode);
+  change.mutable_entry()->set_mtime_ns(node->mtime_ns);
+  LogLocked(std::move(change));
+  node->nlookup.fetch_add(1);
+  return AttrLocked(*node);
+}
+
+absl::StatusOr<struct stat> Filesystem::Symlink(std::string_view target, uint64_t parent,
+                                                std::string_view name) {
+  CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
+  if (target.size() > 4095) return Errno(ENAMETOOLONG, "symlink target");
+  CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
+  CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
+  absl::MutexLock lock(&mu_);
+  CAIRN_RETURN_IF_ERROR(CheckCreateLocked(*dir, name));
+  auto node = std::make_shared<Node>();
+  node->ino = next_ino_.fetch_add(1);
+  node->type = objects::SYMLINK;
+  node->mode = 0777;
+  node->symlink = std::string(target);
+  node->mtime_ns = node->ctime_ns = NowNs();
+  AttachLocked(dir, std::string(name), node);
+  ++inode_count_;
+  MarkContentDirtyLocked(node);
+  node->nlookup.fetch_add(1);
+  return AttrLocked(*node);
+}
+
+absl::StatusOr<struct stat> Filesystem::Link(uint64_t ino, uint64_t parent,
+                                             std::string_view name) {
+  CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
+  if (!limits_.hard_links) {
+    return Errno(EPERM, absl::StrCat("hard links need a version 2 volume (this is version ",
+                                     version_, ")"));
+  }
+  CAIRN_ASSIGN_OR_RETURN(auto node, Get(ino));
+  CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
+  CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
+  absl::MutexLock lock(&mu_);
+  if (node->type != objects::FILE) return Errno(EPERM, "hard links to regular files only");
+  if (!node->attached) return Errno(ENOENT, "file was removed");
+  CAIRN_RETURN_IF_ERROR(CheckCreateLocked(*dir, name));
+  if (node->link_id == 0) node->link_id = next_link_id_.fetch_add(1);
+  AttachLocked(dir, std::string(name), node);
+  ++inode_count_;
+  node->put_pending = false;  // re-log a PUT for every name, carrying the link id
+  MarkContentDirtyLocked(node);
+  node->nlookup.fetch_add(1);
+  return AttrLocked(*node);
+}
+
+absl::Status Filesystem::Unlink(uint64_t parent, std::string_view name) {
+  CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
+  CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
+  CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
+  absl::MutexLock lock(&mu_);
+  auto it = dir->children.find(std::string(name));
+  if (it == dir->children.end()) return Errno(ENOENT, name);
+  if (it->second->type == objects::DIRECTORY) return Errno(EISDIR, name);
+  objects::Change change;
+  change.set_kind(objects::Change::REMOVE);
+  change.set_path(Join(VolumePathLocked(*dir), name));
+  DetachLocked(dir, std::string(name));
+  --inode_count_;
+  dir->mtime_ns = dir->ctime_ns = NowNs();
+  LogLocked(std::move(change));
+  return absl::OkStatus();
+}
+
+absl::Status Filesystem::RmDir(uint64_t parent, std::string_view name) {
+  CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
+  CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
+  CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
+  std::shared_ptr<Node> child;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = dir->children.find(std::string(name));
+    if (it == dir->children.end()) return Errno(ENOENT, name);
+    child = it->second;
+  }
+  CAIRN_RETURN_IF_ERROR(EnsureLoaded(child));
+  absl::MutexLock lock(&mu_);
+  auto it = dir->children.find(std::string(name));
+  if (it == dir->children.end() || it->second != child) return Errno(ENOENT, name);
+  if (!child->children.empty()) return Errno(ENOTEMPTY, name);
+  objects::Change change;
+  change.set_kind(objects::Change::REMOVE);
+  change.set_path(Join(VolumePathLocked(*dir), name));
+  // Our view of it is empty: remove it even if another mount has since put
+  // files in it (last writer wins at directory level; docs/mounter.md).
+  change.set_recursive(true);
+  DetachLocked(dir, std::string(name));
+  --inode_count_;
+  dir->mtime_ns = dir->ctime_ns = NowNs();
+  LogLocked(std::move(change));
+  return absl::OkStatus();
+}
+
+absl::Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_parent,
+                                std::string_view new_name, unsigned flags) {
+  if (flags & RENAME_EXCHANGE) return Errno(EINVAL, "RENAME_EXCHANGE is not supported");
+  CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
+  if (new_name.size() > kMaxName) return Errno(ENAMETOOLONG, "name");
+  CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
+  CAIRN_ASSIGN_OR_RETURN(auto new_dir, Get(new_parent));
+  CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
+  CAIRN_RETURN_IF_ERROR(EnsureLoaded(new_dir));
+  std::shared_ptr<Node> target;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = new_dir->children.find(std::string(new_name));
+    if (it != new_dir->children.end()) target = it->second;
+  }
+  if (target && target->type == objects::DIRECTORY) CAIRN_RETURN_IF_ERROR(EnsureLoaded(target));
+
+  absl::MutexLock lock(&mu_);
+  auto src_it = dir->children.find(std::string(name));
+  if (src_it == dir->children.end()) return Errno(ENOENT, name);
+  std::shared_ptr<Node> src = src_it->second;
+  auto dst_it = new_dir->children.find(std::string(new_name));
+  std::shared_ptr<Node> dst = dst_it == new_dir->children.end() ? nullptr : dst_it->second;
+  if (!new_dir->attached) return Errno(ENOENT, "target directory was removed");
+  if (dst) {
+    if (flags & RENAME_NOREPLACE) return Errno(EEXIST, new_name);
+    if (dst == src) return absl::OkStatus();
+    if (src->type == objects::DIRECTORY) {
+      if (dst->type != objects::DIRECTORY) return Errno(ENOTDIR, new_name);
+      if (!dst->loaded) return Errno(EAGAIN, "target changed");
+      if (!dst->children.empty()) return Errno(ENOTEMPTY, new_name);
+    } else if (dst->type == objects::DIRECTORY) {
+      return Errno(EISDIR, new_name);
+    }
+  } else if (new_dir != dir && limits_.max_dir_entries != 0 &&
+             new_dir->children.size() >= limits_.max_dir_entries) {
+    return Errno(ENOSPC, "directory entry limit");
+  }
+  if (src->type == objects::DIRECTORY) {
+    for (Node* n = new_dir.get(); n != nullptr; n = n->attached ? n->parent : nullptr) {
+      if (n == src.get()) return Errno(EINVAL, "cannot move a directory into itself");
+    }
+  }
+  objects::Change change;
+  change.set_kind(objects::Change::RENAME);
+  change.set_path(Join(VolumePathLocked(*dir), name));
+  change.set_to(Join(VolumePathLocked(*new_dir), new_name));
+  if (dst) {
+    DetachLocked(new_dir, std::string(new_name));
+    --inode_count_;
+  }
+  DetachLocked(dir, std::string(name));
+  AttachLocked(new_dir, std::string(new_name), src);
+  int64_t now = NowNs();
+  dir->mtime_ns = dir->ctime_ns = new_dir->mtime_ns = new_dir->ctime_ns = now;
+  src->ctime_ns = now;
+  LogLocked(std::move(change));
+  return absl::OkStatus();
+}
+
+// ---- Files --------------------------------------------------------------
+
+absl::StatusOr<Filesystem::Created> Filesystem::Create(uint64_t parent, std::string_view name,
+                                                       mode_t mode, int flags) {
+  CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
+  if (name.size() > kMaxName) return Errno(ENAMETOOLONG, "name");
+  CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
+  CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
+  CAIRN_ASSIGN_OR_RETURN(auto staged,
+                         StagedFile::Create(options_.staging_dir, objects::Entry(), reader_));
+  std::shared_ptr<Node> node;
+  struct stat attr;
+  {
+    absl::MutexLock lock(&mu_);
+    CAIRN_RETURN_IF_ERROR(CheckCreateLocked(*dir, name));
+    node = std::make_shared<Node>();
+    node->ino = next_ino_.fetch_add(1);
+    node->type = objects::FILE;
+    node->mode = mode & 07777;
+    node->mtime_ns = node->ctime_ns = NowNs();
+    node->staged = std::move(staged);
+    AttachLocked(dir, std::string(name), node);
+    ++inode_count_;
+    dir->mtime_ns = dir->ctime_ns = node->mtime_ns;
+    MarkContentDirtyLocked(node);
+    node->nlookup.fetch_add(1);
+    node->open.fetch_add(1);
+    attr = AttrLocked(*node);
+  }
+  absl::MutexLock lock(&handles_mu_);
+  uint64_t fh = next_fh_++;
+  handles_[fh] = std::make_unique<Handle>();
+  handles_[fh]->node = node;
+  handles_[fh]->writable = true;
+  ++open_files_;
+  return Created{attr, fh};
+}
+
+absl::StatusOr<uint64_t> Filesystem::Open(uint64_t ino, int flags) {
+  CAIRN_ASSIGN_OR_RETURN(auto node, Get(ino));
+  bool writable = (flags & O_ACCMODE) != O_RDONLY;
+  if (writable) CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (node->type == objects::DIRECTORY) return Errno(EISDIR, "directory");
+    if (node->type != objects::FILE) return Errno(EINVAL, "not a regular file");
+  }
+  node->open.fetch_add(1);
+  absl::MutexLock lock(&handles_mu_);
+  uint64_t fh = next_fh_++;
+  handles_[fh] = std::make_unique<Handle>();
+  handles_[fh]->node = node;
+  handles_[fh]->writable = writable;
+  ++open_files_;
+  return fh;
+}
+
+void Filesystem::Release(uint64_t fh) {
+  std::shared_ptr<Node> node;
+  {
+    absl::MutexLock lock(&handles_mu_);
+    auto it = handles_.find(fh);
+    if (it == handles_.end()) return;
+    node = it->second->node;
+    handles_.erase(it);
+    --open_files_;
+  }
+  node->open.fetch_sub(1);
+  absl::MutexLock lock(&mu_);
+  if (!node->attached && node->nlookup.load() == 0 && node->open.load() == 0) {
+    auto found = inodes_.find(node->ino);
+    if (found != inodes_.end() && found->second == node) inodes_.erase(found);
+  }
+}
+
+size_t Filesystem::ReadBuffer::size() const {
+  if (slices.empty()) return owned.size();
+  size_t n = 0;
+  for (const auto& [p, len] : slices) n += len;
+  return n;
+}
+
+std::string Filesystem::ReadBuffer::Flatten() const {
+  if (slices.empty()) return owned;
+  std::string out;
+  out.reserve(size());
+  for (const auto& [p, len] : slices) out.append(p, len);
+  return out;
+}
+
+absl::StatusOr<Filesystem::ReadBuffer> Filesystem::Read(uint64_t fh, uint64_t off, size_t size) {
+  std::shared_ptr<Node> node;
+  bool sequential;
+  {
+    absl::MutexLock lock(&handles_mu_);
+    auto it = handles_.find(fh);
+    if (it == handles_.end()) return Errno(EBADF, "file handle");
+    node = it->second->node;
+    // Kernel readahead issues several reads at once, not always in order:
+    // anything within a chunk of the previous end counts as sequential.
+    uint64_t prev = it->second->next_read.exchange(off + size);
+    sequential = off == 0 || (off + kChunkSize >= prev && off <= prev + kChunkSize);
+  }
+  std::shared_ptr<StagedFile> staged;
+  std::shared_ptr<const objects::Entry> base;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    staged = node->staged;
+    base = node->base;
+  }
+  ReadBuffer out;
+  if (staged) {
+    CAIRN_ASSIGN_OR_RETURN(out.owned, staged->Read(off, size));
+    return out;
+  }
+  if (!base || off >= base->size()) return out;
+  uint64_t end = std::min<uint64_t>(base->size(), off + size);
+  if (base->chunks_size() == 0) {
+    const std::string& data = base->inline_data();
+    if (off < data.size()) out.owned = data.substr(off, end - off);
+    out.owned.resize(end - off, '\0');
+    return out;
+  }
+  uint64_t pos = off;
+  size_t last = 0;
+  bool short_chunk = false;
+  while (pos < end) {
+    size_t i = pos / kChunkSize;
+    if (static_cast<int>(i) >= base->chunks_size()) break;
+    CAIRN_ASSIGN_OR_RETURN(Digest address, Digest::FromRaw(base->chunks(i)));
+    CAIRN_ASSIGN_OR_RETURN(ChunkData data, reader_->Get(address));
+    uint64_t in_chunk = pos - i * kChunkSize;
+    uint64_t n = std::min<uint64_t>(end - pos, kChunkSize - in_chunk);
+    if (in_chunk + n > data->size()) short_chunk = true;  // corrupt entry: see below
+    if (in_chunk < data->size()) {
+      out.slices.emplace_back(data->data() + in_chunk,
+                              std::min<uint64_t>(n, data->size() - in_chunk));
+    }
+    out.chunks.push_back(std::move(data));
+    pos += n;
+    last = i;
+  }
+  if (short_chunk || pos < end) {
+    // Chunks shorter than the entry says: flatten and pad with zeros.
+    out.owned = out.Flatten();
+    out.owned.resize(end - off, '\0');
+    out.slices.clear();
+    out.chunks.clear();
+  }
+  // Readahead for sequential readers: the next chunks, fetched in the
+  // background while the kernel consumes this one.
+  if (sequential) {
+    for (size_t i = last + 1;
+         i <= last + kReadaheadChunks && static_cast<int>(i) < base->chunks_size(); ++i) {
+      if (auto next = Digest::FromRaw(base->chunks(i)); next.ok()) reader_->Prefetch(*next);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<size_t> Filesystem::Write(uint64_t fh, uint64_t off, std::string_view data) {
+  CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
+  std::shared_ptr<Node> node;
+  {
+    absl::MutexLock lock(&handles_mu_);
+    auto it = handles_.find(fh);
+    if (it == handles_.end()) return Errno(EBADF, "file handle");
+    if (!it->second->writable) return Errno(EBADF, "not open for writing");
+    node = it->second->node;
+  }
+  if (limits_.max_file_size != 0 && off + data.size() >= limits_.max_file_size) {
+    return Errno(EFBIG, "file size limit");
+  }
+  CAIRN_ASSIGN_OR_RETURN(auto staged, EnsureStaged(node));
+  CAIRN_RETURN_IF_ERROR(staged->Write(off, data));
+  absl::MutexLock lock(&mu_);
+  node->mtime_ns = NowNs();
+  MarkContentDirtyLocked(node);
+  return data.size();
+}
+
+// ---- Directories --------------------------------------------------------
+
+absl::StatusOr<std::vector<Filesystem::DirEntry>> Filesystem::ListDir(uint64_t ino) {
+  CAIRN_ASSIGN_OR_RETURN(auto dir, Get(ino));
+  CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<DirEntry> out;
+  out.reserve(dir->children.size() + 2);
+  out.push_back({".", AttrLocked(*dir)});
+  out.push_back({"..", AttrLocked(dir->attached && dir->parent ? *dir->parent : *dir)});
+  for (const auto& [name, child] : dir->children) out.push_back({name, AttrLocked(*child)});
+  return out;
+}
+
+void Filesystem::AddLookup(uint64_t ino) {
+  absl::ReaderMutexLock lock(&mu_);
+  if (auto node = FindLocked(ino)) node->nlookup.fetch_add(1);
+}
+
+absl::Status Filesystem::FsyncDir(uint64_t ino) {
+  if (ino != kRootIno) return absl::OkStatus();
+  return ForControl(Commit());
+}
+
+// ---- Controls -----------------------------------------------------------
+
+absl::Status Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_view value) {
+  if (ino == kRootIno) {
+    if (IsName(name, "commit")) return ForControl(Commit());
+    if (IsName(name, "reload")) return ForControl(Reload());
+  }
+  return Errno(EOPNOTSUPP, "extended attribute " + std::string(name));
+}
+
+absl::StatusOr<std::string> Filesystem::GetXattr(uint64_t ino, std::string_view name) {
+  if (ino == kRootIno && IsName(name, "status")) return StatusJson();
+  return Errno(ENODATA, "extended attribute " + std::string(name));
+}
+
+std::vector<std::string> Filesystem::ListXattr(uint64_t ino) {
+  if (ino == kRootIno) return {"user.cairn.status"};
+  return {};
+}
+
+// ---- Commit / reload ----------------------------------------------------
+
+bool Filesystem::Dirty() {
+  absl::ReaderMutexLock lock(&mu_);
+  return !log_.empty();
+}
+
+absl::Status Filesystem::Commit() {
+  if (options_.read_only) return absl::OkStatus();
+  absl::MutexLock lock(&commit_mu_);
+  return CommitLocked();
+}
+
+absl::Status Filesystem::CommitLocked() {
+  struct Captured {
+    objects::EntryType type;
+    uint32_t mode;
+    int64_t mtime_ns;
+    std::shared_ptr<StagedFile> staged;
+    std::shared_ptr<const objects::Entry> base;
+    std::string symlink;
+    uint64_t link_id;
+  };
+  std::vector<PendingChange> batch;
+  absl::flat_hash_map<const Node*, Captured> captured;
+  uint64_t base_seq;
+  {
+    absl::MutexLock lock(&mu_);
+    if (log_.empty()) return absl::OkStatus();
+    batch.swap(log_);
+    for (const PendingChange& pc : batch) {
+      if (!pc.node) continue;
+      Node& n = *pc.node;
+      n.put_pending = false;  // writes from now on log a new PUT
+      captured[&n] = Captured{n.type,   n.mode,    n.mtime_ns,
+                              n.staged, n.base,    n.symlink,
+                              n.extra_links.empty() ? (n.link_id && limits_.hard_links ? n.link_id : 0)
+                                                    : n.link_id};
+    }
+    base_seq = base_.seq();
+  }
+  absl::Time start = absl::Now();
+  absl::flat_hash_map<const Node*, objects::Entry> built;
+  auto build = [&]() -> absl::StatusOr<objects::ChangeSet> {
+    objects::ChangeSet changes;
+    for (const PendingChange& pc : batch) {
+      objects::Change change = pc.change;
+      if (pc.node) {
+        auto found = built.find(pc.node.get());
+        if (found == built.end()) {
+          const Captured& c = captured[pc.node.get()];
+          objects::Entry entry;
+          if (c.type == objects::SYMLINK) {
+            entry.set_type(objects::SYMLINK);
+            entry.set_mode(0777);
+            entry.set_mtime_ns(c.mtime_ns);
+            entry.set_symlink_target(c.symlink);
+          } else if (c.staged) {
+            CAIRN_ASSIGN_OR_RETURN(entry, c.staged->Store(*objects_, c.mode, c.mtime_ns));
+          } else {
+            if (c.base) entry = *c.base;
+            entry.set_type(objects::FILE);
+            entry.set_mode(c.mode);
+            entry.set_mtime_ns(c.mtime_ns);
+          }
+          entry.clear_name();
+          entry.set_link_id(c.link_id);
+          found = built.emplace(pc.node.get(), std::move(entry)).first;
+        }
+        *change.mutable_entry() = found->second;
+      }
+      *changes.add_changes() = std::move(change);
+    }
+    return changes;
+  };
+  absl::StatusOr<api::Snapshot> result;
+  auto changes = build();
+  if (changes.ok()) {
+    result = client_->Commit(volume_id_, base_seq, *changes);
+  } else {
+    result = changes.status();
+  }
+  if (!result.ok()) {
+    {
+      absl::MutexLock lock(&mu_);
+      for (const PendingChange& pc : batch) {
+        if (pc.node) pc.node->put_pending = true;
+      }
+      log_.insert(log_.begin(), std::make_move_iterator(batch.begin()),
+                  std::make_move_iterator(batch.end()));
+    }
+    absl::MutexLock lock(&status_mu_);
+    last_commit_error_ = result.status().ToString();
+    ++failed_commits_;
+    CAIRN_LOG_WARNING("commit of %d changes to %s failed (will retry): %s", batch.size(),
+                      volume_name_, last_commit_error_);
+    return result.status();
+  }
+  {
+    // Committed files that nobody has open or changed since become plain
+    // base files again: their staging file (and its descriptor) goes, and
+    // reads come from the chunks just uploaded (also in the disk cache).
+    absl::MutexLock lock(&mu_);
+    for (const PendingChange& pc : batch) {
+      if (!pc.node) continue;
+      Node& n = *pc.node;
+      const Captured& c = captured[&n];
+      if (n.type != objects::FILE || !n.staged || n.staged != c.staged || n.put_pending ||
+          n.open.load() != 0) {
+        continue;
+      }
+      auto entry = built.find(&n);
+      if (entry == built.end()) continue;
+      n.base = std::make_shared<const objects::Entry>(entry->second);
+      n.staged = nullptr;
+    }
+  }
+  absl::MutexLock lock(&status_mu_);
+  last_commit_time_ = absl::Now();
+  last_commit_seq_ = result->seq();
+  last_commit_error_.clear();
+  ++commits_;
+  CAIRN_LOG_INFO("committed %d changes to %s as snapshot %d in %s", batch.size(), volume_name_,
+                 result->seq(), absl::FormatDuration(absl::Now() - start));
+  return absl::OkStatus();
+}
+
+std::string Filesystem::OpenPathExample(bool mu_held) {
+  std::shared_ptr<Node> node;
+  {
+    absl::MutexLock lock(&handles_mu_);
+    if (handles_.empty()) return "";
+    node = handles_.begin()->second->node;
+  }
+  auto describe = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return node->attached ? "/" + PathLocked(*node) : std::string("(deleted file)");
+  };
+  if (mu_held) return describe();
+  absl::ReaderMutexLock lock(&mu_);
+  return describe();
+}
+
+absl::Status Filesystem::Reload() {
+  absl::MutexLock commit_lock(&commit_mu_);
+  // `mu_held`: called with mu_ already held (absl::Mutex is not reentrant).
+  auto busy = [this](bool mu_held) -> absl::Status {
+    int open;
+    {
+      absl::MutexLock lock(&handles_mu_);
+      open = open_files_;
+    }
+    if (open == 0) return absl::OkStatus();
+    std::string example = OpenPathExample(mu_held);
+    std::string message = absl::StrCat("volume busy: ", open, " open file", open == 1 ? "" : "s",
+                                       example.empty() ? "" : absl::StrCat(", e.g. ", example));
+    return WithErrno(absl::FailedPreconditionError(message), EBUSY);
+  };
+  auto fail = [this](absl::Status status) {
+    absl::MutexLock lock(&status_mu_);
+    last_reload_error_ = std::string(status.message());
+    CAIRN_LOG_WARNING("reload of %s refused: %s", volume_name_, last_reload_error_);
+    return status;
+  };
+  // The kernel releases handles asynchronously after close(2): give
+  // just-closed files a moment before calling the volume busy.
+  absl::Time deadline = absl::Now() + kBusyWait;
+  while (!busy(false).ok() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+  if (auto st = busy(false); !st.ok()) return fail(st);
+
+  auto head = client_->Head(volume_id_);
+  if (!head.ok()) return fail(head.status());
+  auto root = Digest::FromRaw(head->root());
+  if (!root.ok()) return fail(root.status());
+  Digest tree = *root;
+  uint32_t root_mode = kDefaultDirMode;
+  int64_t root_mtime = head->created_at_ns();
+  if (!options_.sub_path.empty()) {
+    auto entry = LookupPath(*objects_, *root, options_.sub_path);
+    if (!entry.ok()) return fail(entry.status());
+    if (entry->type() != objects::DIRECTORY) {
+      return fail(Errno(ENOTDIR, absl::StrCat("sub-path ", options_.sub_path)));
+    }
+    auto t = Digest::FromRaw(entry->tree());
+    if (!t.ok()) return fail(t.status());
+    tree = *t;
+    root_mode = entry->mode() ? entry->mode() : kDefaultDirMode;
+    root_mtime = entry->mtime_ns();
+  }
+  if (auto warm = objects_->GetDirectory(tree); !warm.ok()) return fail(warm.status());
+
+  std::vector<uint64_t> inval_inodes;
+  std::vector<std::pair<uint64_t, std::string>> inval_entries;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto st = busy(true); !st.ok()) return fail(st);
+    // Remember where every known inode was, so paths keep their numbers.
+    absl::flat_hash_map<std::string, InoHint> ino_hint;
+    absl::flat_hash_map<uint64_t, std::string> path_hint;
+    for (const auto& [ino, path] : path_hint_) {
+      auto old = ino_hint_.find(path);
+      if (!inodes_.contains(ino) && old != ino_hint_.end() && old->second.ino == ino) {
+        ino_hint[path] = old->second;
+        path_hint[ino] = path;
+      }
+    }
+    for (const auto& [ino, node] : inodes_) {
+      inval_inodes.push_back(ino);
+      if (ino == kRootIno || !node->attached) continue;
+      std::string path = PathLocked(*node);
+      ino_hint[path] = InoHint{ino, node->type};
+      path_hint[ino] = path;
+      inval_entries.emplace_back(node->parent->ino, node->name);
+    }
+    ino_hint_ = std::move(ino_hint);
+    path_hint_ = std::move(path_hint);
+    // Pending nodes are re-placed by the replay.
+    for (const PendingChange& pc : log_) {
+      if (!pc.node) continue;
+      pc.node->attached = false;
+      pc.node->parent = nullptr;
+      pc.node->extra_links.clear();
+    }
+    auto node = std::make_shared<Node>();
+    node->ino = kRootIno;
+    node->type = objects::DIRECTORY;
+    node->mode = root_mode;
+    node->mtime_ns = node->ctime_ns = root_mtime;
+    node->tree = tree;
+    node->attached = true;
+    inodes_.clear();
+    inodes_[kRootIno] = node;
+    root_ = node;
+    base_ = *head;
+    inode_count_ = static_cast<int64_t>(head->inodes());
+    ++generation_;
+    for (const PendingChange& pc : log_) {
+      if (auto st = ReplayLocked(pc); !st.ok()) {
+        CAIRN_LOG_WARNING("reload: pending change to %s does not apply to the new head: %s",
+                          pc.change.path(), st.ToString());
+      }
+    }
+  }
+  if (notifier_.inval_inode) {
+    for (uint64_t ino : inval_inodes) notifier_.inval_inode(ino);
+  }
+  if (notifier_.inval_entry) {
+    for (const auto& [parent, name] : inval_entries) notifier_.inval_entry(parent, name);
+  }
+  absl::MutexLock lock(&status_mu_);
+  last_reload_time_ = absl::Now();
+  last_reload_error_.clear();
+  ++reloads_;
+  CAIRN_LOG_INFO("reloaded %s at snapshot %d", volume_name_, head->seq());
+  return absl::OkStatus();
+}
+
+absl::Status Filesystem::ReplayLocked(const PendingChange& pc) {
+  const objects::Change& c = pc.change;
+  auto relative = [this](const std::string& path) -> absl::StatusOr<std::string> {
+    if (options_.sub_path.empty()) return path;
+    if (path == options_.sub_path) return std::string();
+    if (path.size() > options_.sub_path.size() && path.starts_with(options_.sub_path) &&
+        path[options_.sub_path.size()] == '/') {
+      return path.substr(options_.sub_path.size() + 1);
+    }
+    return absl::InvalidArgumentError(absl::StrCat(path, " is outside the sub-path"));
+  };
+  CAIRN_ASSIGN_OR_RETURN(std::string path, relative(c.path()));
+  auto [parent_path, name] = Split(path);
+  switch (c.kind()) {
+    case objects::Change::PUT: {
+      if (!pc.node || name.empty()) return absl::OkStatus();
+      CAIRN_ASSIGN_OR_RETURN(auto dir, WalkLocked(parent_path, /*create_dirs=*/true));
+      CAIRN_RETURN_IF_ERROR(EnsureLoadedLocked(dir));
+      auto it = dir->children.find(name);
+      if (it != dir->children.end()) {
+        if (it->second == pc.node) return absl::OkStatus();
+        bool was_dir = it->second->type == objects::DIRECTORY;
+        DetachLocked(dir, name);
+        if (was_dir) --inode_count_;
+      } else {
+        ++inode_count_;
+      }
+      AttachLocked(dir, name, pc.node);
+      return absl::OkStatus();
+    }
+    case objects::Change::MKDIR: {
+      CAIRN_ASSIGN_OR_RETURN(auto dir, WalkLocked(path, /*create_dirs=*/true));
+      if (dir->type == objects::DIRECTORY) {
+        dir->mode = c.entry().mode() & 07777;
+        dir->mtime_ns = c.entry().mtime_ns();
+      }
+      return absl::OkStatus();
+    }
+    case objects::Change::REMOVE: {
+      auto dir = WalkLocked(parent_path, /*create_dirs=*/false);
+      if (!dir.ok()) return absl::OkStatus();
+      CAIRN_RETURN_IF_ERROR(EnsureLoadedLocked(*dir));
+      if ((*dir)->children.contains(name)) {
+        DetachLocked(*dir, name);
+        --inode_count_;
+      }
+      return absl::OkStatus();
+    }
+    case objects::Change::RENAME: {
+      CAIRN_ASSIGN_OR_RETURN(std::string to, relative(c.to()));
+      auto dir = WalkLocked(parent_path, /*create_dirs=*/false);
+      if (!dir.ok()) return absl::OkStatus();
+      CAIRN_RETURN_IF_ERROR(EnsureLoadedLocked(*dir));
+      auto it = (*dir)->children.find(name);
+      if (it == (*dir)->children.end()) return absl::OkStatus();
+      std::shared_ptr<Node> src = it->second;
+      auto [to_parent, to_name] = Split(to);
+      CAIRN_ASSIGN_OR_RETURN(auto new_dir, WalkLocked(to_parent, /*create_dirs=*/true));
+      CAIRN_RETURN_IF_ERROR(EnsureLoadedLocked(new_dir));
+      if (new_dir->children.contains(to_name)) {
+        DetachLocked(new_dir, to_name);
+        --inode_count_;
+      }
+      DetachLocked(*dir, name);
+      AttachLocked(new_dir, to_name, src);
+      return absl::OkStatus();
+    }
+    default:
+      return absl::OkStatus();
+  }
+}
+
+// ---- Status -------------------------------------------------------------
+
+absl::Duration Filesystem::BackgroundTick(absl::Duration interval) {
+  if (options_.read_only || !Dirty()) return interval;
+  {
+    absl::MutexLock lock(&status_mu_);
+    absl::Time now = absl::Now();
+    if (now < next_attempt_) return std::min(interval, next_attempt_ - now);
+  }
+  absl::Status st = Commit();
+  absl::MutexLock lock(&status_mu_);
+  if (st.ok()) {
+    backoff_ = absl::ZeroDuration();
+    next_attempt_ = absl::InfinitePast();
+  } else {
+    backoff_ = backoff_ == absl::ZeroDuration() ? absl::Seconds(1)
+                                                : std::min(backoff_ * 2, absl::Seconds(60));
+    next_attempt_ = absl::Now() + backoff_;
+    CAIRN_LOG_WARNING("background commit failed; retrying in %s",
+                      absl::FormatDuration(backoff_));
+  }
+  return std::min(interval, backoff_ == absl::ZeroDuration() ? interval : backoff_);
+}
+
+std::string Filesystem::StatusJson() {
+  uint64_t base_seq, pending;
+  int64_t inodes;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    base_seq = base_.seq();
+    pending = log_.size();
+    inodes = inode_count_;
+  }
+  int open;
+  {
+    absl::MutexLock lock(&handles_mu_);
+    open = open_files_;
+  }
+  absl::MutexLock lock(&status_mu_);
+  return absl::StrCat(
+      "{\"volume\":\"", JsonEscape(volume_name_), "\",\"volume_id\":\"", JsonEscape(volume_id_),
+      "\",\"version\":", version_, ",\"sub_path\":\"", JsonEscape(options_.sub_path),
+      "\",\"read_only\":", options_.read_only ? "true" : "false", ",\"base_seq\":", base_seq,
+      ",\"dirty\":", pending > 0 ? "true" : "false", ",\"pending_changes\":", pending,
+      ",\"open_files\":", open, ",\"inodes\":", inodes, ",\"commits\":", commits_,
+      ",\"failed_commits\":", failed_commits_, ",\"last_commit_time\":",
+      TimeJson(last_commit_time_), ",\"last_commit_seq\":", last_commit_seq_,
+      ",\"last_commit_error\":\"", JsonEscape(last_commit_error_), "\",\"reloads\":", reloads_,
+      ",\"last_reload_time\":", TimeJson(last_reload_time_), ",\"last_reload_error\":\"",
+      JsonEscape(last_reload_error_), "\"}");
+}
+
+Filesystem::statvfs_like Filesystem::StatFs() {
+  absl::ReaderMutexLock lock(&mu_);
+  statvfs_like out;
+  out.files = inode_count_ > 0 ? inode_count_ : 0;
+  out.max_files = limits_.max_inodes;
+  out.bytes = base_.bytes();
+  return out;
+}
+
+}  // namespace cairn::mounter

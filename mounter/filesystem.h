@@ -1,0 +1,273 @@
+// Filesystem: one mounted volume as an inode tree (DESIGN.md C3–C7), with no
+// FUSE types in it: fuse_ops.cc is the thin glue. Every operation returns an
+// absl::Status; StatusToErrno (core/status.h) turns it into the reply.
+//
+// Model
+// - The base is one snapshot (the head at mount or at the last reload). Its
+//   directories are read lazily from directory objects, its files by chunk
+//   through a ChunkReader (memory LRU → node-local DiskCache → control plane).
+// - Inode numbers are assigned on first lookup and never reused within the
+//   process. A path keeps its inode number across a reload.
+// - A file written through the mount gets a StagedFile (chunk-level
+//   copy-on-write). Every mutation is appended to an ordered change log of
+//   proto Changes (PUT/MKDIR/REMOVE/RENAME); a PUT refers to the node, and
+//   its content is taken at commit time.
+// - Commit snapshots the log under mu_, uploads changed chunks, calls the
+//   Commit RPC, and drops the committed prefix. Writes made meanwhile are
+//   logged after the snapshot and stay pending. A failed commit puts its
+//   changes back in front. The view does not change on commit (C3: other
+//   mounts' changes appear only on reload).
+// - Reload fetches the head, and under mu_ replaces the tree with the new
+//   base and replays the pending log on top, so no lookup sees a
+//   half-switched tree. Refused with EBUSY ("volume busy") while files are
+//   open. Kernel caches are invalidated through the Notifier afterwards.
+//
+// Thread-safety: all public methods may be called concurrently.
+// Lock order: commit_mu_ → mu_ → handles_mu_ → status_mu_ → StagedFile::mu_ →
+// ChunkReader::mu_. Network and disk I/O happen outside mu_ except while
+// reloading (which holds mu_ exclusively on purpose).
+#pragma once
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "core/meta_store.h"
+#include "core/object_store.h"
+#include "mounter/chunk_reader.h"
+#include "mounter/staged_file.h"
+#include "mounter/volume_client.h"
+#include "proto/volume.pb.h"
+
+namespace cairn::mounter {
+
+struct FsOptions {
+  bool read_only = false;
+  std::string sub_path;              // normalised; "" is the volume root
+  uid_t uid = 0;                     // owner reported for every inode
+  gid_t gid = 0;
+  std::filesystem::path staging_dir;  // for StagedFiles; must exist
+  // Tighten the limits the control plane reported (0: keep). Tests use
+  // these to reach the limits with few files.
+  uint64_t max_inodes = 0;
+  uint32_t max_dir_entries = 0;
+  uint64_t max_file_size = 0;
+};
+
+// Called after a reload for every inode and entry the kernel may have cached.
+struct Notifier {
+  std::function<void(uint64_t ino)> inval_inode;
+  std::function<void(uint64_t parent, const std::string& name)> inval_entry;
+};
+
+class Filesystem {
+ public:
+  static constexpr uint64_t kRootIno = 1;
+
+  // `client` and `reader`'s ObjectStore must outlive the Filesystem.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Filesystem>> Create(
+      VolumeClient* client, ObjectStore* objects, ChunkReader* reader,
+      const api::OpenVolumeResponse& opened, FsOptions options);
+  ~Filesystem();
+  Filesystem(const Filesystem&) = delete;
+  Filesystem& operator=(const Filesystem&) = delete;
+
+  void SetNotifier(Notifier notifier);
+
+  // ---- Inodes. Lookup-like calls count a kernel reference (Forget drops).
+  [[nodiscard]] absl::StatusOr<struct stat> Lookup(uint64_t parent, std::string_view name);
+  void Forget(uint64_t ino, uint64_t n);
+  [[nodiscard]] absl::StatusOr<struct stat> GetAttr(uint64_t ino);
+  // `to_set` bits; the values are FUSE_SET_ATTR_*'s (fuse_ops.cc asserts it).
+  static constexpr int kSetMode = 1 << 0, kSetUid = 1 << 1, kSetGid = 1 << 2,
+                       kSetSize = 1 << 3, kSetAtime = 1 << 4, kSetMtime = 1 << 5,
+                       kSetAtimeNow = 1 << 7, kSetMtimeNow = 1 << 8, kSetCtime = 1 << 10;
+  [[nodiscard]] absl::StatusOr<struct stat> SetAttr(uint64_t ino, const struct stat& attr,
+                                                    int to_set);
+  [[nodiscard]] absl::StatusOr<std::string> ReadLink(uint64_t ino);
+
+  // ---- Namespace changes.
+  [[nodiscard]] absl::StatusOr<struct stat> MkDir(uint64_t parent, std::string_view name,
+                                                  mode_t mode);
+  [[nodiscard]] absl::StatusOr<struct stat> Symlink(std::string_view target, uint64_t parent,
+                                                    std::string_view name);
+  [[nodiscard]] absl::StatusOr<struct stat> Link(uint64_t ino, uint64_t parent,
+                                                 std::string_view name);
+  [[nodiscard]] absl::Status Unlink(uint64_t parent, std::string_view name);
+  [[nodiscard]] absl::Status RmDir(uint64_t parent, std::string_view name);
+  // `flags`: RENAME_NOREPLACE is honoured; RENAME_EXCHANGE is EINVAL.
+  [[nodiscard]] absl::Status Rename(uint64_t parent, std::string_view name, uint64_t new_parent,
+                                    std::string_view new_name, unsigned flags);
+
+  // ---- Files. A handle is an opaque number for the glue to pass back.
+  struct Created {
+    struct stat attr;
+    uint64_t fh;
+  };
+  [[nodiscard]] absl::StatusOr<Created> Create(uint64_t parent, std::string_view name,
+                                               mode_t mode, int flags);
+  [[nodiscard]] absl::StatusOr<uint64_t> Open(uint64_t ino, int flags);
+  // The bytes of a read: either `owned`, or (for base files) `slices`
+  // pointing into decrypted chunks that `chunks` keeps alive, so the reply
+  // can be written without copying them again.
+  struct ReadBuffer {
+    std::string owned;
+    std::vector<ChunkData> chunks;
+    std::vector<std::pair<const char*, size_t>> slices;
+    size_t size() const;
+    std::string Flatten() const;  // for tests and callers that want one string
+  };
+  [[nodiscard]] absl::StatusOr<ReadBuffer> Read(uint64_t fh, uint64_t off, size_t size);
+  [[nodiscard]] absl::StatusOr<size_t> Write(uint64_t fh, uint64_t off, std::string_view data);
+  void Release(uint64_t fh);
+
+  // ---- Directories.
+  struct DirEntry {
+    std::string name;
+    struct stat attr;  // st_ino and the S_IF* type bits at least
+  };
+  // The listing ("." and ".." first) as of the call.
+  [[nodiscard]] absl::StatusOr<std::vector<DirEntry>> ListDir(uint64_t ino);
+  // Counts a kernel reference made by readdirplus handing out an entry.
+  void AddLookup(uint64_t ino);
+  // fsync of the mount root commits (C6, `sync MOUNTPOINT`); elsewhere a no-op.
+  [[nodiscard]] absl::Status FsyncDir(uint64_t ino);
+
+  // ---- In-band controls (extended attributes on the root; docs/mounter.md).
+  [[nodiscard]] absl::Status SetXattr(uint64_t ino, std::string_view name,
+                                      std::string_view value);
+  [[nodiscard]] absl::StatusOr<std::string> GetXattr(uint64_t ino, std::string_view name);
+  std::vector<std::string> ListXattr(uint64_t ino);
+
+  // ---- Commit / reload / status.
+  // Publishes pending changes; returns when the control plane accepted them.
+  // OK at once when nothing is pending or the mount is read-only.
+  [[nodiscard]] absl::Status Commit();
+  // FailedPrecondition + EBUSY ("volume busy: …") while files are open.
+  [[nodiscard]] absl::Status Reload();
+  bool Dirty();
+  std::string StatusJson();
+  // Background commits: call periodically; commits when dirty and the
+  // backoff after a failure has passed. Returns the next delay to wait.
+  absl::Duration BackgroundTick(absl::Duration interval);
+
+  struct statvfs_like {
+    uint64_t files = 0, max_files = 0, bytes = 0;
+  };
+  statvfs_like StatFs();
+
+ private:
+  struct Node;
+  struct Handle;
+  struct PendingChange {
+    objects::Change change;
+    std::shared_ptr<Node> node;  // PUT: whose content/metadata to send
+  };
+
+  Filesystem(VolumeClient* client, ObjectStore* objects, ChunkReader* reader,
+             const api::OpenVolumeResponse& opened, FsOptions options);
+
+  // Tree helpers (mu_ held as annotated).
+  std::shared_ptr<Node> FindLocked(uint64_t ino) ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::shared_ptr<Node>> Get(uint64_t ino);
+  absl::Status EnsureLoaded(const std::shared_ptr<Node>& dir);
+  absl::Status EnsureLoadedLocked(const std::shared_ptr<Node>& dir)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PopulateLocked(const std::shared_ptr<Node>& dir, const objects::Directory& listing)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::shared_ptr<Node> NewNodeLocked(const std::shared_ptr<Node>& parent, std::string_view name,
+                                      const objects::Entry& entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The inode number for a new node at parent/name: the one the path had
+  // before the last reload if free, else a fresh one.
+  // The type must match: the kernel refuses an inode that changes type.
+  uint64_t InoForLocked(const Node& parent, std::string_view name, objects::EntryType type)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string PathLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  std::string VolumePathLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  struct stat AttrLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::shared_ptr<Node>> ChildForWrite(uint64_t parent, std::string_view name,
+                                                      std::shared_ptr<Node>* dir);
+  absl::Status CheckCreateLocked(const Node& dir, std::string_view name)
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  void AttachLocked(const std::shared_ptr<Node>& dir, const std::string& name,
+                    const std::shared_ptr<Node>& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DetachLocked(const std::shared_ptr<Node>& dir, const std::string& name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void LogLocked(objects::Change change, std::shared_ptr<Node> node = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MarkContentDirtyLocked(const std::shared_ptr<Node>& node)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::shared_ptr<StagedFile>> EnsureStaged(const std::shared_ptr<Node>& node);
+  absl::Status ReplayLocked(const PendingChange& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::shared_ptr<Node>> WalkLocked(std::string_view path, bool create_dirs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CommitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  absl::Status ReadOnlyCheck() const;
+  // The path of one open file, for "volume busy" messages.
+  std::string OpenPathExample(bool mu_held);
+
+  VolumeClient* const client_;
+  ObjectStore* const objects_;
+  ChunkReader* const reader_;
+  const FsOptions options_;
+  const std::string volume_id_;
+  const std::string volume_name_;
+  const uint32_t version_;
+  Limits limits_;
+  std::atomic<uint64_t> next_ino_{2};
+  std::atomic<uint64_t> next_link_id_;
+  Notifier notifier_;
+
+  // Serialises commits and reloads (a reload never overtakes a commit in
+  // flight, so committed-but-unacknowledged changes never vanish from view).
+  absl::Mutex commit_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+
+  // Guards the tree, the inode table and the change log.
+  mutable absl::Mutex mu_ ABSL_ACQUIRED_BEFORE(handles_mu_);
+  std::shared_ptr<Node> root_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, std::shared_ptr<Node>> inodes_ ABSL_GUARDED_BY(mu_);
+  // After a reload: path → inode number from before, so paths keep their
+  // numbers, and the reverse for inodes the kernel still names.
+  struct InoHint {
+    uint64_t ino;
+    objects::EntryType type;
+  };
+  absl::flat_hash_map<std::string, InoHint> ino_hint_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, std::string> path_hint_ ABSL_GUARDED_BY(mu_);
+  std::vector<PendingChange> log_ ABSL_GUARDED_BY(mu_);
+  api::Snapshot base_ ABSL_GUARDED_BY(mu_);
+  int64_t inode_count_ ABSL_GUARDED_BY(mu_) = 0;  // C7 inodes: base + local delta
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped by every reload
+
+  absl::Mutex handles_mu_ ABSL_ACQUIRED_BEFORE(status_mu_);
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Handle>> handles_ ABSL_GUARDED_BY(handles_mu_);
+  uint64_t next_fh_ ABSL_GUARDED_BY(handles_mu_) = 1;
+  int open_files_ ABSL_GUARDED_BY(handles_mu_) = 0;
+
+  absl::Mutex status_mu_;
+  absl::Time last_commit_time_ ABSL_GUARDED_BY(status_mu_) = absl::InfinitePast();
+  uint64_t last_commit_seq_ ABSL_GUARDED_BY(status_mu_) = 0;
+  std::string last_commit_error_ ABSL_GUARDED_BY(status_mu_);
+  absl::Time last_reload_time_ ABSL_GUARDED_BY(status_mu_) = absl::InfinitePast();
+  std::string last_reload_error_ ABSL_GUARDED_BY(status_mu_);
+  uint64_t commits_ ABSL_GUARDED_BY(status_mu_) = 0;
+  uint64_t failed_commits_ ABSL_GUARDED_BY(status_mu_) = 0;
+  uint64_t reloads_ ABSL_GUARDED_BY(status_mu_) = 0;
+  absl::Duration backoff_ ABSL_GUARDED_BY(status_mu_) = absl::ZeroDuration();
+  absl::Time next_attempt_ ABSL_GUARDED_BY(status_mu_) = absl::InfinitePast();
+};
+
+}  // namespace cairn::mounter

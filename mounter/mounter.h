@@ -1,0 +1,58 @@
+// The cairn-mount daemon: one volume at one mount point (issue 4). Parses
+// its arguments, opens the volume, mounts with libfuse (low-level API,
+// multi-threaded loop), commits in the background, and on unmount, SIGTERM,
+// SIGINT or SIGHUP unmounts and makes a final commit (retried with backoff
+// for up to `final_commit_timeout`).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/rpc_client.h"
+
+namespace cairn::mounter {
+
+struct MountOptions {
+  ClientOptions client;
+  std::string volume;  // a name in client.ns, or an ID ("vo-…")
+  std::filesystem::path mountpoint;
+  bool read_only = false;
+  std::string sub_path;
+  absl::Duration commit_interval = absl::Seconds(5);
+  absl::Duration final_commit_timeout = absl::Seconds(30);
+  std::filesystem::path cache_dir = "/var/cache/cairn";  // env CAIRN_CACHE_DIR overrides
+  uint64_t cache_size = uint64_t{10} << 30;
+  uint64_t memory_cache = uint64_t{256} << 20;
+  int uid = -1;  // owner shown for every file; -1: the daemon's
+  int gid = -1;
+  bool allow_other = true;  // when permitted (root, or user_allow_other)
+  bool debug = false;
+  // Testing: tighten the volume's limits (0 keeps them).
+  uint64_t max_inodes = 0;
+  uint32_t max_dir_entries = 0;
+  uint64_t max_file_size = 0;
+};
+
+inline constexpr char kMountUsage[] =
+    "usage: cairn mount VOLUME MOUNTPOINT [--read-only] [--sub-path P]\n"
+    "         [--commit-interval SECONDS] [-n|--namespace NS] [--server HOST:PORT]\n"
+    "         [--cache-dir DIR] [--cache-size BYTES[K|M|G]] [--uid N] [--gid N] [--debug]\n";
+
+// `args` excludes the program name. `client` supplies defaults (environment)
+// that flags override. InvalidArgument with a message for bad usage.
+[[nodiscard]] absl::StatusOr<MountOptions> ParseMountArgs(const std::vector<std::string>& args,
+                                                          ClientOptions client);
+
+// A mount point left behind by a mounter that died (stat fails with
+// ENOTCONN) is lazily unmounted. OK if there was nothing to do.
+[[nodiscard]] absl::Status CleanStaleMount(const std::filesystem::path& mountpoint);
+
+// Runs until unmounted or signalled. Returns the process exit code: 0 after a
+// clean unmount with everything committed, 1 otherwise.
+int RunMounter(const MountOptions& options);
+
+}  // namespace cairn::mounter

@@ -1,0 +1,248 @@
+#include "mounter/staged_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "core/files.h"
+#include "core/status.h"
+
+namespace cairn::mounter {
+
+namespace {
+
+absl::Status PWriteAll(int fd, const char* data, size_t n, uint64_t off) {
+  while (n > 0) {
+    ssize_t w = ::pwrite(fd, data, n, off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoToStatus(errno, "write staging file");
+    }
+    data += w;
+    n -= w;
+    off += w;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<StagedFile>> StagedFile::Create(const std::filesystem::path& dir,
+                                                               const objects::Entry& base,
+                                                               ChunkReader* reader) {
+  std::shared_ptr<StagedFile> file(new StagedFile(dir, base, reader));
+  absl::MutexLock lock(&file->mu_);
+  file->size_ = base.size();
+  if (base.chunks_size() > 0) {
+    CAIRN_RETURN_IF_ERROR(file->Promote());
+    file->lazy_.assign(base.chunks_size(), true);
+  } else {
+    CAIRN_RETURN_IF_ERROR(
+        file->BackWrite(base.inline_data().data(), base.inline_data().size(), 0));
+  }
+  CAIRN_RETURN_IF_ERROR(file->BackTruncate(base.size()));
+  return file;
+}
+
+StagedFile::StagedFile(std::filesystem::path dir, objects::Entry base, ChunkReader* reader)
+    : dir_(std::move(dir)), base_(std::move(base)), reader_(reader) {}
+
+StagedFile::~StagedFile() {
+  absl::MutexLock lock(&mu_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+absl::Status StagedFile::Promote() {
+  if (fd_ >= 0) return absl::OkStatus();
+  int fd = ::open(dir_.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    // Filesystems without O_TMPFILE: create and unlink at once.
+    static std::atomic<uint64_t> counter{0};
+    std::filesystem::path p =
+        dir_ / absl::StrCat("stage.", ::getpid(), ".", counter.fetch_add(1));
+    fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("create staging file in ", dir_.string()));
+    ::unlink(p.c_str());
+  }
+  absl::Status st = PWriteAll(fd, memory_.data(), memory_.size(), 0);
+  if (st.ok() && ::ftruncate(fd, memory_.size()) != 0) {
+    st = ErrnoToStatus(errno, "truncate staging file");
+  }
+  if (!st.ok()) {
+    ::close(fd);
+    return st;
+  }
+  fd_ = fd;
+  std::string().swap(memory_);
+  return absl::OkStatus();
+}
+
+absl::Status StagedFile::BackWrite(const char* data, size_t n, uint64_t off) {
+  if (fd_ < 0 && off + n > kMemoryMax) CAIRN_RETURN_IF_ERROR(Promote());
+  if (fd_ >= 0) return PWriteAll(fd_, data, n, off);
+  if (memory_.size() < off + n) memory_.resize(off + n, '\0');
+  std::memcpy(memory_.data() + off, data, n);
+  return absl::OkStatus();
+}
+
+absl::Status StagedFile::BackTruncate(uint64_t size) {
+  if (fd_ < 0 && size > kMemoryMax) CAIRN_RETURN_IF_ERROR(Promote());
+  if (fd_ >= 0) {
+    if (::ftruncate(fd_, size) != 0) return ErrnoToStatus(errno, "truncate staging file");
+    return absl::OkStatus();
+  }
+  memory_.resize(size, '\0');
+  return absl::OkStatus();
+}
+
+absl::Status StagedFile::BackRead(char* dst, size_t n, uint64_t off) const {
+  if (fd_ < 0) {
+    if (off < memory_.size()) {
+      std::memcpy(dst, memory_.data() + off, std::min<uint64_t>(n, memory_.size() - off));
+    }
+    return absl::OkStatus();  // the rest stays zero
+  }
+  size_t done = 0;
+  while (done < n) {
+    ssize_t r = ::pread(fd_, dst + done, n - done, off + done);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoToStatus(errno, "read staging file");
+    }
+    if (r == 0) break;  // past the end of the fd: zeros
+    done += r;
+  }
+  return absl::OkStatus();
+}
+
+uint64_t StagedFile::size() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return size_;
+}
+
+uint64_t StagedFile::BaseLen(size_t i) const {
+  uint64_t start = i * kChunkSize;
+  if (start >= base_.size()) return 0;
+  return std::min<uint64_t>(kChunkSize, base_.size() - start);
+}
+
+absl::Status StagedFile::Materialize(size_t i) {
+  CAIRN_ASSIGN_OR_RETURN(Digest address, Digest::FromRaw(base_.chunks(i)));
+  CAIRN_ASSIGN_OR_RETURN(ChunkData data, reader_->Get(address));
+  size_t n = std::min<size_t>(data->size(), BaseLen(i));
+  CAIRN_RETURN_IF_ERROR(BackWrite(data->data(), n, i * kChunkSize));
+  lazy_[i] = false;
+  return absl::OkStatus();
+}
+
+absl::Status StagedFile::ReadLocked(uint64_t off, uint64_t len, char* out) const {
+  uint64_t end = off + len;
+  uint64_t pos = off;
+  while (pos < end) {
+    size_t i = pos / kChunkSize;
+    uint64_t chunk_start = i * kChunkSize;
+    uint64_t stop = std::min(end, chunk_start + kChunkSize);
+    char* dst = out + (pos - off);
+    size_t n = stop - pos;
+    if (i < lazy_.size() && lazy_[i]) {
+      CAIRN_ASSIGN_OR_RETURN(Digest address, Digest::FromRaw(base_.chunks(i)));
+      CAIRN_ASSIGN_OR_RETURN(ChunkData data, reader_->Get(address));
+      uint64_t in_chunk = pos - chunk_start;
+      if (in_chunk < data->size()) {
+        size_t avail = std::min<size_t>(n, data->size() - in_chunk);
+        std::memcpy(dst, data->data() + in_chunk, avail);
+      }
+    } else {
+      CAIRN_RETURN_IF_ERROR(BackRead(dst, n, pos));
+    }
+    pos = stop;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> StagedFile::Read(uint64_t off, uint64_t len) const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (off >= size_) return std::string();
+  len = std::min(len, size_ - off);
+  std::string out(len, '\0');
+  CAIRN_RETURN_IF_ERROR(ReadLocked(off, len, out.data()));
+  return out;
+}
+
+absl::Status StagedFile::Write(uint64_t off, std::string_view data) {
+  if (data.empty()) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  uint64_t end = off + data.size();
+  for (size_t i = off / kChunkSize; i <= (end - 1) / kChunkSize && i < lazy_.size(); ++i) {
+    if (!lazy_[i]) continue;
+    uint64_t cs = i * kChunkSize;
+    bool covers = off <= cs && end >= cs + BaseLen(i);
+    if (covers) {
+      lazy_[i] = false;
+    } else {
+      CAIRN_RETURN_IF_ERROR(Materialize(i));
+    }
+  }
+  CAIRN_RETURN_IF_ERROR(BackWrite(data.data(), data.size(), off));
+  size_ = std::max(size_, end);
+  return absl::OkStatus();
+}
+
+absl::Status StagedFile::Truncate(uint64_t size) {
+  absl::MutexLock lock(&mu_);
+  if (size < size_) {
+    for (size_t i = 0; i < lazy_.size(); ++i) {
+      if (!lazy_[i]) continue;
+      uint64_t cs = i * kChunkSize;
+      if (cs >= size) {
+        lazy_[i] = false;
+      } else if (cs + BaseLen(i) > size) {
+        CAIRN_RETURN_IF_ERROR(Materialize(i));
+      }
+    }
+  }
+  CAIRN_RETURN_IF_ERROR(BackTruncate(size));
+  size_ = size;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<objects::Entry> StagedFile::Store(ObjectStore& objects, uint32_t mode,
+                                                 int64_t mtime_ns) const {
+  uint64_t size;
+  std::vector<bool> lazy;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    size = size_;
+    lazy = lazy_;
+  }
+  objects::Entry entry;
+  entry.set_type(objects::FILE);
+  entry.set_mode(mode & 07777);
+  entry.set_mtime_ns(mtime_ns);
+  entry.set_size(size);
+  if (size <= kInlineMax) {
+    CAIRN_ASSIGN_OR_RETURN(std::string content, Read(0, size));
+    content.resize(size, '\0');
+    entry.set_inline_data(std::move(content));
+    return entry;
+  }
+  size_t n = (size + kChunkSize - 1) / kChunkSize;
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t len = std::min<uint64_t>(kChunkSize, size - i * kChunkSize);
+    if (i < lazy.size() && lazy[i] && BaseLen(i) == len) {
+      entry.add_chunks(base_.chunks(i));
+      continue;
+    }
+    CAIRN_ASSIGN_OR_RETURN(std::string content, Read(i * kChunkSize, len));
+    content.resize(len, '\0');  // a concurrent truncate must not shorten a middle chunk
+    CAIRN_ASSIGN_OR_RETURN(Digest address, objects.PutChunk(content));
+    entry.add_chunks(address.RawString());
+  }
+  return entry;
+}
+
+}  // namespace cairn::mounter

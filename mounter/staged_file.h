@@ -1,0 +1,79 @@
+// StagedFile: a file being written through a mount. Copy-on-write by chunk
+// (C7 "random writes rewrite only the changed chunks"): the content lives in
+// an anonymous local file (unlinked at creation, so nothing is left behind by
+// a crash) except for chunks still identical to the base entry, which are
+// read from the base on demand. A commit stores only the changed chunks and
+// references the unchanged ones by address. Small files (up to
+// kMemoryMax, with no chunked base) stay in memory and take no descriptor
+// until they grow, so writing many small files does not run out of fds.
+//
+// Invariant: lazy_[i] implies chunk i of the base lies wholly below size_
+// and is what the file holds there.
+//
+// Thread-safe: reads share mu_, writes and truncation hold it exclusively.
+// I/O on base chunks may happen under mu_ (it only ever blocks this file).
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "core/object_store.h"
+#include "mounter/chunk_reader.h"
+#include "proto/objects.pb.h"
+
+namespace cairn::mounter {
+
+class StagedFile {
+ public:
+  // `base` is the FILE entry the content starts from (default: empty file).
+  // Inline content is copied at once; chunked content stays lazy.
+  [[nodiscard]] static absl::StatusOr<std::shared_ptr<StagedFile>> Create(
+      const std::filesystem::path& dir, const objects::Entry& base, ChunkReader* reader);
+  ~StagedFile();
+  StagedFile(const StagedFile&) = delete;
+  StagedFile& operator=(const StagedFile&) = delete;
+
+  uint64_t size() const;
+  // Bytes [off, off+len) clipped to the size.
+  [[nodiscard]] absl::StatusOr<std::string> Read(uint64_t off, uint64_t len) const;
+  [[nodiscard]] absl::Status Write(uint64_t off, std::string_view data);
+  [[nodiscard]] absl::Status Truncate(uint64_t size);
+  // The FILE entry of the current content (name empty): unchanged base chunks
+  // by address, changed ones sealed and uploaded through `objects`.
+  // Concurrent writes may or may not be included.
+  [[nodiscard]] absl::StatusOr<objects::Entry> Store(ObjectStore& objects, uint32_t mode,
+                                                     int64_t mtime_ns) const;
+
+ private:
+  StagedFile(std::filesystem::path dir, objects::Entry base, ChunkReader* reader);
+  uint64_t BaseLen(size_t i) const;
+  absl::Status Materialize(size_t i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ReadLocked(uint64_t off, uint64_t len, char* out) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
+  static constexpr uint64_t kMemoryMax = 64 << 10;
+
+  // The backing store: memory while fd_ < 0, else the anonymous file.
+  absl::Status BackWrite(const char* data, size_t n, uint64_t off)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status BackTruncate(uint64_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status BackRead(char* dst, size_t n, uint64_t off) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Status Promote() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::filesystem::path dir_;
+  const objects::Entry base_;
+  ChunkReader* const reader_;
+  mutable absl::Mutex mu_;
+  int fd_ ABSL_GUARDED_BY(mu_) = -1;
+  std::string memory_ ABSL_GUARDED_BY(mu_);
+  uint64_t size_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<bool> lazy_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace cairn::mounter

@@ -1,0 +1,135 @@
+// StagedFile: chunk-level copy-on-write over a base entry, against an
+// in-memory blob store.
+#include "mounter/staged_file.h"
+
+#include <string>
+
+#include "core/blob_store.h"
+#include "core/crypto.h"
+#include "core/files.h"
+#include "core/object_store.h"
+#include "core/testing/temp_dir.h"
+#include "gtest/gtest.h"
+#include "mounter/chunk_reader.h"
+
+namespace cairn::mounter {
+namespace {
+
+class StagedFileTest : public ::testing::Test {
+ protected:
+  StagedFileTest()
+      : blobs_(NewMemBlobStore()),
+        objects_(blobs_.get(), "vo-test", DataKey::Generate()),
+        reader_(&objects_, nullptr, 64 << 20, 0) {}
+
+  std::string Content(size_t size, char salt) {
+    std::string s(size, '\0');
+    for (size_t i = 0; i < size; ++i) s[i] = static_cast<char>(salt + (i * 31) % 97);
+    return s;
+  }
+
+  objects::Entry Store(const std::string& content) {
+    auto entry = StoreBytes(objects_, content, 0644, 1);
+    EXPECT_TRUE(entry.ok()) << entry.status();
+    return *entry;
+  }
+
+  std::shared_ptr<StagedFile> Stage(const objects::Entry& base) {
+    auto staged = StagedFile::Create(dir_.path(), base, &reader_);
+    EXPECT_TRUE(staged.ok()) << staged.status();
+    return *staged;
+  }
+
+  std::string ReadAll(const objects::Entry& entry) {
+    auto data = ReadFileRange(objects_, entry, 0, entry.size());
+    EXPECT_TRUE(data.ok()) << data.status();
+    return *data;
+  }
+
+  cairn::testing::TempDir dir_;
+  std::unique_ptr<BlobStore> blobs_;
+  ObjectStore objects_;
+  ChunkReader reader_;
+};
+
+TEST_F(StagedFileTest, NewFileWritesAndStoresInline) {
+  auto f = Stage(objects::Entry());
+  ASSERT_TRUE(f->Write(3, "abc").ok());
+  EXPECT_EQ(f->size(), 6u);
+  EXPECT_EQ(*f->Read(0, 100), std::string("\0\0\0abc", 6));
+  auto entry = f->Store(objects_, 0600, 5);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  EXPECT_EQ(entry->inline_data(), std::string("\0\0\0abc", 6));
+  EXPECT_EQ(entry->mode(), 0600u);
+}
+
+TEST_F(StagedFileTest, RandomWriteRewritesOnlyTheChangedChunk) {
+  std::string content = Content(3 * kChunkSize + 1000, 'a');
+  objects::Entry base = Store(content);
+  ASSERT_EQ(base.chunks_size(), 4);
+  auto f = Stage(base);
+  EXPECT_EQ(*f->Read(kChunkSize - 2, 4), content.substr(kChunkSize - 2, 4));
+  ASSERT_TRUE(f->Write(kChunkSize + 10, "XYZ").ok());
+  content.replace(kChunkSize + 10, 3, "XYZ");
+  EXPECT_EQ(*f->Read(kChunkSize, 20), content.substr(kChunkSize, 20));
+  auto entry = f->Store(objects_, 0644, 2);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  ASSERT_EQ(entry->chunks_size(), 4);
+  EXPECT_EQ(entry->chunks(0), base.chunks(0));
+  EXPECT_NE(entry->chunks(1), base.chunks(1));
+  EXPECT_EQ(entry->chunks(2), base.chunks(2));
+  EXPECT_EQ(entry->chunks(3), base.chunks(3));
+  EXPECT_EQ(ReadAll(*entry), content);
+}
+
+TEST_F(StagedFileTest, TruncateAndExtend) {
+  std::string content = Content(2 * kChunkSize + 5, 'k');
+  objects::Entry base = Store(content);
+  auto f = Stage(base);
+  ASSERT_TRUE(f->Truncate(kChunkSize + 7).ok());
+  ASSERT_TRUE(f->Truncate(kChunkSize + 20).ok());
+  std::string expect = content.substr(0, kChunkSize + 7) + std::string(13, '\0');
+  EXPECT_EQ(*f->Read(0, 1 << 30), expect);
+  // Writing far past the end leaves zeros between.
+  ASSERT_TRUE(f->Write(3 * kChunkSize, "end").ok());
+  expect.resize(3 * kChunkSize, '\0');
+  expect += "end";
+  auto entry = f->Store(objects_, 0644, 2);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  EXPECT_EQ(entry->chunks(0), base.chunks(0));
+  EXPECT_EQ(ReadAll(*entry), expect);
+}
+
+TEST_F(StagedFileTest, WholeChunkOverwriteNeedsNoFetch) {
+  std::string content = Content(2 * kChunkSize, 'q');
+  objects::Entry base = Store(content);
+  auto f = Stage(base);
+  std::string fresh = Content(kChunkSize, 'z');
+  ASSERT_TRUE(f->Write(0, fresh).ok());
+  content.replace(0, kChunkSize, fresh);
+  auto entry = f->Store(objects_, 0644, 2);
+  ASSERT_TRUE(entry.ok());
+  EXPECT_EQ(entry->chunks(1), base.chunks(1));
+  EXPECT_EQ(ReadAll(*entry), content);
+}
+
+TEST_F(StagedFileTest, SmallFileGrowsFromMemoryToDisk) {
+  auto f = Stage(objects::Entry());
+  ASSERT_TRUE(f->Write(0, "head").ok());
+  std::string tail = Content(100 << 10, 't');
+  ASSERT_TRUE(f->Write(200 << 10, tail).ok());
+  std::string expect = "head" + std::string((200 << 10) - 4, '\0') + tail;
+  EXPECT_EQ(*f->Read(0, 1 << 30), expect);
+  ASSERT_TRUE(f->Truncate(10).ok());
+  EXPECT_EQ(*f->Read(0, 100), std::string("head") + std::string(6, '\0'));
+}
+
+TEST_F(StagedFileTest, InlineBaseIsCopied) {
+  objects::Entry base = Store("small");
+  auto f = Stage(base);
+  ASSERT_TRUE(f->Write(5, "er").ok());
+  EXPECT_EQ(*f->Read(0, 100), "smaller");
+}
+
+}  // namespace
+}  // namespace cairn::mounter

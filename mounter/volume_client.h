@@ -1,0 +1,42 @@
+// VolumeClient: the mounter's narrow view of the control plane (DESIGN.md §3):
+// open a volume (data key, head, limits), read the head, commit a change set,
+// and a BlobStore of sealed objects. One real implementation over gRPC;
+// tests of the mounter library may substitute their own.
+//
+// Thread-safe: every method may be called from any thread concurrently.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "core/blob_store.h"
+#include "core/rpc_client.h"
+#include "proto/objects.pb.h"
+#include "proto/volume.pb.h"
+
+namespace cairn::mounter {
+
+class VolumeClient {
+ public:
+  virtual ~VolumeClient() = default;
+
+  // NotFound if the volume does not exist (C1).
+  [[nodiscard]] virtual absl::StatusOr<api::OpenVolumeResponse> Open(
+      const api::VolumeRef& ref) = 0;
+  [[nodiscard]] virtual absl::StatusOr<api::Snapshot> Head(std::string_view volume_id) = 0;
+  // Applies `changes` onto the current head (C4); returns the new snapshot.
+  [[nodiscard]] virtual absl::StatusOr<api::Snapshot> Commit(std::string_view volume_id,
+                                                             uint64_t base_seq,
+                                                             const objects::ChangeSet& changes) = 0;
+  // Sealed objects of any volume, over the API (GetObjects / PutObjects /
+  // MissingObjects). Owned by the client; valid for its lifetime. Only
+  // Get/Put/Contains are supported; the rest answer Unimplemented.
+  virtual BlobStore* blobs() = 0;
+};
+
+[[nodiscard]] absl::StatusOr<std::unique_ptr<VolumeClient>> NewGrpcVolumeClient(
+    const ClientOptions& options);
+
+}  // namespace cairn::mounter
