@@ -11,11 +11,18 @@ scripts/setup.sh
 jobs=$(nproc)
 # Sanitizers first over the storage core (the code that must never corrupt
 # data); the full suite runs last so its summary closes the output.
-echo "== core under ASan+UBSan"
+echo "== storage core under ASan+UBSan"
+core_tests=$(scripts/core-test-targets.sh)
 scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DCAIRN_SANITIZE=ON -DCAIRN_WERROR=ON \
-  -- $(scripts/core-test-targets.sh)
-ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build-asan -L 'unit|model' --output-on-failure -j "$jobs" --timeout 600 | tail -n 4
+  -- $core_tests
+asan_log=build-asan/ctest.log
+if ! ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan -R "^($(echo $core_tests | tr ' ' '|'))\$" \
+    --output-on-failure -j "$jobs" --timeout 900 >"$asan_log" 2>&1; then
+  cat "$asan_log"
+  exit 1
+fi
+grep -E 'tests passed|tests failed' "$asan_log"
 
 echo "== full suite"
 scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAIRN_WERROR=ON
