@@ -22,6 +22,9 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/ /usr/local/bin/
 # The standalone control plane listens on 7420 (gRPC) and 7421 (metrics).
+# Off loopback it requires a bearer token: mount one (e.g. a Kubernetes
+# Secret) at /etc/cairn/token, or override the command.
 EXPOSE 7420 7421
 ENTRYPOINT ["/usr/local/bin/cairn"]
-CMD ["server", "--data", "/var/lib/cairn", "--listen", "0.0.0.0:7420"]
+CMD ["server", "--data", "/var/lib/cairn", "--listen", "0.0.0.0:7420", \
+     "--metrics-listen", "0.0.0.0:7421", "--token-file", "/etc/cairn/token"]
