@@ -8,11 +8,13 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -60,6 +62,10 @@ std::string JsonField(const std::string& json, const std::string& key) {
   }
   return out;
 }
+
+// The command `cairn shell` runs, for the signal handler that forwards
+// SIGTERM/SIGHUP to it.
+std::atomic<pid_t> g_shell_child{0};
 
 bool IsMountedAt(const std::string& mountpoint) {
   std::ifstream in("/proc/self/mountinfo");
@@ -192,6 +198,13 @@ int RunShell(const ClientOptions& client, const std::vector<std::string>& args) 
                                      "--server", client.server, "--namespace", client.ns};
     pid_t pid = ::fork();
     if (pid == 0) {
+      // Its own process group: a Ctrl-C meant for the command (the terminal
+      // signals the foreground group) must not unmount the volumes under
+      // it. And if `cairn shell` dies, the mounter commits and exits
+      // instead of lingering in the orphaned namespace.
+      ::setpgid(0, 0);
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() == 1) _exit(1);
       std::vector<char*> c;
       for (auto& a : argv) c.push_back(a.data());
       c.push_back(nullptr);
@@ -226,8 +239,24 @@ int RunShell(const ClientOptions& client, const std::vector<std::string>& args) 
     const char* shell = std::getenv("SHELL");
     command = {shell != nullptr && *shell ? shell : "/bin/sh"};
   }
+  // Like system(3): while the command runs, SIGINT/SIGQUIT are its
+  // business (it is in the terminal's foreground group with us), and
+  // SIGTERM/SIGHUP sent to `cairn shell` go on to it; either way the
+  // volumes stay mounted until it exits, then commit.
+  struct sigaction ignore {}, forward {}, old_int {}, old_quit {}, old_term {}, old_hup {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  forward.sa_handler = +[](int sig) {
+    pid_t pid = g_shell_child.load();
+    if (pid > 0) ::kill(pid, sig);
+  };
+  sigemptyset(&forward.sa_mask);
+  ::sigaction(SIGINT, &ignore, &old_int);
+  ::sigaction(SIGQUIT, &ignore, &old_quit);
   pid_t child = ::fork();
   if (child == 0) {
+    ::sigaction(SIGINT, &old_int, nullptr);
+    ::sigaction(SIGQUIT, &old_quit, nullptr);
     std::vector<char*> c;
     for (auto& a : command) c.push_back(a.data());
     c.push_back(nullptr);
@@ -237,9 +266,17 @@ int RunShell(const ClientOptions& client, const std::vector<std::string>& args) 
   }
   int status = 0;
   if (child > 0) {
+    g_shell_child.store(child);
+    ::sigaction(SIGTERM, &forward, &old_term);
+    ::sigaction(SIGHUP, &forward, &old_hup);
     while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
     }
+    g_shell_child.store(0);
+    ::sigaction(SIGTERM, &old_term, nullptr);
+    ::sigaction(SIGHUP, &old_hup, nullptr);
   }
+  ::sigaction(SIGINT, &old_int, nullptr);
+  ::sigaction(SIGQUIT, &old_quit, nullptr);
   // Unmounting commits (the mounter's final commit on SIGTERM).
   int mount_rc = stop_all();
   int rc = child < 0 ? 1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -197,6 +197,15 @@ std::shared_ptr<Filesystem::Node> Filesystem::FindLocked(uint64_t ino) {
   return it == inodes_.end() ? nullptr : it->second;
 }
 
+absl::Status Filesystem::CheckCurrentLocked(const Node& node) const {
+  auto it = inodes_.find(node.ino);
+  if (it != inodes_.end() && it->second.get() == &node) return absl::OkStatus();
+  // Replaced by a reload (or forgotten) since the caller looked it up: its
+  // path may be wrong now. ESTALE makes the kernel revalidate the path and
+  // retry once (retry_estale), which finds the current node.
+  return Errno(ESTALE, absl::StrCat("inode ", node.ino, " changed (reload)"));
+}
+
 absl::StatusOr<std::shared_ptr<Filesystem::Node>> Filesystem::Get(uint64_t ino) {
   {
     absl::ReaderMutexLock lock(&mu_);
@@ -450,6 +459,7 @@ absl::StatusOr<struct stat> Filesystem::Lookup(uint64_t parent, std::string_view
   CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
   CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
   absl::ReaderMutexLock lock(&mu_);
+  CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*dir));
   auto it = dir->children.find(std::string(name));
   if (it == dir->children.end()) return Errno(ENOENT, name);
   it->second->nlookup.fetch_add(1);
@@ -502,6 +512,7 @@ absl::StatusOr<struct stat> Filesystem::SetAttr(uint64_t ino, const struct stat&
     CAIRN_RETURN_IF_ERROR(staged->Truncate(size));
   }
   absl::MutexLock lock(&mu_);
+  if (to_set & changing) CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*node));
   int64_t now = NowNs();
   bool changed = false;
   if (to_set & kSetMode) {
@@ -552,6 +563,7 @@ absl::StatusOr<struct stat> Filesystem::MkDir(uint64_t parent, std::string_view 
   CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
   CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
   absl::MutexLock lock(&mu_);
+  CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*dir));
   CAIRN_RETURN_IF_ERROR(CheckCreateLocked(*dir, name));
   auto node = std::make_shared<Node>();
   node->ino = next_ino_.fetch_add(1);
@@ -580,6 +592,7 @@ absl::StatusOr<struct stat> Filesystem::Symlink(std::string_view target, uint64_
   CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
   CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
   absl::MutexLock lock(&mu_);
+  CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*dir));
   CAIRN_RETURN_IF_ERROR(CheckCreateLocked(*dir, name));
   auto node = std::make_shared<Node>();
   node->ino = next_ino_.fetch_add(1);
@@ -606,6 +619,8 @@ absl::StatusOr<struct stat> Filesystem::Link(uint64_t ino, uint64_t parent,
   CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
   absl::MutexLock lock(&mu_);
   if (node->type != objects::FILE) return Errno(EPERM, "hard links to regular files only");
+  CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*dir));
+  if (node->attached) CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*node));
   if (!node->attached) return Errno(ENOENT, "file was removed");
   CAIRN_RETURN_IF_ERROR(CheckCreateLocked(*dir, name));
   if (node->link_id == 0) node->link_id = next_link_id_.fetch_add(1);
@@ -622,6 +637,7 @@ absl::Status Filesystem::Unlink(uint64_t parent, std::string_view name) {
   CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
   CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
   absl::MutexLock lock(&mu_);
+  CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*dir));
   auto it = dir->children.find(std::string(name));
   if (it == dir->children.end()) return Errno(ENOENT, name);
   if (it->second->type == objects::DIRECTORY) return Errno(EISDIR, name);
@@ -648,6 +664,7 @@ absl::Status Filesystem::RmDir(uint64_t parent, std::string_view name) {
   }
   CAIRN_RETURN_IF_ERROR(EnsureLoaded(child));
   absl::MutexLock lock(&mu_);
+  CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*dir));
   auto it = dir->children.find(std::string(name));
   if (it == dir->children.end() || it->second != child) return Errno(ENOENT, name);
   if (!child->children.empty()) return Errno(ENOTEMPTY, name);
@@ -682,6 +699,8 @@ absl::Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t
   if (target && target->type == objects::DIRECTORY) CAIRN_RETURN_IF_ERROR(EnsureLoaded(target));
 
   absl::MutexLock lock(&mu_);
+  CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*dir));
+  CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*new_dir));
   auto src_it = dir->children.find(std::string(name));
   if (src_it == dir->children.end()) return Errno(ENOENT, name);
   std::shared_ptr<Node> src = src_it->second;
@@ -736,8 +755,10 @@ absl::StatusOr<Filesystem::Created> Filesystem::Create(uint64_t parent, std::str
                          StagedFile::Create(options_.staging_dir, objects::Entry(), reader_));
   std::shared_ptr<Node> node;
   struct stat attr;
+  uint64_t fh;
   {
     absl::MutexLock lock(&mu_);
+    CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*dir));
     CAIRN_RETURN_IF_ERROR(CheckCreateLocked(*dir, name));
     node = std::make_shared<Node>();
     node->ino = next_ino_.fetch_add(1);
@@ -750,27 +771,15 @@ absl::StatusOr<Filesystem::Created> Filesystem::Create(uint64_t parent, std::str
     dir->mtime_ns = dir->ctime_ns = node->mtime_ns;
     MarkContentDirtyLocked(node);
     node->nlookup.fetch_add(1);
-    node->open.fetch_add(1);
     attr = AttrLocked(*node);
+    // Registered under mu_, so that a reload (which checks for open handles
+    // under mu_) either sees this handle or happens entirely before it.
+    fh = AddHandleLocked(node, /*writable=*/true);
   }
-  absl::MutexLock lock(&handles_mu_);
-  uint64_t fh = next_fh_++;
-  handles_[fh] = std::make_unique<Handle>();
-  handles_[fh]->node = node;
-  handles_[fh]->writable = true;
-  ++open_files_;
   return Created{attr, fh};
 }
 
-absl::StatusOr<uint64_t> Filesystem::Open(uint64_t ino, int flags) {
-  CAIRN_ASSIGN_OR_RETURN(auto node, Get(ino));
-  bool writable = (flags & O_ACCMODE) != O_RDONLY;
-  if (writable) CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
-  {
-    absl::ReaderMutexLock lock(&mu_);
-    if (node->type == objects::DIRECTORY) return Errno(EISDIR, "directory");
-    if (node->type != objects::FILE) return Errno(EINVAL, "not a regular file");
-  }
+uint64_t Filesystem::AddHandleLocked(const std::shared_ptr<Node>& node, bool writable) {
   node->open.fetch_add(1);
   absl::MutexLock lock(&handles_mu_);
   uint64_t fh = next_fh_++;
@@ -778,6 +787,38 @@ absl::StatusOr<uint64_t> Filesystem::Open(uint64_t ino, int flags) {
   handles_[fh]->node = node;
   handles_[fh]->writable = writable;
   ++open_files_;
+  return fh;
+}
+
+absl::StatusOr<uint64_t> Filesystem::Open(uint64_t ino, int flags) {
+  bool writable = (flags & O_ACCMODE) != O_RDONLY;
+  bool truncate = (flags & O_TRUNC) != 0;
+  if (writable || truncate) CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
+  // A reload between Get() and registering the handle would leave the
+  // handle on a node that is no longer in the tree, and writes through it
+  // would never be committed: register under mu_, on the current node.
+  uint64_t fh = 0;
+  for (int attempt = 0; fh == 0; ++attempt) {
+    CAIRN_ASSIGN_OR_RETURN(auto node, Get(ino));
+    absl::ReaderMutexLock lock(&mu_);
+    if (node->type == objects::DIRECTORY) return Errno(EISDIR, "directory");
+    if (node->type != objects::FILE) return Errno(EINVAL, "not a regular file");
+    if (FindLocked(ino) == node) {
+      fh = AddHandleLocked(node, writable);
+    } else if (attempt >= 3) {
+      return Errno(ESTALE, absl::StrCat("inode ", ino));
+    }
+  }
+  // libfuse enables FUSE_CAP_ATOMIC_O_TRUNC by default: the kernel then
+  // sends O_TRUNC with the open (no separate setattr) and expects the file
+  // system to truncate.
+  if (truncate) {
+    struct stat zero {};
+    if (auto st = SetAttr(ino, zero, kSetSize); !st.ok()) {
+      Release(fh);
+      return st.status();
+    }
+  }
   return fh;
 }
 
@@ -911,6 +952,7 @@ absl::StatusOr<std::vector<Filesystem::DirEntry>> Filesystem::ListDir(uint64_t i
   CAIRN_ASSIGN_OR_RETURN(auto dir, Get(ino));
   CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
   absl::ReaderMutexLock lock(&mu_);
+  CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*dir));
   std::vector<DirEntry> out;
   out.reserve(dir->children.size() + 2);
   out.push_back({".", AttrLocked(*dir)});
@@ -1164,6 +1206,15 @@ absl::Status Filesystem::Reload() {
     }
     ino_hint_ = std::move(ino_hint);
     path_hint_ = std::move(path_hint);
+    // The old tree goes away; an operation that looked a node of it up
+    // before this reload may still hold it (it then fails with ESTALE, see
+    // CheckCurrentLocked). Detach them all, so that nothing ever follows a
+    // `parent` pointer into freed nodes.
+    for (const auto& [ino, node] : inodes_) {
+      node->attached = false;
+      node->parent = nullptr;
+      node->extra_links.clear();
+    }
     // Pending nodes are re-placed by the replay.
     for (const PendingChange& pc : log_) {
       if (!pc.node) continue;

@@ -181,6 +181,9 @@ class Filesystem {
 
   // Tree helpers (mu_ held as annotated).
   std::shared_ptr<Node> FindLocked(uint64_t ino) ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // OK if `node` is the current node for its inode number; ESTALE if a
+  // reload replaced it after the caller's Get() (mu_ was released between).
+  absl::Status CheckCurrentLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::shared_ptr<Node>> Get(uint64_t ino);
   absl::Status EnsureLoaded(const std::shared_ptr<Node>& dir);
   absl::Status EnsureLoadedLocked(const std::shared_ptr<Node>& dir)
@@ -215,6 +218,10 @@ class Filesystem {
   absl::StatusOr<std::shared_ptr<Node>> WalkLocked(std::string_view path, bool create_dirs)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CommitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // Registers an open handle on `node` (mu_ held, at least shared, so that a
+  // reload sees it).
+  uint64_t AddHandleLocked(const std::shared_ptr<Node>& node, bool writable)
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status ReadOnlyCheck() const;
   // The path of one open file, for "volume busy" messages.
   std::string OpenPathExample(bool mu_held);

@@ -60,7 +60,8 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   conn->max_readahead = 4 << 20;
   conn->max_background = 64;
   conn->congestion_threshold = 48;
-  // The kernel handles O_TRUNC through setattr; no writeback cache: the
+  // O_TRUNC comes with OPEN (libfuse enables FUSE_CAP_ATOMIC_O_TRUNC by
+  // default; Filesystem::Open truncates). No writeback cache: the
   // staging file is the only copy of uncommitted data and a commit must see
   // every completed write(2).
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
@@ -171,7 +172,19 @@ void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(
 
 struct DirHandle {
   std::vector<Filesystem::DirEntry> entries;
+  bool read = false;  // a read at offset 0 happened
 };
+
+// The listing is taken at opendir and offsets index into it (stable
+// telldir/seekdir). A later read from offset 0 is a rewinddir, after which
+// POSIX wants changes made before it to show: list again.
+void RewindIfAtStart(fuse_req_t req, fuse_ino_t ino, off_t off, DirHandle* handle) {
+  if (off != 0) return;
+  if (handle->read) {
+    if (auto entries = Fs(req)->ListDir(ino); entries.ok()) handle->entries = std::move(*entries);
+  }
+  handle->read = true;
+}
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto entries = Fs(req)->ListDir(ino);
@@ -181,8 +194,9 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (fuse_reply_open(req, fi) == -ENOENT) delete handle;
 }
 
-void OpReaddir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   auto* handle = reinterpret_cast<DirHandle*>(fi->fh);
+  RewindIfAtStart(req, ino, off, handle);
   std::string buf(size, '\0');
   size_t used = 0;
   for (size_t i = off; i < handle->entries.size(); ++i) {
@@ -198,8 +212,10 @@ void OpReaddir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_inf
 // readdir + lookup in one go: `ls -l` costs one request per 4 KiB of
 // entries instead of one per file. Every entry handed out (but "." and "..")
 // is a kernel reference, counted like a lookup.
-void OpReaddirplus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                   fuse_file_info* fi) {
   auto* handle = reinterpret_cast<DirHandle*>(fi->fh);
+  RewindIfAtStart(req, ino, off, handle);
   std::string buf(size, '\0');
   size_t used = 0;
   for (size_t i = off; i < handle->entries.size(); ++i) {

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -346,16 +347,32 @@ int RunMounter(const MountOptions& options) {
                  opened->head().seq(), options.mountpoint.string(),
                  options.read_only ? " read-only" : "");
 
-  // Signal thread: SIGTERM/SIGINT/SIGHUP end the session by unmounting,
-  // which makes every worker's read of /dev/fuse fail and the loop return.
+  // Signal thread: SIGTERM/SIGINT/SIGHUP end the session. fuse_session_exit
+  // only sets a flag that a worker checks after its next request, and a
+  // lazy unmount ends the connection only once nothing on the mount is open
+  // any more: a process holding a file open (idle) would keep the mounter,
+  // and its final commit, waiting forever. So the thread also sends one
+  // request itself (a getxattr of the root, never cached by the kernel),
+  // which makes a worker see the flag and the loop return; then the main
+  // thread unmounts and commits. If that request races with the loop's end
+  // it waits until the main thread closes /dev/fuse (session->reset()
+  // below, which is before the join).
   std::atomic<bool> done{false};
+  absl::Mutex se_mu;
+  bool se_alive = true;  // guarded by se_mu: `se` may be used
   std::thread signal_thread([&] {
     timespec tick{0, 200 * 1000 * 1000};
     while (!done.load()) {
       int sig = sigtimedwait(&sigs, nullptr, &tick);
       if (sig <= 0) continue;
       CAIRN_LOG_INFO("signal %d: unmounting %s", sig, options.mountpoint.string());
-      fuse_session_exit(se);
+      {
+        absl::MutexLock lock(&se_mu);
+        if (!se_alive) continue;
+        fuse_session_exit(se);
+      }
+      char byte;
+      ::getxattr(options.mountpoint.c_str(), "user.cairn.status", &byte, 0);
       LazyUnmount(options.mountpoint);
     }
   });
@@ -383,6 +400,10 @@ int RunMounter(const MountOptions& options) {
   fuse_loop_cfg_destroy(config);
   if (loop != 0) CAIRN_LOG_WARNING("session loop ended with %d", loop);
   {
+    absl::MutexLock lock(&se_mu);
+    se_alive = false;
+  }
+  {
     absl::MutexLock lock(&bg_mu);
     bg_stop = true;
   }
@@ -407,9 +428,11 @@ int RunMounter(const MountOptions& options) {
     absl::SleepFor(backoff);
     backoff = std::min(backoff * 2, absl::Seconds(5));
   }
+  // Closing /dev/fuse first also fails a request the signal thread may
+  // still be waiting on (see above), so the join cannot hang.
+  session->reset();
   done.store(true);
   signal_thread.join();
-  session->reset();
   CAIRN_LOG_INFO("unmounted %s from %s", options.volume, options.mountpoint.string());
   return rc;
 }
