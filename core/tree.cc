@@ -360,9 +360,15 @@ class Builder {
         e.set_mode(mode);
         parent->dirty = true;
       }
-      if (in.mtime_ns() != 0 && in.mtime_ns() != e.mtime_ns()) {
-        e.set_mtime_ns(in.mtime_ns());
-        parent->dirty = true;
+      if (in.mtime_ns() != 0) {
+        if (in.mtime_ns() != e.mtime_ns()) {
+          e.set_mtime_ns(in.mtime_ns());
+          parent->dirty = true;
+        }
+        // An explicit mtime comes after the entry changes logged before it
+        // (tar x, cp -a, rsync -a set it last): it must not be overridden
+        // by the commit time when the directory is written.
+        if (it->second.child != nullptr) it->second.child->names_changed = false;
       }
       return absl::OkStatus();
     }

@@ -607,6 +607,18 @@ TEST_F(TreeTest, ParentMtimeMovesWhenNamesChange) {
   EXPECT_GT(LookupPath(objects_, root_, "d")->mtime_ns(), 1'000'000'000'000'000'000);
 }
 
+TEST_F(TreeTest, ExplicitMtimeAfterNameChangesInOneCommitWins) {
+  // tar x / cp -a: create entries, then set the directory's mtime, all
+  // within one commit. The explicit time must survive the flush.
+  Change set_time = Mkdir("d");
+  set_time.mutable_entry()->set_mtime_ns(42);
+  ASSERT_TRUE(Apply({Mkdir("d"), PutFile("d/a", "1"), set_time}).ok());
+  EXPECT_EQ(LookupPath(objects_, root_, "d")->mtime_ns(), 42);
+  // A name change after the explicit time moves it to the commit time again.
+  ASSERT_TRUE(Apply({set_time, PutFile("d/b", "2")}).ok());
+  EXPECT_GT(LookupPath(objects_, root_, "d")->mtime_ns(), 1'000'000'000'000'000'000);
+}
+
 TEST_F(TreeTest, LookupErrors) {
   ASSERT_TRUE(Apply({PutFile("f", "1")}).ok());
   absl::StatusOr<Entry> e = LookupPath(objects_, root_, "f/x");
