@@ -7,7 +7,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/setup.sh
-scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo -- bin_links
+# Same options as scripts/test.sh, so the two share one build.
+scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAIRN_WERROR=ON -- bin_links
 data=${CAIRN_DATA:-$HOME/.local/share/cairn}
 echo "cairn: binaries in $root/build/bin (add it to PATH); data in $data"
 exec "$root/build/bin/cairn" server --data "$data" "$@"
