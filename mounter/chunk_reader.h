@@ -7,7 +7,7 @@
 // that fails to authenticate is evicted from the disk cache and fetched once
 // more before the error is returned.
 //
-// Thread-safe. Lock order: mu_ is a leaf.
+// Thread-safe. Lock order: mu_ and buf_mu_ are leaves.
 #pragma once
 
 #include <condition_variable>
@@ -65,6 +65,12 @@ class ChunkReader {
   std::deque<Digest> queue_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;
+
+  // Reused read buffers for sealed blobs from the node cache (no allocation,
+  // page faults or zero-filling per chunk); at most kKeptBuffers are kept.
+  static constexpr size_t kKeptBuffers = 6;
+  absl::Mutex buf_mu_;  // leaf
+  std::vector<std::unique_ptr<DiskCache::ReadBuffer>> free_bufs_ ABSL_GUARDED_BY(buf_mu_);
 };
 
 }  // namespace cairn::mounter
