@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -35,9 +36,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Chunks per PutObjects/GetObjects call: big enough to amortise the call,
-// small enough that several are in flight on every worker.
+// Chunks per GetObjects call: big enough to amortise the call, small
+// enough that several are in flight on every worker.
 constexpr size_t kChunksPerUnit = 2;
+// Chunks per PutObjects stream (one durability point on the server: its
+// blobs are flushed together when the stream ends), checked with
+// MissingObjects and held in memory kChunksPerCheck at a time.
+constexpr size_t kChunksPerPutUnit = 16;
+constexpr size_t kChunksPerCheck = 2;
 // Inline-sized files handled per work unit.
 constexpr size_t kSmallFilesPerUnit = 64;
 
@@ -251,30 +257,38 @@ absl::Status UploadChunks(OpenedVolume& vol, UploadItem& item, const UploadUnit&
                           Progress& progress) {
   ScopedFd fd(::open(item.local.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("open ", item.local.string()));
-  std::vector<std::string> plain(unit.chunk_count);
-  std::vector<Digest> addresses(unit.chunk_count);
-  for (size_t k = 0; k < unit.chunk_count; ++k) {
-    const uint64_t offset = (unit.first_chunk + k) * kChunkSize;
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunkSize, item.size - offset));
-    plain[k].resize(n);
-    CAIRN_RETURN_IF_ERROR(PreadFull(fd.get(), plain[k].data(), n, offset, item.local));
-    addresses[k] = vol.key().Address(plain[k]);
-    item.chunks[unit.first_chunk + k] = addresses[k].RawString();
+  // One PutObjects stream for the whole unit: the server makes its blobs
+  // durable together when the stream ends (one flush, not one per chunk).
+  // Chunks are read, addressed, checked and sealed kChunksPerCheck at a time,
+  // so a worker holds only that many in memory.
+  std::unique_ptr<RemoteBlobStore::PutStream> stream;
+  std::string plain[kChunksPerCheck];
+  Digest addresses[kChunksPerCheck];
+  uint64_t bytes = 0;
+  for (size_t g = 0; g < unit.chunk_count; g += kChunksPerCheck) {
+    const size_t count = std::min(kChunksPerCheck, unit.chunk_count - g);
+    std::vector<Digest> group;
+    for (size_t k = 0; k < count; ++k) {
+      const uint64_t offset = (unit.first_chunk + g + k) * kChunkSize;
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunkSize, item.size - offset));
+      plain[k].resize(n);
+      CAIRN_RETURN_IF_ERROR(PreadFull(fd.get(), plain[k].data(), n, offset, item.local));
+      addresses[k] = vol.key().Address(plain[k]);
+      item.chunks[unit.first_chunk + g + k] = addresses[k].RawString();
+      group.push_back(addresses[k]);
+      bytes += n;
+    }
+    // Chunks the server already has (an earlier, interrupted put, or the
+    // same content elsewhere in the volume) are not sent again.
+    CAIRN_ASSIGN_OR_RETURN(std::vector<Digest> missing, vol.blobs->Missing(vol.id(), group));
+    for (size_t k = 0; k < count; ++k) {
+      if (std::find(missing.begin(), missing.end(), addresses[k]) == missing.end()) continue;
+      if (stream == nullptr) stream = vol.blobs->OpenPutStream(vol.id());
+      CAIRN_RETURN_IF_ERROR(stream->Write(addresses[k], vol.key().Seal(addresses[k], plain[k])));
+    }
   }
-  // Chunks the server already has (an earlier, interrupted put, or the same
-  // content elsewhere in the volume) are not sent again.
-  CAIRN_ASSIGN_OR_RETURN(std::vector<Digest> missing, vol.blobs->Missing(vol.id(), addresses));
-  std::vector<std::pair<Digest, std::string>> sealed;
-  for (size_t k = 0; k < unit.chunk_count; ++k) {
-    if (std::find(missing.begin(), missing.end(), addresses[k]) == missing.end()) continue;
-    sealed.emplace_back(addresses[k], vol.key().Seal(addresses[k], plain[k]));
-    std::string().swap(plain[k]);
-  }
-  CAIRN_RETURN_IF_ERROR(vol.blobs->PutMany(vol.id(), sealed));
-  for (size_t k = 0; k < unit.chunk_count; ++k) {
-    const uint64_t offset = (unit.first_chunk + k) * kChunkSize;
-    progress.Add(std::min<uint64_t>(kChunkSize, item.size - offset));
-  }
+  if (stream != nullptr) CAIRN_RETURN_IF_ERROR(stream->Finish());
+  progress.Add(bytes);
   return absl::OkStatus();
 }
 
@@ -329,8 +343,56 @@ struct PendingFile {
   fs::path local;
   fs::path tmp;
   ScopedFd fd;
+  // Large files: a second descriptor with O_DIRECT for whole-block chunk
+  // writes (see WriteChunk); invalid if unused or unsupported.
+  ScopedFd direct;
   std::atomic<size_t> remaining{0};
 };
+
+// Files at least this large are written with O_DIRECT: a big download
+// streams through once, and copying it into fresh page-cache pages was most
+// of get's CPU (perf: 69% in copy_folio_from_iter_atomic, where the VM's
+// host also faults the pages back in). Smaller files stay in the page cache.
+constexpr uint64_t kDirectWriteMin = 64 << 20;
+constexpr size_t kDirectAlign = 4096;
+
+// Writes one chunk at `offset` (a multiple of kChunkSize). Through the
+// O_DIRECT descriptor when there is one: the chunk is copied into an aligned
+// per-thread buffer and zero-padded to the block size (the file is cut back
+// to its size by FinishPending); on EINVAL it falls back to a buffered write.
+absl::Status WriteChunk(PendingFile& p, std::string_view chunk, uint64_t offset) {
+  if (p.direct.valid() && offset % kDirectAlign == 0) {
+    struct FreeDeleter {
+      void operator()(char* b) const { std::free(b); }
+    };
+    thread_local std::unique_ptr<char, FreeDeleter> buffer;
+    thread_local size_t capacity = 0;
+    const size_t padded = (chunk.size() + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
+    if (capacity < padded) {
+      void* mem = nullptr;
+      if (::posix_memalign(&mem, kDirectAlign, padded) != 0) {
+        return PwriteFull(p.fd.get(), chunk, offset, p.tmp);
+      }
+      buffer.reset(static_cast<char*>(mem));
+      capacity = padded;
+    }
+    std::memcpy(buffer.get(), chunk.data(), chunk.size());
+    std::memset(buffer.get() + chunk.size(), 0, padded - chunk.size());
+    size_t done = 0;
+    while (done < padded) {
+      ssize_t w = ::pwrite(p.direct.get(), buffer.get() + done, padded - done,
+                           static_cast<off_t>(offset + done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && errno != EINVAL) return ErrnoToStatus(errno, absl::StrCat("write ", p.tmp.string()));
+      if (w <= 0 || static_cast<size_t>(w) % kDirectAlign != 0) break;  // buffered below
+      done += static_cast<size_t>(w);
+    }
+    if (done == padded) return absl::OkStatus();
+    return PwriteFull(p.fd.get(), chunk.substr(std::min(done, chunk.size())),
+                      offset + std::min(done, chunk.size()), p.tmp);
+  }
+  return PwriteFull(p.fd.get(), chunk, offset, p.tmp);
+}
 
 absl::StatusOr<std::unique_ptr<PendingFile>> CreatePending(const fs::path& local, uint64_t size) {
   auto p = std::make_unique<PendingFile>();
@@ -350,6 +412,13 @@ absl::StatusOr<std::unique_ptr<PendingFile>> CreatePending(const fs::path& local
 }
 
 absl::Status FinishPending(PendingFile& p, const objects::Entry& entry) {
+  if (p.direct.valid()) {
+    // The last O_DIRECT write was padded to the block size.
+    p.direct.reset();
+    if (::ftruncate(p.fd.get(), static_cast<off_t>(entry.size())) != 0) {
+      return ErrnoToStatus(errno, absl::StrCat("truncate ", p.tmp.string()));
+    }
+  }
   ::fchmod(p.fd.get(), entry.mode() & 07777);
   struct timespec times[2];
   times[0].tv_sec = 0;
@@ -473,9 +542,13 @@ absl::Status Put(Client& client, const PutRequest& request) {
     }
     const size_t n = static_cast<size_t>((item.size + kChunkSize - 1) / kChunkSize);
     item.chunks.resize(n);
-    for (size_t c = 0; c < n; c += kChunksPerUnit) {
+    // Long streams for big files; a smaller file still spreads over every
+    // worker.
+    const size_t per_unit = std::clamp<size_t>((n + WorkerCount() - 1) / WorkerCount(),
+                                               kChunksPerCheck, kChunksPerPutUnit);
+    for (size_t c = 0; c < n; c += per_unit) {
       units.push_back(UploadUnit{.item = i, .first_chunk = c,
-                                 .chunk_count = std::min(kChunksPerUnit, n - c)});
+                                 .chunk_count = std::min(per_unit, n - c)});
     }
   }
   if (!small.small_items.empty()) units.push_back(std::move(small));
@@ -689,14 +762,18 @@ absl::Status Get(Client& client, const GetRequest& request) {
       if (pending[unit.item] == nullptr) {
         CAIRN_ASSIGN_OR_RETURN(pending[unit.item], CreatePending(item.local, item.entry.size()));
         pending[unit.item]->remaining = ChunkCount(item.entry);
+        if (item.entry.size() >= kDirectWriteMin) {
+          // Invalid (buffered writes only) where O_DIRECT is unsupported.
+          pending[unit.item]->direct.reset(
+              ::open(pending[unit.item]->tmp.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC));
+        }
       }
       p = pending[unit.item].get();
     }
     CAIRN_ASSIGN_OR_RETURN(std::vector<std::string> chunks,
                            FetchChunks(vol, item.entry, unit.first, unit.count));
     for (size_t k = 0; k < chunks.size(); ++k) {
-      CAIRN_RETURN_IF_ERROR(
-          PwriteFull(p->fd.get(), chunks[k], (unit.first + k) * kChunkSize, p->tmp));
+      CAIRN_RETURN_IF_ERROR(WriteChunk(*p, chunks[k], (unit.first + k) * kChunkSize));
       progress.Add(chunks[k].size());
     }
     if (p->remaining.fetch_sub(unit.count) == unit.count) {

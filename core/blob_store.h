@@ -50,6 +50,36 @@ class BlobStore {
   [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> ListVolumes() = 0;
   // Removes every blob of the volume. Missing is OK.
   [[nodiscard]] virtual absl::Status DeleteVolume(std::string_view volume_id) = 0;
+
+  // Several Puts sharing one durability point. Added blobs may stay
+  // invisible (and not durable) until Finish; once Finish returns OK every
+  // one of them is stored exactly as if Put had been called (visible, whole,
+  // durable). A reader never sees a blob half-written at any time. A batch
+  // dropped without Finish (or whose Finish failed) leaves each blob stored
+  // or absent. Not thread-safe: one batch per writer.
+  class Batch {
+   public:
+    virtual ~Batch() = default;
+    [[nodiscard]] virtual absl::Status Add(const Digest& address, std::string_view sealed) = 0;
+    [[nodiscard]] virtual absl::Status Finish() = 0;
+  };
+  // The default batch calls Put for each blob (durable at once).
+  [[nodiscard]] virtual std::unique_ptr<Batch> NewBatch(std::string_view volume_id) {
+    class PutEach final : public Batch {
+     public:
+      PutEach(BlobStore* store, std::string_view volume_id)
+          : store_(store), volume_id_(volume_id) {}
+      absl::Status Add(const Digest& address, std::string_view sealed) override {
+        return store_->Put(volume_id_, address, sealed);
+      }
+      absl::Status Finish() override { return absl::OkStatus(); }
+
+     private:
+      BlobStore* const store_;
+      const std::string volume_id_;
+    };
+    return std::make_unique<PutEach>(this, volume_id);
+  }
 };
 
 // Blobs under `root`/<volume id>/<aa>/<bb>/<hex address>. Creates `root`.

@@ -7,15 +7,22 @@
 // of one address both rename; each rename is atomic and either content is a
 // valid sealing of that address. Shard directories are created with mkdir,
 // treating EEXIST as success, so racing creators are harmless.
+// NewBatch (PutObjects) writes blobs the same way but with O_DIRECT and
+// fsyncs the directories once per batch; see LocalBatch.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <system_error>
 #include <algorithm>
 #include <functional>
+#include <set>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -105,6 +112,8 @@ class LocalBlobStore : public BlobStore {
  public:
   explicit LocalBlobStore(fs::path root) : root_(std::move(root)) {}
 
+  std::unique_ptr<Batch> NewBatch(std::string_view volume_id) override;
+
   absl::Status Put(std::string_view volume_id, const Digest& address,
                    std::string_view sealed) override {
     CAIRN_RETURN_IF_ERROR(ValidateVolumeId(volume_id));
@@ -112,8 +121,9 @@ class LocalBlobStore : public BlobStore {
     const fs::path dir = ShardDir(volume_id, hex);
     const fs::path final_path = dir / hex;
     // Present already: content-addressed, so only refresh the mtime (GC's
-    // grace period restarts). If it vanished in between, write it anew.
-    if (::utimensat(AT_FDCWD, final_path.c_str(), nullptr, 0) == 0) return absl::OkStatus();
+    // grace period restarts) and make sure its entry is durable (see
+    // Touch). If it vanished in between, write it anew.
+    if (::utimensat(AT_FDCWD, final_path.c_str(), nullptr, 0) == 0) return FsyncPath(dir);
     if (errno != ENOENT && errno != ENOTDIR) {
       return ErrnoToStatus(errno, absl::StrCat("touch ", final_path.string()));
     }
@@ -165,7 +175,11 @@ class LocalBlobStore : public BlobStore {
   absl::Status Touch(std::string_view volume_id, const Digest& address) override {
     CAIRN_RETURN_IF_ERROR(ValidateVolumeId(volume_id));
     const fs::path path = BlobPath(volume_id, address);
-    if (::utimensat(AT_FDCWD, path.c_str(), nullptr, 0) == 0) return absl::OkStatus();
+    // A caller that finds a blob present references it instead of storing
+    // it, so its directory entry must be durable now: a concurrent batch
+    // (PutObjects) renames blobs in before its directory fsyncs. fsync of
+    // an already clean directory returns at once.
+    if (::utimensat(AT_FDCWD, path.c_str(), nullptr, 0) == 0) return FsyncPath(path.parent_path());
     if (errno == ENOENT || errno == ENOTDIR) return NotFound(volume_id, address);
     return ErrnoToStatus(errno, absl::StrCat("touch ", path.string()));
   }
@@ -237,6 +251,8 @@ class LocalBlobStore : public BlobStore {
   }
 
  private:
+  friend class LocalBatch;
+
   fs::path ShardDir(std::string_view volume_id, const std::string& hex) const {
     return root_ / std::string(volume_id) / hex.substr(0, 2) / hex.substr(2, 2);
   }
@@ -272,6 +288,144 @@ class LocalBlobStore : public BlobStore {
 
   const fs::path root_;
 };
+
+// A batch writes each blob as Put does, temporary + fdatasync + rename, so
+// a name only ever shows a whole, durable blob and a crash leaves at most
+// one temporary per writer (everything else is a complete orphan blob that
+// GC collects). What it defers is the directory side: the shard
+// directories' entries (mkdir and rename) are fsynced once per directory at
+// Finish instead of three to four fsyncs per blob, and Finish returns only
+// once they are durable. The blob data goes to the disk with O_DIRECT (see
+// WriteDirect), so the fdatasync has only metadata left to commit.
+class LocalBatch final : public BlobStore::Batch {
+ public:
+  LocalBatch(LocalBlobStore* store, std::string_view volume_id)
+      : store_(store), volume_id_(volume_id) {}
+
+  absl::Status Add(const Digest& address, std::string_view sealed) override {
+    if (!validated_) {
+      CAIRN_RETURN_IF_ERROR(ValidateVolumeId(volume_id_));
+      validated_ = true;
+    }
+    const std::string hex = address.ToHex();
+    const fs::path dir = store_->ShardDir(volume_id_, hex);
+    const fs::path final_path = dir / hex;
+    // Present already: refresh the mtime, as Put does. Its directory is
+    // synced at Finish too, in case the writer that renamed it there has
+    // not made the entry durable yet.
+    if (::utimensat(AT_FDCWD, final_path.c_str(), nullptr, 0) == 0) {
+      dirs_.insert(dir);
+      return absl::OkStatus();
+    }
+    if (errno != ENOENT && errno != ENOTDIR) {
+      return ErrnoToStatus(errno, absl::StrCat("touch ", final_path.string()));
+    }
+    // A concurrent DeleteVolume can remove the directories between mkdir
+    // and open; one retry recreates them.
+    for (int attempt = 0;; ++attempt) {
+      // Each directory's entry in its parent is made durable at Finish.
+      const fs::path vdir = store_->root_ / volume_id_;
+      for (const fs::path& d : {vdir, dir.parent_path(), dir}) {
+        if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) {
+          return ErrnoToStatus(errno, absl::StrCat("mkdir ", d.string()));
+        }
+        dirs_.insert(d.parent_path());
+      }
+      absl::Status st = WriteBlob(dir, hex, final_path, sealed);
+      if (st.ok()) dirs_.insert(dir);
+      if (st.ok() || !absl::IsNotFound(st) || attempt >= 1) return st;
+    }
+  }
+
+  absl::Status Finish() override {
+    // Deepest first: a shard's entries, then its parent's, then the root's.
+    for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
+      CAIRN_RETURN_IF_ERROR(FsyncPath(*it));
+    }
+    dirs_.clear();
+    return absl::OkStatus();
+  }
+
+ private:
+  // Temporary, data durable, renamed into place. NotFound if `dir` vanished.
+  absl::Status WriteBlob(const fs::path& dir, const std::string& hex, const fs::path& final_path,
+                         std::string_view sealed) {
+    const fs::path tmp = dir / absl::StrCat(".tmp.", hex.substr(0, 16), ".", ::getpid(), ".",
+                                            absl::BytesToHexString(RandomBytes(8)));
+    ScopedFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("create ", tmp.string()));
+    absl::StatusOr<bool> direct = WriteDirect(fd.get(), sealed);
+    absl::Status st = !direct.ok() ? direct.status()
+                      : *direct    ? absl::OkStatus()
+                                   : WriteAll(fd.get(), sealed, tmp);
+    if (st.ok() && ::fdatasync(fd.get()) != 0) st = ErrnoToStatus(errno, "fsync " + tmp.string());
+    if (st.ok() && ::close(fd.release()) != 0) st = ErrnoToStatus(errno, "close " + tmp.string());
+    if (st.ok() && ::rename(tmp.c_str(), final_path.c_str()) != 0) {
+      st = ErrnoToStatus(errno, absl::StrCat("rename to ", final_path.string()));
+    }
+    if (!st.ok()) ::unlink(tmp.c_str());
+    return st;
+  }
+
+  // Writes `data` to the empty file `fd` with O_DIRECT, bypassing the page
+  // cache: blobs are written once and rarely read back soon, and the copy
+  // into fresh page-cache pages was most of PutObjects' CPU (perf: 62% in
+  // copy_folio_from_iter_atomic). The data goes through one aligned buffer
+  // reused across the batch, padded to the block size, then the file is
+  // truncated to the real size (made durable by the caller's fdatasync).
+  // False (file still empty, O_DIRECT off again) when the filesystem refuses
+  // O_DIRECT or the blob is small; the caller then writes it buffered.
+  absl::StatusOr<bool> WriteDirect(int fd, std::string_view data) {
+    constexpr size_t kAlign = 4096;
+    if (direct_unsupported_ || data.size() < 64 * 1024) return false;
+    const size_t padded = (data.size() + kAlign - 1) / kAlign * kAlign;
+    if (aligned_size_ < padded) {
+      void* mem = nullptr;
+      if (::posix_memalign(&mem, kAlign, padded) != 0) return false;
+      aligned_.reset(static_cast<char*>(mem));
+      aligned_size_ = padded;
+    }
+    std::memcpy(aligned_.get(), data.data(), data.size());
+    std::memset(aligned_.get() + data.size(), 0, padded - data.size());
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_DIRECT) != 0) {
+      direct_unsupported_ = true;
+      return false;
+    }
+    size_t done = 0;
+    bool ok = true;
+    while (done < padded) {
+      ssize_t n = ::pwrite(fd, aligned_.get() + done, padded - done, static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0 || static_cast<size_t>(n) % kAlign != 0) {
+        if (n < 0 && errno == EINVAL) direct_unsupported_ = true;
+        ok = false;
+        break;
+      }
+      done += static_cast<size_t>(n);
+    }
+    ::fcntl(fd, F_SETFL, flags);
+    if (ok && ::ftruncate(fd, static_cast<off_t>(data.size())) != 0) ok = false;
+    // Back to an empty file for the buffered fallback.
+    if (!ok && ::ftruncate(fd, 0) != 0) return ErrnoToStatus(errno, "truncate blob temporary");
+    return ok;
+  }
+
+  LocalBlobStore* const store_;
+  const std::string volume_id_;
+  bool validated_ = false;
+  bool direct_unsupported_ = false;
+  struct FreeDeleter {
+    void operator()(char* p) const { std::free(p); }
+  };
+  std::unique_ptr<char, FreeDeleter> aligned_;
+  size_t aligned_size_ = 0;
+  std::set<fs::path> dirs_;
+};
+
+std::unique_ptr<BlobStore::Batch> LocalBlobStore::NewBatch(std::string_view volume_id) {
+  return std::make_unique<LocalBatch>(this, volume_id);
+}
 
 }  // namespace
 

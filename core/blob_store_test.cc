@@ -70,6 +70,34 @@ TEST_P(BlobStoreTest, PutGetRoundTrip) {
   }
 }
 
+TEST_P(BlobStoreTest, BatchStoresEveryBlobLikePut) {
+  // Sizes around O_DIRECT's block and the 64 KiB cut-over, a 4 MiB chunk,
+  // a duplicate, and one already present (touched, kept).
+  std::vector<std::string> blobs;
+  for (size_t size : {size_t{0}, size_t{100}, (size_t{64} << 10) - 1, size_t{64} << 10,
+                      (size_t{64} << 10) + 1, (size_t{1} << 20) + 4095,
+                      (size_t{4} << 20) + 28}) {
+    blobs.push_back(Content(static_cast<int>(size % 251), size));
+  }
+  ASSERT_TRUE(store_->Put(kVol, AddressOf(blobs[1]), blobs[1]).ok());
+  auto before = ListAll(kVol).at(AddressOf(blobs[1])).mtime;
+  std::this_thread::sleep_for(20ms);
+  std::unique_ptr<BlobStore::Batch> batch = store_->NewBatch(kVol);
+  for (const std::string& b : blobs) ASSERT_TRUE(batch->Add(AddressOf(b), b).ok());
+  ASSERT_TRUE(batch->Add(AddressOf(blobs[3]), blobs[3]).ok());
+  ASSERT_TRUE(batch->Finish().ok());
+  for (const std::string& b : blobs) {
+    auto got = store_->Get(kVol, AddressOf(b));
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, b);
+  }
+  auto listed = ListAll(kVol);
+  EXPECT_EQ(listed.size(), blobs.size());
+  EXPECT_GT(listed.at(AddressOf(blobs[1])).mtime, before);
+  EXPECT_EQ(listed.at(AddressOf(blobs.back())).size, blobs.back().size());
+  EXPECT_FALSE(store_->NewBatch("../escape")->Add(AddressOf("x"), "x").ok());
+}
+
 TEST_P(BlobStoreTest, MissingIsNotFound) {
   Digest a = AddressOf("nothing");
   auto got = store_->Get(kVol, a);
@@ -212,6 +240,25 @@ TEST_F(LocalBlobStoreTest, Layout) {
     ++n;
   }
   EXPECT_EQ(n, 1);
+}
+
+TEST_F(LocalBlobStoreTest, BatchLeavesNoTemporaries) {
+  std::string big = Content(7, (size_t{4} << 20) + 28);
+  std::string small = "small";
+  auto batch = store_->NewBatch(kVol);
+  ASSERT_TRUE(batch->Add(AddressOf(big), big).ok());
+  ASSERT_TRUE(batch->Add(AddressOf(small), small).ok());
+  ASSERT_TRUE(batch->Finish().ok());
+  size_t files = 0;
+  for (auto& e : std::filesystem::recursive_directory_iterator(root_)) {
+    if (!e.is_regular_file()) continue;
+    ++files;
+    EXPECT_NE(e.path().filename().string()[0], '.') << e.path();
+  }
+  EXPECT_EQ(files, 2u);
+  std::string hex = AddressOf(big).ToHex();
+  EXPECT_EQ(std::filesystem::file_size(root_ / kVol / hex.substr(0, 2) / hex.substr(2, 2) / hex),
+            big.size());
 }
 
 TEST_F(LocalBlobStoreTest, ListSkipsTemporariesAndStrays) {

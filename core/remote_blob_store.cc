@@ -19,7 +19,7 @@ absl::Status RemoteBlobStore::Put(std::string_view volume_id, const Digest& addr
                                   std::string_view sealed) {
   std::vector<std::pair<Digest, std::string>> one;
   one.emplace_back(address, std::string(sealed));
-  return PutMany(volume_id, one);
+  return PutMany(volume_id, std::move(one));
 }
 
 absl::StatusOr<std::string> RemoteBlobStore::Get(std::string_view volume_id,
@@ -55,25 +55,59 @@ absl::Status RemoteBlobStore::DeleteVolume(std::string_view) {
   return absl::UnimplementedError("RemoteBlobStore::DeleteVolume: use DeleteVolume on the API");
 }
 
+std::unique_ptr<RemoteBlobStore::PutStream> RemoteBlobStore::OpenPutStream(
+    std::string_view volume_id) {
+  std::unique_ptr<PutStream> stream(new PutStream());
+  stream->volume_id_ = std::string(volume_id);
+  stream->context_ = NewContext();
+  stream->writer_ = stub_->PutObjects(stream->context_.get(), &stream->response_);
+  return stream;
+}
+
+RemoteBlobStore::PutStream::~PutStream() {
+  if (!finished_ && writer_ != nullptr) {
+    context_->TryCancel();
+    (void)writer_->Finish();
+  }
+}
+
+absl::Status RemoteBlobStore::PutStream::Write(const Digest& address, std::string&& sealed) {
+  if (finished_) return status_;
+  api::PutObjectsRequest request;
+  if (first_) request.set_volume_id(volume_id_);
+  first_ = false;
+  request.set_address(address.RawString());
+  request.set_sealed(std::move(sealed));
+  if (writer_->Write(request)) return absl::OkStatus();
+  // A failed write means the server ended the stream; Finish says why.
+  broken_ = true;
+  absl::Status s = Finish();
+  if (s.ok()) s = absl::UnavailableError("PutObjects stream closed by the server");
+  status_ = s;
+  return s;
+}
+
+absl::Status RemoteBlobStore::PutStream::Finish() {
+  if (finished_) return status_;
+  finished_ = true;
+  if (!broken_) writer_->WritesDone();
+  status_ = FromGrpc(writer_->Finish());
+  return status_;
+}
+
+absl::Status RemoteBlobStore::PutMany(std::string_view volume_id,
+                                      std::vector<std::pair<Digest, std::string>>&& blobs) {
+  if (blobs.empty()) return absl::OkStatus();
+  std::unique_ptr<PutStream> stream = OpenPutStream(volume_id);
+  for (auto& [address, sealed] : blobs) {
+    CAIRN_RETURN_IF_ERROR(stream->Write(address, std::move(sealed)));
+  }
+  return stream->Finish();
+}
+
 absl::Status RemoteBlobStore::PutMany(std::string_view volume_id,
                                       const std::vector<std::pair<Digest, std::string>>& blobs) {
-  if (blobs.empty()) return absl::OkStatus();
-  auto context = NewContext();
-  api::PutObjectsResponse response;
-  std::unique_ptr<grpc::ClientWriter<api::PutObjectsRequest>> writer =
-      stub_->PutObjects(context.get(), &response);
-  bool first = true;
-  for (const auto& [address, sealed] : blobs) {
-    api::PutObjectsRequest request;
-    if (first) request.set_volume_id(std::string(volume_id));
-    first = false;
-    request.set_address(address.RawString());
-    request.set_sealed(sealed);
-    // A failed write means the server ended the stream; Finish says why.
-    if (!writer->Write(request)) break;
-  }
-  writer->WritesDone();
-  return FromGrpc(writer->Finish());
+  return PutMany(volume_id, std::vector<std::pair<Digest, std::string>>(blobs));
 }
 
 absl::StatusOr<std::vector<std::string>> RemoteBlobStore::GetMany(
@@ -98,7 +132,9 @@ absl::StatusOr<std::vector<std::string>> RemoteBlobStore::GetMany(
     if (!address.ok()) continue;
     auto it = where.find(*address);
     if (it == where.end()) continue;
-    for (size_t i : it->second) out[i] = response.sealed();
+    // The last slot takes the buffer; duplicates (rare) get copies.
+    for (size_t k = 0; k + 1 < it->second.size(); ++k) out[it->second[k]] = response.sealed();
+    out[it->second.back()] = std::move(*response.mutable_sealed());
     ++received;
   }
   CAIRN_RETURN_IF_ERROR(FromGrpc(reader->Finish()));

@@ -40,10 +40,37 @@ class RemoteBlobStore : public BlobStore {
   absl::StatusOr<std::vector<std::string>> ListVolumes() override;
   absl::Status DeleteVolume(std::string_view volume_id) override;
 
-  // Uploads every (address, sealed) pair in one client stream.
+  // Uploads every (address, sealed) pair in one client stream. The server
+  // acknowledges the stream once all of it is durable. The rvalue overload
+  // moves each blob into its message instead of copying it.
   [[nodiscard]] absl::Status PutMany(
       std::string_view volume_id,
       const std::vector<std::pair<Digest, std::string>>& blobs);
+  [[nodiscard]] absl::Status PutMany(std::string_view volume_id,
+                                     std::vector<std::pair<Digest, std::string>>&& blobs);
+
+  // An open PutObjects stream, for callers that produce blobs over time:
+  // Write sends one blob (moved into the message, not copied); Finish ends
+  // the stream and returns once the server has made every blob durable.
+  class PutStream {
+   public:
+    ~PutStream();
+    [[nodiscard]] absl::Status Write(const Digest& address, std::string&& sealed);
+    [[nodiscard]] absl::Status Finish();
+
+   private:
+    friend class RemoteBlobStore;
+    PutStream() = default;
+    std::string volume_id_;
+    std::unique_ptr<grpc::ClientContext> context_;
+    api::PutObjectsResponse response_;
+    std::unique_ptr<grpc::ClientWriter<api::PutObjectsRequest>> writer_;
+    bool first_ = true;
+    bool broken_ = false;
+    bool finished_ = false;
+    absl::Status status_;
+  };
+  [[nodiscard]] std::unique_ptr<PutStream> OpenPutStream(std::string_view volume_id);
   // Fetches `addresses` in one server stream; results in the same order.
   // NotFound names the first address the server does not have.
   [[nodiscard]] absl::StatusOr<std::vector<std::string>> GetMany(
