@@ -17,6 +17,7 @@
 #include "core/data_dir.h"
 #include "core/fsck.h"
 #include "core/path.h"
+#include "core/size.h"
 #include "core/rpc_client.h"
 #include "core/status.h"
 #include "operator/flags.h"
@@ -78,13 +79,24 @@ struct Command {
 
 const std::vector<Command>& VolumeCommands() {
   static const std::vector<Command> commands = {
-      {"create", "cairn volume create NAME [--version 1|2] [--allow-existing]",
+      {"create",
+       "cairn volume create NAME [--version 1|2] [--allow-existing] [--max-inodes N]\n"
+       "                         [--max-dir-entries N] [--max-file-size SIZE]",
        "Creates a volume in the namespace.\n\n"
-       "  --version 1|2      1: at most 500,000 inodes; 2 (default): no inode limit,\n"
-       "                     32,768 entries per directory, hard links\n"
-       "  --allow-existing   succeed if the volume exists with the same version\n"
-       "                     (fails if its version differs)\n",
-       {{"--version", "", true}, {"--allow-existing", "", false}}, 1, 1},
+       "  --version 1|2          1: at most 500,000 inodes; 2 (default): no inode limit,\n"
+       "                         32,768 entries per directory, files under 1 TiB,\n"
+       "                         hard links\n"
+       "  --allow-existing       succeed if the volume exists with the same version\n"
+       "                         (fails if its version differs)\n"
+       "  --max-inodes N         tighter limits than the version's, kept with the\n"
+       "  --max-dir-entries N    volume (quotas, tests); creates past them fail with\n"
+       "  --max-file-size SIZE   ENOSPC / EFBIG. SIZE: bytes or 64K, 10M, 1G ...\n",
+       {{"--version", "", true},
+        {"--allow-existing", "", false},
+        {"--max-inodes", "", true},
+        {"--max-dir-entries", "", true},
+        {"--max-file-size", "", true}},
+       1, 1},
       {"list", "cairn volume list [--json]",
        "Lists the namespace's volumes, newest first. On a terminal: a table; piped:\n"
        "one name per line.\n\n"
@@ -150,6 +162,20 @@ absl::Status VolumeCreate(Client& client, const Args& a) {
   }
   request.set_version(version == "1" ? 1 : 2);
   request.set_create_if_missing(a.Has("--allow-existing"));
+  for (const char* flag : {"--max-inodes", "--max-dir-entries", "--max-file-size"}) {
+    if (!a.Has(flag)) continue;
+    absl::StatusOr<uint64_t> value = ParseSize(a.Get(flag));
+    if (!value.ok() || *value == 0) {
+      return UsageError(absl::StrCat(flag, " needs a positive number, not '", a.Get(flag), "'"));
+    }
+    api::VolumeLimits& limits = *request.mutable_limits();
+    if (std::string_view(flag) == "--max-inodes") limits.set_max_inodes(*value);
+    if (std::string_view(flag) == "--max-dir-entries") {
+      if (*value > UINT32_MAX) return UsageError("--max-dir-entries is too large");
+      limits.set_max_dir_entries(static_cast<uint32_t>(*value));
+    }
+    if (std::string_view(flag) == "--max-file-size") limits.set_max_file_size(*value);
+  }
   api::Volume volume;
   auto context = client.Context();
   CAIRN_RETURN_IF_ERROR(client.Check(client.stub().CreateVolume(context.get(), request, &volume)));

@@ -119,13 +119,17 @@ class MountTest : public ::testing::Test {
   }
 
   // A fresh volume name for this test.
-  std::string NewVolume(int version = 2) {
+  // `limits`: extra `cairn volume create` flags, e.g. {"--max-inodes", "5"}.
+  std::string NewVolume(int version = 2, const std::vector<std::string>& limits = {}) {
     std::string name = absl::StrCat(
         ::testing::UnitTest::GetInstance()->current_test_info()->name(), "-", counter_++);
     for (char& c : name) {
       if (c == '/') c = '-';
     }
-    RunResult r = Cli({"volume", "create", name, "--version", std::to_string(version)});
+    std::vector<std::string> args = {"volume", "create", name, "--version",
+                                      std::to_string(version)};
+    args.insert(args.end(), limits.begin(), limits.end());
+    RunResult r = Cli(args);
     EXPECT_EQ(r.exit_code, 0) << Describe(r);
     return name;
   }
@@ -201,6 +205,37 @@ TEST_F(MountTest, CommitThenReloadMakesChangesVisible) {
   EXPECT_THAT(r.out, HasSubstr("\"dirty\":false"));
   EXPECT_EQ(a->Unmount(), 0) << a->Log();
   EXPECT_EQ(b->Unmount(), 0) << b->Log();
+}
+
+// The node cache holds sealed blobs; a damaged copy (of a chunk or a
+// directory object) fails to authenticate, is evicted and fetched again.
+TEST_F(MountTest, DamagedNodeCacheIsRepairedFromTheControlPlane) {
+  std::string vol = NewVolume();
+  std::string big(5 << 20, 'c');  // two chunks, not inline
+  {
+    MOUNT_OR_RETURN(a, vol);
+    ASSERT_EQ(::mkdir((*a / "dir").c_str(), 0755), 0);
+    Spit(*a / "dir/big", big);
+    ASSERT_EQ(Control("commit", *a).exit_code, 0);
+    ASSERT_EQ(a->Unmount(), 0);
+  }
+  {
+    MOUNT_OR_RETURN(b, vol);  // fills the cache with the committed objects
+    ASSERT_EQ(Slurp(*b / "dir/big"), big);
+    ASSERT_EQ(b->Unmount(), 0);
+  }
+  int damaged = 0;
+  std::error_code ec;
+  for (const auto& e : fs::recursive_directory_iterator(dir_->path() / "cache/blobs", ec)) {
+    if (!e.is_regular_file()) continue;
+    std::fstream f(e.path(), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(20);
+    f.put('\x7f');
+    ++damaged;
+  }
+  ASSERT_GE(damaged, 3);  // root, dir, chunks
+  MOUNT_OR_RETURN(c, vol);
+  EXPECT_EQ(Slurp(*c / "dir/big"), big) << c->Log();
 }
 
 TEST_F(MountTest, TwoMountsDistinctFilesBothSurvive) {
@@ -380,8 +415,14 @@ TEST_F(MountTest, FinalCommitOnSigterm) {
 }
 
 TEST_F(MountTest, V1InodeLimit) {
-  std::string vol = NewVolume(1);
-  MOUNT_OR_RETURN(a, vol, {"--max-inodes", "5"});
+  // Limits live with the volume (small ones so the test reaches them); a
+  // limit looser than the version allows is refused.
+  RunResult loose = Cli({"volume", "create", "too-loose", "--version", "1", "--max-inodes",
+                         "600000"});
+  EXPECT_EQ(loose.exit_code, 1) << Describe(loose);
+  EXPECT_THAT(loose.err, HasSubstr("above version 1's maximum of 500000"));
+  std::string vol = NewVolume(1, {"--max-inodes", "5"});
+  MOUNT_OR_RETURN(a, vol);
   ASSERT_EQ(::mkdir((*a / "d").c_str(), 0755), 0);
   for (int i = 0; i < 4; ++i) Spit(*a / absl::StrCat("d/f", i), "x");
   int fd = ::open((*a / "one-too-many").c_str(), O_CREAT | O_WRONLY, 0644);
@@ -394,11 +435,18 @@ TEST_F(MountTest, V1InodeLimit) {
   EXPECT_GE(fd, 0);
   if (fd >= 0) ::close(fd);
   ASSERT_EQ(Control("commit", *a).exit_code, 0);
+  // The control plane enforces the same limit on every path in: an upload
+  // past it fails as a whole.
+  fs::path extra = dir_->path() / "inode-limit-extra.txt";
+  Spit(extra, "x");
+  RunResult put = Cli({"volume", "put", vol, extra.string(), "/extra.txt"});
+  EXPECT_EQ(put.exit_code, 1) << Describe(put);
+  EXPECT_THAT(put.err, HasSubstr("inode limit"));
 }
 
 TEST_F(MountTest, V2DirectoryEntryAndFileSizeLimits) {
-  std::string vol = NewVolume(2);
-  MOUNT_OR_RETURN(a, vol, {"--max-dir-entries", "3", "--max-file-size", "1M"});
+  std::string vol = NewVolume(2, {"--max-dir-entries", "3", "--max-file-size", "1M"});
+  MOUNT_OR_RETURN(a, vol);
   ASSERT_EQ(::mkdir((*a / "d").c_str(), 0755), 0);
   for (int i = 0; i < 3; ++i) Spit(*a / absl::StrCat("d/f", i), "x");
   int fd = ::open((*a / "d/f3").c_str(), O_CREAT | O_WRONLY, 0644);

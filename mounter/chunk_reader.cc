@@ -76,6 +76,17 @@ absl::StatusOr<ChunkData> ChunkReader::Fetch(const Digest& address) {
   return std::make_shared<const std::string>(std::move(*plain));
 }
 
+absl::StatusOr<std::shared_ptr<const objects::Directory>> ChunkReader::Directory(
+    const Digest& address) {
+  auto dir = objects_->GetDirectory(address);
+  if (!dir.ok() && absl::IsDataLoss(dir.status()) && cache_ != nullptr) {
+    CAIRN_LOG_WARNING("directory %s failed to authenticate; refetching", address.ToHex());
+    cache_->Evict(objects_->volume_id(), address);
+    dir = objects_->GetDirectory(address);
+  }
+  return dir;
+}
+
 absl::StatusOr<ChunkData> ChunkReader::Get(const Digest& address) {
   std::shared_ptr<Slot> slot;
   bool fetch = false;

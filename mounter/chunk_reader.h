@@ -43,6 +43,10 @@ class ChunkReader {
   // Fetches in the background if not cached or in flight; errors dropped.
   void Prefetch(const Digest& address);
 
+  // A directory object, with the same repair as chunks: a node-cache copy
+  // that fails to authenticate is evicted and fetched again once.
+  [[nodiscard]] absl::StatusOr<std::shared_ptr<const objects::Directory>> Directory(const Digest& address);
+
  private:
   struct Slot {
     bool ready = false;
@@ -51,6 +55,7 @@ class ChunkReader {
     std::list<Digest>::iterator lru;  // valid when ready and ok
   };
   absl::StatusOr<ChunkData> Fetch(const Digest& address);
+
   void Worker();
   void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

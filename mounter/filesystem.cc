@@ -15,6 +15,7 @@
 #include "core/crypto.h"
 #include "core/files.h"
 #include "core/log.h"
+#include "core/path.h"
 #include "core/status.h"
 #include "core/tree.h"
 
@@ -117,6 +118,26 @@ struct Filesystem::Handle {
   std::atomic<uint64_t> next_read{0};
 };
 
+namespace {
+
+// LookupPath, with every directory on the way loaded through the reader
+// first: it repairs damaged node-cache copies, and LookupPath then finds
+// them in the ObjectStore's cache of parsed directories.
+absl::StatusOr<objects::Entry> LookupRepairing(ChunkReader& reader, ObjectStore& objects,
+                                               const Digest& root, std::string_view path) {
+  Digest dir = root;
+  for (std::string_view name : SplitPath(path)) {
+    CAIRN_ASSIGN_OR_RETURN(auto listing, reader.Directory(dir));
+    auto it = std::find_if(listing->entries().begin(), listing->entries().end(),
+                           [&](const objects::Entry& e) { return e.name() == name; });
+    if (it == listing->entries().end() || it->type() != objects::DIRECTORY) break;
+    CAIRN_ASSIGN_OR_RETURN(dir, Digest::FromRaw(it->tree()));
+  }
+  return LookupPath(objects, root, path);
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Filesystem>> Filesystem::Create(
     VolumeClient* client, ObjectStore* objects, ChunkReader* reader,
     const api::OpenVolumeResponse& opened, FsOptions options) {
@@ -129,7 +150,7 @@ absl::StatusOr<std::unique_ptr<Filesystem>> Filesystem::Create(
   node->mtime_ns = opened.head().created_at_ns();
   node->tree = root;
   if (!options.sub_path.empty()) {
-    auto entry = LookupPath(*objects, root, options.sub_path);
+    auto entry = LookupRepairing(*reader, *objects, root, options.sub_path);
     if (!entry.ok()) {
       return absl::Status(entry.status().code(),
                           absl::StrCat("sub-path ", options.sub_path, ": ", entry.status().message()));
@@ -146,7 +167,7 @@ absl::StatusOr<std::unique_ptr<Filesystem>> Filesystem::Create(
   node->ctime_ns = node->mtime_ns;
   node->attached = true;
   // Warm the root listing so the first `ls` does not pay for it.
-  CAIRN_RETURN_IF_ERROR(objects->GetDirectory(node->tree).status());
+  CAIRN_RETURN_IF_ERROR(reader->Directory(node->tree).status());
   absl::MutexLock lock(&fs->mu_);
   fs->root_ = node;
   fs->inodes_[kRootIno] = node;
@@ -166,12 +187,6 @@ Filesystem::Filesystem(VolumeClient* client, ObjectStore* objects, ChunkReader* 
   limits_.max_dir_entries = opened.max_dir_entries();
   limits_.max_file_size = opened.max_file_size();
   limits_.hard_links = opened.hard_links();
-  auto tighten = [](auto& limit, auto value) {
-    if (value != 0 && (limit == 0 || value < limit)) limit = value;
-  };
-  tighten(limits_.max_inodes, options_.max_inodes);
-  tighten(limits_.max_dir_entries, options_.max_dir_entries);
-  tighten(limits_.max_file_size, options_.max_file_size);
   std::string seed = RandomBytes(8);
   uint64_t id = 0;
   std::memcpy(&id, seed.data(), sizeof id);
@@ -335,7 +350,7 @@ absl::Status Filesystem::EnsureLoaded(const std::shared_ptr<Node>& dir) {
     if (dir->loaded) return absl::OkStatus();
     tree = dir->tree;
   }
-  CAIRN_ASSIGN_OR_RETURN(auto listing, objects_->GetDirectory(tree));
+  CAIRN_ASSIGN_OR_RETURN(auto listing, reader_->Directory(tree));
   absl::MutexLock lock(&mu_);
   PopulateLocked(dir, *listing);
   return absl::OkStatus();
@@ -344,7 +359,7 @@ absl::Status Filesystem::EnsureLoaded(const std::shared_ptr<Node>& dir) {
 absl::Status Filesystem::EnsureLoadedLocked(const std::shared_ptr<Node>& dir) {
   if (dir->type != objects::DIRECTORY) return Errno(ENOTDIR, "not a directory");
   if (dir->loaded) return absl::OkStatus();
-  CAIRN_ASSIGN_OR_RETURN(auto listing, objects_->GetDirectory(dir->tree));
+  CAIRN_ASSIGN_OR_RETURN(auto listing, reader_->Directory(dir->tree));
   PopulateLocked(dir, *listing);
   return absl::OkStatus();
 }
@@ -1168,7 +1183,7 @@ absl::Status Filesystem::Reload() {
   uint32_t root_mode = kDefaultDirMode;
   int64_t root_mtime = head->created_at_ns();
   if (!options_.sub_path.empty()) {
-    auto entry = LookupPath(*objects_, *root, options_.sub_path);
+    auto entry = LookupRepairing(*reader_, *objects_, *root, options_.sub_path);
     if (!entry.ok()) return fail(entry.status());
     if (entry->type() != objects::DIRECTORY) {
       return fail(Errno(ENOTDIR, absl::StrCat("sub-path ", options_.sub_path)));
@@ -1179,7 +1194,7 @@ absl::Status Filesystem::Reload() {
     root_mode = entry->mode() ? entry->mode() : kDefaultDirMode;
     root_mtime = entry->mtime_ns();
   }
-  if (auto warm = objects_->GetDirectory(tree); !warm.ok()) return fail(warm.status());
+  if (auto warm = reader_->Directory(tree); !warm.ok()) return fail(warm.status());
 
   std::vector<uint64_t> inval_inodes;
   std::vector<std::pair<uint64_t, std::string>> inval_entries;

@@ -59,11 +59,6 @@ struct FsOptions {
   uid_t uid = 0;                     // owner reported for every inode
   gid_t gid = 0;
   std::filesystem::path staging_dir;  // for StagedFiles; must exist
-  // Tighten the limits the control plane reported (0: keep). Tests use
-  // these to reach the limits with few files.
-  uint64_t max_inodes = 0;
-  uint32_t max_dir_entries = 0;
-  uint64_t max_file_size = 0;
 };
 
 // Called after a reload for every inode and entry the kernel may have cached.

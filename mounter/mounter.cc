@@ -26,6 +26,7 @@
 #include "core/log.h"
 #include "core/object_store.h"
 #include "core/path.h"
+#include "core/size.h"
 #include "core/status.h"
 #include "mounter/chunk_reader.h"
 #include "mounter/disk_cache.h"
@@ -40,25 +41,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-absl::StatusOr<uint64_t> ParseSize(std::string_view text) {
-  uint64_t mult = 1;
-  std::string s = absl::AsciiStrToUpper(std::string(text));
-  if (!s.empty() && (s.back() == 'B')) s.pop_back();
-  if (!s.empty() && s.back() == 'I') s.pop_back();  // KiB, MiB, GiB
-  if (!s.empty()) {
-    switch (s.back()) {
-      case 'K': mult = uint64_t{1} << 10; break;
-      case 'M': mult = uint64_t{1} << 20; break;
-      case 'G': mult = uint64_t{1} << 30; break;
-      case 'T': mult = uint64_t{1} << 40; break;
-      default: mult = 0;
-    }
-    if (mult != 0) s.pop_back(); else mult = 1;
-  }
-  uint64_t n;
-  if (!absl::SimpleAtoi(s, &n)) return absl::InvalidArgumentError("bad size: " + std::string(text));
-  return n * mult;
-}
 
 int RunCommand(const std::vector<std::string>& argv) {
   std::vector<char*> c;
@@ -228,13 +210,6 @@ absl::StatusOr<MountOptions> ParseMountArgs(const std::vector<std::string>& args
       o.allow_other = false;
     } else if (a == "--debug" || a == "-d") {
       o.debug = true;
-    } else if (a == "--max-inodes") {  // testing
-      CAIRN_RETURN_IF_ERROR(number(&o.max_inodes));
-    } else if (a == "--max-dir-entries") {  // testing
-      CAIRN_RETURN_IF_ERROR(number(&o.max_dir_entries));
-    } else if (a == "--max-file-size") {  // testing
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
-      CAIRN_ASSIGN_OR_RETURN(o.max_file_size, ParseSize(v));
     } else if (a == "-h" || a == "--help") {
       return absl::InvalidArgumentError("help requested");
     } else if (a.starts_with("-") && a != "-") {
@@ -331,9 +306,6 @@ int RunMounter(const MountOptions& options) {
   fs_options.uid = options.uid >= 0 ? options.uid : ::geteuid();
   fs_options.gid = options.gid >= 0 ? options.gid : ::getegid();
   fs_options.staging_dir = staging.path();
-  fs_options.max_inodes = options.max_inodes;
-  fs_options.max_dir_entries = options.max_dir_entries;
-  fs_options.max_file_size = options.max_file_size;
   auto filesystem = Filesystem::Create(client->get(), &objects, &reader, *opened, fs_options);
   if (!filesystem.ok()) return fail("open volume", filesystem.status());
   Filesystem* fsys = filesystem->get();

@@ -31,10 +31,6 @@ struct MountOptions {
   int gid = -1;
   bool allow_other = true;  // when permitted (root, or user_allow_other)
   bool debug = false;
-  // Testing: tighten the volume's limits (0 keeps them).
-  uint64_t max_inodes = 0;
-  uint32_t max_dir_entries = 0;
-  uint64_t max_file_size = 0;
 };
 
 inline constexpr char kMountUsage[] =

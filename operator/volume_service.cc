@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <future>
+#include <type_traits>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -183,6 +184,30 @@ absl::StatusOr<SnapshotRecord> VolumeServiceImpl::CommitChanges(
 
 // ---- Volumes ---------------------------------------------------------------
 
+namespace {
+
+// The version's limits, tightened by the request. Raising a limit past what
+// the version allows would break C7's promise, so it is refused.
+absl::StatusOr<Limits> TightenLimits(int version, const api::VolumeLimits& requested) {
+  Limits limits = DefaultLimits(version);
+  auto tighten = [&](auto& limit, uint64_t value, const char* what) -> absl::Status {
+    if (value == 0) return absl::OkStatus();
+    if (limit != 0 && value > limit) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " ", value, " is above version ",
+                                                     version, "'s maximum of ", limit));
+    }
+    limit = static_cast<std::remove_reference_t<decltype(limit)>>(value);
+    return absl::OkStatus();
+  };
+  CAIRN_RETURN_IF_ERROR(tighten(limits.max_inodes, requested.max_inodes(), "max_inodes"));
+  CAIRN_RETURN_IF_ERROR(
+      tighten(limits.max_dir_entries, requested.max_dir_entries(), "max_dir_entries"));
+  CAIRN_RETURN_IF_ERROR(tighten(limits.max_file_size, requested.max_file_size(), "max_file_size"));
+  return limits;
+}
+
+}  // namespace
+
 grpc::Status VolumeServiceImpl::CreateVolume(grpc::ServerContext* ctx,
                                              const api::CreateVolumeRequest* req,
                                              api::Volume* resp) {
@@ -195,9 +220,11 @@ grpc::Status VolumeServiceImpl::CreateVolume(grpc::ServerContext* ctx,
           absl::StrCat("unsupported volume version ", version, " (use 1 or 2)"));
     }
     const std::string ns = NamespaceOrDefault(req->namespace_());
-    absl::StatusOr<VolumeRecord> volume =
-        req->create_if_missing() ? engine_->GetOrCreateVolume(ns, req->name(), version)
-                                 : engine_->CreateVolume(ns, req->name(), version);
+    CAIRN_ASSIGN_OR_RETURN(Limits limits, TightenLimits(version, req->limits()));
+    absl::StatusOr<VolumeRecord> volume = engine_->CreateVolume(ns, req->name(), version, limits);
+    if (req->create_if_missing() && absl::IsAlreadyExists(volume.status())) {
+      volume = engine_->GetOrCreateVolume(ns, req->name(), version);
+    }
     if (!volume.ok()) return volume.status();
     CAIRN_ASSIGN_OR_RETURN(*resp, Describe(*volume));
     SetGauges(*volume, SnapshotRecord{.inodes = resp->inodes(), .bytes = resp->bytes()});
@@ -577,9 +604,15 @@ grpc::Status VolumeServiceImpl::PutObjects(grpc::ServerContext* ctx,
                                            grpc::ServerReader<api::PutObjectsRequest>* reader,
                                            api::PutObjectsResponse* resp) {
   return Handle("PutObjects", ctx, [&]() -> absl::Status {
+    // The response is the durability point: every blob of the stream is
+    // durable before it is sent. Each blob is whole and durable once its
+    // name appears; the directory fsyncs are shared by up to kPutBatchBlobs
+    // blobs (BlobStore::Batch) instead of paid per blob.
+    constexpr uint64_t kPutBatchBlobs = 64;
     api::PutObjectsRequest request;
     std::string volume_id;
     uint64_t stored = 0;
+    std::unique_ptr<BlobStore::Batch> batch;
     while (reader->Read(&request)) {
       if (volume_id.empty()) {
         if (request.volume_id().empty()) {
@@ -593,10 +626,16 @@ grpc::Status VolumeServiceImpl::PutObjects(grpc::ServerContext* ctx,
         return absl::InvalidArgumentError(
             absl::StrCat("object ", address.ToHex(), " is too short to be sealed"));
       }
-      CAIRN_RETURN_IF_ERROR(engine_->blobs()->Put(volume_id, address, request.sealed()));
+      if (batch == nullptr) batch = engine_->blobs()->NewBatch(volume_id);
+      CAIRN_RETURN_IF_ERROR(batch->Add(address, request.sealed()));
       metrics_->bytes_in.WithLabels({}).Increment(request.sealed().size());
       ++stored;
+      if (stored % kPutBatchBlobs == 0) {
+        CAIRN_RETURN_IF_ERROR(batch->Finish());
+        batch.reset();
+      }
     }
+    if (batch != nullptr) CAIRN_RETURN_IF_ERROR(batch->Finish());
     resp->set_stored(stored);
     return absl::OkStatus();
   });
