@@ -298,20 +298,32 @@ grpc::Status VolumeServiceImpl::RenameVolume(grpc::ServerContext* ctx,
 
 // ---- Files -----------------------------------------------------------------
 
+absl::StatusOr<VolumeServiceImpl::HeadEntry> VolumeServiceImpl::LookupInHead(
+    const api::VolumeRef& ref, const std::string& raw_path) {
+  HeadEntry found;
+  CAIRN_ASSIGN_OR_RETURN(found.volume, Resolve(ref));
+  CAIRN_ASSIGN_OR_RETURN(found.path, NormalizePath(raw_path));
+  CAIRN_ASSIGN_OR_RETURN(found.objects, Objects(found.volume));
+  CAIRN_ASSIGN_OR_RETURN(found.head, engine_->Head(found.volume.id));
+  absl::StatusOr<objects::Entry> entry = LookupPath(*found.objects, found.head.root, found.path);
+  if (absl::IsNotFound(entry.status())) {
+    return absl::NotFoundError(absl::StrCat("no such file or directory: ", Quoted(found.path),
+                                            " in volume ", found.volume.name));
+  }
+  if (!entry.ok()) return entry.status();
+  found.entry = *std::move(entry);
+  return found;
+}
+
 grpc::Status VolumeServiceImpl::ListFiles(grpc::ServerContext* ctx,
                                           const api::ListFilesRequest* req,
                                           grpc::ServerWriter<api::ListFilesResponse>* writer) {
   return Handle("ListFiles", ctx, [&]() -> absl::Status {
-    CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, Resolve(req->volume()));
-    CAIRN_ASSIGN_OR_RETURN(std::string path, NormalizePath(req->path()));
-    CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<ObjectStore> objects, Objects(volume));
-    CAIRN_ASSIGN_OR_RETURN(SnapshotRecord head, engine_->Head(volume.id));
-    absl::StatusOr<objects::Entry> at = LookupPath(*objects, head.root, path);
-    if (absl::IsNotFound(at.status())) {
-      return absl::NotFoundError(
-          absl::StrCat("no such file or directory: ", Quoted(path), " in volume ", volume.name));
-    }
-    if (!at.ok()) return at.status();
+    CAIRN_ASSIGN_OR_RETURN(HeadEntry found, LookupInHead(req->volume(), req->path()));
+    const std::string& path = found.path;
+    ObjectStore* objects = found.objects.get();
+    const SnapshotRecord& head = found.head;
+    const objects::Entry* at = &found.entry;
 
     api::ListFilesResponse batch;
     bool cancelled = false;
@@ -350,17 +362,8 @@ grpc::Status VolumeServiceImpl::ListFiles(grpc::ServerContext* ctx,
 grpc::Status VolumeServiceImpl::Stat(grpc::ServerContext* ctx, const api::StatRequest* req,
                                      api::FileEntry* resp) {
   return Handle("Stat", ctx, [&]() -> absl::Status {
-    CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, Resolve(req->volume()));
-    CAIRN_ASSIGN_OR_RETURN(std::string path, NormalizePath(req->path()));
-    CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<ObjectStore> objects, Objects(volume));
-    CAIRN_ASSIGN_OR_RETURN(SnapshotRecord head, engine_->Head(volume.id));
-    absl::StatusOr<objects::Entry> at = LookupPath(*objects, head.root, path);
-    if (absl::IsNotFound(at.status())) {
-      return absl::NotFoundError(
-          absl::StrCat("no such file or directory: ", Quoted(path), " in volume ", volume.name));
-    }
-    if (!at.ok()) return at.status();
-    *resp = ToApiEntry(path, *at);
+    CAIRN_ASSIGN_OR_RETURN(HeadEntry found, LookupInHead(req->volume(), req->path()));
+    *resp = ToApiEntry(found.path, found.entry);
     return absl::OkStatus();
   });
 }
@@ -369,16 +372,10 @@ grpc::Status VolumeServiceImpl::ReadFile(grpc::ServerContext* ctx,
                                          const api::ReadFileRequest* req,
                                          grpc::ServerWriter<api::ReadFileResponse>* writer) {
   return Handle("ReadFile", ctx, [&]() -> absl::Status {
-    CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, Resolve(req->volume()));
-    CAIRN_ASSIGN_OR_RETURN(std::string path, NormalizePath(req->path()));
-    CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<ObjectStore> objects, Objects(volume));
-    CAIRN_ASSIGN_OR_RETURN(SnapshotRecord head, engine_->Head(volume.id));
-    absl::StatusOr<objects::Entry> file = LookupPath(*objects, head.root, path);
-    if (absl::IsNotFound(file.status())) {
-      return absl::NotFoundError(
-          absl::StrCat("no such file: ", Quoted(path), " in volume ", volume.name));
-    }
-    if (!file.ok()) return file.status();
+    CAIRN_ASSIGN_OR_RETURN(HeadEntry found, LookupInHead(req->volume(), req->path()));
+    const std::string& path = found.path;
+    std::shared_ptr<ObjectStore> objects = found.objects;
+    const objects::Entry* file = &found.entry;
     if (file->type() == objects::DIRECTORY) {
       return WithErrno(absl::FailedPreconditionError(
                            absl::StrCat(Quoted(path), " is a directory, not a file")),

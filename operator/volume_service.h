@@ -76,6 +76,16 @@ class VolumeServiceImpl final : public api::VolumeService::Service {
   absl::StatusOr<VolumeRecord> ResolveId(const std::string& volume_id);
   absl::StatusOr<std::shared_ptr<ObjectStore>> Objects(const VolumeRecord& volume);
   absl::StatusOr<api::Volume> Describe(const VolumeRecord& volume);
+  // A path in a volume's current head: the volume, its objects, the head,
+  // the normalised path and its entry. NotFound names the path and volume.
+  struct HeadEntry {
+    VolumeRecord volume;
+    std::shared_ptr<ObjectStore> objects;
+    SnapshotRecord head;
+    std::string path;
+    objects::Entry entry;
+  };
+  absl::StatusOr<HeadEntry> LookupInHead(const api::VolumeRef& ref, const std::string& path);
   // Commits, records commit metrics and gauges.
   absl::StatusOr<SnapshotRecord> CommitChanges(const VolumeRecord& volume,
                                                const objects::ChangeSet& changes);
