@@ -34,9 +34,30 @@ struct MountOptions {
 };
 
 inline constexpr char kMountUsage[] =
-    "usage: cairn mount VOLUME MOUNTPOINT [--read-only] [--sub-path P]\n"
-    "         [--commit-interval SECONDS] [-n|--namespace NS] [--server HOST:PORT]\n"
-    "         [--cache-dir DIR] [--cache-size BYTES[K|M|G]] [--uid N] [--gid N] [--debug]\n";
+    "usage: cairn mount VOLUME MOUNTPOINT [options]\n"
+    "\n"
+    "Mounts VOLUME (a name in the namespace, or an ID vo-...) at MOUNTPOINT with\n"
+    "FUSE and stays in the foreground until unmounted (fusermount3 -u MOUNTPOINT),\n"
+    "SIGTERM or SIGINT, each of which makes a final commit. The mount shows the\n"
+    "volume's head as of now plus its own writes; `sync MOUNTPOINT` or\n"
+    "`cairn volume commit MOUNTPOINT` publishes them, `cairn volume reload\n"
+    "MOUNTPOINT` moves to the newest head. A stale mount left at MOUNTPOINT by a\n"
+    "killed mounter is cleaned up first.\n"
+    "\n"
+    "Options:\n"
+    "  -r, --read-only            refuse every change with EROFS\n"
+    "  --sub-path P               show only directory P of the volume\n"
+    "  --commit-interval SECONDS  background commit period while dirty (default 5)\n"
+    "  --final-commit-timeout S   how long the final commit may retry (default 30)\n"
+    "  -n, --namespace NS         namespace (env CAIRN_NAMESPACE, default \"default\")\n"
+    "  --server HOST:PORT         control plane (env CAIRN_SERVER, default 127.0.0.1:7420)\n"
+    "  --cache-dir DIR            node-local chunk cache shared by all mounts\n"
+    "                             (env CAIRN_CACHE_DIR, default /var/cache/cairn)\n"
+    "  --cache-size SIZE          bound of that cache (default 10G)\n"
+    "  --memory-cache SIZE        decrypted chunks kept in memory (default 256M)\n"
+    "  --uid N, --gid N           owner shown for every file (default: the mounter's)\n"
+    "  --no-allow-other           only the mounting user may access the mount\n"
+    "  -d, --debug                log every FUSE request\n";
 
 // `args` excludes the program name. `client` supplies defaults (environment)
 // that flags override. InvalidArgument with a message for bad usage.
