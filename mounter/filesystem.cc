@@ -572,6 +572,16 @@ absl::StatusOr<std::string> Filesystem::ReadLink(uint64_t ino) {
 
 // ---- Namespace ----------------------------------------------------------
 
+std::shared_ptr<Filesystem::Node> Filesystem::NewLocalNode(objects::EntryType type,
+                                                           mode_t mode) {
+  auto node = std::make_shared<Node>();
+  node->ino = next_ino_.fetch_add(1);
+  node->type = type;
+  node->mode = mode & 07777;
+  node->mtime_ns = node->ctime_ns = NowNs();
+  return node;
+}
+
 absl::StatusOr<struct stat> Filesystem::MkDir(uint64_t parent, std::string_view name,
                                               mode_t mode) {
   CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
@@ -580,11 +590,7 @@ absl::StatusOr<struct stat> Filesystem::MkDir(uint64_t parent, std::string_view 
   absl::MutexLock lock(&mu_);
   CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*dir));
   CAIRN_RETURN_IF_ERROR(CheckCreateLocked(*dir, name));
-  auto node = std::make_shared<Node>();
-  node->ino = next_ino_.fetch_add(1);
-  node->type = objects::DIRECTORY;
-  node->mode = mode & 07777;
-  node->mtime_ns = node->ctime_ns = NowNs();
+  auto node = NewLocalNode(objects::DIRECTORY, mode);
   node->loaded = true;
   AttachLocked(dir, std::string(name), node);
   ++inode_count_;
@@ -609,12 +615,8 @@ absl::StatusOr<struct stat> Filesystem::Symlink(std::string_view target, uint64_
   absl::MutexLock lock(&mu_);
   CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*dir));
   CAIRN_RETURN_IF_ERROR(CheckCreateLocked(*dir, name));
-  auto node = std::make_shared<Node>();
-  node->ino = next_ino_.fetch_add(1);
-  node->type = objects::SYMLINK;
-  node->mode = 0777;
+  auto node = NewLocalNode(objects::SYMLINK, 0777);
   node->symlink = std::string(target);
-  node->mtime_ns = node->ctime_ns = NowNs();
   AttachLocked(dir, std::string(name), node);
   ++inode_count_;
   MarkContentDirtyLocked(node);
@@ -775,11 +777,7 @@ absl::StatusOr<Filesystem::Created> Filesystem::Create(uint64_t parent, std::str
     absl::MutexLock lock(&mu_);
     CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*dir));
     CAIRN_RETURN_IF_ERROR(CheckCreateLocked(*dir, name));
-    node = std::make_shared<Node>();
-    node->ino = next_ino_.fetch_add(1);
-    node->type = objects::FILE;
-    node->mode = mode & 07777;
-    node->mtime_ns = node->ctime_ns = NowNs();
+    node = NewLocalNode(objects::FILE, mode);
     node->staged = std::move(staged);
     AttachLocked(dir, std::string(name), node);
     ++inode_count_;
