@@ -22,6 +22,12 @@ std::unique_ptr<grpc::ClientContext> Client::Context() const {
 
 absl::Status Client::Check(const grpc::Status& status) const {
   absl::Status s = FromGrpc(status);
+  if (!s.ok() && s.message().empty()) {
+    // e.g. a request gRPC could not parse (a path that is not UTF-8).
+    return absl::Status(s.code(), absl::StrCat("the request failed (",
+                                               absl::StatusCodeToString(s.code()),
+                                               ") and the server gave no reason"));
+  }
   if (absl::IsUnavailable(s)) {
     return absl::UnavailableError(
         absl::StrCat("cannot reach the Cairn server at ", options_.server, " (", s.message(),

@@ -503,7 +503,7 @@ absl::Status Put(Client& client, const PutRequest& request) {
   }
   CAIRN_ASSIGN_OR_RETURN(OpenedVolume vol, OpenForTransfer(client, request.volume));
 
-  if (!S_ISDIR(st.st_mode)) {
+  {
     // Checked before uploading anything, so a refused put is cheap; the
     // commit checks again atomically.
     api::StatRequest stat_request;
@@ -512,12 +512,23 @@ absl::Status Put(Client& client, const PutRequest& request) {
     api::FileEntry existing;
     auto context = client.Context();
     absl::Status s = client.Check(client.stub().Stat(context.get(), stat_request, &existing));
-    if (s.ok() && existing.type() == objects::DIRECTORY) {
+    // A file on the way to REMOTE: the commit would replace it with a
+    // directory, so it is an existing file like any other.
+    if (absl::IsFailedPrecondition(s) && !request.force) {
+      return absl::AlreadyExistsError(absl::StrCat(RemoteDisplay(request.volume, remote), ": ",
+                                                   s.message(), " (use --force to replace it)"));
+    }
+    if (S_ISDIR(st.st_mode)) {
+      if (s.ok() && existing.type() != objects::DIRECTORY && !request.force) {
+        return absl::AlreadyExistsError(
+            absl::StrCat(RemoteDisplay(request.volume, remote),
+                         " already exists and is not a directory (use --force to replace it)"));
+      }
+    } else if (s.ok() && existing.type() == objects::DIRECTORY) {
       return absl::FailedPreconditionError(absl::StrCat(
           RemoteDisplay(request.volume, remote),
           " is a directory; end REMOTE with '/' to put the file inside it"));
-    }
-    if (s.ok() && !request.force) {
+    } else if (s.ok() && !request.force) {
       return absl::AlreadyExistsError(absl::StrCat(RemoteDisplay(request.volume, remote),
                                                    " already exists (use --force to overwrite)"));
     }
@@ -525,6 +536,20 @@ absl::Status Put(Client& client, const PutRequest& request) {
   }
 
   CAIRN_ASSIGN_OR_RETURN(std::vector<UploadItem> items, ScanLocal(request.local, remote));
+  if (S_ISDIR(st.st_mode) && !request.force) {
+    // A directory of the tree landing on a file: the commit would replace
+    // the file with the directory, so it is refused like an existing file.
+    CAIRN_ASSIGN_OR_RETURN(Digest head_root, Digest::FromRaw(vol.info.head().root()));
+    for (const UploadItem& item : items) {
+      if (item.kind != UploadItem::kDirectory || item.remote.empty()) continue;
+      absl::StatusOr<objects::Entry> at = LookupPath(*vol.objects, head_root, item.remote);
+      if (absl::IsNotFound(at.status()) || (at.ok() && at->type() == objects::DIRECTORY)) continue;
+      if (!at.ok() && !absl::IsFailedPrecondition(at.status())) return at.status();
+      return absl::AlreadyExistsError(
+          absl::StrCat(RemoteDisplay(request.volume, item.remote),
+                       " already exists and is not a directory (use --force to replace it)"));
+    }
+  }
   uint64_t total = 0;
   std::vector<UploadUnit> units;
   UploadUnit small;

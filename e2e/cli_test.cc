@@ -106,6 +106,14 @@ TEST_F(CliTest, UsageErrorsExitTwo) {
   EXPECT_THAT(Fails(2, {"volume", "cp", "v", "a"}), HasSubstr("missing arguments"));
   EXPECT_THAT(Fails(2, {"fsck"}), HasSubstr("--data"));
   EXPECT_THAT(Fails(2, {"server"}), HasSubstr("--data"));
+  // A malformed address is a usage error, found before anything starts.
+  EXPECT_THAT(Fails(2, {"server", "--data", Local("srv").string(), "--listen", "nocolon"}),
+              HasSubstr("HOST:PORT"));
+  EXPECT_THAT(Fails(2, {"server", "--data", Local("srv").string(), "--listen", "127.0.0.1:99999"}),
+              HasSubstr("bad port"));
+  EXPECT_THAT(Fails(2, {"server", "--data", Local("srv").string(), "--metrics-listen", "x"}),
+              HasSubstr("HOST:PORT"));
+  EXPECT_FALSE(fs::exists(Local("srv")));
   EXPECT_THAT(Fails(2, {"volume", "list", "--server"}), HasSubstr("needs a value"));
 }
 
@@ -319,6 +327,45 @@ TEST_F(CliTest, DirectoriesRecursiveRmCpLs) {
   EXPECT_THAT(Fails(1, {"volume", "rm", "dirs", "tree"}), HasSubstr("no such file"));
   // The copy shares data with the removed source and still reads.
   EXPECT_EQ(Ok({"volume", "get", "dirs", "sub-copy/b.txt", "-"}), std::string(10000, 'b'));
+}
+
+TEST_F(CliTest, AFileOnTheWayIsNotReplacedWithoutForce) {
+  Ok({"volume", "create", "onway"});
+  WriteWholeFile(Local("a.txt"), "A\n");
+  WriteWholeFile(Local("b.txt"), "B\n");
+  WriteWholeFile(Local("dir/c.txt"), "C\n");
+  Ok({"volume", "put", "onway", Local("a.txt").string()});
+  Ok({"volume", "put", "onway", Local("b.txt").string()});
+  // "into" an existing file: cp(1) says it is not a directory.
+  EXPECT_THAT(Fails(1, {"volume", "cp", "onway", "a.txt", "b.txt/"}), HasSubstr("not a directory"));
+  // Below a file, and a directory onto a file: existing files need --force.
+  EXPECT_THAT(Fails(1, {"volume", "put", "onway", Local("a.txt").string(), "b.txt/inner"}),
+              AllOf(HasSubstr("not a directory"), HasSubstr("--force")));
+  EXPECT_THAT(Fails(1, {"volume", "put", "onway", Local("dir").string(), "b.txt"}),
+              HasSubstr("--force"));
+  EXPECT_EQ(Ok({"volume", "get", "onway", "b.txt", "-"}), "B\n");
+  // A directory onto a directory still merges.
+  Ok({"volume", "put", "onway", Local("dir").string()});
+  WriteWholeFile(Local("dir/d.txt"), "D\n");
+  fs::remove(Local("dir/c.txt"));
+  Ok({"volume", "put", "onway", Local("dir").string()});
+  EXPECT_THAT(Lines(Ok({"volume", "ls", "onway", "dir"})), ElementsAre("dir/c.txt", "dir/d.txt"));
+  // Deeper in the tree too.
+  WriteWholeFile(Local("dir2/sub/e.txt"), "E\n");
+  Ok({"volume", "put", "onway", Local("a.txt").string(), "dir2/sub"});
+  EXPECT_THAT(Fails(1, {"volume", "put", "onway", Local("dir2").string()}),
+              AllOf(HasSubstr("dir2/sub"), HasSubstr("--force")));
+  EXPECT_EQ(Ok({"volume", "get", "onway", "dir2/sub", "-"}), "A\n");
+  // With --force the file on the way is replaced.
+  Ok({"volume", "put", "onway", Local("a.txt").string(), "b.txt/inner", "--force"});
+  EXPECT_EQ(Ok({"volume", "get", "onway", "b.txt/inner", "-"}), "A\n");
+}
+
+TEST_F(CliTest, ErrorsAlwaysSaySomething) {
+  Ok({"volume", "create", "say"});
+  // Not UTF-8: gRPC cannot carry it and the server answers without a message.
+  std::string err = Fails(1, {"volume", "ls", "say", "x\xff"});
+  EXPECT_THAT(err, Not(HasSubstr("cairn: error: \n"))) << err;
 }
 
 TEST_F(CliTest, FsckOnALiveDataDirectoryIsRefusedAndUsageChecked) {

@@ -68,6 +68,10 @@ absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& a
     }
   }
   if (options.data_dir.empty()) return absl::InvalidArgumentError("--data DIR is required");
+  CAIRN_RETURN_IF_ERROR(ValidateListenAddress(options.listen));
+  if (!options.metrics_listen.empty()) {
+    CAIRN_RETURN_IF_ERROR(ValidateListenAddress(options.metrics_listen));
+  }
   CAIRN_ASSIGN_OR_RETURN(options.token, LoadServerToken(token_file));
   return options;
 }

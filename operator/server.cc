@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <arpa/inet.h>
 #include <signal.h>
 
 #include <cstdlib>
@@ -92,7 +93,17 @@ bool IsLoopbackAddress(const std::string& host_port) {
   absl::StatusOr<HostPort> hp = SplitHostPort(host_port);
   if (!hp.ok()) return false;
   const std::string& h = hp->host;
-  return h == "localhost" || h == "::1" || absl::StartsWith(h, "127.");
+  if (h == "localhost") return true;
+  // Only a literal address: a DNS name such as "127.example.com" may
+  // resolve to any interface.
+  in_addr v4;
+  if (::inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6;
+  return ::inet_pton(AF_INET6, h.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+absl::Status ValidateListenAddress(const std::string& host_port) {
+  return SplitHostPort(host_port).status();
 }
 
 struct Server::Impl {

@@ -50,6 +50,8 @@ struct ServerOptions {
 
 // True for 127.0.0.0/8, ::1 and "localhost".
 bool IsLoopbackAddress(const std::string& host_port);
+// InvalidArgument unless `host_port` is HOST:PORT (or [V6]:PORT).
+[[nodiscard]] absl::Status ValidateListenAddress(const std::string& host_port);
 
 class Server {
  public:

@@ -476,6 +476,12 @@ grpc::Status VolumeServiceImpl::CopyFiles(grpc::ServerContext* ctx,
     }
     // "cp a dir/" with dir missing: the trailing slash says "into a directory".
     const bool into_dir = dst_is_dir || absl::EndsWith(req->destination(), "/");
+    if (into_dir && dst_entry.ok() && !dst_is_dir) {
+      // Copying "into" an existing file would replace it with a directory.
+      return WithErrno(absl::FailedPreconditionError(
+                           absl::StrCat("cp: target ", Quoted(dst), " is not a directory")),
+                       ENOTDIR);
+    }
     if (req->sources_size() > 1 && !dst_is_dir) {
       return absl::FailedPreconditionError(absl::StrCat(
           "cp: target ", Quoted(dst), " is not an existing directory (copying several sources)"));

@@ -224,6 +224,11 @@ TEST(ServerAddressTest, Loopback) {
   EXPECT_FALSE(IsLoopbackAddress("0.0.0.0:7420"));
   EXPECT_FALSE(IsLoopbackAddress("[::]:7420"));
   EXPECT_FALSE(IsLoopbackAddress("10.0.0.1:7420"));
+  EXPECT_TRUE(IsLoopbackAddress("127.0.0.2:7420"));
+  // Host names are resolved by gRPC; only literal loopback addresses count.
+  EXPECT_FALSE(IsLoopbackAddress("127.example.com:7420"));
+  EXPECT_FALSE(IsLoopbackAddress("127.0.0.1.nip.io:7420"));
+  EXPECT_FALSE(IsLoopbackAddress("[::ffff:10.0.0.1]:7420"));
 }
 
 }  // namespace
