@@ -188,7 +188,14 @@ absl::StatusOr<VolumeRecord> Engine::RenameVolume(std::string_view ns, std::stri
                                                   std::string_view new_name) {
   CAIRN_RETURN_IF_ERROR(ValidateVolumeName(new_name));
   CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, GetVolume(ns, name));
-  if (new_name == name) return volume;
+  return RenameVolumeById(volume.id, new_name);
+}
+
+absl::StatusOr<VolumeRecord> Engine::RenameVolumeById(std::string_view id,
+                                                      std::string_view new_name) {
+  CAIRN_RETURN_IF_ERROR(ValidateVolumeName(new_name));
+  CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, GetVolumeById(id));
+  if (new_name == volume.name) return volume;
   absl::Status renamed = meta_->RenameVolume(volume.id, new_name);
   if (absl::IsAlreadyExists(renamed)) {
     return absl::AlreadyExistsError(
@@ -201,6 +208,11 @@ absl::StatusOr<VolumeRecord> Engine::RenameVolume(std::string_view ns, std::stri
 
 absl::Status Engine::DeleteVolume(std::string_view ns, std::string_view name) {
   CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, GetVolume(ns, name));
+  return DeleteVolumeById(volume.id);
+}
+
+absl::Status Engine::DeleteVolumeById(std::string_view id) {
+  CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, GetVolumeById(id));
   // The wrapped key lives in the volume row: once this returns the data is
   // unreadable (C8); the blobs are reclaimed by CollectGarbage.
   CAIRN_RETURN_IF_ERROR(meta_->DeleteVolume(volume.id));

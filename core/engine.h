@@ -60,6 +60,11 @@ class Engine {
   // Destroys the volume's key and metadata at once (C8); its blobs become
   // garbage for CollectGarbage. NotFound if absent.
   [[nodiscard]] absl::Status DeleteVolume(std::string_view ns, std::string_view name);
+  // The same, by ID: a caller that resolved a volume acts on exactly that one
+  // (C1), never on a volume re-created under its name meanwhile.
+  [[nodiscard]] absl::Status DeleteVolumeById(std::string_view id);
+  [[nodiscard]] absl::StatusOr<VolumeRecord> RenameVolumeById(std::string_view id,
+                                                              std::string_view new_name);
 
   [[nodiscard]] absl::StatusOr<DataKey> DataKeyFor(const VolumeRecord& volume) const;
   [[nodiscard]] absl::StatusOr<std::unique_ptr<ObjectStore>> OpenObjects(

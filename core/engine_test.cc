@@ -170,6 +170,14 @@ TEST_F(EngineTest, DeleteAndRecreateGivesANewId) {  // C1
   EXPECT_EQ(engine_.GetVolumeById(old.id).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Commit(old, {Remove("f")}).status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(ReadHead(fresh).empty());
+  // Acting on the old ID never reaches the volume that now has its name.
+  EXPECT_EQ(engine_.DeleteVolumeById(old.id).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(engine_.RenameVolumeById(old.id, "w").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(engine_.GetVolume("ns", "v")->id, fresh.id);
+  ASSERT_TRUE(engine_.RenameVolumeById(fresh.id, "w").ok());
+  ASSERT_TRUE(engine_.DeleteVolumeById(fresh.id).ok());
+  EXPECT_EQ(engine_.GetVolume("ns", "w").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(EngineTest, CommitsLandOnTheCurrentHead) {  // C2, C4

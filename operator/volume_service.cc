@@ -269,7 +269,7 @@ grpc::Status VolumeServiceImpl::DeleteVolume(grpc::ServerContext* ctx,
       return absl::OkStatus();
     }
     if (!volume.ok()) return volume.status();
-    absl::Status deleted = engine_->DeleteVolume(volume->ns, volume->name);
+    absl::Status deleted = engine_->DeleteVolumeById(volume->id);
     if (absl::IsNotFound(deleted) && req->allow_missing()) {
       resp->set_deleted(false);
       return absl::OkStatus();
@@ -288,7 +288,7 @@ grpc::Status VolumeServiceImpl::RenameVolume(grpc::ServerContext* ctx,
     CAIRN_RETURN_IF_ERROR(ValidateVolumeName(req->new_name()));
     CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, Resolve(req->volume()));
     CAIRN_ASSIGN_OR_RETURN(VolumeRecord renamed,
-                           engine_->RenameVolume(volume.ns, volume.name, req->new_name()));
+                           engine_->RenameVolumeById(volume.id, req->new_name()));
     DropVolume(volume);
     CAIRN_ASSIGN_OR_RETURN(*resp, Describe(renamed));
     SetGauges(renamed, SnapshotRecord{.inodes = resp->inodes(), .bytes = resp->bytes()});
