@@ -21,6 +21,13 @@ bool IsUsageError(const absl::Status& status) {
   return status.GetPayload(kUsagePayload).has_value();
 }
 
+SplitFlagResult SplitFlag(const std::string& arg) {
+  if (size_t eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+    return {arg.substr(0, eq), arg.substr(eq + 1), true};
+  }
+  return {arg, "", false};
+}
+
 absl::StatusOr<Args> Args::Parse(const std::vector<std::string>& args,
                                  const std::vector<FlagSpec>& specs) {
   Args out;
@@ -39,14 +46,7 @@ absl::StatusOr<Args> Args::Parse(const std::vector<std::string>& args,
       out.help_ = true;
       continue;
     }
-    std::string name = a;
-    std::string value;
-    bool inline_value = false;
-    if (size_t eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      name = a.substr(0, eq);
-      value = a.substr(eq + 1);
-      inline_value = true;
-    }
+    auto [name, value, inline_value] = SplitFlag(a);
     const FlagSpec* spec = nullptr;
     for (const FlagSpec& s : specs) {
       if (s.name == name || (!s.short_name.empty() && s.short_name == name)) spec = &s;

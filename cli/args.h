@@ -36,6 +36,14 @@ class Args {
   bool help_ = false;
 };
 
+// "--flag=value" -> {"--flag", "value", true}; anything else -> {arg, "", false}.
+struct SplitFlagResult {
+  std::string name;
+  std::string value;
+  bool inline_value = false;
+};
+SplitFlagResult SplitFlag(const std::string& arg);
+
 // Error for exit code 2.
 absl::Status UsageError(const std::string& message);
 bool IsUsageError(const absl::Status& status);

@@ -427,14 +427,7 @@ absl::Status ExtractGlobals(std::vector<std::string>& args, ClientOptions& optio
       rest.push_back(a);
       continue;
     }
-    std::string name = a;
-    std::string value;
-    bool inline_value = false;
-    if (size_t eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      name = a.substr(0, eq);
-      value = a.substr(eq + 1);
-      inline_value = true;
-    }
+    auto [name, value, inline_value] = SplitFlag(a);
     auto take = [&]() -> absl::StatusOr<std::string> {
       if (inline_value) return value;
       if (i + 1 >= args.size()) return UsageError(absl::StrCat(name, " needs a value"));

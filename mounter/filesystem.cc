@@ -548,13 +548,7 @@ absl::StatusOr<struct stat> Filesystem::SetAttr(uint64_t ino, const struct stat&
     node->ctime_ns = now;
     if (node->type == objects::DIRECTORY) {
       if (node.get() != root_.get() || !options_.sub_path.empty()) {
-        objects::Change change;
-        change.set_kind(objects::Change::MKDIR);
-        change.set_path(VolumePathLocked(*node));
-        change.mutable_entry()->set_type(objects::DIRECTORY);
-        change.mutable_entry()->set_mode(node->mode);
-        change.mutable_entry()->set_mtime_ns(node->mtime_ns);
-        LogLocked(std::move(change));
+        LogMkdirLocked(*node);
       }
     } else {
       MarkContentDirtyLocked(node);
@@ -571,6 +565,16 @@ absl::StatusOr<std::string> Filesystem::ReadLink(uint64_t ino) {
 }
 
 // ---- Namespace ----------------------------------------------------------
+
+void Filesystem::LogMkdirLocked(const Node& dir) {
+  objects::Change change;
+  change.set_kind(objects::Change::MKDIR);
+  change.set_path(VolumePathLocked(dir));
+  change.mutable_entry()->set_type(objects::DIRECTORY);
+  change.mutable_entry()->set_mode(dir.mode);
+  change.mutable_entry()->set_mtime_ns(dir.mtime_ns);
+  LogLocked(std::move(change));
+}
 
 std::shared_ptr<Filesystem::Node> Filesystem::NewLocalNode(objects::EntryType type,
                                                            mode_t mode) {
@@ -595,13 +599,7 @@ absl::StatusOr<struct stat> Filesystem::MkDir(uint64_t parent, std::string_view 
   AttachLocked(dir, std::string(name), node);
   ++inode_count_;
   dir->mtime_ns = dir->ctime_ns = node->mtime_ns;
-  objects::Change change;
-  change.set_kind(objects::Change::MKDIR);
-  change.set_path(VolumePathLocked(*node));
-  change.mutable_entry()->set_type(objects::DIRECTORY);
-  change.mutable_entry()->set_mode(node->mode);
-  change.mutable_entry()->set_mtime_ns(node->mtime_ns);
-  LogLocked(std::move(change));
+  LogMkdirLocked(*node);
   node->nlookup.fetch_add(1);
   return AttrLocked(*node);
 }

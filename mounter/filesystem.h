@@ -200,6 +200,9 @@ class Filesystem {
                                                       std::shared_ptr<Node>* dir);
   absl::Status CheckCreateLocked(const Node& dir, std::string_view name)
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Logs a MKDIR carrying the directory's mode and mtime (mkdir, chmod,
+  // utimens of a directory).
+  void LogMkdirLocked(const Node& dir) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A node created by this mount (mkdir, symlink, create): a fresh inode
   // number, the permission bits of `mode`, times now.
   std::shared_ptr<Node> NewLocalNode(objects::EntryType type, mode_t mode);
