@@ -11,6 +11,10 @@ while (($#)); do
   opts+=("$1"); shift
 done
 mkdir -p "$dir"
+# Paths relative to the checkout, so other clones and worktrees share hits.
+export CCACHE_BASEDIR=$root CCACHE_NOHASHDIR=true
+export CCACHE_DIR=${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cairn/ccache}
+export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-8G}
 if [ ! -f "$dir/build.ninja" ] || [ "${opts[*]-}" != "$(cat "$dir/.cairn-opts" 2>/dev/null)" ]; then
   if ! cmake -S "$root" -B "$dir" -G Ninja "${opts[@]}" >"$dir/configure.log" 2>&1; then
     cat "$dir/configure.log" >&2

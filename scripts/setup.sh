@@ -9,6 +9,7 @@ packages=(
   libfuse3-dev fuse3 libcpp-httplib-dev libyaml-cpp-dev libsqlite3-dev
   libssl-dev openssl libgtest-dev libgmock-dev libbenchmark-dev
   prometheus bindfs fio util-linux procps
+  ccache clang libclang-rt-14-dev nlohmann-json3-dev
 )
 
 missing=()
