@@ -16,9 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/log.h"
 #include "core/status.h"
-#include "grpcpp/security/server_credentials.h"
-#include "grpcpp/server.h"
-#include "grpcpp/server_builder.h"
+#include "core/grpc_server.h"
 #include "operator/service_metrics.h"
 #include "operator/volume_service.h"
 
@@ -110,7 +108,7 @@ struct Server::Impl {
   std::unique_ptr<DataDir> data;
   std::unique_ptr<ServiceMetrics> metrics;
   std::unique_ptr<VolumeServiceImpl> service;
-  std::unique_ptr<grpc::Server> grpc;
+  std::unique_ptr<GrpcServer> grpc;
   std::unique_ptr<httplib::Server> http;
   absl::Notification ready;
   absl::Mutex gc_mu;
@@ -147,27 +145,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     CAIRN_LOG_WARNING("reading volume sizes for metrics: %s", s.ToString());
   }
 
-  std::shared_ptr<grpc::ServerCredentials> creds;
-  if (options.tls_cert_file.empty()) {
-    creds = grpc::InsecureServerCredentials();
-  } else {
-    grpc::SslServerCredentialsOptions ssl;
-    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-    CAIRN_ASSIGN_OR_RETURN(pair.cert_chain, ReadFile(options.tls_cert_file, "TLS certificate"));
-    CAIRN_ASSIGN_OR_RETURN(pair.private_key, ReadFile(options.tls_key_file, "TLS key"));
-    ssl.pem_key_cert_pairs.push_back(std::move(pair));
-    creds = grpc::SslServerCredentials(ssl);
-  }
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, creds, &server->port_);
-  builder.RegisterService(impl.service.get());
-  builder.SetMaxReceiveMessageSize(kMaxReceiveBytes);
-  builder.SetMaxSendMessageSize(kMaxReceiveBytes);
-  impl.grpc = builder.BuildAndStart();
-  if (impl.grpc == nullptr || server->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen,
-                                               " (address in use or not local?)"));
-  }
+  GrpcServerOptions grpc_options;
+  grpc_options.address = options.listen;
+  grpc_options.tls_cert_file = options.tls_cert_file;
+  grpc_options.tls_key_file = options.tls_key_file;
+  grpc_options.max_message_bytes = kMaxReceiveBytes;
+  CAIRN_ASSIGN_OR_RETURN(impl.grpc, GrpcServer::Start(grpc_options, {impl.service.get()}));
+  server->port_ = impl.grpc->port();
 
   if (!options.metrics_listen.empty()) {
     CAIRN_ASSIGN_OR_RETURN(HostPort http, SplitHostPort(options.metrics_listen));
@@ -241,8 +225,7 @@ void Server::Shutdown() {
   }
   if (impl_->grpc) {
     // In-flight calls get a few seconds to finish; then they are cancelled.
-    impl_->grpc->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    impl_->grpc->Wait();
+    impl_->grpc->Shutdown(absl::Seconds(5));
   }
   if (impl_->http) impl_->http->stop();
   if (http_thread_.joinable()) http_thread_.join();

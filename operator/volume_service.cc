@@ -1,6 +1,5 @@
 #include "operator/volume_service.h"
 
-#include <openssl/crypto.h>
 
 #include <chrono>
 #include <future>
@@ -13,6 +12,7 @@
 #include "core/log.h"
 #include "core/path.h"
 #include "core/rpc_client.h"
+#include "core/grpc_server.h"
 #include "core/status.h"
 #include "core/tree.h"
 
@@ -68,21 +68,7 @@ VolumeServiceImpl::VolumeServiceImpl(Engine* engine, ServiceMetrics* metrics, st
     : engine_(engine), metrics_(metrics), token_(std::move(token)) {}
 
 absl::Status VolumeServiceImpl::CheckAuth(grpc::ServerContext* ctx) const {
-  if (token_.empty()) return absl::OkStatus();
-  const auto& md = ctx->client_metadata();
-  auto it = md.find("authorization");
-  if (it == md.end()) {
-    return absl::UnauthenticatedError("unauthenticated: this server requires a bearer token "
-                                      "(set CAIRN_TOKEN or CAIRN_TOKEN_FILE)");
-  }
-  std::string_view value(it->second.data(), it->second.size());
-  const std::string expected = absl::StrCat("Bearer ", token_);
-  // Constant time, so the comparison does not leak a prefix of the token.
-  if (value.size() != expected.size() ||
-      CRYPTO_memcmp(value.data(), expected.data(), expected.size()) != 0) {
-    return absl::UnauthenticatedError("unauthenticated: the bearer token was not accepted");
-  }
-  return absl::OkStatus();
+  return CheckBearerToken(*ctx, token_);
 }
 
 template <typename Fn>
