@@ -121,11 +121,13 @@ EOF
     kube-apiserver | kubectl | kubelet | kube-controller-manager | kube-scheduler)
       kube_tool "$tool" ;;
     external-provisioner)
-      wrapper_build external-provisioner "$PROVISIONER_VERSION" \
-        github.com/kubernetes-csi/external-provisioner/v5 "$PROVISIONER_VERSION" \
-        github.com/kubernetes-csi/external-provisioner/v5/cmd/csi-provisioner <<EOF
-$(kube_replaces)
-EOF
+      # Its go.mod pins the k8s.io staging modules by replace lines; reuse them.
+      mod=github.com/kubernetes-csi/external-provisioner/v5
+      modfile=$(cd "$cache" && go mod download -json "$mod@$PROVISIONER_VERSION" |
+        sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+      [ -f "$modfile" ] || { echo "go-tools: cannot fetch the go.mod of $mod" >&2; exit 1; }
+      grep '^replace ' "$modfile" | wrapper_build external-provisioner "$PROVISIONER_VERSION" \
+        "$mod" "$PROVISIONER_VERSION" "$mod/cmd/csi-provisioner"
       ;;
     *) echo "go-tools: unknown tool '$tool'" >&2; exit 2 ;;
   esac
