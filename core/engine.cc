@@ -238,6 +238,58 @@ absl::StatusOr<SnapshotRecord> Engine::Head(std::string_view volume_id) {
   return head;
 }
 
+absl::StatusOr<std::vector<Digest>> Engine::MissingObjects(std::string_view volume_id,
+                                                           const std::vector<Digest>& addresses) {
+  CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, GetVolumeById(volume_id));
+  std::vector<Digest> missing;
+  for (const Digest& address : addresses) {
+    absl::Status touched = blobs_->Touch(volume.id, address);
+    if (absl::IsNotFound(touched)) {
+      missing.push_back(address);
+    } else if (!touched.ok()) {
+      return touched;
+    }
+  }
+  return missing;
+}
+
+absl::StatusOr<std::unique_ptr<Engine::Upload>> Engine::NewUpload(std::string_view volume_id) {
+  CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, GetVolumeById(volume_id));
+  return std::unique_ptr<Upload>(new Upload(blobs_, volume.id));
+}
+
+absl::Status Engine::Upload::Add(const Digest& address, std::string_view sealed) {
+  if (sealed.size() < kSealOverhead) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("object ", address.ToHex(), " is too short to be sealed"));
+  }
+  if (batch_ == nullptr) batch_ = blobs_->NewBatch(volume_id_);
+  CAIRN_RETURN_IF_ERROR(batch_->Add(address, sealed));
+  ++added_;
+  if (added_ % kBlobsPerSync == 0) {
+    CAIRN_RETURN_IF_ERROR(batch_->Finish());
+    batch_.reset();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> Engine::Upload::Finish() {
+  if (batch_ != nullptr) {
+    CAIRN_RETURN_IF_ERROR(batch_->Finish());
+    batch_.reset();
+  }
+  return added_;
+}
+
+absl::StatusOr<std::string> Engine::GetObject(std::string_view volume_id, const Digest& address) {
+  absl::StatusOr<std::string> sealed = blobs_->Get(volume_id, address);
+  if (absl::IsNotFound(sealed.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("object ", address.ToHex(), " not found in volume ", Sv(volume_id)));
+  }
+  return sealed;
+}
+
 absl::StatusOr<SnapshotRecord> Engine::Commit(std::string_view volume_id,
                                               const objects::ChangeSet& changes) {
   CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, GetVolumeById(volume_id));

@@ -72,6 +72,44 @@ class Engine {
 
   [[nodiscard]] absl::StatusOr<SnapshotRecord> Head(std::string_view volume_id);
 
+  // ---- The object data path (PutObjects, MissingObjects, GetObjects) ----
+
+  // Of `addresses`, those the volume does not store, in order. Present ones
+  // are touched: their GC grace period restarts and the directory entries
+  // leading to them are durable before this returns, so a commit may
+  // reference them without uploading (D7). NotFound if the volume is gone.
+  [[nodiscard]] absl::StatusOr<std::vector<Digest>> MissingObjects(
+      std::string_view volume_id, const std::vector<Digest>& addresses);
+
+  // Sealed blobs streamed into one volume, sharing durability points: blobs
+  // are durable once Finish returns OK (and every kBlobsPerSync blobs on
+  // the way, bounding what a failure in the middle leaves unacknowledged).
+  // A dropped upload leaves each blob stored or absent, never half-written.
+  // Not thread-safe: one per stream.
+  class Upload {
+   public:
+    static constexpr uint64_t kBlobsPerSync = 64;
+    // InvalidArgument if `sealed` is too short to be a sealed blob.
+    [[nodiscard]] absl::Status Add(const Digest& address, std::string_view sealed);
+    // Returns the number of blobs added.
+    [[nodiscard]] absl::StatusOr<uint64_t> Finish();
+
+   private:
+    friend class Engine;
+    Upload(BlobStore* blobs, std::string volume_id)
+        : blobs_(blobs), volume_id_(std::move(volume_id)) {}
+    BlobStore* const blobs_;
+    const std::string volume_id_;
+    std::unique_ptr<BlobStore::Batch> batch_;
+    uint64_t added_ = 0;
+  };
+  // NotFound if the volume does not exist.
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<Upload>> NewUpload(std::string_view volume_id);
+
+  // The sealed blob; NotFound naming the object and volume.
+  [[nodiscard]] absl::StatusOr<std::string> GetObject(std::string_view volume_id,
+                                                      const Digest& address);
+
   // Applies `changes` onto the current head (C4), retrying the head CAS
   // when another commit lands first. Every address the changes reference
   // must be stored: FailedPrecondition naming the first missing one.

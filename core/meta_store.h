@@ -87,9 +87,17 @@ class MetaStore {
                                                     uint64_t expected_head_seq) = 0;
 };
 
-// Creates the database and schema if missing.
+struct SqliteOptions {
+  // Name of a registered sqlite3_vfs to open the database through; empty:
+  // SQLite's default. Crash tests use testing/fault_vfs.h.
+  std::string vfs;
+};
+
+// Creates the database and schema if missing, and migrates an older schema
+// in place (one transaction). FailedPrecondition for a database made by a
+// newer version of Cairn; NotFound for an unknown `options.vfs`.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<MetaStore>> OpenSqliteMetaStore(
-    const std::filesystem::path& db_path);
+    const std::filesystem::path& db_path, const SqliteOptions& options = {});
 
 // In memory; for unit tests.
 std::unique_ptr<MetaStore> NewMemMetaStore();

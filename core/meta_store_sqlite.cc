@@ -252,10 +252,11 @@ class SqliteMetaStore : public MetaStore {
     sqlite3_close_v2(db_);
   }
 
-  static absl::StatusOr<std::unique_ptr<MetaStore>> Open(const std::filesystem::path& path) {
+  static absl::StatusOr<std::unique_ptr<MetaStore>> Open(const std::filesystem::path& path,
+                                                         const SqliteOptions& options) {
     auto store = std::unique_ptr<SqliteMetaStore>(new SqliteMetaStore());
     absl::MutexLock lock(&store->mu_);
-    CAIRN_RETURN_IF_ERROR(store->Init(path));
+    CAIRN_RETURN_IF_ERROR(store->Init(path, options));
     return std::unique_ptr<MetaStore>(std::move(store));
   }
 
@@ -488,11 +489,15 @@ class SqliteMetaStore : public MetaStore {
 
   SqliteMetaStore() = default;
 
-  absl::Status Init(const std::filesystem::path& path) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  absl::Status Init(const std::filesystem::path& path, const SqliteOptions& options)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!options.vfs.empty() && sqlite3_vfs_find(options.vfs.c_str()) == nullptr) {
+      return absl::NotFoundError(absl::StrCat("no SQLite VFS named ", options.vfs));
+    }
     // NOMUTEX: mu_ already serialises every use of the connection.
     int rc = sqlite3_open_v2(path.c_str(), &db_,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             nullptr);
+                             options.vfs.empty() ? nullptr : options.vfs.c_str());
     if (rc != SQLITE_OK) {
       return SqliteError(db_, rc, absl::StrCat("open ", path.string()));
     }
@@ -637,8 +642,8 @@ class SqliteMetaStore : public MetaStore {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetaStore>> OpenSqliteMetaStore(
-    const std::filesystem::path& db_path) {
-  return SqliteMetaStore::Open(db_path);
+    const std::filesystem::path& db_path, const SqliteOptions& options) {
+  return SqliteMetaStore::Open(db_path, options);
 }
 
 }  // namespace cairn
