@@ -46,11 +46,16 @@ class Engine {
   [[nodiscard]] absl::StatusOr<VolumeRecord> CreateVolume(std::string_view ns,
                                                           std::string_view name, int version,
                                                           std::optional<Limits> limits = {});
-  // Returns the existing volume, or creates it. FailedPrecondition naming
-  // both versions if it exists with another version.
+  // Returns the existing volume, or creates it with the version's limits
+  // tightened by `requested` (see TightenLimits). A request the existing
+  // volume does not match is refused with AlreadyExists naming the
+  // difference: another version, or a limit `requested` sets (non-zero)
+  // that the volume has with another value. InvalidArgument as
+  // TightenLimits.
   [[nodiscard]] absl::StatusOr<VolumeRecord> GetOrCreateVolume(std::string_view ns,
                                                                std::string_view name,
-                                                               int version);
+                                                               int version,
+                                                               const Limits& requested = {});
   [[nodiscard]] absl::StatusOr<VolumeRecord> GetVolume(std::string_view ns, std::string_view name);
   [[nodiscard]] absl::StatusOr<VolumeRecord> GetVolumeById(std::string_view id);
   [[nodiscard]] absl::StatusOr<std::vector<VolumeRecord>> ListVolumes(std::string_view ns);
@@ -115,8 +120,16 @@ class Engine {
   // must be stored: FailedPrecondition naming the first missing one.
   // NotFound if the volume was deleted. An empty change set returns the
   // head unchanged.
+  // A non-empty `idempotency_key` (at most kMaxIdempotencyKey bytes,
+  // printable ASCII; InvalidArgument otherwise) is recorded with the
+  // snapshot: a commit repeating a key recorded for the volume returns the
+  // snapshot that key made, applying nothing, even if newer commits have
+  // landed since. Keys are kept for the newest MetaStore::kCommitKeysKept
+  // snapshots of a volume.
   [[nodiscard]] absl::StatusOr<SnapshotRecord> Commit(std::string_view volume_id,
-                                                      const objects::ChangeSet& changes);
+                                                      const objects::ChangeSet& changes,
+                                                      std::string_view idempotency_key = {});
+  static constexpr size_t kMaxIdempotencyKey = 128;
 
   // Removes blobs of deleted volumes, and blobs of live volumes that no
   // snapshot references and that are older than `grace` (uploads for
@@ -133,6 +146,12 @@ class Engine {
   // Shared by commits, exclusive for GC.
   std::shared_mutex gc_mu_;
 };
+
+// The version's default limits (DefaultLimits), with each non-zero field of
+// `requested` replacing the default. A limit above what the version allows
+// would break C7's promise: InvalidArgument naming it (D6).
+// `requested.hard_links` is ignored (it follows the version).
+[[nodiscard]] absl::StatusOr<Limits> TightenLimits(int version, const Limits& requested);
 
 // "vo-" followed by 22 random base62 characters.
 std::string NewVolumeId();

@@ -171,9 +171,10 @@ absl::Status VolumeServiceImpl::RefreshVolumeGauges() {
 }
 
 absl::StatusOr<SnapshotRecord> VolumeServiceImpl::CommitChanges(
-    const VolumeRecord& volume, const objects::ChangeSet& changes) {
+    const VolumeRecord& volume, const objects::ChangeSet& changes,
+    std::string_view idempotency_key) {
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<SnapshotRecord> snapshot = engine_->Commit(volume.id, changes);
+  absl::StatusOr<SnapshotRecord> snapshot = engine_->Commit(volume.id, changes, idempotency_key);
   if (!snapshot.ok()) return snapshot.status();
   metrics_->commit_duration.WithLabels({}).Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -186,24 +187,10 @@ absl::StatusOr<SnapshotRecord> VolumeServiceImpl::CommitChanges(
 
 namespace {
 
-// The version's limits, tightened by the request. Raising a limit past what
-// the version allows would break C7's promise, so it is refused.
-absl::StatusOr<Limits> TightenLimits(int version, const api::VolumeLimits& requested) {
-  Limits limits = DefaultLimits(version);
-  auto tighten = [&](auto& limit, uint64_t value, const char* what) -> absl::Status {
-    if (value == 0) return absl::OkStatus();
-    if (limit != 0 && value > limit) {
-      return absl::InvalidArgumentError(absl::StrCat(what, " ", value, " is above version ",
-                                                     version, "'s maximum of ", limit));
-    }
-    limit = static_cast<std::remove_reference_t<decltype(limit)>>(value);
-    return absl::OkStatus();
-  };
-  CAIRN_RETURN_IF_ERROR(tighten(limits.max_inodes, requested.max_inodes(), "max_inodes"));
-  CAIRN_RETURN_IF_ERROR(
-      tighten(limits.max_dir_entries, requested.max_dir_entries(), "max_dir_entries"));
-  CAIRN_RETURN_IF_ERROR(tighten(limits.max_file_size, requested.max_file_size(), "max_file_size"));
-  return limits;
+Limits FromApi(const api::VolumeLimits& l) {
+  return Limits{.max_inodes = l.max_inodes(),
+                .max_dir_entries = l.max_dir_entries(),
+                .max_file_size = l.max_file_size()};
 }
 
 }  // namespace
@@ -220,10 +207,13 @@ grpc::Status VolumeServiceImpl::CreateVolume(grpc::ServerContext* ctx,
           absl::StrCat("unsupported volume version ", version, " (use 1 or 2)"));
     }
     const std::string ns = NamespaceOrDefault(req->namespace_());
-    CAIRN_ASSIGN_OR_RETURN(Limits limits, TightenLimits(version, req->limits()));
-    absl::StatusOr<VolumeRecord> volume = engine_->CreateVolume(ns, req->name(), version, limits);
-    if (req->create_if_missing() && absl::IsAlreadyExists(volume.status())) {
-      volume = engine_->GetOrCreateVolume(ns, req->name(), version);
+    const Limits requested = FromApi(req->limits());
+    absl::StatusOr<VolumeRecord> volume;
+    if (req->create_if_missing()) {
+      volume = engine_->GetOrCreateVolume(ns, req->name(), version, requested);
+    } else {
+      CAIRN_ASSIGN_OR_RETURN(Limits limits, TightenLimits(version, requested));
+      volume = engine_->CreateVolume(ns, req->name(), version, limits);
     }
     if (!volume.ok()) return volume.status();
     CAIRN_ASSIGN_OR_RETURN(*resp, Describe(*volume));
@@ -567,15 +557,10 @@ grpc::Status VolumeServiceImpl::GetObjects(grpc::ServerContext* ctx,
     CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, ResolveId(req->volume_id()));
     for (const std::string& raw : req->addresses()) {
       CAIRN_ASSIGN_OR_RETURN(Digest address, AddressFromWire(raw));
-      absl::StatusOr<std::string> sealed = engine_->blobs()->Get(volume.id, address);
-      if (absl::IsNotFound(sealed.status())) {
-        return absl::NotFoundError(
-            absl::StrCat("object ", address.ToHex(), " not found in volume ", volume.id));
-      }
-      if (!sealed.ok()) return sealed.status();
+      CAIRN_ASSIGN_OR_RETURN(std::string sealed, engine_->GetObject(volume.id, address));
       api::GetObjectsResponse response;
       response.set_address(raw);
-      response.set_sealed(std::move(*sealed));
+      response.set_sealed(std::move(sealed));
       metrics_->bytes_out.WithLabels({}).Increment(response.sealed().size());
       if (!writer->Write(response)) return absl::CancelledError("client went away");
     }
@@ -588,17 +573,15 @@ grpc::Status VolumeServiceImpl::MissingObjects(grpc::ServerContext* ctx,
                                                api::MissingObjectsResponse* resp) {
   return Handle("MissingObjects", ctx, [&]() -> absl::Status {
     CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, ResolveId(req->volume_id()));
+    std::vector<Digest> addresses;
+    addresses.reserve(req->addresses_size());
     for (const std::string& raw : req->addresses()) {
       CAIRN_ASSIGN_OR_RETURN(Digest address, AddressFromWire(raw));
-      // A present blob is touched: the caller skips uploading it and is
-      // about to reference it, so GC's grace period must restart now.
-      absl::Status touched = engine_->blobs()->Touch(volume.id, address);
-      if (absl::IsNotFound(touched)) {
-        resp->add_missing(raw);
-      } else if (!touched.ok()) {
-        return touched;
-      }
+      addresses.push_back(address);
     }
+    CAIRN_ASSIGN_OR_RETURN(std::vector<Digest> missing,
+                           engine_->MissingObjects(volume.id, addresses));
+    for (const Digest& d : missing) resp->add_missing(d.RawString());
     return absl::OkStatus();
   });
 }
@@ -608,37 +591,25 @@ grpc::Status VolumeServiceImpl::PutObjects(grpc::ServerContext* ctx,
                                            api::PutObjectsResponse* resp) {
   return Handle("PutObjects", ctx, [&]() -> absl::Status {
     // The response is the durability point: every blob of the stream is
-    // durable before it is sent. Each blob is whole and durable once its
-    // name appears; the directory fsyncs are shared by up to kPutBatchBlobs
-    // blobs (BlobStore::Batch) instead of paid per blob.
-    constexpr uint64_t kPutBatchBlobs = 64;
+    // durable before it is sent (Engine::Upload).
     api::PutObjectsRequest request;
-    std::string volume_id;
-    uint64_t stored = 0;
-    std::unique_ptr<BlobStore::Batch> batch;
+    std::unique_ptr<Engine::Upload> upload;
     while (reader->Read(&request)) {
-      if (volume_id.empty()) {
+      if (upload == nullptr) {
         if (request.volume_id().empty()) {
           return absl::InvalidArgumentError("PutObjects: the first message must set volume_id");
         }
         CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, ResolveId(request.volume_id()));
-        volume_id = volume.id;
+        CAIRN_ASSIGN_OR_RETURN(upload, engine_->NewUpload(volume.id));
       }
       CAIRN_ASSIGN_OR_RETURN(Digest address, AddressFromWire(request.address()));
-      if (request.sealed().size() < kSealOverhead) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("object ", address.ToHex(), " is too short to be sealed"));
-      }
-      if (batch == nullptr) batch = engine_->blobs()->NewBatch(volume_id);
-      CAIRN_RETURN_IF_ERROR(batch->Add(address, request.sealed()));
+      CAIRN_RETURN_IF_ERROR(upload->Add(address, request.sealed()));
       metrics_->bytes_in.WithLabels({}).Increment(request.sealed().size());
-      ++stored;
-      if (stored % kPutBatchBlobs == 0) {
-        CAIRN_RETURN_IF_ERROR(batch->Finish());
-        batch.reset();
-      }
     }
-    if (batch != nullptr) CAIRN_RETURN_IF_ERROR(batch->Finish());
+    uint64_t stored = 0;
+    if (upload != nullptr) {
+      CAIRN_ASSIGN_OR_RETURN(stored, upload->Finish());
+    }
     resp->set_stored(stored);
     return absl::OkStatus();
   });
@@ -648,7 +619,8 @@ grpc::Status VolumeServiceImpl::Commit(grpc::ServerContext* ctx, const api::Comm
                                        api::CommitResponse* resp) {
   return Handle("Commit", ctx, [&]() -> absl::Status {
     CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, ResolveId(req->volume_id()));
-    CAIRN_ASSIGN_OR_RETURN(SnapshotRecord snapshot, CommitChanges(volume, req->changes()));
+    CAIRN_ASSIGN_OR_RETURN(SnapshotRecord snapshot,
+                           CommitChanges(volume, req->changes(), req->idempotency_key()));
     *resp->mutable_snapshot() = ToApi(snapshot);
     return absl::OkStatus();
   });
