@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <cstdint>
 #include <iostream>
 #include <random>
@@ -135,6 +136,63 @@ TEST(CrashTest, KilledCommitterLosesNothingAcknowledged) {
   EXPECT_GE(iterations, 20);
   EXPECT_GE(acked.size(), 20u) << "the child hardly committed; the test proves little";
   std::cerr << iterations << " kills, " << acked.size() << " acknowledged commits\n";
+}
+
+// Uploads large blobs forever, never committing: most of its time goes to
+// writing blob temporaries, so a kill leaves one behind more often than not.
+[[noreturn]] void UploadForever(const std::filesystem::path& dir) {
+  absl::StatusOr<std::unique_ptr<DataDir>> data = DataDir::Open(dir);
+  if (!data.ok()) _exit(10);
+  Engine& engine = (*data)->engine();
+  absl::StatusOr<VolumeRecord> volume = engine.GetOrCreateVolume("", "debris", 2);
+  if (!volume.ok()) _exit(11);
+  std::string blob = RandomBytes(8 << 20);
+  for (uint64_t n = 0;; ++n) {
+    std::memcpy(blob.data(), &n, sizeof(n));
+    if (!(*data)->blobs().Put(volume->id, Sha256(blob), blob).ok()) _exit(13);
+  }
+}
+
+// SIGKILL in the middle of uploads leaves blob temporaries. fsck reports
+// them (exit code 3, not damage), GC keeps them while they may still belong
+// to a write in progress and removes them once older than its grace period.
+TEST(CrashTest, KilledUploadsLeaveDebrisThatFsckReportsAndGcRemoves) {
+  testing::TempDir tmp;
+  const std::filesystem::path dir = tmp.path() / "data";
+  std::mt19937 rng(20261201);
+  size_t most = 0;
+  for (int kill_no = 0; kill_no < 8; ++kill_no) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) UploadForever(dir);
+    std::this_thread::sleep_for(std::chrono::milliseconds(150 + rng() % 200));
+    ASSERT_EQ(kill(pid, SIGKILL), 0);
+    int wstatus = 0;
+    ASSERT_EQ(waitpid(pid, &wstatus, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(wstatus)) << "child exited on its own with code "
+                                      << (WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1);
+    auto data = DataDir::Open(dir);
+    ASSERT_TRUE(data.ok()) << data.status();
+    FsckReport report = Fsck((*data)->meta(), (*data)->blobs(), (*data)->master()).value();
+    EXPECT_TRUE(report.intact()) << report.Summary();
+    most = std::max(most, report.temporaries.size());
+    if (!report.temporaries.empty()) {
+      EXPECT_EQ(report.ExitCode(), 3);
+      EXPECT_NE(report.temporaries[0].find("/.tmp."), std::string::npos) << report.temporaries[0];
+    }
+  }
+  ASSERT_GT(most, 0u) << "no kill left a temporary; the test proves nothing";
+  auto data = DataDir::Open(dir);
+  ASSERT_TRUE(data.ok()) << data.status();
+  Engine& engine = (*data)->engine();
+  GcStats young = engine.CollectGarbage(std::chrono::hours(1)).value();
+  EXPECT_EQ(young.temporaries_deleted, 0u);
+  FsckReport before = Fsck((*data)->meta(), (*data)->blobs(), (*data)->master()).value();
+  ASSERT_GT(before.temporaries.size(), 0u);
+  GcStats old = engine.CollectGarbage(std::chrono::seconds(0)).value();
+  EXPECT_EQ(old.temporaries_deleted, before.temporaries.size());
+  FsckReport after = Fsck((*data)->meta(), (*data)->blobs(), (*data)->master()).value();
+  EXPECT_EQ(after.ExitCode(), 0) << after.Summary();
 }
 
 // A file's entry and the sealed blobs it needs, computed the way a client

@@ -354,6 +354,8 @@ absl::StatusOr<SnapshotRecord> Engine::Commit(std::string_view volume_id,
     // NotFound for the volume itself surfaces from Head below.
     return std::optional<SnapshotRecord>();
   };
+  std::shared_ptr<absl::Mutex> commit_lock = CommitLock(volume.id);
+  absl::MutexLock serialised(commit_lock.get());
   CAIRN_ASSIGN_OR_RETURN(std::optional<SnapshotRecord> earlier, recorded());
   if (earlier.has_value()) return *earlier;
 
@@ -417,6 +419,24 @@ absl::StatusOr<SnapshotRecord> Engine::Commit(std::string_view volume_id,
                                          kMaxCommitAttempts, " times"));
 }
 
+std::shared_ptr<absl::Mutex> Engine::CommitLock(const std::string& volume_id) {
+  absl::MutexLock lock(&commit_locks_mu_);
+  if (commit_locks_.size() > 1024) {
+    // Volumes nobody commits to right now: drop their entries.
+    for (auto it = commit_locks_.begin(); it != commit_locks_.end();) {
+      auto here = it++;
+      if (here->second.expired()) commit_locks_.erase(here);
+    }
+  }
+  std::weak_ptr<absl::Mutex>& slot = commit_locks_[volume_id];
+  std::shared_ptr<absl::Mutex> mu = slot.lock();
+  if (mu == nullptr) {
+    mu = std::make_shared<absl::Mutex>();
+    slot = mu;
+  }
+  return mu;
+}
+
 absl::StatusOr<GcStats> Engine::CollectGarbage(std::chrono::seconds grace) {
   std::unique_lock gc_lock(gc_mu_);
   GcStats stats;
@@ -457,6 +477,17 @@ absl::StatusOr<GcStats> Engine::CollectGarbage(std::chrono::seconds grace) {
     for (const BlobStore::BlobInfo& info : garbage) {
       CAIRN_RETURN_IF_ERROR(blobs_->Delete(volume.id, info.address));
       ++stats.blobs_deleted;
+      stats.bytes_freed += info.size;
+    }
+    // A writer renames its temporary away within moments; one older than
+    // the grace period belongs to a write that died (D7).
+    std::vector<BlobStore::TempInfo> debris;
+    CAIRN_RETURN_IF_ERROR(blobs_->ListTemporaries(volume.id, [&](const BlobStore::TempInfo& info) {
+      if (info.mtime < cutoff) debris.push_back(info);
+    }));
+    for (const BlobStore::TempInfo& info : debris) {
+      CAIRN_RETURN_IF_ERROR(blobs_->DeleteTemporary(volume.id, info.name));
+      ++stats.temporaries_deleted;
       stats.bytes_freed += info.size;
     }
   }

@@ -20,6 +20,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/status/statusor.h"
 #include "core/blob_store.h"
 #include "core/crypto.h"
@@ -32,6 +34,7 @@ namespace cairn {
 struct GcStats {
   uint64_t volumes_purged = 0;  // blob prefixes of deleted volumes removed
   uint64_t blobs_deleted = 0;
+  uint64_t temporaries_deleted = 0;
   uint64_t bytes_freed = 0;
 };
 
@@ -132,19 +135,32 @@ class Engine {
   static constexpr size_t kMaxIdempotencyKey = 128;
 
   // Removes blobs of deleted volumes, and blobs of live volumes that no
-  // snapshot references and that are older than `grace` (uploads for
-  // commits still in flight are younger).
+  // snapshot references and temporaries of interrupted writes, both older
+  // than `grace` (uploads for commits still in flight, and writes still in
+  // progress, are younger).
   [[nodiscard]] absl::StatusOr<GcStats> CollectGarbage(std::chrono::seconds grace);
 
   MetaStore* meta() const { return meta_; }
   BlobStore* blobs() const { return blobs_; }
 
  private:
+  // Held by a commit from reading the head to its CAS, so commits to one
+  // volume in this process never lose the CAS to each other. A lost CAS
+  // wastes the attempt's work and leaves the directory objects it wrote
+  // unreferenced (orphans: concurrent puts left a dozen), and the CAS is
+  // one-at-a-time anyway. Commits from another process sharing the
+  // metadata store can still win the CAS; the retry loop handles those.
+  std::shared_ptr<absl::Mutex> CommitLock(const std::string& volume_id);
+
   MetaStore* const meta_;
   BlobStore* const blobs_;
   const MasterKey master_;
+  // Lock order: a volume's commit lock, then gc_mu_.
   // Shared by commits, exclusive for GC.
   std::shared_mutex gc_mu_;
+  absl::Mutex commit_locks_mu_;
+  absl::flat_hash_map<std::string, std::weak_ptr<absl::Mutex>> commit_locks_
+      ABSL_GUARDED_BY(commit_locks_mu_);
 };
 
 // The version's default limits (DefaultLimits), with each non-zero field of

@@ -2,6 +2,7 @@
 // current head (C2, C4), atomicity, limits per version (C7) and GC (C8).
 #include "core/engine.h"
 
+#include <atomic>
 #include <cerrno>
 #include <map>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/files.h"
+#include "core/fsck.h"
 #include "core/status.h"
 #include "core/tree.h"
 #include "gmock/gmock.h"
@@ -258,6 +260,31 @@ TEST_F(EngineTest, ConcurrentCommitsToDistinctPathsAllSurvive) {
   EXPECT_EQ(t.size(), static_cast<size_t>(kThreads * (kCommits + 1)));
   EXPECT_EQ(t["w3/7"], "3007");
   EXPECT_EQ(head.inodes, static_cast<uint64_t>(kThreads * (kCommits + 1)));
+}
+
+// Concurrent commits to one volume (eight `cairn volume put` at once) leave
+// nothing behind that no snapshot references: fsck finds no orphans.
+TEST_F(EngineTest, ConcurrentCommitsLeaveNoOrphans) {
+  VolumeRecord v = MakeVolume("busy");
+  constexpr int kThreads = 8, kEach = 6;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        // Overlapping content and directories, as in puts of similar trees.
+        const std::string path = absl::StrCat("d", i % 2, "/t", t, "/f", i);
+        if (!Commit(v, {PutFile(v, path, absl::StrCat("content ", i % 3))}).ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(engine_.Head(v.id).value().seq, static_cast<uint64_t>(kThreads * kEach));
+  FsckReport report =
+      Fsck(*meta_, *blobs_, MasterKey::FromBytes(std::string(32, 'k')).value()).value();
+  EXPECT_EQ(report.ExitCode(), 0) << report.Summary()
+                                  << (report.orphans.empty() ? "" : "\n" + report.orphans[0]);
 }
 
 TEST_F(EngineTest, FailedChangeSetLeavesHeadUnchanged) {
