@@ -243,6 +243,31 @@ TEST_F(LocalBlobStoreTest, Layout) {
   EXPECT_EQ(n, 1);
 }
 
+// What a write killed between creating and renaming its temporary leaves.
+TEST_F(LocalBlobStoreTest, TemporariesAreListedAndDeletedApartFromBlobs) {
+  Digest a = AddressOf("kept");
+  ASSERT_TRUE(store_->Put(kVol, a, "kept").ok());
+  const std::string hex = a.ToHex();
+  const std::string name = hex.substr(0, 2) + "/" + hex.substr(2, 2) + "/.tmp." +
+                           hex.substr(0, 16) + ".1.00";
+  std::ofstream(root_ / kVol / name) << "half a blob";
+  std::vector<BlobStore::TempInfo> temps;
+  ASSERT_TRUE(store_->ListTemporaries(kVol, [&](const auto& t) { temps.push_back(t); }).ok());
+  ASSERT_EQ(temps.size(), 1u);
+  EXPECT_EQ(temps[0].name, name);
+  EXPECT_EQ(temps[0].size, 11u);
+  for (const char* bad : {"../x", "aa/bb/blob", "00/00/.tmp.x/../../y", ".tmp.x", ""}) {
+    EXPECT_EQ(store_->DeleteTemporary(kVol, bad).code(), absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+  ASSERT_TRUE(store_->DeleteTemporary(kVol, name).ok());
+  ASSERT_TRUE(store_->DeleteTemporary(kVol, name).ok());  // missing is OK
+  temps.clear();
+  ASSERT_TRUE(store_->ListTemporaries(kVol, [&](const auto& t) { temps.push_back(t); }).ok());
+  EXPECT_TRUE(temps.empty());
+  EXPECT_EQ(store_->Get(kVol, a).value(), "kept");
+}
+
 TEST_F(LocalBlobStoreTest, BatchLeavesNoTemporaries) {
   std::string big = Content(7, (size_t{4} << 20) + 28);
   std::string small = "small";

@@ -9,6 +9,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/async.h"
+#include "core/file_ops.h"
 #include "core/files.h"
 #include "core/log.h"
 #include "core/path.h"
@@ -33,10 +35,6 @@ absl::StatusOr<Digest> AddressFromWire(const std::string& raw) {
   if (!d.ok()) return absl::InvalidArgumentError(absl::StrCat("bad object address: ",
                                                               std::string(d.status().message())));
   return d;
-}
-
-std::string_view BaseName(std::string_view normalized) {
-  return SplitParent(normalized).second;
 }
 
 }  // namespace
@@ -162,7 +160,7 @@ void VolumeServiceImpl::DropVolume(const VolumeRecord& volume) {
 }
 
 absl::Status VolumeServiceImpl::RefreshVolumeGauges() {
-  CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, engine_->meta()->ListVolumes(""));
+  CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, engine_->ListVolumes(""));
   for (const VolumeRecord& v : volumes) {
     CAIRN_ASSIGN_OR_RETURN(SnapshotRecord head, engine_->Head(v.id));
     SetGauges(v, head);
@@ -387,14 +385,14 @@ grpc::Status VolumeServiceImpl::ReadFile(grpc::ServerContext* ctx,
       return std::min<uint64_t>(end, (at / kReadBlock + 1) * kReadBlock);
     };
     std::future<absl::StatusOr<std::string>> next;
-    if (offset < end) next = std::async(std::launch::async, fetch, offset, block_end(offset) - offset);
+    if (offset < end) next = RunAsync(fetch, offset, block_end(offset) - offset);
     while (offset < end) {
       absl::StatusOr<std::string> data = next.get();
       if (!data.ok()) return data.status();
       const uint64_t following = offset + data->size();
       if (data->empty()) break;
       if (following < end) {
-        next = std::async(std::launch::async, fetch, following, block_end(following) - following);
+        next = RunAsync(fetch, following, block_end(following) - following);
       }
       api::ReadFileResponse response;
       response.set_offset(offset);
@@ -415,32 +413,11 @@ grpc::Status VolumeServiceImpl::RemoveFile(grpc::ServerContext* ctx,
                                            api::CommitResponse* resp) {
   return Handle("RemoveFile", ctx, [&]() -> absl::Status {
     CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, Resolve(req->volume()));
-    CAIRN_ASSIGN_OR_RETURN(std::string path, NormalizePath(req->path()));
-    if (path.empty()) {
-      return absl::InvalidArgumentError(
-          "refusing to remove the volume root (delete the volume instead)");
-    }
     CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<ObjectStore> objects, Objects(volume));
     CAIRN_ASSIGN_OR_RETURN(SnapshotRecord head, engine_->Head(volume.id));
-    // Checked here for a clear message; the commit re-checks on the head it
-    // lands on (must_exist, recursive).
-    absl::StatusOr<objects::Entry> at = LookupPath(*objects, head.root, path);
-    if (absl::IsNotFound(at.status())) {
-      return absl::NotFoundError(
-          absl::StrCat("no such file or directory: ", Quoted(path), " in volume ", volume.name));
-    }
-    if (!at.ok()) return at.status();
-    if (at->type() == objects::DIRECTORY && !req->recursive()) {
-      return WithErrno(absl::FailedPreconditionError(absl::StrCat(
-                           Quoted(path), " is a directory; remove it recursively (-r)")),
-                       EISDIR);
-    }
-    objects::ChangeSet changes;
-    objects::Change* c = changes.add_changes();
-    c->set_kind(objects::Change::REMOVE);
-    c->set_path(path);
-    c->set_must_exist(true);
-    c->set_recursive(req->recursive());
+    CAIRN_ASSIGN_OR_RETURN(
+        objects::ChangeSet changes,
+        RemoveChanges(*objects, head, volume.name, req->path(), req->recursive()));
     CAIRN_ASSIGN_OR_RETURN(SnapshotRecord snapshot, CommitChanges(volume, changes));
     *resp->mutable_snapshot() = ToApi(snapshot);
     return absl::OkStatus();
@@ -452,68 +429,12 @@ grpc::Status VolumeServiceImpl::CopyFiles(grpc::ServerContext* ctx,
                                           api::CommitResponse* resp) {
   return Handle("CopyFiles", ctx, [&]() -> absl::Status {
     CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, Resolve(req->volume()));
-    if (req->sources().empty()) return absl::InvalidArgumentError("cp: no source given");
-    CAIRN_ASSIGN_OR_RETURN(std::string dst, NormalizePath(req->destination()));
     CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<ObjectStore> objects, Objects(volume));
     CAIRN_ASSIGN_OR_RETURN(SnapshotRecord head, engine_->Head(volume.id));
-
-    bool dst_is_dir = false;
-    absl::StatusOr<objects::Entry> dst_entry = LookupPath(*objects, head.root, dst);
-    if (dst_entry.ok()) {
-      dst_is_dir = dst_entry->type() == objects::DIRECTORY;
-    } else if (!absl::IsNotFound(dst_entry.status())) {
-      return dst_entry.status();
-    }
-    // "cp a dir/" with dir missing: the trailing slash says "into a directory".
-    const bool into_dir = dst_is_dir || absl::EndsWith(req->destination(), "/");
-    if (into_dir && dst_entry.ok() && !dst_is_dir) {
-      // Copying "into" an existing file would replace it with a directory.
-      return WithErrno(absl::FailedPreconditionError(
-                           absl::StrCat("cp: target ", Quoted(dst), " is not a directory")),
-                       ENOTDIR);
-    }
-    if (req->sources_size() > 1 && !dst_is_dir) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "cp: target ", Quoted(dst), " is not an existing directory (copying several sources)"));
-    }
-
-    objects::ChangeSet changes;
-    for (const std::string& raw : req->sources()) {
-      CAIRN_ASSIGN_OR_RETURN(std::string src, NormalizePath(raw));
-      if (src.empty()) return absl::InvalidArgumentError("cp: cannot copy the volume root");
-      absl::StatusOr<objects::Entry> entry = LookupPath(*objects, head.root, src);
-      if (absl::IsNotFound(entry.status())) {
-        return absl::NotFoundError(absl::StrCat("cp: no such file or directory: ", Quoted(src),
-                                                " in volume ", volume.name));
-      }
-      if (!entry.ok()) return entry.status();
-      const bool is_dir = entry->type() == objects::DIRECTORY;
-      if (is_dir && !req->recursive()) {
-        return WithErrno(absl::FailedPreconditionError(absl::StrCat(
-                             "cp: ", Quoted(src), " is a directory; copy it recursively (-r)")),
-                         EISDIR);
-      }
-      const std::string target = into_dir ? JoinPath(dst, BaseName(src)) : dst;
-      if (target == src) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("cp: ", Quoted(src), " and ", Quoted(target), " are the same"));
-      }
-      if (is_dir && absl::StartsWith(target, absl::StrCat(src, "/"))) {
-        return absl::InvalidArgumentError(absl::StrCat("cp: cannot copy directory ", Quoted(src),
-                                                       " into itself (", Quoted(target), ")"));
-      }
-      objects::Change* c = changes.add_changes();
-      c->set_kind(objects::Change::PUT);
-      c->set_path(target);
-      objects::Entry* copied = c->mutable_entry();
-      *copied = *entry;
-      copied->clear_name();
-      // A copy is a new inode, not another link to the source.
-      copied->set_link_id(0);
-      // A copied file never replaces a directory tree; a copied directory
-      // replaces what was at the target, as a graft.
-      c->set_keep_directories(!is_dir);
-    }
+    const std::vector<std::string> sources(req->sources().begin(), req->sources().end());
+    CAIRN_ASSIGN_OR_RETURN(objects::ChangeSet changes,
+                           CopyChanges(*objects, head, volume.name, sources, req->destination(),
+                                       req->recursive()));
     CAIRN_ASSIGN_OR_RETURN(SnapshotRecord snapshot, CommitChanges(volume, changes));
     *resp->mutable_snapshot() = ToApi(snapshot);
     return absl::OkStatus();
