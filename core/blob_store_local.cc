@@ -14,8 +14,10 @@
 // directory and the volume directory in the root. Whoever creates an entry
 // may defer its fsync (a batch does, to Finish), so anyone who finds a blob
 // present and lets a commit reference it (Put of a present blob, Touch, a
-// batch meeting a present blob) syncs the whole chain itself. fsync of an
-// already clean directory returns at once, so that costs little.
+// batch meeting a present blob) syncs the whole chain itself. fsync of a
+// clean directory still costs a cache flush on many filesystems, so the
+// store remembers which directories' own entries it has made durable and
+// syncs only the leaf (for the blob's entry) once the rest is known.
 #include <algorithm>
 #include <cerrno>
 #include <functional>
@@ -23,7 +25,10 @@
 #include <set>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "core/blob_store.h"
 #include "core/crypto.h"
@@ -199,6 +204,7 @@ class LocalBlobStore : public BlobStore {
 
   absl::Status DeleteVolume(std::string_view volume_id) override {
     CAIRN_RETURN_IF_ERROR(ValidateVolumeId(volume_id));
+    ForgetVolume(volume_id);
     return env_.RemoveTree(root_ / std::string(volume_id));
   }
 
@@ -214,12 +220,41 @@ class LocalBlobStore : public BlobStore {
   }
   // The directories whose entries lead to a blob in shard `dir`, deepest
   // first: the shard, its parent, the volume directory, the root.
-  std::vector<fs::path> Chain(std::string_view volume_id, const fs::path& dir) const {
-    return {dir, dir.parent_path(), root_ / std::string(volume_id), root_};
+  // The directories to fsync, deepest first, so that a blob in shard `dir`
+  // and every entry on the way to it are durable: the shard itself (the
+  // blob's entry), and the parent of each of shard, aa and the volume
+  // directory whose own entry is not known to be durable yet.
+  std::vector<fs::path> Chain(std::string_view volume_id, const fs::path& dir) {
+    std::vector<fs::path> out = {dir};
+    const fs::path vdir = root_ / std::string(volume_id);
+    absl::MutexLock lock(&durable_mu_);
+    for (const fs::path& d : {dir, dir.parent_path(), vdir}) {
+      if (!durable_.contains(d.string())) out.push_back(d.parent_path());
+    }
+    return out;
+  }
+  // After the Chain of `dir` was synced: the entries of the shard, aa and
+  // the volume directory are durable.
+  void MarkDurable(std::string_view volume_id, const fs::path& dir) {
+    absl::MutexLock lock(&durable_mu_);
+    // Bounded: forgetting only costs a few extra fsyncs.
+    if (durable_.size() > (1u << 20)) durable_.clear();
+    for (const fs::path& d : {dir, dir.parent_path(), root_ / std::string(volume_id)}) {
+      durable_.insert(d.string());
+    }
   }
   absl::Status SyncChain(std::string_view volume_id, const fs::path& dir) {
     for (const fs::path& d : Chain(volume_id, dir)) CAIRN_RETURN_IF_ERROR(env_.SyncDir(d));
+    MarkDurable(volume_id, dir);
     return absl::OkStatus();
+  }
+  void ForgetVolume(std::string_view volume_id) {
+    const std::string prefix = (root_ / std::string(volume_id)).string();
+    absl::MutexLock lock(&durable_mu_);
+    for (auto it = durable_.begin(); it != durable_.end();) {
+      auto here = it++;
+      if (here->compare(0, prefix.size(), prefix) == 0) durable_.erase(here);
+    }
   }
 
   // Calls fn(path, aa, bb, name) for every file in every shard of the volume.
@@ -272,6 +307,10 @@ class LocalBlobStore : public BlobStore {
 
   const fs::path root_;
   Env& env_;
+  absl::Mutex durable_mu_;
+  // Directories whose entry in their parent this store made durable. Only
+  // DeleteVolume removes directories, and it forgets them here first.
+  absl::flat_hash_set<std::string> durable_ ABSL_GUARDED_BY(durable_mu_);
 };
 
 // A batch writes each blob as Put does, temporary + fdatasync + rename, so
@@ -300,6 +339,7 @@ class LocalBatch final : public BlobStore::Batch {
     absl::Status touched = env_.Touch(dir / hex);
     if (touched.ok()) {
       for (fs::path& d : store_->Chain(volume_id_, dir)) dirs_.insert(std::move(d));
+      shards_.insert(dir);
       return absl::OkStatus();
     }
     if (!absl::IsNotFound(touched)) return touched;
@@ -311,6 +351,7 @@ class LocalBatch final : public BlobStore::Batch {
         CAIRN_RETURN_IF_ERROR(MkdirIfMissing(env_, d));
       }
       for (fs::path& d : store_->Chain(volume_id_, dir)) dirs_.insert(std::move(d));
+      shards_.insert(dir);
       absl::Status st = store_->WriteBlob(dir, hex, sealed, /*write_once=*/true);
       if (st.ok() || !absl::IsNotFound(st) || attempt >= 1) return st;
     }
@@ -323,7 +364,9 @@ class LocalBatch final : public BlobStore::Batch {
     for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
       CAIRN_RETURN_IF_ERROR(env_.SyncDir(*it));
     }
+    for (const fs::path& shard : shards_) store_->MarkDurable(volume_id_, shard);
     dirs_.clear();
+    shards_.clear();
     return absl::OkStatus();
   }
 
@@ -333,6 +376,7 @@ class LocalBatch final : public BlobStore::Batch {
   const std::string volume_id_;
   bool validated_ = false;
   std::set<fs::path> dirs_;
+  std::set<fs::path> shards_;  // made durable, chain and all, by Finish
 };
 
 std::unique_ptr<BlobStore::Batch> LocalBlobStore::NewBatch(std::string_view volume_id) {
