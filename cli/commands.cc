@@ -533,8 +533,9 @@ int RunFsck(const std::vector<std::string>& args) {
         "Usage: cairn fsck --data DIR\n\n"
         "Checks every snapshot of every volume in a data directory: referenced objects\n"
         "must exist and authenticate. Run it with the server stopped.\n\n"
-        "Exit codes: 0 clean; 3 only orphans (unreferenced blobs, e.g. from an\n"
-        "interrupted upload; GC removes them); 4 missing or corrupt objects;\n"
+        "Exit codes: 0 clean; 3 only orphans or temporaries (unreferenced blobs and\n"
+        "leftover blob temporaries, e.g. from an interrupted upload; GC removes\n"
+        "them); 4 missing or corrupt objects;\n"
         "1 could not run; 2 usage.\n");
     return 0;
   }
@@ -556,6 +557,7 @@ int RunFsck(const std::vector<std::string>& args) {
   show("dangling", report->dangling);
   show("corrupt", report->corrupt);
   show("orphan", report->orphans);
+  show("temporary", report->temporaries);
   return report->ExitCode();
 }
 

@@ -3,7 +3,9 @@
 //
 // Implementations are thread-safe. LocalBlobStore is also safe for several
 // processes sharing one root: every write is temp file + fsync + rename +
-// fsync(dir), so a reader sees a whole blob or none (shared/STYLE.md §6).
+// fsync(dirs), so a reader sees a whole blob or none (shared/STYLE.md §6).
+// A crash in the middle of a write can leave a temporary behind; stores
+// that can list them (ListTemporaries) let fsck report and GC remove them.
 #pragma once
 
 #include <chrono>
@@ -44,6 +46,26 @@ class BlobStore {
   // Calls `fn` for every blob of the volume, in no particular order.
   [[nodiscard]] virtual absl::Status List(std::string_view volume_id,
                                           const std::function<void(const BlobInfo&)>& fn) = 0;
+  // A write's leftover after a crash (never a blob): `name` identifies it
+  // within the volume for DeleteTemporary.
+  struct TempInfo {
+    std::string name;
+    std::chrono::system_clock::time_point mtime;
+    uint64_t size = 0;
+  };
+  // Calls `fn` for every temporary of the volume. A temporary may belong to
+  // a write still in progress; only old ones are debris. Stores that never
+  // leave any have none (the default).
+  [[nodiscard]] virtual absl::Status ListTemporaries(
+      std::string_view volume_id, const std::function<void(const TempInfo&)>& fn) {
+    return absl::OkStatus();
+  }
+  // Removes a temporary ListTemporaries named; missing is OK. InvalidArgument
+  // for a name that is not a temporary.
+  [[nodiscard]] virtual absl::Status DeleteTemporary(std::string_view volume_id,
+                                                     std::string_view name) {
+    return absl::InvalidArgumentError("this blob store keeps no temporaries");
+  }
   // Missing is OK.
   [[nodiscard]] virtual absl::Status Delete(std::string_view volume_id, const Digest& address) = 0;
   // Volume IDs that have at least one blob (or an empty prefix left behind).
@@ -82,9 +104,17 @@ class BlobStore {
   }
 };
 
-// Blobs under `root`/<volume id>/<aa>/<bb>/<hex address>. Creates `root`.
+class Env;
+
+// Blobs under `root`/<volume id>/<aa>/<bb>/<hex address>, temporaries as
+// <aa>/<bb>/.tmp.* beside them. Creates `root` durably. Every file operation
+// goes through `env` (not owned, must outlive the store; null: PosixEnv()).
+// A Touch, or a Put or batch Add of a present blob, makes the directory
+// entries leading to that blob durable before it returns (or before Finish
+// does), so a commit may reference a blob another writer's unfinished batch
+// stored.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<BlobStore>> OpenLocalBlobStore(
-    const std::filesystem::path& root);
+    const std::filesystem::path& root, Env* env = nullptr);
 
 // In memory; for unit tests.
 std::unique_ptr<BlobStore> NewMemBlobStore();

@@ -1,34 +1,38 @@
-// LocalBlobStore: blobs as files under root/<volume id>/<aa>/<bb>/<hex>.
+// LocalBlobStore: blobs as files under root/<volume id>/<aa>/<bb>/<hex>,
+// every file operation through an Env (env.h).
 //
 // Several processes may share a root. Writers never modify a visible file:
 // a blob is written to a uniquely named temporary in its final directory
-// ("." prefix, so List skips it), fsynced, renamed over the final name and
-// the directory fsynced, so a reader sees a whole blob or none. Two writers
-// of one address both rename; each rename is atomic and either content is a
-// valid sealing of that address. Shard directories are created with mkdir,
-// treating EEXIST as success, so racing creators are harmless.
-// NewBatch (PutObjects) writes blobs the same way but with O_DIRECT and
-// fsyncs the directories once per batch; see LocalBatch.
-#include <dirent.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdlib>
-#include <cstring>
-#include <memory>
-#include <system_error>
+// (".tmp." prefix, so List skips it), synced, renamed over the final name,
+// so a reader sees a whole blob or none. Two writers of one address both
+// rename; each rename is atomic and either content is a valid sealing of
+// that address. Shard directories are created treating AlreadyExists as
+// success, so racing creators are harmless.
+//
+// Durability of a blob needs its data and every directory entry on the
+// way to it: the leaf's entry for the blob, bb in aa, aa in the volume
+// directory and the volume directory in the root. Whoever creates an entry
+// may defer its fsync (a batch does, to Finish), so anyone who finds a blob
+// present and lets a commit reference it (Put of a present blob, Touch, a
+// batch meeting a present blob) syncs the whole chain itself. fsync of a
+// clean directory still costs a cache flush on many filesystems, so the
+// store remembers which directories' own entries it has made durable and
+// syncs only the leaf (for the blob's entry) once the rest is known.
 #include <algorithm>
+#include <cerrno>
 #include <functional>
+#include <memory>
 #include <set>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "core/blob_store.h"
 #include "core/crypto.h"
-#include "core/fd.h"
+#include "core/env.h"
 #include "core/path.h"
 #include "core/status.h"
 
@@ -41,66 +45,9 @@ absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.
 
 namespace fs = std::filesystem;
 
-std::chrono::system_clock::time_point ToTimePoint(const struct timespec& ts) {
-  return std::chrono::system_clock::time_point(
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(
-          std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
-}
+constexpr char kTempPrefix[] = ".tmp.";
 
-absl::Status FsyncPath(const fs::path& dir) {
-  ScopedFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("open ", dir.string()));
-  if (::fsync(fd.get()) != 0) return ErrnoToStatus(errno, absl::StrCat("fsync ", dir.string()));
-  return absl::OkStatus();
-}
-
-// mkdir that tolerates a concurrent creator. A directory we did create is
-// made durable by fsyncing its parent, so a blob renamed into it later does
-// not vanish with its directory entry after a crash.
-// The parent is fsynced on EEXIST too: the process that created the
-// directory may not have made its entry durable yet, and a blob acknowledged
-// inside it must not vanish with a power cut. fsync of an already clean
-// directory returns at once, so the common case stays cheap.
-absl::Status MkdirDurable(const fs::path& dir) {
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    return ErrnoToStatus(errno, absl::StrCat("mkdir ", dir.string()));
-  }
-  return FsyncPath(dir.parent_path());
-}
-
-absl::Status WriteAll(int fd, std::string_view data, const fs::path& path) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoToStatus(errno, absl::StrCat("write ", path.string()));
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return absl::OkStatus();
-}
-
-// Calls fn(name) for every entry of `dir` except "." and "..". A missing
-// directory has no entries.
-absl::Status ForEachEntry(const fs::path& dir, const std::function<void(const char*)>& fn) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) {
-    if (errno == ENOENT || errno == ENOTDIR) return absl::OkStatus();
-    return ErrnoToStatus(errno, absl::StrCat("opendir ", dir.string()));
-  }
-  absl::Status status;
-  for (;;) {
-    errno = 0;
-    struct dirent* e = ::readdir(d);
-    if (e == nullptr) {
-      if (errno != 0) status = ErrnoToStatus(errno, absl::StrCat("readdir ", dir.string()));
-      break;
-    }
-    std::string_view name = e->d_name;
-    if (name == "." || name == "..") continue;
-    fn(e->d_name);
-  }
-  ::closedir(d);
-  return status;
-}
+bool IsTempName(std::string_view name) { return name.starts_with(kTempPrefix); }
 
 bool IsHexShard(std::string_view name) {
   return name.size() == 2 && std::all_of(name.begin(), name.end(), [](char c) {
@@ -108,9 +55,23 @@ bool IsHexShard(std::string_view name) {
          });
 }
 
+// ListDir where a missing directory simply has no entries.
+absl::Status ForEachEntry(Env& env, const fs::path& dir,
+                          const std::function<void(const std::string&)>& fn) {
+  absl::Status st = env.ListDir(dir, fn);
+  if (absl::IsNotFound(st)) return absl::OkStatus();
+  return st;
+}
+
+absl::Status MkdirIfMissing(Env& env, const fs::path& dir) {
+  absl::Status st = env.CreateDir(dir);
+  if (st.ok() || absl::IsAlreadyExists(st)) return absl::OkStatus();
+  return st;
+}
+
 class LocalBlobStore : public BlobStore {
  public:
-  explicit LocalBlobStore(fs::path root) : root_(std::move(root)) {}
+  LocalBlobStore(fs::path root, Env* env) : root_(std::move(root)), env_(*env) {}
 
   std::unique_ptr<Batch> NewBatch(std::string_view volume_id) override;
 
@@ -121,119 +82,121 @@ class LocalBlobStore : public BlobStore {
     const fs::path dir = ShardDir(volume_id, hex);
     const fs::path final_path = dir / hex;
     // Present already: content-addressed, so only refresh the mtime (GC's
-    // grace period restarts) and make sure its entry is durable (see
-    // Touch). If it vanished in between, write it anew.
-    if (::utimensat(AT_FDCWD, final_path.c_str(), nullptr, 0) == 0) return FsyncPath(dir);
-    if (errno != ENOENT && errno != ENOTDIR) {
-      return ErrnoToStatus(errno, absl::StrCat("touch ", final_path.string()));
-    }
+    // grace period restarts) and make sure the chain to it is durable. If
+    // it vanished in between, write it anew.
+    absl::Status touched = env_.Touch(final_path);
+    if (touched.ok()) return SyncChain(volume_id, dir);
+    if (!absl::IsNotFound(touched)) return touched;
     // A concurrent DeleteVolume can remove the directories between mkdir
     // and open; one retry recreates them.
     for (int attempt = 0;; ++attempt) {
-      CAIRN_RETURN_IF_ERROR(MkdirDurable(root_ / std::string(volume_id)));
-      CAIRN_RETURN_IF_ERROR(MkdirDurable(dir.parent_path()));
-      CAIRN_RETURN_IF_ERROR(MkdirDurable(dir));
-      absl::Status st = WriteNew(dir, hex, sealed);
-      if (st.ok() || !absl::IsNotFound(st) || attempt >= 1) return st;
+      const fs::path vdir = root_ / std::string(volume_id);
+      for (const fs::path& d : {vdir, dir.parent_path(), dir}) {
+        CAIRN_RETURN_IF_ERROR(MkdirIfMissing(env_, d));
+      }
+      absl::Status st = WriteBlob(dir, hex, sealed, /*write_once=*/false);
+      // The chain is synced even when the directories existed: the process
+      // that made them may not have made their entries durable yet.
+      if (st.ok()) return SyncChain(volume_id, dir);
+      if (!absl::IsNotFound(st) || attempt >= 1) return st;
     }
   }
 
   absl::StatusOr<std::string> Get(std::string_view volume_id, const Digest& address) override {
     CAIRN_RETURN_IF_ERROR(ValidateVolumeId(volume_id));
-    const fs::path path = BlobPath(volume_id, address);
-    ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) {
-      if (errno == ENOENT || errno == ENOTDIR) return NotFound(volume_id, address);
-      return ErrnoToStatus(errno, absl::StrCat("open ", path.string()));
-    }
-    struct stat st;
-    if (::fstat(fd.get(), &st) != 0) {
-      return ErrnoToStatus(errno, absl::StrCat("stat ", path.string()));
-    }
-    std::string out(static_cast<size_t>(st.st_size), '\0');
-    size_t got = 0;
-    while (got < out.size()) {
-      ssize_t n = ::read(fd.get(), out.data() + got, out.size() - got);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return ErrnoToStatus(errno, absl::StrCat("read ", path.string()));
-      if (n == 0) break;  // cannot happen for an immutable file; don't spin
-      got += static_cast<size_t>(n);
-    }
-    out.resize(got);
-    return out;
+    absl::StatusOr<std::string> data = env_.ReadFile(BlobPath(volume_id, address));
+    if (absl::IsNotFound(data.status())) return NotFound(volume_id, address);
+    return data;
   }
 
   absl::StatusOr<bool> Contains(std::string_view volume_id, const Digest& address) override {
     CAIRN_RETURN_IF_ERROR(ValidateVolumeId(volume_id));
-    const fs::path path = BlobPath(volume_id, address);
-    struct stat st;
-    if (::stat(path.c_str(), &st) == 0) return true;
-    if (errno == ENOENT || errno == ENOTDIR) return false;
-    return ErrnoToStatus(errno, absl::StrCat("stat ", path.string()));
+    absl::StatusOr<FileInfo> info = env_.Stat(BlobPath(volume_id, address));
+    if (info.ok()) return true;
+    if (absl::IsNotFound(info.status())) return false;
+    return info.status();
   }
 
   absl::Status Touch(std::string_view volume_id, const Digest& address) override {
     CAIRN_RETURN_IF_ERROR(ValidateVolumeId(volume_id));
     const fs::path path = BlobPath(volume_id, address);
     // A caller that finds a blob present references it instead of storing
-    // it, so its directory entry must be durable now: a concurrent batch
-    // (PutObjects) renames blobs in before its directory fsyncs. fsync of
-    // an already clean directory returns at once.
-    if (::utimensat(AT_FDCWD, path.c_str(), nullptr, 0) == 0) return FsyncPath(path.parent_path());
-    if (errno == ENOENT || errno == ENOTDIR) return NotFound(volume_id, address);
-    return ErrnoToStatus(errno, absl::StrCat("touch ", path.string()));
+    // it, so the chain to it must be durable now: a concurrent batch
+    // (PutObjects) renames blobs in, and creates shard directories, before
+    // its directory fsyncs.
+    absl::Status touched = env_.Touch(path);
+    if (touched.ok()) return SyncChain(volume_id, path.parent_path());
+    if (absl::IsNotFound(touched)) return NotFound(volume_id, address);
+    return touched;
   }
 
   absl::Status List(std::string_view volume_id,
                     const std::function<void(const BlobInfo&)>& fn) override {
     CAIRN_RETURN_IF_ERROR(ValidateVolumeId(volume_id));
-    const fs::path vdir = root_ / std::string(volume_id);
-    absl::Status inner;
-    absl::Status outer = ForEachEntry(vdir, [&](const char* aa) {
-      if (!inner.ok() || !IsHexShard(aa)) return;
-      const fs::path adir = vdir / aa;
-      absl::Status mid = ForEachEntry(adir, [&](const char* bb) {
-        if (!inner.ok() || !IsHexShard(bb)) return;
-        const fs::path bdir = adir / bb;
-        absl::Status leaf = ForEachEntry(bdir, [&](const char* name) {
-          if (!inner.ok()) return;
-          // Temporaries start with '.', so FromHex refuses them; so does
-          // anything else that is not a blob.
-          absl::StatusOr<Digest> digest = Digest::FromHex(name);
-          if (!digest.ok()) return;
-          std::string hex = digest->ToHex();
-          if (hex != name || hex.compare(0, 2, aa) != 0 || hex.compare(2, 2, bb) != 0) return;
-          struct stat st;
-          if (::stat((bdir / name).c_str(), &st) != 0) {
-            // Deleted while we walked: not part of the listing.
-            if (errno != ENOENT) inner = ErrnoToStatus(errno, absl::StrCat("stat ", name));
-            return;
-          }
-          fn(BlobInfo{*digest, ToTimePoint(st.st_mtim), static_cast<uint64_t>(st.st_size)});
-        });
-        if (inner.ok() && !leaf.ok()) inner = leaf;
-      });
-      if (inner.ok() && !mid.ok()) inner = mid;
+    return Walk(volume_id, [&](const fs::path& path, const std::string& aa, const std::string& bb,
+                               const std::string& name) -> absl::Status {
+      // Temporaries start with '.', so FromHex refuses them; so does
+      // anything else that is not a blob.
+      absl::StatusOr<Digest> digest = Digest::FromHex(name);
+      if (!digest.ok()) return absl::OkStatus();
+      std::string hex = digest->ToHex();
+      if (hex != name || hex.compare(0, 2, aa) != 0 || hex.compare(2, 2, bb) != 0) {
+        return absl::OkStatus();
+      }
+      absl::StatusOr<FileInfo> info = env_.Stat(path);
+      // Deleted while we walked: not part of the listing.
+      if (absl::IsNotFound(info.status())) return absl::OkStatus();
+      CAIRN_RETURN_IF_ERROR(info.status());
+      fn(BlobInfo{*digest, info->mtime, info->size});
+      return absl::OkStatus();
     });
-    CAIRN_RETURN_IF_ERROR(inner);
-    return outer;
+  }
+
+  absl::Status ListTemporaries(std::string_view volume_id,
+                               const std::function<void(const TempInfo&)>& fn) override {
+    CAIRN_RETURN_IF_ERROR(ValidateVolumeId(volume_id));
+    return Walk(volume_id, [&](const fs::path& path, const std::string& aa, const std::string& bb,
+                               const std::string& name) -> absl::Status {
+      if (!IsTempName(name)) return absl::OkStatus();
+      absl::StatusOr<FileInfo> info = env_.Stat(path);
+      if (absl::IsNotFound(info.status())) return absl::OkStatus();  // renamed meanwhile
+      CAIRN_RETURN_IF_ERROR(info.status());
+      fn(TempInfo{absl::StrCat(aa, "/", bb, "/", name), info->mtime, info->size});
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status DeleteTemporary(std::string_view volume_id, std::string_view name) override {
+    CAIRN_RETURN_IF_ERROR(ValidateVolumeId(volume_id));
+    // Only "aa/bb/.tmp.*" as ListTemporaries names them: nothing else can
+    // be reached through this call.
+    const bool valid = name.size() > 6 && IsHexShard(name.substr(0, 2)) && name[2] == '/' &&
+                       IsHexShard(name.substr(3, 2)) && name[5] == '/' &&
+                       IsTempName(name.substr(6)) &&
+                       name.substr(6).find('/') == std::string_view::npos;
+    if (!valid) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"", absl::CHexEscape(Sv(name)), "\" is not a blob temporary"));
+    }
+    absl::Status st =
+        env_.RemoveFile(root_ / std::string(volume_id) / std::string(name));
+    if (st.ok() || absl::IsNotFound(st)) return absl::OkStatus();
+    return st;
   }
 
   absl::Status Delete(std::string_view volume_id, const Digest& address) override {
     CAIRN_RETURN_IF_ERROR(ValidateVolumeId(volume_id));
-    const fs::path path = BlobPath(volume_id, address);
-    if (::unlink(path.c_str()) == 0 || errno == ENOENT || errno == ENOTDIR) {
-      return absl::OkStatus();
-    }
-    return ErrnoToStatus(errno, absl::StrCat("unlink ", path.string()));
+    absl::Status st = env_.RemoveFile(BlobPath(volume_id, address));
+    if (st.ok() || absl::IsNotFound(st)) return absl::OkStatus();
+    return st;
   }
 
   absl::StatusOr<std::vector<std::string>> ListVolumes() override {
     std::vector<std::string> out;
-    CAIRN_RETURN_IF_ERROR(ForEachEntry(root_, [&](const char* name) {
+    CAIRN_RETURN_IF_ERROR(ForEachEntry(env_, root_, [&](const std::string& name) {
       if (!ValidateVolumeId(name).ok()) return;
-      struct stat st;
-      if (::stat((root_ / name).c_str(), &st) == 0 && S_ISDIR(st.st_mode)) out.push_back(name);
+      absl::StatusOr<FileInfo> info = env_.Stat(root_ / name);
+      if (info.ok() && info->is_dir) out.push_back(name);
     }));
     std::sort(out.begin(), out.end());
     return out;
@@ -241,13 +204,8 @@ class LocalBlobStore : public BlobStore {
 
   absl::Status DeleteVolume(std::string_view volume_id) override {
     CAIRN_RETURN_IF_ERROR(ValidateVolumeId(volume_id));
-    const fs::path vdir = root_ / std::string(volume_id);
-    std::error_code ec;
-    fs::remove_all(vdir, ec);
-    if (ec && ec != std::errc::no_such_file_or_directory) {
-      return ErrnoToStatus(ec.value(), absl::StrCat("remove ", vdir.string()));
-    }
-    return absl::OkStatus();
+    ForgetVolume(volume_id);
+    return env_.RemoveTree(root_ / std::string(volume_id));
   }
 
  private:
@@ -260,47 +218,113 @@ class LocalBlobStore : public BlobStore {
     std::string hex = address.ToHex();
     return ShardDir(volume_id, hex) / hex;
   }
+  // The directories whose entries lead to a blob in shard `dir`, deepest
+  // first: the shard, its parent, the volume directory, the root.
+  // The directories to fsync, deepest first, so that a blob in shard `dir`
+  // and every entry on the way to it are durable: the shard itself (the
+  // blob's entry), and the parent of each of shard, aa and the volume
+  // directory whose own entry is not known to be durable yet.
+  std::vector<fs::path> Chain(std::string_view volume_id, const fs::path& dir) {
+    std::vector<fs::path> out = {dir};
+    const fs::path vdir = root_ / std::string(volume_id);
+    absl::MutexLock lock(&durable_mu_);
+    for (const fs::path& d : {dir, dir.parent_path(), vdir}) {
+      if (!durable_.contains(d.string())) out.push_back(d.parent_path());
+    }
+    return out;
+  }
+  // After the Chain of `dir` was synced: the entries of the shard, aa and
+  // the volume directory are durable.
+  void MarkDurable(std::string_view volume_id, const fs::path& dir) {
+    absl::MutexLock lock(&durable_mu_);
+    // Bounded: forgetting only costs a few extra fsyncs.
+    if (durable_.size() > (1u << 20)) durable_.clear();
+    for (const fs::path& d : {dir, dir.parent_path(), root_ / std::string(volume_id)}) {
+      durable_.insert(d.string());
+    }
+  }
+  absl::Status SyncChain(std::string_view volume_id, const fs::path& dir) {
+    for (const fs::path& d : Chain(volume_id, dir)) CAIRN_RETURN_IF_ERROR(env_.SyncDir(d));
+    MarkDurable(volume_id, dir);
+    return absl::OkStatus();
+  }
+  void ForgetVolume(std::string_view volume_id) {
+    const std::string prefix = (root_ / std::string(volume_id)).string();
+    absl::MutexLock lock(&durable_mu_);
+    for (auto it = durable_.begin(); it != durable_.end();) {
+      auto here = it++;
+      if (here->compare(0, prefix.size(), prefix) == 0) durable_.erase(here);
+    }
+  }
+
+  // Calls fn(path, aa, bb, name) for every file in every shard of the volume.
+  absl::Status Walk(std::string_view volume_id,
+                    const std::function<absl::Status(const fs::path&, const std::string&,
+                                                     const std::string&, const std::string&)>& fn) {
+    const fs::path vdir = root_ / std::string(volume_id);
+    absl::Status inner;
+    absl::Status outer = ForEachEntry(env_, vdir, [&](const std::string& aa) {
+      if (!inner.ok() || !IsHexShard(aa)) return;
+      const fs::path adir = vdir / aa;
+      absl::Status mid = ForEachEntry(env_, adir, [&](const std::string& bb) {
+        if (!inner.ok() || !IsHexShard(bb)) return;
+        const fs::path bdir = adir / bb;
+        absl::Status leaf = ForEachEntry(env_, bdir, [&](const std::string& name) {
+          if (inner.ok()) inner = fn(bdir / name, aa, bb, name);
+        });
+        if (inner.ok() && !leaf.ok()) inner = leaf;
+      });
+      if (inner.ok() && !mid.ok()) inner = mid;
+    });
+    CAIRN_RETURN_IF_ERROR(inner);
+    return outer;
+  }
 
   static absl::Status NotFound(std::string_view volume_id, const Digest& address) {
     return absl::NotFoundError(
         absl::StrCat("blob ", address.ToHex(), " of volume ", Sv(volume_id), " not found"));
   }
 
-  // Temp file + fsync + rename + fsync(dir). NotFound if `dir` vanished.
-  absl::Status WriteNew(const fs::path& dir, const std::string& hex, std::string_view sealed) {
+  // Temporary, data durable, renamed into place; the entry is not synced.
+  // NotFound if `dir` vanished.
+  absl::Status WriteBlob(const fs::path& dir, const std::string& hex, std::string_view sealed,
+                         bool write_once) {
     // pid + random: unique across processes and threads without coordination.
-    const fs::path tmp = dir / absl::StrCat(".tmp.", hex.substr(0, 16), ".", ::getpid(), ".",
+    const fs::path tmp = dir / absl::StrCat(kTempPrefix, hex.substr(0, 16), ".", ::getpid(), ".",
                                             absl::BytesToHexString(RandomBytes(8)));
-    ScopedFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-    if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("create ", tmp.string()));
-    absl::Status st = WriteAll(fd.get(), sealed, tmp);
-    if (st.ok() && ::fsync(fd.get()) != 0) st = ErrnoToStatus(errno, "fsync " + tmp.string());
-    if (st.ok() && ::close(fd.release()) != 0) st = ErrnoToStatus(errno, "close " + tmp.string());
-    if (st.ok() && ::rename(tmp.c_str(), (dir / hex).c_str()) != 0) {
-      st = ErrnoToStatus(errno, absl::StrCat("rename to ", (dir / hex).string()));
-    }
+    CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,
+                           env_.NewWritableFile(tmp, {.write_once = write_once}));
+    absl::Status st = file->Append(sealed);
+    if (st.ok()) st = file->Sync();
+    if (st.ok()) st = file->Close();
+    if (st.ok()) st = env_.Rename(tmp, dir / hex);
     if (!st.ok()) {
-      ::unlink(tmp.c_str());
-      return st;
+      file.reset();
+      env_.RemoveFile(tmp).IgnoreError();  // best effort; GC removes what stays
     }
-    return FsyncPath(dir);
+    return st;
   }
 
   const fs::path root_;
+  Env& env_;
+  absl::Mutex durable_mu_;
+  // Directories whose entry in their parent this store made durable. Only
+  // DeleteVolume removes directories, and it forgets them here first.
+  absl::flat_hash_set<std::string> durable_ ABSL_GUARDED_BY(durable_mu_);
 };
 
 // A batch writes each blob as Put does, temporary + fdatasync + rename, so
 // a name only ever shows a whole, durable blob and a crash leaves at most
 // one temporary per writer (everything else is a complete orphan blob that
-// GC collects). What it defers is the directory side: the shard
-// directories' entries (mkdir and rename) are fsynced once per directory at
-// Finish instead of three to four fsyncs per blob, and Finish returns only
-// once they are durable. The blob data goes to the disk with O_DIRECT (see
-// WriteDirect), so the fdatasync has only metadata left to commit.
+// GC collects). What it defers is the directory side: the entries on the
+// way to each blob (mkdir and rename) are fsynced once per directory at
+// Finish instead of four fsyncs per blob, and Finish returns only once they
+// are durable. Blob data is written with the write-once hint (O_DIRECT), so
+// the fdatasync has only metadata left to commit.
 class LocalBatch final : public BlobStore::Batch {
  public:
   LocalBatch(LocalBlobStore* store, std::string_view volume_id)
-      : store_(store), volume_id_(volume_id) {}
+      : store_(store), env_(store->env_), volume_id_(volume_id) {}
 
   absl::Status Add(const Digest& address, std::string_view sealed) override {
     if (!validated_) {
@@ -309,118 +333,50 @@ class LocalBatch final : public BlobStore::Batch {
     }
     const std::string hex = address.ToHex();
     const fs::path dir = store_->ShardDir(volume_id_, hex);
-    const fs::path final_path = dir / hex;
-    // Present already: refresh the mtime, as Put does. Its directory is
-    // synced at Finish too, in case the writer that renamed it there has
-    // not made the entry durable yet.
-    if (::utimensat(AT_FDCWD, final_path.c_str(), nullptr, 0) == 0) {
-      dirs_.insert(dir);
+    // Present already: refresh the mtime, as Put does. The chain to it is
+    // synced at Finish too, in case the writer that put it there has not
+    // made those entries durable yet.
+    absl::Status touched = env_.Touch(dir / hex);
+    if (touched.ok()) {
+      for (fs::path& d : store_->Chain(volume_id_, dir)) dirs_.insert(std::move(d));
+      shards_.insert(dir);
       return absl::OkStatus();
     }
-    if (errno != ENOENT && errno != ENOTDIR) {
-      return ErrnoToStatus(errno, absl::StrCat("touch ", final_path.string()));
-    }
+    if (!absl::IsNotFound(touched)) return touched;
     // A concurrent DeleteVolume can remove the directories between mkdir
     // and open; one retry recreates them.
     for (int attempt = 0;; ++attempt) {
-      // Each directory's entry in its parent is made durable at Finish.
       const fs::path vdir = store_->root_ / volume_id_;
       for (const fs::path& d : {vdir, dir.parent_path(), dir}) {
-        if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) {
-          return ErrnoToStatus(errno, absl::StrCat("mkdir ", d.string()));
-        }
-        dirs_.insert(d.parent_path());
+        CAIRN_RETURN_IF_ERROR(MkdirIfMissing(env_, d));
       }
-      absl::Status st = WriteBlob(dir, hex, final_path, sealed);
-      if (st.ok()) dirs_.insert(dir);
+      for (fs::path& d : store_->Chain(volume_id_, dir)) dirs_.insert(std::move(d));
+      shards_.insert(dir);
+      absl::Status st = store_->WriteBlob(dir, hex, sealed, /*write_once=*/true);
       if (st.ok() || !absl::IsNotFound(st) || attempt >= 1) return st;
     }
   }
 
   absl::Status Finish() override {
     // Deepest first: a shard's entries, then its parent's, then the root's.
+    // (std::set orders a path before its children; reverse order visits
+    // every child before its parent.)
     for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
-      CAIRN_RETURN_IF_ERROR(FsyncPath(*it));
+      CAIRN_RETURN_IF_ERROR(env_.SyncDir(*it));
     }
+    for (const fs::path& shard : shards_) store_->MarkDurable(volume_id_, shard);
     dirs_.clear();
+    shards_.clear();
     return absl::OkStatus();
   }
 
  private:
-  // Temporary, data durable, renamed into place. NotFound if `dir` vanished.
-  absl::Status WriteBlob(const fs::path& dir, const std::string& hex, const fs::path& final_path,
-                         std::string_view sealed) {
-    const fs::path tmp = dir / absl::StrCat(".tmp.", hex.substr(0, 16), ".", ::getpid(), ".",
-                                            absl::BytesToHexString(RandomBytes(8)));
-    ScopedFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-    if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("create ", tmp.string()));
-    absl::StatusOr<bool> direct = WriteDirect(fd.get(), sealed);
-    absl::Status st = !direct.ok() ? direct.status()
-                      : *direct    ? absl::OkStatus()
-                                   : WriteAll(fd.get(), sealed, tmp);
-    if (st.ok() && ::fdatasync(fd.get()) != 0) st = ErrnoToStatus(errno, "fsync " + tmp.string());
-    if (st.ok() && ::close(fd.release()) != 0) st = ErrnoToStatus(errno, "close " + tmp.string());
-    if (st.ok() && ::rename(tmp.c_str(), final_path.c_str()) != 0) {
-      st = ErrnoToStatus(errno, absl::StrCat("rename to ", final_path.string()));
-    }
-    if (!st.ok()) ::unlink(tmp.c_str());
-    return st;
-  }
-
-  // Writes `data` to the empty file `fd` with O_DIRECT, bypassing the page
-  // cache: blobs are written once and rarely read back soon, and the copy
-  // into fresh page-cache pages was most of PutObjects' CPU (perf: 62% in
-  // copy_folio_from_iter_atomic). The data goes through one aligned buffer
-  // reused across the batch, padded to the block size, then the file is
-  // truncated to the real size (made durable by the caller's fdatasync).
-  // False (file still empty, O_DIRECT off again) when the filesystem refuses
-  // O_DIRECT or the blob is small; the caller then writes it buffered.
-  absl::StatusOr<bool> WriteDirect(int fd, std::string_view data) {
-    constexpr size_t kAlign = 4096;
-    if (direct_unsupported_ || data.size() < 64 * 1024) return false;
-    const size_t padded = (data.size() + kAlign - 1) / kAlign * kAlign;
-    if (aligned_size_ < padded) {
-      void* mem = nullptr;
-      if (::posix_memalign(&mem, kAlign, padded) != 0) return false;
-      aligned_.reset(static_cast<char*>(mem));
-      aligned_size_ = padded;
-    }
-    std::memcpy(aligned_.get(), data.data(), data.size());
-    std::memset(aligned_.get() + data.size(), 0, padded - data.size());
-    const int flags = ::fcntl(fd, F_GETFL);
-    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_DIRECT) != 0) {
-      direct_unsupported_ = true;
-      return false;
-    }
-    size_t done = 0;
-    bool ok = true;
-    while (done < padded) {
-      ssize_t n = ::pwrite(fd, aligned_.get() + done, padded - done, static_cast<off_t>(done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0 || static_cast<size_t>(n) % kAlign != 0) {
-        if (n < 0 && errno == EINVAL) direct_unsupported_ = true;
-        ok = false;
-        break;
-      }
-      done += static_cast<size_t>(n);
-    }
-    ::fcntl(fd, F_SETFL, flags);
-    if (ok && ::ftruncate(fd, static_cast<off_t>(data.size())) != 0) ok = false;
-    // Back to an empty file for the buffered fallback.
-    if (!ok && ::ftruncate(fd, 0) != 0) return ErrnoToStatus(errno, "truncate blob temporary");
-    return ok;
-  }
-
   LocalBlobStore* const store_;
+  Env& env_;
   const std::string volume_id_;
   bool validated_ = false;
-  bool direct_unsupported_ = false;
-  struct FreeDeleter {
-    void operator()(char* p) const { std::free(p); }
-  };
-  std::unique_ptr<char, FreeDeleter> aligned_;
-  size_t aligned_size_ = 0;
   std::set<fs::path> dirs_;
+  std::set<fs::path> shards_;  // made durable, chain and all, by Finish
 };
 
 std::unique_ptr<BlobStore::Batch> LocalBlobStore::NewBatch(std::string_view volume_id) {
@@ -429,19 +385,15 @@ std::unique_ptr<BlobStore::Batch> LocalBlobStore::NewBatch(std::string_view volu
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<BlobStore>> OpenLocalBlobStore(const std::filesystem::path& root) {
-  std::error_code ec;
-  fs::create_directories(root, ec);
-  if (ec) return ErrnoToStatus(ec.value(), absl::StrCat("create blob root ", root.string()));
-  struct stat st;
-  if (::stat(root.c_str(), &st) != 0) {
-    return ErrnoToStatus(errno, absl::StrCat("stat blob root ", root.string()));
+absl::StatusOr<std::unique_ptr<BlobStore>> OpenLocalBlobStore(const std::filesystem::path& root,
+                                                              Env* env) {
+  if (env == nullptr) env = PosixEnv();
+  absl::Status made = CreateDirsDurable(*env, root);
+  if (!made.ok()) {
+    return absl::Status(made.code(),
+                        absl::StrCat("blob root ", root.string(), ": ", made.message()));
   }
-  if (!S_ISDIR(st.st_mode)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("blob root ", root.string(), " is not a directory"));
-  }
-  return std::unique_ptr<BlobStore>(new LocalBlobStore(root));
+  return std::unique_ptr<BlobStore>(new LocalBlobStore(root, env));
 }
 
 }  // namespace cairn

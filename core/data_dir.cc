@@ -14,7 +14,8 @@
 
 namespace cairn {
 
-absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::path& dir) {
+absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::path& dir,
+                                                       const DataDirOptions& options) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return ErrnoToStatus(ec.value(), absl::StrCat("create data directory ", dir.string()));
@@ -39,7 +40,7 @@ absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::pa
   // make every volume unreadable, so refuse and say what to restore.
   const std::filesystem::path key_path = dir / "master.key";
   const bool had_key = std::filesystem::exists(key_path, ec);
-  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<MetaStore> meta, OpenSqliteMetaStore(dir / "meta.db"));
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<MetaStore> meta, OpenSqliteMetaStore(dir / "meta.db", options.sqlite));
   if (!had_key) {
     CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, meta->ListVolumes(""));
     if (!volumes.empty()) {
@@ -49,7 +50,7 @@ absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::pa
     }
   }
   CAIRN_ASSIGN_OR_RETURN(MasterKey master, MasterKey::LoadOrCreate(key_path));
-  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<BlobStore> blobs, OpenLocalBlobStore(dir / "blobs"));
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<BlobStore> blobs, OpenLocalBlobStore(dir / "blobs", options.env));
   CAIRN_LOG_INFO("opened data directory %s", dir.string());
   return std::unique_ptr<DataDir>(new DataDir(dir, lock.release(), std::move(meta),
                                               std::move(blobs), std::move(master)));

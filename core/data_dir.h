@@ -14,16 +14,26 @@
 #include "absl/status/statusor.h"
 #include "core/blob_store.h"
 #include "core/engine.h"
+#include "core/env.h"
 #include "core/meta_store.h"
 
 namespace cairn {
+
+struct DataDirOptions {
+  // File operations of the blob store (null: PosixEnv()). Not owned; must
+  // outlive the DataDir. The lock and master key always use the real
+  // filesystem: the lock must be a real flock, and the key is written once
+  // and synced before first use.
+  Env* env = nullptr;
+  SqliteOptions sqlite;
+};
 
 class DataDir {
  public:
   // Creates the directory and its contents if missing. FailedPrecondition
   // "data directory DIR is in use by another process" if locked.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<DataDir>> Open(
-      const std::filesystem::path& dir);
+      const std::filesystem::path& dir, const DataDirOptions& options = {});
   ~DataDir();
   DataDir(const DataDir&) = delete;
   DataDir& operator=(const DataDir&) = delete;

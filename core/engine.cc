@@ -4,11 +4,13 @@
 #include <mutex>
 #include <random>
 #include <thread>
+#include <type_traits>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/files.h"
@@ -138,20 +140,60 @@ absl::StatusOr<VolumeRecord> Engine::CreateVolume(std::string_view ns, std::stri
   return volume;
 }
 
+absl::StatusOr<Limits> TightenLimits(int version, const Limits& requested) {
+  if (version != 1 && version != 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("volume version must be 1 or 2, got ", version));
+  }
+  Limits limits = DefaultLimits(version);
+  auto tighten = [&](auto& limit, uint64_t value, const char* what) -> absl::Status {
+    if (value == 0) return absl::OkStatus();
+    if (limit != 0 && value > limit) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " ", value, " is above version ",
+                                                     version, "'s maximum of ", limit));
+    }
+    limit = static_cast<std::remove_reference_t<decltype(limit)>>(value);
+    return absl::OkStatus();
+  };
+  CAIRN_RETURN_IF_ERROR(tighten(limits.max_inodes, requested.max_inodes, "max_inodes"));
+  CAIRN_RETURN_IF_ERROR(
+      tighten(limits.max_dir_entries, requested.max_dir_entries, "max_dir_entries"));
+  CAIRN_RETURN_IF_ERROR(tighten(limits.max_file_size, requested.max_file_size, "max_file_size"));
+  return limits;
+}
+
 absl::StatusOr<VolumeRecord> Engine::GetOrCreateVolume(std::string_view ns, std::string_view name,
-                                                       int version) {
+                                                       int version, const Limits& requested) {
+  CAIRN_ASSIGN_OR_RETURN(Limits limits, TightenLimits(version, requested));
+  // What the caller asked for and the volume must match: the version, and
+  // each limit the request names (unnamed ones accept whatever the volume has).
+  auto mismatch = [&](const VolumeRecord& v) {
+    std::vector<std::string> diffs;
+    if (v.version != version) {
+      diffs.push_back(absl::StrCat("version ", v.version, " (requested ", version, ")"));
+    }
+    auto check = [&](const char* what, uint64_t have, uint64_t want) {
+      if (want != 0 && have != want) {
+        diffs.push_back(absl::StrCat(what, " ", have == 0 ? "unlimited" : absl::StrCat(have),
+                                     " (requested ", want, ")"));
+      }
+    };
+    check("max_inodes", v.limits.max_inodes, requested.max_inodes);
+    check("max_dir_entries", v.limits.max_dir_entries, requested.max_dir_entries);
+    check("max_file_size", v.limits.max_file_size, requested.max_file_size);
+    return diffs.empty() ? std::string()
+                         : absl::StrCat("volume ", Sv(name), " already exists with ",
+                                        absl::StrJoin(diffs, ", "));
+  };
   for (int attempt = 0; attempt < 3; ++attempt) {
     absl::StatusOr<VolumeRecord> existing = GetVolume(ns, name);
     if (existing.ok()) {
-      if (existing->version != version) {
-        return absl::FailedPreconditionError(absl::StrCat("volume ", Sv(name), " is version ",
-                                                          existing->version, ", requested ",
-                                                          version));
-      }
+      std::string diff = mismatch(*existing);
+      if (!diff.empty()) return absl::AlreadyExistsError(diff);
       return existing;
     }
     if (!absl::IsNotFound(existing.status())) return existing.status();
-    absl::StatusOr<VolumeRecord> created = CreateVolume(ns, name, version);
+    absl::StatusOr<VolumeRecord> created = CreateVolume(ns, name, version, limits);
     // Someone else created it between our lookup and insert: read theirs.
     if (!absl::IsAlreadyExists(created.status())) return created;
   }
@@ -238,9 +280,84 @@ absl::StatusOr<SnapshotRecord> Engine::Head(std::string_view volume_id) {
   return head;
 }
 
-absl::StatusOr<SnapshotRecord> Engine::Commit(std::string_view volume_id,
-                                              const objects::ChangeSet& changes) {
+absl::StatusOr<std::vector<Digest>> Engine::MissingObjects(std::string_view volume_id,
+                                                           const std::vector<Digest>& addresses) {
   CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, GetVolumeById(volume_id));
+  std::vector<Digest> missing;
+  for (const Digest& address : addresses) {
+    absl::Status touched = blobs_->Touch(volume.id, address);
+    if (absl::IsNotFound(touched)) {
+      missing.push_back(address);
+    } else if (!touched.ok()) {
+      return touched;
+    }
+  }
+  return missing;
+}
+
+absl::StatusOr<std::unique_ptr<Engine::Upload>> Engine::NewUpload(std::string_view volume_id) {
+  CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, GetVolumeById(volume_id));
+  return std::unique_ptr<Upload>(new Upload(blobs_, volume.id));
+}
+
+absl::Status Engine::Upload::Add(const Digest& address, std::string_view sealed) {
+  if (sealed.size() < kSealOverhead) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("object ", address.ToHex(), " is too short to be sealed"));
+  }
+  if (batch_ == nullptr) batch_ = blobs_->NewBatch(volume_id_);
+  CAIRN_RETURN_IF_ERROR(batch_->Add(address, sealed));
+  ++added_;
+  if (added_ % kBlobsPerSync == 0) {
+    CAIRN_RETURN_IF_ERROR(batch_->Finish());
+    batch_.reset();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> Engine::Upload::Finish() {
+  if (batch_ != nullptr) {
+    CAIRN_RETURN_IF_ERROR(batch_->Finish());
+    batch_.reset();
+  }
+  return added_;
+}
+
+absl::StatusOr<std::string> Engine::GetObject(std::string_view volume_id, const Digest& address) {
+  absl::StatusOr<std::string> sealed = blobs_->Get(volume_id, address);
+  if (absl::IsNotFound(sealed.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("object ", address.ToHex(), " not found in volume ", Sv(volume_id)));
+  }
+  return sealed;
+}
+
+absl::StatusOr<SnapshotRecord> Engine::Commit(std::string_view volume_id,
+                                              const objects::ChangeSet& changes,
+                                              std::string_view idempotency_key) {
+  if (idempotency_key.size() > kMaxIdempotencyKey ||
+      !std::all_of(idempotency_key.begin(), idempotency_key.end(),
+                   [](char c) { return c > ' ' && c < 0x7f; })) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "idempotency key must be at most ", kMaxIdempotencyKey,
+        " printable ASCII characters without spaces, got ", idempotency_key.size(), " bytes"));
+  }
+  CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, GetVolumeById(volume_id));
+  // A repeat of a commit that landed (its reply was lost): answer what it
+  // made. Checked again inside the CAS transaction for a repeat racing the
+  // original.
+  auto recorded = [&]() -> absl::StatusOr<std::optional<SnapshotRecord>> {
+    if (idempotency_key.empty()) return std::optional<SnapshotRecord>();
+    absl::StatusOr<SnapshotRecord> found = meta_->FindCommit(volume.id, idempotency_key);
+    if (found.ok()) return std::optional<SnapshotRecord>(*found);
+    if (!absl::IsNotFound(found.status())) return found.status();
+    // NotFound for the volume itself surfaces from Head below.
+    return std::optional<SnapshotRecord>();
+  };
+  std::shared_ptr<absl::Mutex> commit_lock = CommitLock(volume.id);
+  absl::MutexLock serialised(commit_lock.get());
+  CAIRN_ASSIGN_OR_RETURN(std::optional<SnapshotRecord> earlier, recorded());
+  if (earlier.has_value()) return *earlier;
 
   // Validate everything before writing anything (C9).
   objects::ChangeSet normalized = changes;
@@ -286,8 +403,13 @@ absl::StatusOr<SnapshotRecord> Engine::Commit(std::string_view volume_id,
     next.created_at_ns = NowNs();
     next.inodes = applied.inodes;
     next.bytes = applied.bytes;
-    absl::Status cas = meta_->CommitSnapshot(next, head.seq);
+    absl::Status cas = meta_->CommitSnapshot(next, head.seq, idempotency_key);
     if (cas.ok()) return next;
+    if (absl::IsAlreadyExists(cas) && !idempotency_key.empty()) {
+      // The same commit landed meanwhile (a repeat racing the original).
+      CAIRN_ASSIGN_OR_RETURN(std::optional<SnapshotRecord> landed, recorded());
+      if (landed.has_value()) return *landed;
+    }
     if (absl::IsNotFound(cas)) {
       return absl::NotFoundError(absl::StrCat("volume ", Sv(volume_id), " not found"));
     }
@@ -295,6 +417,24 @@ absl::StatusOr<SnapshotRecord> Engine::Commit(std::string_view volume_id,
   }
   return absl::AbortedError(absl::StrCat("commit to volume ", Sv(volume_id), " lost the head race ",
                                          kMaxCommitAttempts, " times"));
+}
+
+std::shared_ptr<absl::Mutex> Engine::CommitLock(const std::string& volume_id) {
+  absl::MutexLock lock(&commit_locks_mu_);
+  if (commit_locks_.size() > 1024) {
+    // Volumes nobody commits to right now: drop their entries.
+    for (auto it = commit_locks_.begin(); it != commit_locks_.end();) {
+      auto here = it++;
+      if (here->second.expired()) commit_locks_.erase(here);
+    }
+  }
+  std::weak_ptr<absl::Mutex>& slot = commit_locks_[volume_id];
+  std::shared_ptr<absl::Mutex> mu = slot.lock();
+  if (mu == nullptr) {
+    mu = std::make_shared<absl::Mutex>();
+    slot = mu;
+  }
+  return mu;
 }
 
 absl::StatusOr<GcStats> Engine::CollectGarbage(std::chrono::seconds grace) {
@@ -337,6 +477,17 @@ absl::StatusOr<GcStats> Engine::CollectGarbage(std::chrono::seconds grace) {
     for (const BlobStore::BlobInfo& info : garbage) {
       CAIRN_RETURN_IF_ERROR(blobs_->Delete(volume.id, info.address));
       ++stats.blobs_deleted;
+      stats.bytes_freed += info.size;
+    }
+    // A writer renames its temporary away within moments; one older than
+    // the grace period belongs to a write that died (D7).
+    std::vector<BlobStore::TempInfo> debris;
+    CAIRN_RETURN_IF_ERROR(blobs_->ListTemporaries(volume.id, [&](const BlobStore::TempInfo& info) {
+      if (info.mtime < cutoff) debris.push_back(info);
+    }));
+    for (const BlobStore::TempInfo& info : debris) {
+      CAIRN_RETURN_IF_ERROR(blobs_->DeleteTemporary(volume.id, info.name));
+      ++stats.temporaries_deleted;
       stats.bytes_freed += info.size;
     }
   }

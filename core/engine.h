@@ -20,6 +20,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/status/statusor.h"
 #include "core/blob_store.h"
 #include "core/crypto.h"
@@ -32,6 +34,7 @@ namespace cairn {
 struct GcStats {
   uint64_t volumes_purged = 0;  // blob prefixes of deleted volumes removed
   uint64_t blobs_deleted = 0;
+  uint64_t temporaries_deleted = 0;
   uint64_t bytes_freed = 0;
 };
 
@@ -46,11 +49,16 @@ class Engine {
   [[nodiscard]] absl::StatusOr<VolumeRecord> CreateVolume(std::string_view ns,
                                                           std::string_view name, int version,
                                                           std::optional<Limits> limits = {});
-  // Returns the existing volume, or creates it. FailedPrecondition naming
-  // both versions if it exists with another version.
+  // Returns the existing volume, or creates it with the version's limits
+  // tightened by `requested` (see TightenLimits). A request the existing
+  // volume does not match is refused with AlreadyExists naming the
+  // difference: another version, or a limit `requested` sets (non-zero)
+  // that the volume has with another value. InvalidArgument as
+  // TightenLimits.
   [[nodiscard]] absl::StatusOr<VolumeRecord> GetOrCreateVolume(std::string_view ns,
                                                                std::string_view name,
-                                                               int version);
+                                                               int version,
+                                                               const Limits& requested = {});
   [[nodiscard]] absl::StatusOr<VolumeRecord> GetVolume(std::string_view ns, std::string_view name);
   [[nodiscard]] absl::StatusOr<VolumeRecord> GetVolumeById(std::string_view id);
   [[nodiscard]] absl::StatusOr<std::vector<VolumeRecord>> ListVolumes(std::string_view ns);
@@ -72,29 +80,94 @@ class Engine {
 
   [[nodiscard]] absl::StatusOr<SnapshotRecord> Head(std::string_view volume_id);
 
+  // ---- The object data path (PutObjects, MissingObjects, GetObjects) ----
+
+  // Of `addresses`, those the volume does not store, in order. Present ones
+  // are touched: their GC grace period restarts and the directory entries
+  // leading to them are durable before this returns, so a commit may
+  // reference them without uploading (D7). NotFound if the volume is gone.
+  [[nodiscard]] absl::StatusOr<std::vector<Digest>> MissingObjects(
+      std::string_view volume_id, const std::vector<Digest>& addresses);
+
+  // Sealed blobs streamed into one volume, sharing durability points: blobs
+  // are durable once Finish returns OK (and every kBlobsPerSync blobs on
+  // the way, bounding what a failure in the middle leaves unacknowledged).
+  // A dropped upload leaves each blob stored or absent, never half-written.
+  // Not thread-safe: one per stream.
+  class Upload {
+   public:
+    static constexpr uint64_t kBlobsPerSync = 64;
+    // InvalidArgument if `sealed` is too short to be a sealed blob.
+    [[nodiscard]] absl::Status Add(const Digest& address, std::string_view sealed);
+    // Returns the number of blobs added.
+    [[nodiscard]] absl::StatusOr<uint64_t> Finish();
+
+   private:
+    friend class Engine;
+    Upload(BlobStore* blobs, std::string volume_id)
+        : blobs_(blobs), volume_id_(std::move(volume_id)) {}
+    BlobStore* const blobs_;
+    const std::string volume_id_;
+    std::unique_ptr<BlobStore::Batch> batch_;
+    uint64_t added_ = 0;
+  };
+  // NotFound if the volume does not exist.
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<Upload>> NewUpload(std::string_view volume_id);
+
+  // The sealed blob; NotFound naming the object and volume.
+  [[nodiscard]] absl::StatusOr<std::string> GetObject(std::string_view volume_id,
+                                                      const Digest& address);
+
   // Applies `changes` onto the current head (C4), retrying the head CAS
   // when another commit lands first. Every address the changes reference
   // must be stored: FailedPrecondition naming the first missing one.
   // NotFound if the volume was deleted. An empty change set returns the
   // head unchanged.
+  // A non-empty `idempotency_key` (at most kMaxIdempotencyKey bytes,
+  // printable ASCII; InvalidArgument otherwise) is recorded with the
+  // snapshot: a commit repeating a key recorded for the volume returns the
+  // snapshot that key made, applying nothing, even if newer commits have
+  // landed since. Keys are kept for the newest MetaStore::kCommitKeysKept
+  // snapshots of a volume.
   [[nodiscard]] absl::StatusOr<SnapshotRecord> Commit(std::string_view volume_id,
-                                                      const objects::ChangeSet& changes);
+                                                      const objects::ChangeSet& changes,
+                                                      std::string_view idempotency_key = {});
+  static constexpr size_t kMaxIdempotencyKey = 128;
 
   // Removes blobs of deleted volumes, and blobs of live volumes that no
-  // snapshot references and that are older than `grace` (uploads for
-  // commits still in flight are younger).
+  // snapshot references and temporaries of interrupted writes, both older
+  // than `grace` (uploads for commits still in flight, and writes still in
+  // progress, are younger).
   [[nodiscard]] absl::StatusOr<GcStats> CollectGarbage(std::chrono::seconds grace);
 
   MetaStore* meta() const { return meta_; }
   BlobStore* blobs() const { return blobs_; }
 
  private:
+  // Held by a commit from reading the head to its CAS, so commits to one
+  // volume in this process never lose the CAS to each other. A lost CAS
+  // wastes the attempt's work and leaves the directory objects it wrote
+  // unreferenced (orphans: concurrent puts left a dozen), and the CAS is
+  // one-at-a-time anyway. Commits from another process sharing the
+  // metadata store can still win the CAS; the retry loop handles those.
+  std::shared_ptr<absl::Mutex> CommitLock(const std::string& volume_id);
+
   MetaStore* const meta_;
   BlobStore* const blobs_;
   const MasterKey master_;
+  // Lock order: a volume's commit lock, then gc_mu_.
   // Shared by commits, exclusive for GC.
   std::shared_mutex gc_mu_;
+  absl::Mutex commit_locks_mu_;
+  absl::flat_hash_map<std::string, std::weak_ptr<absl::Mutex>> commit_locks_
+      ABSL_GUARDED_BY(commit_locks_mu_);
 };
+
+// The version's default limits (DefaultLimits), with each non-zero field of
+// `requested` replacing the default. A limit above what the version allows
+// would break C7's promise: InvalidArgument naming it (D6).
+// `requested.hard_links` is ignored (it follows the version).
+[[nodiscard]] absl::StatusOr<Limits> TightenLimits(int version, const Limits& requested);
 
 // "vo-" followed by 22 random base62 characters.
 std::string NewVolumeId();

@@ -2,6 +2,7 @@
 // current head (C2, C4), atomicity, limits per version (C7) and GC (C8).
 #include "core/engine.h"
 
+#include <atomic>
 #include <cerrno>
 #include <map>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/files.h"
+#include "core/fsck.h"
 #include "core/status.h"
 #include "core/tree.h"
 #include "gmock/gmock.h"
@@ -156,8 +158,32 @@ TEST_F(EngineTest, GetOrCreateChecksVersion) {
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(a->id, b->id);
   absl::StatusOr<VolumeRecord> c = engine_.GetOrCreateVolume("", "vol", 2);
-  EXPECT_EQ(c.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(c.status().message(), HasSubstr("volume vol is version 1, requested 2"));
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(c.status().message(),
+              HasSubstr("volume vol already exists with version 1 (requested 2)"));
+}
+
+// create_if_missing never hands back a volume with other limits than the
+// request names, and never creates one with limits it did not ask for.
+TEST_F(EngineTest, GetOrCreateChecksRequestedLimits) {
+  Limits small{.max_inodes = 50};
+  absl::StatusOr<VolumeRecord> a = engine_.GetOrCreateVolume("", "lim", 1, small);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->limits.max_inodes, 50u);
+  EXPECT_EQ(engine_.GetOrCreateVolume("", "lim", 1, small).value().id, a->id);
+  // Naming no limit accepts the volume's.
+  EXPECT_EQ(engine_.GetOrCreateVolume("", "lim", 1).value().id, a->id);
+  absl::StatusOr<VolumeRecord> other =
+      engine_.GetOrCreateVolume("", "lim", 1, Limits{.max_inodes = 60, .max_file_size = 9});
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(other.status().message(),
+              HasSubstr("already exists with max_inodes 50 (requested 60), "
+                        "max_file_size unlimited (requested 9)"));
+  // Looser than the version allows: refused before anything is looked at.
+  absl::StatusOr<VolumeRecord> loose =
+      engine_.GetOrCreateVolume("", "new", 1, Limits{.max_inodes = 600000});
+  EXPECT_EQ(loose.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::IsNotFound(engine_.GetVolume("", "new").status()));
 }
 
 TEST_F(EngineTest, DeleteAndRecreateGivesANewId) {  // C1
@@ -236,6 +262,31 @@ TEST_F(EngineTest, ConcurrentCommitsToDistinctPathsAllSurvive) {
   EXPECT_EQ(head.inodes, static_cast<uint64_t>(kThreads * (kCommits + 1)));
 }
 
+// Concurrent commits to one volume (eight `cairn volume put` at once) leave
+// nothing behind that no snapshot references: fsck finds no orphans.
+TEST_F(EngineTest, ConcurrentCommitsLeaveNoOrphans) {
+  VolumeRecord v = MakeVolume("busy");
+  constexpr int kThreads = 8, kEach = 6;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        // Overlapping content and directories, as in puts of similar trees.
+        const std::string path = absl::StrCat("d", i % 2, "/t", t, "/f", i);
+        if (!Commit(v, {PutFile(v, path, absl::StrCat("content ", i % 3))}).ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(engine_.Head(v.id).value().seq, static_cast<uint64_t>(kThreads * kEach));
+  FsckReport report =
+      Fsck(*meta_, *blobs_, MasterKey::FromBytes(std::string(32, 'k')).value()).value();
+  EXPECT_EQ(report.ExitCode(), 0) << report.Summary()
+                                  << (report.orphans.empty() ? "" : "\n" + report.orphans[0]);
+}
+
 TEST_F(EngineTest, FailedChangeSetLeavesHeadUnchanged) {
   VolumeRecord v = MakeVolume("v");
   ASSERT_TRUE(Commit(v, {PutFile(v, "exists", "e")}).ok());
@@ -267,6 +318,62 @@ TEST_F(EngineTest, PathsAreNormalised) {
   VolumeRecord v = MakeVolume("v");
   ASSERT_TRUE(Commit(v, {PutFile(v, "/a//b/./c", "x")}).ok());
   EXPECT_EQ(ReadHead(v), (Tree{{"a", "D"}, {"a/b", "D"}, {"a/b/c", "x"}}));
+}
+
+// A commit whose reply was lost is resent with the same key: it answers
+// the snapshot it made and applies nothing, even after newer commits
+// (which it would otherwise overwrite, C4's last writer wins).
+TEST_F(EngineTest, RepeatedIdempotencyKeyAnswersTheFirstSnapshot) {
+  VolumeRecord v = MakeVolume("idem");
+  ChangeSet mine;
+  *mine.add_changes() = PutFile(v, "shared", "mine");
+  SnapshotRecord first = engine_.Commit(v.id, mine, "mount-1:42").value();
+  ASSERT_TRUE(Commit(v, {PutFile(v, "shared", "theirs")}).ok());
+  absl::StatusOr<SnapshotRecord> again = engine_.Commit(v.id, mine, "mount-1:42");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->seq, first.seq);
+  EXPECT_EQ(again->root, first.root);
+  EXPECT_EQ(engine_.Head(v.id).value().seq, first.seq + 1);
+  EXPECT_EQ(ReadHead(v), (Tree{{"shared", "theirs"}}));
+  // Another key, or none, applies the changes again.
+  EXPECT_EQ(engine_.Commit(v.id, mine, "mount-1:43").value().seq, first.seq + 2);
+  EXPECT_EQ(ReadHead(v), (Tree{{"shared", "mine"}}));
+  // Keys are per volume.
+  VolumeRecord w = MakeVolume("idem2");
+  ChangeSet other;
+  *other.add_changes() = PutFile(w, "x", "x");
+  EXPECT_EQ(engine_.Commit(w.id, other, "mount-1:42").value().seq, 1u);
+}
+
+TEST_F(EngineTest, RacingRepeatsOfOneKeyLandOnce) {
+  VolumeRecord v = MakeVolume("idem-race");
+  ChangeSet set;
+  *set.add_changes() = PutFile(v, "f", "content");
+  constexpr int kThreads = 8;
+  std::vector<absl::StatusOr<SnapshotRecord>> results(kThreads, absl::UnknownError(""));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] { results[t] = engine_.Commit(v.id, set, "once"); });
+  }
+  for (std::thread& th : threads) th.join();
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->seq, 1u);
+  }
+  EXPECT_EQ(engine_.Head(v.id).value().seq, 1u);
+}
+
+TEST_F(EngineTest, BadIdempotencyKeyIsRefused) {
+  VolumeRecord v = MakeVolume("idem-bad");
+  ChangeSet set;
+  *set.add_changes() = PutFile(v, "f", "x");
+  for (const std::string& key : {std::string(Engine::kMaxIdempotencyKey + 1, 'k'),
+                                 std::string("has space"), std::string("nul\0", 4)}) {
+    absl::StatusOr<SnapshotRecord> r = engine_.Commit(v.id, set, key);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << key;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("idempotency key"));
+  }
+  EXPECT_EQ(engine_.Head(v.id).value().seq, 0u);
 }
 
 TEST_F(EngineTest, EmptyChangeSetReturnsHead) {

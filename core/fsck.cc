@@ -184,14 +184,15 @@ class VolumeChecker {
 
 int FsckReport::ExitCode() const {
   if (!intact()) return 4;
-  if (!orphans.empty()) return 3;
+  if (!orphans.empty() || !temporaries.empty()) return 3;
   return 0;
 }
 
 std::string FsckReport::Summary() const {
   return absl::StrCat(volumes, " volumes, ", snapshots, " snapshots, ", objects_checked,
                       " objects checked: ", dangling.size(), " dangling, ", corrupt.size(),
-                      " corrupt, ", orphans.size(), " orphans");
+                      " corrupt, ", orphans.size(), " orphans, ", temporaries.size(),
+                      " temporaries");
 }
 
 absl::StatusOr<FsckReport> Fsck(MetaStore& meta, BlobStore& blobs, const MasterKey& master) {
@@ -226,7 +227,11 @@ absl::StatusOr<FsckReport> Fsck(MetaStore& meta, BlobStore& blobs, const MasterK
   for (const std::string& id : stored) {
     if (!live.contains(id)) {
       report.orphans.push_back(absl::StrCat(id, "/: blobs of a volume that no longer exists"));
+      continue;  // the prefix goes as a whole, temporaries included
     }
+    CAIRN_RETURN_IF_ERROR(blobs.ListTemporaries(id, [&](const BlobStore::TempInfo& info) {
+      report.temporaries.push_back(absl::StrCat(id, "/", info.name));
+    }));
   }
   return report;
 }

@@ -3,7 +3,11 @@
 // Walks every snapshot of every volume, checks that every referenced
 // directory object and chunk exists and authenticates under the volume's
 // key, and lists blobs no snapshot references (orphans: harmless, GC
-// reclaims them) and blob prefixes of volumes that no longer exist.
+// reclaims them), temporaries left by interrupted writes (debris, GC
+// reclaims them too) and blob prefixes of volumes that no longer exist.
+// Run it on a data directory no server is using: a write in progress
+// shows as a temporary, and an upload whose commit has not landed yet as
+// orphans.
 #pragma once
 
 #include <cstdint>
@@ -24,11 +28,14 @@ struct FsckReport {
   std::vector<std::string> dangling;  // "vo-…/<hex>: referenced by snapshot N at PATH, missing"
   std::vector<std::string> corrupt;   // fails to authenticate or parse
   std::vector<std::string> orphans;   // stored, unreferenced
+  std::vector<std::string> temporaries;  // "vo-…/aa/bb/.tmp.…": debris of a crashed write
 
-  // Nothing referenced is missing or damaged. Orphans do not count: a
-  // crash in the middle of an upload leaves some, and GC reclaims them.
+  // Nothing referenced is missing or damaged. Orphans and temporaries do
+  // not count: a crash in the middle of an upload leaves some (D7), and GC
+  // reclaims them.
   bool intact() const { return dangling.empty() && corrupt.empty(); }
-  // 0: nothing to report; 3: orphans only; 4: dangling or corrupt objects.
+  // 0: nothing to report; 3: orphans or temporaries only; 4: dangling or
+  // corrupt objects.
   // (1 and 2 stay the CLI's "failed to run" and "usage".)
   int ExitCode() const;
   std::string Summary() const;

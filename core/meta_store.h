@@ -83,13 +83,33 @@ class MetaStore {
   // Stores `next` and makes it the head iff the head's seq is still
   // `expected_head_seq`; requires next.seq == expected_head_seq + 1.
   // Aborted if the head moved; NotFound if the volume is gone.
+  // A non-empty `idempotency_key` is recorded with the snapshot in the same
+  // transaction; AlreadyExists (nothing stored) if the volume has it
+  // recorded already: that commit has landed, FindCommit answers it. Keys of
+  // the newest kCommitKeysKept snapshots of a volume are kept, older ones
+  // are forgotten.
   [[nodiscard]] virtual absl::Status CommitSnapshot(const SnapshotRecord& next,
-                                                    uint64_t expected_head_seq) = 0;
+                                                    uint64_t expected_head_seq,
+                                                    std::string_view idempotency_key = {}) = 0;
+  // The snapshot recorded with `idempotency_key`. NotFound if the volume is
+  // gone or the key is not (or no longer) recorded.
+  [[nodiscard]] virtual absl::StatusOr<SnapshotRecord> FindCommit(
+      std::string_view volume_id, std::string_view idempotency_key) = 0;
+
+  static constexpr uint64_t kCommitKeysKept = 1000;
 };
 
-// Creates the database and schema if missing.
+struct SqliteOptions {
+  // Name of a registered sqlite3_vfs to open the database through; empty:
+  // SQLite's default. Crash tests use testing/fault_vfs.h.
+  std::string vfs;
+};
+
+// Creates the database and schema if missing, and migrates an older schema
+// in place (one transaction). FailedPrecondition for a database made by a
+// newer version of Cairn; NotFound for an unknown `options.vfs`.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<MetaStore>> OpenSqliteMetaStore(
-    const std::filesystem::path& db_path);
+    const std::filesystem::path& db_path, const SqliteOptions& options = {});
 
 // In memory; for unit tests.
 std::unique_ptr<MetaStore> NewMemMetaStore();

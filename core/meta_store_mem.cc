@@ -5,6 +5,7 @@
 #include <map>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "core/meta_store.h"
@@ -113,7 +114,8 @@ class MemMetaStore : public MetaStore {
     return out;
   }
 
-  absl::Status CommitSnapshot(const SnapshotRecord& next, uint64_t expected_head_seq) override {
+  absl::Status CommitSnapshot(const SnapshotRecord& next, uint64_t expected_head_seq,
+                              std::string_view idempotency_key) override {
     if (next.seq != expected_head_seq + 1) {
       return absl::InvalidArgumentError(absl::StrCat("snapshot seq ", next.seq,
                                                      " does not follow expected head ",
@@ -121,6 +123,11 @@ class MemMetaStore : public MetaStore {
     }
     absl::MutexLock lock(&mu_);
     CAIRN_ASSIGN_OR_RETURN(Volume* v, Find(next.volume_id));
+    const std::string key(idempotency_key);
+    if (!key.empty() && v->keys.contains(key)) {
+      return absl::AlreadyExistsError(absl::StrCat("commit key already recorded at snapshot ",
+                                                   v->keys.at(key)));
+    }
     if (v->head != expected_head_seq) {
       return absl::AbortedError(
           absl::StrCat("head moved: expected ", expected_head_seq, ", found ", v->head));
@@ -130,7 +137,24 @@ class MemMetaStore : public MetaStore {
                                              next.volume_id, " already exists"));
     }
     v->head = next.seq;
+    if (!key.empty()) v->keys[key] = next.seq;
+    if (next.seq > kCommitKeysKept) {
+      const uint64_t oldest_kept = next.seq - kCommitKeysKept + 1;
+      for (auto it = v->keys.begin(); it != v->keys.end();) {
+        auto here = it++;
+        if (here->second < oldest_kept) v->keys.erase(here);
+      }
+    }
     return absl::OkStatus();
+  }
+
+  absl::StatusOr<SnapshotRecord> FindCommit(std::string_view volume_id,
+                                            std::string_view idempotency_key) override {
+    absl::MutexLock lock(&mu_);
+    CAIRN_ASSIGN_OR_RETURN(Volume* v, Find(volume_id));
+    auto it = v->keys.find(std::string(idempotency_key));
+    if (it == v->keys.end()) return absl::NotFoundError("commit key not recorded");
+    return v->snapshots.at(it->second);
   }
 
  private:
@@ -138,6 +162,7 @@ class MemMetaStore : public MetaStore {
     VolumeRecord record;
     std::map<uint64_t, SnapshotRecord> snapshots;
     uint64_t head = 0;
+    absl::flat_hash_map<std::string, uint64_t> keys;  // idempotency key -> seq
   };
 
   absl::StatusOr<Volume*> Find(std::string_view id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

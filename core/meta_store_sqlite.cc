@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <optional>
 #include <system_error>
 
 #include "absl/base/thread_annotations.h"
@@ -40,7 +42,10 @@ namespace {
 absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 constexpr int kBusyTimeoutMs = 10000;
-constexpr int kSchemaVersion = 1;
+// 1: volumes, snapshots, heads. 2: commit_keys (idempotent commits).
+// Every change so far only adds tables, so migrating is running the schema
+// (IF NOT EXISTS) and raising user_version, in one transaction.
+constexpr int kSchemaVersion = 2;
 
 constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS volumes (
@@ -72,6 +77,14 @@ CREATE TABLE IF NOT EXISTS heads (
   FOREIGN KEY (volume_id, seq) REFERENCES snapshots(volume_id, seq)
 );
 CREATE INDEX IF NOT EXISTS volumes_by_age ON volumes(created_at_ns DESC, id);
+CREATE TABLE IF NOT EXISTS commit_keys (
+  volume_id TEXT NOT NULL REFERENCES volumes(id),
+  key       TEXT NOT NULL,
+  seq       INTEGER NOT NULL,
+  PRIMARY KEY (volume_id, key),
+  FOREIGN KEY (volume_id, seq) REFERENCES snapshots(volume_id, seq)
+);
+CREATE INDEX IF NOT EXISTS commit_keys_by_seq ON commit_keys(volume_id, seq);
 )sql";
 
 constexpr char kVolumeColumns[] =
@@ -101,6 +114,10 @@ enum Stmt {
   kUpdateHead,
   kSnapshot,
   kListSnapshots,
+  kFindKey,
+  kInsertKey,
+  kPruneKeys,
+  kDeleteKeys,
   kNumStmts,
 };
 
@@ -138,6 +155,10 @@ std::string StmtSql(Stmt s) {
     case kListSnapshots:
       return absl::StrCat("SELECT ", kSnapshotColumns,
                           " FROM snapshots WHERE volume_id = ? ORDER BY seq ASC");
+    case kFindKey: return "SELECT seq FROM commit_keys WHERE volume_id = ? AND key = ?";
+    case kInsertKey: return "INSERT INTO commit_keys (volume_id, key, seq) VALUES (?, ?, ?)";
+    case kPruneKeys: return "DELETE FROM commit_keys WHERE volume_id = ? AND seq < ?";
+    case kDeleteKeys: return "DELETE FROM commit_keys WHERE volume_id = ?";
     case kNumStmts: break;
   }
   return "";
@@ -252,10 +273,11 @@ class SqliteMetaStore : public MetaStore {
     sqlite3_close_v2(db_);
   }
 
-  static absl::StatusOr<std::unique_ptr<MetaStore>> Open(const std::filesystem::path& path) {
+  static absl::StatusOr<std::unique_ptr<MetaStore>> Open(const std::filesystem::path& path,
+                                                         const SqliteOptions& options) {
     auto store = std::unique_ptr<SqliteMetaStore>(new SqliteMetaStore());
     absl::MutexLock lock(&store->mu_);
-    CAIRN_RETURN_IF_ERROR(store->Init(path));
+    CAIRN_RETURN_IF_ERROR(store->Init(path, options));
     return std::unique_ptr<MetaStore>(std::move(store));
   }
 
@@ -372,7 +394,7 @@ class SqliteMetaStore : public MetaStore {
     Txn txn(this);
     CAIRN_RETURN_IF_ERROR(GetVolumeByIdLocked(id).status());
     // Children first: the foreign keys are enforced.
-    for (Stmt stmt : {kDeleteHead, kDeleteSnapshots, kDeleteVolume}) {
+    for (Stmt stmt : {kDeleteKeys, kDeleteHead, kDeleteSnapshots, kDeleteVolume}) {
       StmtUse s(stmts_[stmt]);
       s.Text(1, id);
       CAIRN_RETURN_IF_ERROR(Exec(s, "delete volume"));
@@ -434,7 +456,8 @@ class SqliteMetaStore : public MetaStore {
     return out;
   }
 
-  absl::Status CommitSnapshot(const SnapshotRecord& next, uint64_t expected_head_seq) override {
+  absl::Status CommitSnapshot(const SnapshotRecord& next, uint64_t expected_head_seq,
+                              std::string_view idempotency_key) override {
     if (next.seq != expected_head_seq + 1) {
       return absl::InvalidArgumentError(absl::StrCat("snapshot seq ", next.seq,
                                                      " does not follow expected head ",
@@ -446,6 +469,14 @@ class SqliteMetaStore : public MetaStore {
     CAIRN_RETURN_IF_ERROR(Begin(kBeginImmediate));
     Txn txn(this);
     CAIRN_ASSIGN_OR_RETURN(uint64_t head, HeadSeqLocked(next.volume_id));
+    if (!idempotency_key.empty()) {
+      CAIRN_ASSIGN_OR_RETURN(std::optional<uint64_t> seq,
+                             FindKeyLocked(next.volume_id, idempotency_key));
+      if (seq.has_value()) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("commit key already recorded at snapshot ", *seq));
+      }
+    }
     if (head != expected_head_seq) {
       return absl::AbortedError(
           absl::StrCat("head moved: expected ", expected_head_seq, ", found ", head));
@@ -457,7 +488,33 @@ class SqliteMetaStore : public MetaStore {
       s.Text(2, next.volume_id);
       CAIRN_RETURN_IF_ERROR(Exec(s, "update head"));
     }
+    if (!idempotency_key.empty()) {
+      StmtUse s(stmts_[kInsertKey]);
+      s.Text(1, next.volume_id);
+      s.Text(2, idempotency_key);
+      s.U64(3, next.seq);
+      CAIRN_RETURN_IF_ERROR(Exec(s, "record commit key"));
+    }
+    if (next.seq > kCommitKeysKept) {
+      StmtUse s(stmts_[kPruneKeys]);
+      s.Text(1, next.volume_id);
+      s.U64(2, next.seq - kCommitKeysKept + 1);
+      CAIRN_RETURN_IF_ERROR(Exec(s, "forget old commit keys"));
+    }
     return txn.Commit();
+  }
+
+  absl::StatusOr<SnapshotRecord> FindCommit(std::string_view volume_id,
+                                            std::string_view idempotency_key) override {
+    absl::MutexLock lock(&mu_);
+    CAIRN_RETURN_IF_ERROR(Begin(kBeginDeferred));
+    Txn txn(this);
+    CAIRN_RETURN_IF_ERROR(HeadSeqLocked(volume_id).status());  // NotFound for the volume
+    CAIRN_ASSIGN_OR_RETURN(std::optional<uint64_t> seq, FindKeyLocked(volume_id, idempotency_key));
+    if (!seq.has_value()) return absl::NotFoundError("commit key not recorded");
+    CAIRN_ASSIGN_OR_RETURN(SnapshotRecord snap, GetSnapshotLocked(volume_id, *seq));
+    CAIRN_RETURN_IF_ERROR(txn.Commit());
+    return snap;
   }
 
  private:
@@ -488,11 +545,15 @@ class SqliteMetaStore : public MetaStore {
 
   SqliteMetaStore() = default;
 
-  absl::Status Init(const std::filesystem::path& path) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  absl::Status Init(const std::filesystem::path& path, const SqliteOptions& options)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!options.vfs.empty() && sqlite3_vfs_find(options.vfs.c_str()) == nullptr) {
+      return absl::NotFoundError(absl::StrCat("no SQLite VFS named ", options.vfs));
+    }
     // NOMUTEX: mu_ already serialises every use of the connection.
     int rc = sqlite3_open_v2(path.c_str(), &db_,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             nullptr);
+                             options.vfs.empty() ? nullptr : options.vfs.c_str());
     if (rc != SQLITE_OK) {
       return SqliteError(db_, rc, absl::StrCat("open ", path.string()));
     }
@@ -515,8 +576,17 @@ class SqliteMetaStore : public MetaStore {
     // zeros instead of lingering in free space.
     CAIRN_RETURN_IF_ERROR(ExecSql("PRAGMA secure_delete=ON"));
     CAIRN_RETURN_IF_ERROR(ExecSql("PRAGMA foreign_keys=ON"));
-    // Two processes creating the schema at once: the IMMEDIATE transaction
-    // serialises them and IF NOT EXISTS makes the second a no-op.
+    // A database written by a newer Cairn may hold what this one would
+    // misread or drop; refuse it rather than guess.
+    CAIRN_ASSIGN_OR_RETURN(std::string on_disk, QueryText("PRAGMA user_version"));
+    if (std::atoi(on_disk.c_str()) > kSchemaVersion) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path.string(), " has metadata schema version ", on_disk, "; this version of Cairn "
+          "reads up to ", kSchemaVersion, " (upgrade Cairn)"));
+    }
+    // Creates a fresh schema or migrates an older one (see kSchemaVersion).
+    // Two processes doing it at once: the IMMEDIATE transaction serialises
+    // them and IF NOT EXISTS makes the second a no-op.
     CAIRN_RETURN_IF_ERROR(ExecSql(absl::StrCat("BEGIN IMMEDIATE;", kSchema, "PRAGMA user_version=",
                                                kSchemaVersion, ";COMMIT;")));
     for (int i = 0; i < kNumStmts; ++i) {
@@ -597,6 +667,17 @@ class SqliteMetaStore : public MetaStore {
     return s.ColU64(0);
   }
 
+  absl::StatusOr<std::optional<uint64_t>> FindKeyLocked(std::string_view volume_id,
+                                                        std::string_view key)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    StmtUse s(stmts_[kFindKey]);
+    s.Text(1, volume_id);
+    s.Text(2, key);
+    CAIRN_ASSIGN_OR_RETURN(bool found, Step(s, "find commit key"));
+    if (!found) return std::optional<uint64_t>();
+    return std::optional<uint64_t>(s.ColU64(0));
+  }
+
   absl::StatusOr<SnapshotRecord> GetSnapshotLocked(std::string_view volume_id, uint64_t seq)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     StmtUse s(stmts_[kSnapshot]);
@@ -637,8 +718,8 @@ class SqliteMetaStore : public MetaStore {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetaStore>> OpenSqliteMetaStore(
-    const std::filesystem::path& db_path) {
-  return SqliteMetaStore::Open(db_path);
+    const std::filesystem::path& db_path, const SqliteOptions& options) {
+  return SqliteMetaStore::Open(db_path, options);
 }
 
 }  // namespace cairn

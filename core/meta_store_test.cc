@@ -1,5 +1,6 @@
 #include "core/meta_store.h"
 
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,7 +13,10 @@
 
 #include "core/crypto.h"
 #include "core/data_dir.h"
+#include "core/files.h"
+#include "core/fsck.h"
 #include "core/testing/temp_dir.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace cairn {
@@ -196,6 +200,42 @@ TEST_P(MetaStoreTest, CommitCompareAndSwap) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(store_->GetHead("vo-a").value().seq, 1u);
   EXPECT_EQ(store_->ListSnapshots("vo-a").value().size(), 2u);
+}
+
+TEST_P(MetaStoreTest, CommitKeysAreRecordedWithTheSnapshot) {
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok());
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-b", "ns", "b"), Snap("vo-b", 0)).ok());
+  ASSERT_TRUE(store_->CommitSnapshot(Snap("vo-a", 1), 0, "key-1").ok());
+  ASSERT_TRUE(store_->CommitSnapshot(Snap("vo-a", 2), 1).ok());
+  EXPECT_TRUE(SameSnap(store_->FindCommit("vo-a", "key-1").value(), Snap("vo-a", 1)));
+  // A recorded key is refused whatever the head, and nothing is stored.
+  absl::Status again = store_->CommitSnapshot(Snap("vo-a", 3), 2, "key-1");
+  EXPECT_EQ(again.code(), absl::StatusCode::kAlreadyExists) << again;
+  EXPECT_EQ(store_->GetHead("vo-a").value().seq, 2u);
+  // Keys belong to their volume.
+  EXPECT_TRUE(absl::IsNotFound(store_->FindCommit("vo-b", "key-1").status()));
+  EXPECT_TRUE(store_->CommitSnapshot(Snap("vo-b", 1), 0, "key-1").ok());
+  EXPECT_TRUE(absl::IsNotFound(store_->FindCommit("vo-a", "key-2").status()));
+  EXPECT_TRUE(absl::IsNotFound(store_->FindCommit("vo-missing", "key-1").status()));
+  // Deleting the volume takes its keys along.
+  ASSERT_TRUE(store_->DeleteVolume("vo-a").ok());
+  EXPECT_TRUE(absl::IsNotFound(store_->FindCommit("vo-a", "key-1").status()));
+}
+
+TEST_P(MetaStoreTest, OnlyTheNewestCommitKeysAreKept) {
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok());
+  const uint64_t n = MetaStore::kCommitKeysKept + 5;
+  for (uint64_t seq = 1; seq <= n; ++seq) {
+    ASSERT_TRUE(store_->CommitSnapshot(Snap("vo-a", seq), seq - 1, "k" + std::to_string(seq)).ok());
+  }
+  for (uint64_t seq = 1; seq <= 5; ++seq) {
+    EXPECT_TRUE(absl::IsNotFound(store_->FindCommit("vo-a", "k" + std::to_string(seq)).status()))
+        << seq;
+  }
+  for (uint64_t seq = 6; seq <= n; seq += 97) {
+    EXPECT_EQ(store_->FindCommit("vo-a", "k" + std::to_string(seq)).value().seq, seq);
+  }
+  EXPECT_EQ(store_->FindCommit("vo-a", "k" + std::to_string(n)).value().seq, n);
 }
 
 TEST_P(MetaStoreTest, RacingThreadsOneWinnerPerSeq) {
@@ -442,6 +482,26 @@ TEST_F(SqliteMetaStoreTest, NotADatabase) {
   EXPECT_FALSE(OpenSqliteMetaStore(dir_.path() / "missing" / "meta.db").ok());
 }
 
+// Runs `sql` on the database file directly, outside any store.
+void ExecOnFile(const std::filesystem::path& db, const std::string& sql) {
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+  char* err = nullptr;
+  int rc = sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, &err);
+  std::string message = err ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(raw);
+  ASSERT_EQ(rc, SQLITE_OK) << message;
+}
+
+TEST_F(SqliteMetaStoreTest, RefusesANewerSchema) {
+  ASSERT_TRUE(OpenSqliteMetaStore(DbPath()).ok());
+  ExecOnFile(DbPath(), "PRAGMA user_version=99");
+  auto s = OpenSqliteMetaStore(DbPath());
+  ASSERT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition) << s.status();
+  EXPECT_THAT(std::string(s.status().message()), ::testing::HasSubstr("schema version 99"));
+}
+
 // DataDir lives on top of the stores; its lock is tested here.
 TEST(DataDirTest, CreatesLayout) {
   TempDir dir;
@@ -480,6 +540,57 @@ TEST(DataDirTest, MissingMasterKeyWithVolumesIsRefused) {
       << reopened.status();
   // Nothing was minted in its place.
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "master.key"));
+}
+
+// A data directory written before commit keys existed (schema 1: the same
+// volumes, snapshots and heads tables, no commit_keys, user_version 1)
+// opens, migrates in place, checks clean and takes idempotent commits.
+TEST(DataDirTest, OpensAndMigratesASchemaVersion1Directory) {
+  TempDir dir;
+  std::string volume_id;
+  {
+    auto d = DataDir::Open(dir.path());
+    ASSERT_TRUE(d.ok()) << d.status();
+    Engine& engine = (*d)->engine();
+    VolumeRecord v = engine.CreateVolume("", "old", 2).value();
+    volume_id = v.id;
+    auto objects = engine.OpenObjects(v).value();
+    for (int i = 0; i < 3; ++i) {
+      objects::ChangeSet set;
+      objects::Change* c = set.add_changes();
+      c->set_kind(objects::Change::PUT);
+      c->set_path("f" + std::to_string(i));
+      *c->mutable_entry() = StoreBytes(*objects, std::string(5000 + i, 'x'), 0644, 1).value();
+      ASSERT_TRUE(engine.Commit(v.id, set).ok());
+    }
+  }
+  // Back to exactly what schema 1 left on disk.
+  ExecOnFile(dir.path() / "meta.db",
+             "DROP INDEX commit_keys_by_seq; DROP TABLE commit_keys; PRAGMA user_version=1;");
+
+  auto d = DataDir::Open(dir.path());
+  ASSERT_TRUE(d.ok()) << d.status();
+  FsckReport report = Fsck((*d)->meta(), (*d)->blobs(), (*d)->master()).value();
+  EXPECT_EQ(report.ExitCode(), 0) << report.Summary();
+  EXPECT_EQ(report.snapshots, 4u);
+  Engine& engine = (*d)->engine();
+  EXPECT_EQ(engine.Head(volume_id).value().seq, 3u);
+  objects::ChangeSet set;
+  objects::Change* c = set.add_changes();
+  c->set_kind(objects::Change::REMOVE);
+  c->set_path("f0");
+  SnapshotRecord first = engine.Commit(volume_id, set, "after-migration").value();
+  EXPECT_EQ(first.seq, 4u);
+  EXPECT_EQ(engine.Commit(volume_id, set, "after-migration").value().seq, 4u);
+  d->reset();
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open((dir.path() / "meta.db").c_str(), &raw), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(raw, "PRAGMA user_version", -1, &stmt, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), 2);
+  sqlite3_finalize(stmt);
+  sqlite3_close(raw);
 }
 
 TEST(DataDirTest, SecondOpenIsRefused) {

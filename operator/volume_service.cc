@@ -8,6 +8,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/async.h"
+#include "core/file_ops.h"
 #include "core/files.h"
 #include "core/log.h"
 #include "core/path.h"
@@ -33,10 +35,6 @@ absl::StatusOr<Digest> AddressFromWire(const std::string& raw) {
   if (!d.ok()) return absl::InvalidArgumentError(absl::StrCat("bad object address: ",
                                                               std::string(d.status().message())));
   return d;
-}
-
-std::string_view BaseName(std::string_view normalized) {
-  return SplitParent(normalized).second;
 }
 
 }  // namespace
@@ -148,7 +146,7 @@ void VolumeServiceImpl::DropVolume(const VolumeRecord& volume) {
 }
 
 absl::Status VolumeServiceImpl::RefreshVolumeGauges() {
-  CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, engine_->meta()->ListVolumes(""));
+  CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, engine_->ListVolumes(""));
   for (const VolumeRecord& v : volumes) {
     CAIRN_ASSIGN_OR_RETURN(SnapshotRecord head, engine_->Head(v.id));
     SetGauges(v, head);
@@ -157,9 +155,10 @@ absl::Status VolumeServiceImpl::RefreshVolumeGauges() {
 }
 
 absl::StatusOr<SnapshotRecord> VolumeServiceImpl::CommitChanges(
-    const VolumeRecord& volume, const objects::ChangeSet& changes) {
+    const VolumeRecord& volume, const objects::ChangeSet& changes,
+    std::string_view idempotency_key) {
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<SnapshotRecord> snapshot = engine_->Commit(volume.id, changes);
+  absl::StatusOr<SnapshotRecord> snapshot = engine_->Commit(volume.id, changes, idempotency_key);
   if (!snapshot.ok()) return snapshot.status();
   metrics_->commit_duration.WithLabels({}).Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -172,24 +171,10 @@ absl::StatusOr<SnapshotRecord> VolumeServiceImpl::CommitChanges(
 
 namespace {
 
-// The version's limits, tightened by the request. Raising a limit past what
-// the version allows would break C7's promise, so it is refused.
-absl::StatusOr<Limits> TightenLimits(int version, const api::VolumeLimits& requested) {
-  Limits limits = DefaultLimits(version);
-  auto tighten = [&](auto& limit, uint64_t value, const char* what) -> absl::Status {
-    if (value == 0) return absl::OkStatus();
-    if (limit != 0 && value > limit) {
-      return absl::InvalidArgumentError(absl::StrCat(what, " ", value, " is above version ",
-                                                     version, "'s maximum of ", limit));
-    }
-    limit = static_cast<std::remove_reference_t<decltype(limit)>>(value);
-    return absl::OkStatus();
-  };
-  CAIRN_RETURN_IF_ERROR(tighten(limits.max_inodes, requested.max_inodes(), "max_inodes"));
-  CAIRN_RETURN_IF_ERROR(
-      tighten(limits.max_dir_entries, requested.max_dir_entries(), "max_dir_entries"));
-  CAIRN_RETURN_IF_ERROR(tighten(limits.max_file_size, requested.max_file_size(), "max_file_size"));
-  return limits;
+Limits FromApi(const api::VolumeLimits& l) {
+  return Limits{.max_inodes = l.max_inodes(),
+                .max_dir_entries = l.max_dir_entries(),
+                .max_file_size = l.max_file_size()};
 }
 
 }  // namespace
@@ -206,10 +191,13 @@ grpc::Status VolumeServiceImpl::CreateVolume(grpc::ServerContext* ctx,
           absl::StrCat("unsupported volume version ", version, " (use 1 or 2)"));
     }
     const std::string ns = NamespaceOrDefault(req->namespace_());
-    CAIRN_ASSIGN_OR_RETURN(Limits limits, TightenLimits(version, req->limits()));
-    absl::StatusOr<VolumeRecord> volume = engine_->CreateVolume(ns, req->name(), version, limits);
-    if (req->create_if_missing() && absl::IsAlreadyExists(volume.status())) {
-      volume = engine_->GetOrCreateVolume(ns, req->name(), version);
+    const Limits requested = FromApi(req->limits());
+    absl::StatusOr<VolumeRecord> volume;
+    if (req->create_if_missing()) {
+      volume = engine_->GetOrCreateVolume(ns, req->name(), version, requested);
+    } else {
+      CAIRN_ASSIGN_OR_RETURN(Limits limits, TightenLimits(version, requested));
+      volume = engine_->CreateVolume(ns, req->name(), version, limits);
     }
     if (!volume.ok()) return volume.status();
     CAIRN_ASSIGN_OR_RETURN(*resp, Describe(*volume));
@@ -383,14 +371,14 @@ grpc::Status VolumeServiceImpl::ReadFile(grpc::ServerContext* ctx,
       return std::min<uint64_t>(end, (at / kReadBlock + 1) * kReadBlock);
     };
     std::future<absl::StatusOr<std::string>> next;
-    if (offset < end) next = std::async(std::launch::async, fetch, offset, block_end(offset) - offset);
+    if (offset < end) next = RunAsync(fetch, offset, block_end(offset) - offset);
     while (offset < end) {
       absl::StatusOr<std::string> data = next.get();
       if (!data.ok()) return data.status();
       const uint64_t following = offset + data->size();
       if (data->empty()) break;
       if (following < end) {
-        next = std::async(std::launch::async, fetch, following, block_end(following) - following);
+        next = RunAsync(fetch, following, block_end(following) - following);
       }
       api::ReadFileResponse response;
       response.set_offset(offset);
@@ -411,32 +399,11 @@ grpc::Status VolumeServiceImpl::RemoveFile(grpc::ServerContext* ctx,
                                            api::CommitResponse* resp) {
   return Handle("RemoveFile", ctx, [&]() -> absl::Status {
     CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, Resolve(req->volume()));
-    CAIRN_ASSIGN_OR_RETURN(std::string path, NormalizePath(req->path()));
-    if (path.empty()) {
-      return absl::InvalidArgumentError(
-          "refusing to remove the volume root (delete the volume instead)");
-    }
     CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<ObjectStore> objects, Objects(volume));
     CAIRN_ASSIGN_OR_RETURN(SnapshotRecord head, engine_->Head(volume.id));
-    // Checked here for a clear message; the commit re-checks on the head it
-    // lands on (must_exist, recursive).
-    absl::StatusOr<objects::Entry> at = LookupPath(*objects, head.root, path);
-    if (absl::IsNotFound(at.status())) {
-      return absl::NotFoundError(
-          absl::StrCat("no such file or directory: ", Quoted(path), " in volume ", volume.name));
-    }
-    if (!at.ok()) return at.status();
-    if (at->type() == objects::DIRECTORY && !req->recursive()) {
-      return WithErrno(absl::FailedPreconditionError(absl::StrCat(
-                           Quoted(path), " is a directory; remove it recursively (-r)")),
-                       EISDIR);
-    }
-    objects::ChangeSet changes;
-    objects::Change* c = changes.add_changes();
-    c->set_kind(objects::Change::REMOVE);
-    c->set_path(path);
-    c->set_must_exist(true);
-    c->set_recursive(req->recursive());
+    CAIRN_ASSIGN_OR_RETURN(
+        objects::ChangeSet changes,
+        RemoveChanges(*objects, head, volume.name, req->path(), req->recursive()));
     CAIRN_ASSIGN_OR_RETURN(SnapshotRecord snapshot, CommitChanges(volume, changes));
     *resp->mutable_snapshot() = ToApi(snapshot);
     return absl::OkStatus();
@@ -448,68 +415,12 @@ grpc::Status VolumeServiceImpl::CopyFiles(grpc::ServerContext* ctx,
                                           api::CommitResponse* resp) {
   return Handle("CopyFiles", ctx, [&]() -> absl::Status {
     CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, Resolve(req->volume()));
-    if (req->sources().empty()) return absl::InvalidArgumentError("cp: no source given");
-    CAIRN_ASSIGN_OR_RETURN(std::string dst, NormalizePath(req->destination()));
     CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<ObjectStore> objects, Objects(volume));
     CAIRN_ASSIGN_OR_RETURN(SnapshotRecord head, engine_->Head(volume.id));
-
-    bool dst_is_dir = false;
-    absl::StatusOr<objects::Entry> dst_entry = LookupPath(*objects, head.root, dst);
-    if (dst_entry.ok()) {
-      dst_is_dir = dst_entry->type() == objects::DIRECTORY;
-    } else if (!absl::IsNotFound(dst_entry.status())) {
-      return dst_entry.status();
-    }
-    // "cp a dir/" with dir missing: the trailing slash says "into a directory".
-    const bool into_dir = dst_is_dir || absl::EndsWith(req->destination(), "/");
-    if (into_dir && dst_entry.ok() && !dst_is_dir) {
-      // Copying "into" an existing file would replace it with a directory.
-      return WithErrno(absl::FailedPreconditionError(
-                           absl::StrCat("cp: target ", Quoted(dst), " is not a directory")),
-                       ENOTDIR);
-    }
-    if (req->sources_size() > 1 && !dst_is_dir) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "cp: target ", Quoted(dst), " is not an existing directory (copying several sources)"));
-    }
-
-    objects::ChangeSet changes;
-    for (const std::string& raw : req->sources()) {
-      CAIRN_ASSIGN_OR_RETURN(std::string src, NormalizePath(raw));
-      if (src.empty()) return absl::InvalidArgumentError("cp: cannot copy the volume root");
-      absl::StatusOr<objects::Entry> entry = LookupPath(*objects, head.root, src);
-      if (absl::IsNotFound(entry.status())) {
-        return absl::NotFoundError(absl::StrCat("cp: no such file or directory: ", Quoted(src),
-                                                " in volume ", volume.name));
-      }
-      if (!entry.ok()) return entry.status();
-      const bool is_dir = entry->type() == objects::DIRECTORY;
-      if (is_dir && !req->recursive()) {
-        return WithErrno(absl::FailedPreconditionError(absl::StrCat(
-                             "cp: ", Quoted(src), " is a directory; copy it recursively (-r)")),
-                         EISDIR);
-      }
-      const std::string target = into_dir ? JoinPath(dst, BaseName(src)) : dst;
-      if (target == src) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("cp: ", Quoted(src), " and ", Quoted(target), " are the same"));
-      }
-      if (is_dir && absl::StartsWith(target, absl::StrCat(src, "/"))) {
-        return absl::InvalidArgumentError(absl::StrCat("cp: cannot copy directory ", Quoted(src),
-                                                       " into itself (", Quoted(target), ")"));
-      }
-      objects::Change* c = changes.add_changes();
-      c->set_kind(objects::Change::PUT);
-      c->set_path(target);
-      objects::Entry* copied = c->mutable_entry();
-      *copied = *entry;
-      copied->clear_name();
-      // A copy is a new inode, not another link to the source.
-      copied->set_link_id(0);
-      // A copied file never replaces a directory tree; a copied directory
-      // replaces what was at the target, as a graft.
-      c->set_keep_directories(!is_dir);
-    }
+    const std::vector<std::string> sources(req->sources().begin(), req->sources().end());
+    CAIRN_ASSIGN_OR_RETURN(objects::ChangeSet changes,
+                           CopyChanges(*objects, head, volume.name, sources, req->destination(),
+                                       req->recursive()));
     CAIRN_ASSIGN_OR_RETURN(SnapshotRecord snapshot, CommitChanges(volume, changes));
     *resp->mutable_snapshot() = ToApi(snapshot);
     return absl::OkStatus();
@@ -553,15 +464,10 @@ grpc::Status VolumeServiceImpl::GetObjects(grpc::ServerContext* ctx,
     CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, ResolveId(req->volume_id()));
     for (const std::string& raw : req->addresses()) {
       CAIRN_ASSIGN_OR_RETURN(Digest address, AddressFromWire(raw));
-      absl::StatusOr<std::string> sealed = engine_->blobs()->Get(volume.id, address);
-      if (absl::IsNotFound(sealed.status())) {
-        return absl::NotFoundError(
-            absl::StrCat("object ", address.ToHex(), " not found in volume ", volume.id));
-      }
-      if (!sealed.ok()) return sealed.status();
+      CAIRN_ASSIGN_OR_RETURN(std::string sealed, engine_->GetObject(volume.id, address));
       api::GetObjectsResponse response;
       response.set_address(raw);
-      response.set_sealed(std::move(*sealed));
+      response.set_sealed(std::move(sealed));
       metrics_->bytes_out.WithLabels({}).Increment(response.sealed().size());
       if (!writer->Write(response)) return absl::CancelledError("client went away");
     }
@@ -574,17 +480,15 @@ grpc::Status VolumeServiceImpl::MissingObjects(grpc::ServerContext* ctx,
                                                api::MissingObjectsResponse* resp) {
   return Handle("MissingObjects", ctx, [&]() -> absl::Status {
     CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, ResolveId(req->volume_id()));
+    std::vector<Digest> addresses;
+    addresses.reserve(req->addresses_size());
     for (const std::string& raw : req->addresses()) {
       CAIRN_ASSIGN_OR_RETURN(Digest address, AddressFromWire(raw));
-      // A present blob is touched: the caller skips uploading it and is
-      // about to reference it, so GC's grace period must restart now.
-      absl::Status touched = engine_->blobs()->Touch(volume.id, address);
-      if (absl::IsNotFound(touched)) {
-        resp->add_missing(raw);
-      } else if (!touched.ok()) {
-        return touched;
-      }
+      addresses.push_back(address);
     }
+    CAIRN_ASSIGN_OR_RETURN(std::vector<Digest> missing,
+                           engine_->MissingObjects(volume.id, addresses));
+    for (const Digest& d : missing) resp->add_missing(d.RawString());
     return absl::OkStatus();
   });
 }
@@ -594,37 +498,25 @@ grpc::Status VolumeServiceImpl::PutObjects(grpc::ServerContext* ctx,
                                            api::PutObjectsResponse* resp) {
   return Handle("PutObjects", ctx, [&]() -> absl::Status {
     // The response is the durability point: every blob of the stream is
-    // durable before it is sent. Each blob is whole and durable once its
-    // name appears; the directory fsyncs are shared by up to kPutBatchBlobs
-    // blobs (BlobStore::Batch) instead of paid per blob.
-    constexpr uint64_t kPutBatchBlobs = 64;
+    // durable before it is sent (Engine::Upload).
     api::PutObjectsRequest request;
-    std::string volume_id;
-    uint64_t stored = 0;
-    std::unique_ptr<BlobStore::Batch> batch;
+    std::unique_ptr<Engine::Upload> upload;
     while (reader->Read(&request)) {
-      if (volume_id.empty()) {
+      if (upload == nullptr) {
         if (request.volume_id().empty()) {
           return absl::InvalidArgumentError("PutObjects: the first message must set volume_id");
         }
         CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, ResolveId(request.volume_id()));
-        volume_id = volume.id;
+        CAIRN_ASSIGN_OR_RETURN(upload, engine_->NewUpload(volume.id));
       }
       CAIRN_ASSIGN_OR_RETURN(Digest address, AddressFromWire(request.address()));
-      if (request.sealed().size() < kSealOverhead) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("object ", address.ToHex(), " is too short to be sealed"));
-      }
-      if (batch == nullptr) batch = engine_->blobs()->NewBatch(volume_id);
-      CAIRN_RETURN_IF_ERROR(batch->Add(address, request.sealed()));
+      CAIRN_RETURN_IF_ERROR(upload->Add(address, request.sealed()));
       metrics_->bytes_in.WithLabels({}).Increment(request.sealed().size());
-      ++stored;
-      if (stored % kPutBatchBlobs == 0) {
-        CAIRN_RETURN_IF_ERROR(batch->Finish());
-        batch.reset();
-      }
     }
-    if (batch != nullptr) CAIRN_RETURN_IF_ERROR(batch->Finish());
+    uint64_t stored = 0;
+    if (upload != nullptr) {
+      CAIRN_ASSIGN_OR_RETURN(stored, upload->Finish());
+    }
     resp->set_stored(stored);
     return absl::OkStatus();
   });
@@ -634,7 +526,8 @@ grpc::Status VolumeServiceImpl::Commit(grpc::ServerContext* ctx, const api::Comm
                                        api::CommitResponse* resp) {
   return Handle("Commit", ctx, [&]() -> absl::Status {
     CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, ResolveId(req->volume_id()));
-    CAIRN_ASSIGN_OR_RETURN(SnapshotRecord snapshot, CommitChanges(volume, req->changes()));
+    CAIRN_ASSIGN_OR_RETURN(SnapshotRecord snapshot,
+                           CommitChanges(volume, req->changes(), req->idempotency_key()));
     *resp->mutable_snapshot() = ToApi(snapshot);
     return absl::OkStatus();
   });

@@ -88,7 +88,8 @@ class VolumeServiceImpl final : public api::VolumeService::Service {
   absl::StatusOr<HeadEntry> LookupInHead(const api::VolumeRef& ref, const std::string& path);
   // Commits, records commit metrics and gauges.
   absl::StatusOr<SnapshotRecord> CommitChanges(const VolumeRecord& volume,
-                                               const objects::ChangeSet& changes);
+                                               const objects::ChangeSet& changes,
+                                               std::string_view idempotency_key = {});
   void SetGauges(const VolumeRecord& volume, const SnapshotRecord& head);
   void DropVolume(const VolumeRecord& volume);
 

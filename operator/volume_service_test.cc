@@ -177,6 +177,58 @@ TEST_F(VolumeServiceTest, CommitReferencingMissingObjectsFails) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
 }
 
+// A commit resent with its idempotency key (its reply was lost) answers
+// the snapshot it made instead of overwriting a newer commit.
+TEST_F(VolumeServiceTest, CommitWithARepeatedKeyIsAppliedOnce) {
+  api::Volume v = Create("v");
+  api::OpenVolumeRequest open;
+  *open.mutable_volume() = Ref("v");
+  api::OpenVolumeResponse opened;
+  ASSERT_TRUE(stub_->OpenVolume(Ctx().get(), open, &opened).ok());
+  RemoteBlobStore remote(channel_, ClientOptions());
+  ObjectStore objects(&remote, v.id(), DataKey::FromBytes(opened.data_key()).value());
+  api::CommitRequest commit;
+  commit.set_volume_id(v.id());
+  commit.set_idempotency_key("mount-7:1");
+  objects::Change* c = commit.mutable_changes()->add_changes();
+  c->set_kind(objects::Change::PUT);
+  c->set_path("shared");
+  *c->mutable_entry() = StoreBytes(objects, std::string(6000, 'm'), 0644, 1).value();
+  api::CommitResponse first;
+  ASSERT_TRUE(stub_->Commit(Ctx().get(), commit, &first).ok());
+  ASSERT_TRUE(PutFile("v", "shared", "theirs").ok());
+  api::CommitResponse again;
+  grpc::Status s = stub_->Commit(Ctx().get(), commit, &again);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(again.snapshot().seq(), first.snapshot().seq());
+  EXPECT_EQ(again.snapshot().root(), first.snapshot().root());
+  EXPECT_EQ(Read("v", "shared", 0, 0), "theirs");
+  commit.set_idempotency_key(std::string(200, 'k'));
+  EXPECT_EQ(stub_->Commit(Ctx().get(), commit, &again).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(VolumeServiceTest, CreateIfMissingRefusesOtherLimits) {
+  api::CreateVolumeRequest req;
+  req.set_name("lim");
+  req.set_create_if_missing(true);
+  req.mutable_limits()->set_max_inodes(100);
+  api::Volume v;
+  ASSERT_TRUE(stub_->CreateVolume(Ctx().get(), req, &v).ok());
+  api::Volume same;
+  ASSERT_TRUE(stub_->CreateVolume(Ctx().get(), req, &same).ok());
+  EXPECT_EQ(same.id(), v.id());
+  req.mutable_limits()->set_max_inodes(200);
+  grpc::Status s = stub_->CreateVolume(Ctx().get(), req, &same);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(s.error_message(), HasSubstr("max_inodes 100 (requested 200)"));
+  req.clear_limits();
+  req.set_version(1);
+  s = stub_->CreateVolume(Ctx().get(), req, &same);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(s.error_message(), HasSubstr("version 2 (requested 1)"));
+}
+
 TEST_F(VolumeServiceTest, DeleteAllowMissingAndMetrics) {
   api::Volume v = Create("v");
   ASSERT_TRUE(PutFile("v", "x", "hello").ok());
