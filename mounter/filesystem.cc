@@ -116,6 +116,7 @@ struct Filesystem::Node {
   // finishing meanwhile must not swap the staged file out (see SetAttr).
   std::atomic<int> modifying{0};
   bool put_pending = false;  // a PUT of this node is in the change log
+  uint64_t jid = 0;          // names the node in the journal (0: not yet)
 };
 
 struct Filesystem::Handle {
@@ -410,7 +411,43 @@ void Filesystem::DetachLocked(const std::shared_ptr<Node>& dir, const std::strin
 }
 
 void Filesystem::LogLocked(objects::Change change, std::shared_ptr<Node> node) {
-  log_.push_back({std::move(change), std::move(node)});
+  uint64_t seq = ++next_seq_;
+  if (options_.journal != nullptr) {
+    if (node && node->jid == 0) node->jid = ++next_jid_;
+    JournalLocked(options_.journal->AppendChange(seq, node ? node->jid : 0, change));
+  }
+  log_.push_back({std::move(change), std::move(node), seq});
+}
+
+void Filesystem::JournalLocked(const absl::Status& status) {
+  if (status.ok() || journal_failed_.exchange(true)) return;
+  // Commits go on; only crash safety is lost, and the status says so.
+  CAIRN_LOG_ERROR("journal of %s failed; uncommitted changes are not crash-safe any more: %s",
+                  volume_name_, status.ToString());
+}
+
+JournalContent Filesystem::ContentLocked(const Node& node) const {
+  JournalContent content;
+  objects::Entry& e = content.entry;
+  if (node.type == objects::SYMLINK) {
+    e.set_type(objects::SYMLINK);
+    e.set_symlink_target(node.symlink);
+  } else {
+    if (!node.staged && node.base) e = *node.base;
+    e.set_type(objects::FILE);
+    if (node.staged) content.staged = node.staged->Snapshot();
+  }
+  e.clear_name();
+  e.set_mode(node.mode);
+  e.set_mtime_ns(node.mtime_ns);
+  e.set_link_id(node.link_id);
+  return content;
+}
+
+void Filesystem::JournalContentLocked(Node& node) {
+  if (options_.journal == nullptr) return;
+  if (node.jid == 0) node.jid = ++next_jid_;
+  JournalLocked(options_.journal->AppendContent(node.jid, ContentLocked(node)));
 }
 
 void Filesystem::MarkContentDirtyLocked(const std::shared_ptr<Node>& node) {
@@ -427,6 +464,7 @@ void Filesystem::MarkContentDirtyLocked(const std::shared_ptr<Node>& node) {
     change.set_path(path);
     LogLocked(std::move(change), node);
   }
+  JournalContentLocked(*node);
 }
 
 absl::Status Filesystem::CheckPathLengthLocked(const Node& dir, std::string_view name,
@@ -881,20 +919,51 @@ absl::StatusOr<uint64_t> Filesystem::Open(uint64_t ino, int flags) {
 
 void Filesystem::Release(uint64_t fh) {
   std::shared_ptr<Node> node;
+  bool writable = false;
   {
     absl::MutexLock lock(&handles_mu_);
     auto it = handles_.find(fh);
     if (it == handles_.end()) return;
     node = it->second->node;
+    writable = it->second->writable;
     handles_.erase(it);
     --open_files_;
   }
   node->open.fetch_sub(1);
   absl::MutexLock lock(&mu_);
+  // What was written through the handle, so a mounter crash keeps it (the
+  // record lives in the page cache; fsync makes it durable).
+  if (writable && node->put_pending && node->attached) JournalContentLocked(*node);
   if (!node->attached && node->nlookup.load() == 0 && node->open.load() == 0) {
     auto found = inodes_.find(node->ino);
     if (found != inodes_.end() && found->second == node) inodes_.erase(found);
   }
+}
+
+absl::Status Filesystem::FsyncFile(uint64_t fh) {
+  if (options_.journal == nullptr) return absl::OkStatus();
+  std::shared_ptr<Node> node;
+  {
+    absl::MutexLock lock(&handles_mu_);
+    auto it = handles_.find(fh);
+    if (it == handles_.end()) return Errno(EBADF, "file handle");
+    node = it->second->node;
+  }
+  std::shared_ptr<StagedFile> staged;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    staged = node->staged;
+  }
+  // Data first, then the record naming it, then the journal itself.
+  if (staged) CAIRN_RETURN_IF_ERROR(staged->Sync());
+  {
+    absl::MutexLock lock(&mu_);
+    if (node->attached && (node->put_pending || node->staged)) {
+      if (node->jid == 0) node->jid = ++next_jid_;
+      CAIRN_RETURN_IF_ERROR(options_.journal->AppendContent(node->jid, ContentLocked(*node)));
+    }
+  }
+  return options_.journal->Sync();
 }
 
 size_t Filesystem::ReadBuffer::size() const {
@@ -1049,6 +1118,11 @@ std::vector<std::string> Filesystem::ListXattr(uint64_t ino) {
 }
 
 // ---- Commit / reload ----------------------------------------------------
+
+size_t Filesystem::StuckCount() {
+  absl::MutexLock lock(&status_mu_);
+  return stuck_.size();
+}
 
 bool Filesystem::Dirty() {
   if (prepared_count_.load() != 0) return true;
@@ -1249,9 +1323,11 @@ void Filesystem::CommittedLocked(size_t n, const api::Snapshot& snapshot, absl::
       node.staged = nullptr;
     }
   }
+  DoneLocked(prepared_[n - 1].pending.seq);
   prepared_.erase(prepared_.begin(), prepared_.begin() + n);
   prepared_count_.store(prepared_.size());
   sent_count_ = 0;
+  ResetJournalIfCleanLocked();
   absl::MutexLock lock(&status_mu_);
   last_commit_time_ = absl::Now();
   last_commit_seq_ = snapshot.seq();
@@ -1259,6 +1335,76 @@ void Filesystem::CommittedLocked(size_t n, const api::Snapshot& snapshot, absl::
   ++commits_;
   CAIRN_LOG_INFO("committed %d changes to %s as snapshot %d in %s", n, volume_name_,
                  snapshot.seq(), absl::FormatDuration(absl::Now() - start));
+}
+
+void Filesystem::DoneLocked(uint64_t seq) {
+  if (options_.journal == nullptr) return;
+  JournalLocked(options_.journal->AppendDone(seq));
+}
+
+void Filesystem::ResetJournalIfCleanLocked() {
+  if (options_.journal == nullptr || !prepared_.empty()) return;
+  // Under mu_, so that no change is logged (and journaled) in between.
+  absl::MutexLock lock(&mu_);
+  if (log_.empty()) JournalLocked(options_.journal->Reset());
+}
+
+absl::StatusOr<size_t> Filesystem::Recover(RecoveredJournal& journal) {
+  CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
+  absl::MutexLock commit_lock(&commit_mu_);
+  // Nodes (and their staged files, moved into our directory) first: I/O,
+  // outside mu_. One node per journaled node id, so hard links stay one.
+  absl::flat_hash_map<uint64_t, std::shared_ptr<Node>> nodes;
+  std::vector<PendingChange> changes;
+  for (RecoveredChange& rc : journal.changes) {
+    PendingChange pc;
+    pc.change = rc.change;
+    if (rc.change.kind() == objects::Change::PUT) {
+      std::shared_ptr<Node>& node = nodes[rc.node];
+      if (!node) {
+        const objects::Entry& e = rc.content->entry;
+        bool symlink = e.type() == objects::SYMLINK;
+        auto fresh = NewLocalNode(symlink ? objects::SYMLINK : objects::FILE, e.mode());
+        fresh->mtime_ns = e.mtime_ns();
+        fresh->link_id = e.link_id();
+        if (symlink) {
+          fresh->symlink = e.symlink_target();
+        } else if (rc.content->staged) {
+          auto staged = StagedFile::Restore(options_.staging_dir, journal.dir,
+                                            *rc.content->staged, reader_);
+          if (!staged.ok()) {
+            CAIRN_LOG_ERROR("recovery: content of %s is lost: %s", rc.change.path(),
+                            staged.status().ToString());
+            nodes.erase(rc.node);
+            continue;
+          }
+          fresh->staged = *std::move(staged);
+        } else {
+          fresh->base = std::make_shared<const objects::Entry>(e);
+        }
+        node = std::move(fresh);
+      }
+      pc.node = node;
+      pc.change.clear_entry();
+    }
+    changes.push_back(std::move(pc));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    for (PendingChange& pc : changes) {
+      // The view shows the recovered state; what does not apply to the
+      // current head is still sent, and the control plane decides.
+      if (absl::Status st = ReplayLocked(pc); !st.ok()) {
+        CAIRN_LOG_WARNING("recovery: change to %s does not apply to the head: %s",
+                          pc.change.path(), st.ToString());
+      }
+      if (pc.node) pc.node->put_pending = true;
+      LogLocked(std::move(pc.change), std::move(pc.node));
+    }
+    for (auto& [id, node] : nodes) JournalContentLocked(*node);
+  }
+  if (options_.journal != nullptr) CAIRN_RETURN_IF_ERROR(options_.journal->Sync());
+  return changes.size();
 }
 
 absl::Status Filesystem::CommitLocked() {
@@ -1324,9 +1470,11 @@ absl::Status Filesystem::CommitLocked() {
           ++stuck_unreported_;
           last_commit_error_ = absl::StrCat(p.built.path(), ": ", result.status().ToString());
         }
+        DoneLocked(prepared_.front().pending.seq);
         prepared_.erase(prepared_.begin());
         prepared_count_.store(prepared_.size());
         limit = prepared_.size();
+        ResetJournalIfCleanLocked();
         break;
     }
   }

@@ -52,6 +52,7 @@
 #include "core/meta_store.h"
 #include "core/object_store.h"
 #include "mounter/chunk_reader.h"
+#include "mounter/journal.h"
 #include "mounter/staged_file.h"
 #include "mounter/volume_client.h"
 #include "proto/volume.pb.h"
@@ -64,6 +65,9 @@ struct FsOptions {
   uid_t uid = 0;                     // owner reported for every inode
   gid_t gid = 0;
   std::filesystem::path staging_dir;  // for StagedFiles; must exist
+  // Where uncommitted changes are recorded for crash recovery (its
+  // directory is staging_dir); null: not recorded (read-only mounts, tests).
+  Journal* journal = nullptr;
 };
 
 // How a failed Commit RPC is handled (the codes are the control plane's,
@@ -143,6 +147,10 @@ class Filesystem {
   [[nodiscard]] absl::StatusOr<ReadBuffer> Read(uint64_t fh, uint64_t off, size_t size);
   [[nodiscard]] absl::StatusOr<size_t> Write(uint64_t fh, uint64_t off, std::string_view data);
   void Release(uint64_t fh);
+  // fsync(2) of a file: its content and pending change become durable in
+  // the node journal (not committed; a later mount recovers them after a
+  // crash). OK without a journal.
+  [[nodiscard]] absl::Status FsyncFile(uint64_t fh);
 
   // ---- Directories.
   struct DirEntry {
@@ -169,9 +177,17 @@ class Filesystem {
   // for `report_stuck`, also an error naming changes isolated as stuck since
   // the last such report (the rest was committed).
   [[nodiscard]] absl::Status Commit(bool report_stuck = false);
+  // Takes the changes a mount that ended without committing them left in
+  // its journal (Journal::FindLeftovers): applied to the view the way a
+  // reload replays pending changes, logged and journaled here to be
+  // committed like this mount's own. Returns how many were taken; the
+  // leftover may be discarded after an OK. EROFS on a read-only mount.
+  [[nodiscard]] absl::StatusOr<size_t> Recover(RecoveredJournal& journal);
   // FailedPrecondition + EBUSY ("volume busy: …") while files are open.
   [[nodiscard]] absl::Status Reload();
   bool Dirty();
+  // Changes isolated because they can never be committed (status `stuck`).
+  size_t StuckCount();
   // Status fields: docs/mounter.md; `stuck` lists changes isolated for good.
   std::string StatusJson();
   // Background commits: call periodically; commits when dirty and the
@@ -190,6 +206,7 @@ class Filesystem {
   struct PendingChange {
     objects::Change change;
     std::shared_ptr<Node> node;  // PUT: whose content/metadata to send
+    uint64_t seq = 0;            // position in the journal's order
   };
   // A change taken from the log, with its entry built (chunks uploaded).
   struct Prepared {
@@ -250,6 +267,12 @@ class Filesystem {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LogLocked(objects::Change change, std::shared_ptr<Node> node = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Journal records of a node's current content (mu_ held so the node's
+  // fields are stable; exclusive because it may assign node.jid).
+  JournalContent ContentLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  void JournalContentLocked(Node& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reports the first journal failure; later ones are not repeated.
+  void JournalLocked(const absl::Status& status);
   void MarkContentDirtyLocked(const std::shared_ptr<Node>& node)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::shared_ptr<StagedFile>> EnsureStaged(const std::shared_ptr<Node>& node);
@@ -264,6 +287,10 @@ class Filesystem {
   // Success of the first `n` prepared changes as snapshot `snapshot`.
   void CommittedLocked(size_t n, const api::Snapshot& snapshot, absl::Time start)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // Journal: changes up to `seq` are done; an empty journal when nothing
+  // is pending any more.
+  void DoneLocked(uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  void ResetJournalIfCleanLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
   // Drops changes that a later REMOVE in the same log makes irrelevant.
   static void Coalesce(std::vector<PendingChange>& log);
   // Registers an open handle on `node` (mu_ held, at least shared, so that a
@@ -304,6 +331,9 @@ class Filesystem {
   absl::flat_hash_map<std::string, InoHint> ino_hint_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, std::string> path_hint_ ABSL_GUARDED_BY(mu_);
   std::vector<PendingChange> log_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_jid_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<bool> journal_failed_{false};
   // Taken from the log and built, not yet accepted; ahead of log_ in order.
   std::vector<Prepared> prepared_ ABSL_GUARDED_BY(commit_mu_);
   std::atomic<size_t> prepared_count_{0};  // prepared_.size(), for Dirty()/status
