@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -1568,8 +1569,35 @@ absl::Status Filesystem::Reload() {
       path_hint[ino] = path;
       inval_entries.emplace_back(node->parent->ino, node->name);
     }
-    ino_hint_ = std::move(ino_hint);
-    path_hint_ = std::move(path_hint);
+    // Everything the switch changes, so that a replay that fails can put the
+    // old view back exactly (it never shows a view that differs from what
+    // the next commit sends).
+    struct Place {
+      std::shared_ptr<Node> node;
+      bool attached;
+      Node* parent;
+      std::string name;
+      std::vector<std::pair<Node*, std::string>> extra_links;
+    };
+    std::vector<Place> places;
+    places.reserve(inodes_.size());
+    auto remember = [&](const std::shared_ptr<Node>& n) {
+      places.push_back({n, n->attached, n->parent, n->name, n->extra_links});
+    };
+    for (const auto& [ino, n] : inodes_) remember(n);
+    for (const Prepared& p : prepared_) {
+      if (p.pending.node) remember(p.pending.node);
+    }
+    for (const PendingChange& pc : log_) {
+      if (pc.node) remember(pc.node);
+    }
+    auto old_ino_hint = std::exchange(ino_hint_, std::move(ino_hint));
+    auto old_path_hint = std::exchange(path_hint_, std::move(path_hint));
+    auto old_inodes = std::move(inodes_);
+    inodes_ = old_inodes;  // the detach below walks it
+    std::shared_ptr<Node> old_root = root_;
+    api::Snapshot old_base = base_;
+    int64_t old_inode_count = inode_count_;
     // The old tree goes away; an operation that looked a node of it up
     // before this reload may still hold it (it then fails with ESTALE, see
     // CheckCurrentLocked). Detach them all, so that nothing ever follows a
@@ -1606,10 +1634,28 @@ absl::Status Filesystem::Reload() {
     for (const PendingChange& pc : log_) pending.push_back(&pc);
     for (const PendingChange* pcp : pending) {
       const PendingChange& pc = *pcp;
-      if (auto st = ReplayLocked(pc); !st.ok()) {
-        CAIRN_LOG_WARNING("reload: pending change to %s does not apply to the new head: %s",
-                          pc.change.path(), st.ToString());
+      absl::Status st = ReplayLocked(pc);
+      if (st.ok()) continue;
+      // Back to the old view, whole: the new tree is dropped unseen.
+      for (Place& place : places) {
+        place.node->attached = place.attached;
+        place.node->parent = place.parent;
+        place.node->name = std::move(place.name);
+        place.node->extra_links = std::move(place.extra_links);
       }
+      inodes_ = std::move(old_inodes);
+      ino_hint_ = std::move(old_ino_hint);
+      path_hint_ = std::move(old_path_hint);
+      root_ = std::move(old_root);
+      base_ = std::move(old_base);
+      inode_count_ = old_inode_count;
+      ++generation_;
+      int err = StatusToErrno(st);
+      return fail(WithErrno(
+          absl::Status(st.code(), absl::StrCat("the pending change to /", pc.change.path(),
+                                               " does not apply to the new head (",
+                                               st.message(), "); commit it first")),
+          err == EAGAIN || err == ENOSYS ? EIO : err));
     }
   }
   if (notifier_.inval_inode) {

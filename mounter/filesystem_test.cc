@@ -271,5 +271,42 @@ TEST_F(FilesystemTest, TruncateByPathRacingACommitIsKept) {
   EXPECT_EQ(HeadFile("f"), std::string(100, 'c'));
 }
 
+// A reload whose replay of the pending changes fails (another mount made
+// their parent directory a file) is refused, and the old view stays whole.
+TEST_F(FilesystemTest, ReloadThatCannotReplayKeepsTheOldView) {
+  auto d = fs_->MkDir(Filesystem::kRootIno, "d", 0755);
+  ASSERT_TRUE(d.ok());
+  auto f = fs_->Create(d->st_ino, "f", 0644, O_WRONLY);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(fs_->Write(f->fh, 0, "pending").ok());
+  fs_->Release(f->fh);
+  objects::ChangeSet other;
+  objects::Change* put = other.add_changes();
+  put->set_kind(objects::Change::PUT);
+  put->set_path("d");
+  put->mutable_entry()->set_type(objects::FILE);
+  put->mutable_entry()->set_size(1);
+  put->mutable_entry()->set_inline_data("x");
+  ASSERT_TRUE(client_.engine().Commit(opened_.volume().id(), other).ok());
+
+  absl::Status reload = fs_->Reload();
+  EXPECT_FALSE(reload.ok());
+  EXPECT_THAT(std::string(reload.message()), HasSubstr("d/f"));
+  auto again = fs_->Lookup(Filesystem::kRootIno, "d");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(S_ISDIR(again->st_mode));
+  EXPECT_EQ(again->st_ino, d->st_ino);
+  auto file = fs_->Lookup(d->st_ino, "f");
+  ASSERT_TRUE(file.ok()) << file.status();
+  auto fh = fs_->Open(file->st_ino, O_RDONLY);
+  ASSERT_TRUE(fh.ok());
+  auto data = fs_->Read(*fh, 0, 100);
+  ASSERT_TRUE(data.ok());
+  EXPECT_EQ(data->Flatten(), "pending");
+  fs_->Release(*fh);
+  EXPECT_THAT(fs_->StatusJson(), HasSubstr("does not apply to the new head"));
+  EXPECT_THAT(fs_->StatusJson(), HasSubstr("\"base_seq\":0"));
+}
+
 }  // namespace
 }  // namespace cairn::mounter
