@@ -1371,5 +1371,34 @@ TEST_F(MountTest, ChangeThatCanNeverSucceedIsIsolated) {
   EXPECT_EQ(Slurp(*b / "b3"), "b3");  // still there locally
 }
 
+// A control plane that hangs (accepts, never answers) does not hold an
+// unmount longer than the final commit's deadline: the changes stay in the
+// journal, and the next mount commits them once it answers again.
+TEST_F(MountTest, UnmountAgainstAHungControlPlaneEndsAtTheDeadline) {
+  cairn::testing::TempDir own;
+  auto server = ServerProcess::Start({.data_dir = own.path() / "data"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::string vol = "hung-control-plane";
+  RunResult created = RunCli(**server, {"volume", "create", vol});
+  ASSERT_EQ(created.exit_code, 0) << Describe(created);
+  auto a = MountVolume(vol, {"--final-commit-timeout", "2"}, {}, server->get());
+  ASSERT_NE(a, nullptr);
+  Spit(*a / "pending.txt", "pending");
+  (*server)->Signal(SIGSTOP);
+  auto start = std::chrono::steady_clock::now();
+  int rc = a->Unmount();
+  auto took = std::chrono::steady_clock::now() - start;
+  (*server)->Signal(SIGCONT);
+  EXPECT_EQ(rc, 1) << a->Log();
+  EXPECT_LT(took, 10s) << a->Log();
+  EXPECT_THAT(a->Log(), HasSubstr("giving up"));
+  auto b = MountVolume(vol, {}, {}, server->get());
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Slurp(*b / "pending.txt"), "pending");
+  RunResult got = RunCli(**server, {"volume", "get", vol, "pending.txt", "-"});
+  EXPECT_EQ(got.out, "pending") << Describe(got) << b->Log();
+  EXPECT_EQ(b->Unmount(), 0) << b->Log();
+}
+
 }  // namespace
 }  // namespace cairn::e2e

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -77,11 +78,16 @@ void RemoveOldStagingDirs(const fs::path& staging) {
 }
 
 // Logs what a slow unmount is waiting for: once a phase has taken a second,
-// and every five seconds after that.
+// and every five seconds after that. At `give_up_at` it calls `give_up`
+// (which must not return): an RPC to a control plane that hangs without
+// closing the connection is not bounded by the final commit's deadline.
 class UnmountProgress {
  public:
-  explicit UnmountProgress(std::string volume)
-      : volume_(std::move(volume)), thread_([this] { Watch(); }) {}
+  UnmountProgress(std::string volume, absl::Time give_up_at, std::function<void()> give_up)
+      : volume_(std::move(volume)),
+        give_up_at_(give_up_at),
+        give_up_(std::move(give_up)),
+        thread_([this] { Watch(); }) {}
   ~UnmountProgress() {
     {
       absl::MutexLock lock(&mu_);
@@ -100,7 +106,13 @@ class UnmountProgress {
   void Watch() {
     absl::MutexLock lock(&mu_);
     absl::Time start = absl::Now();
-    while (!mu_.AwaitWithDeadline(absl::Condition(&stop_), next_)) {
+    while (!mu_.AwaitWithDeadline(absl::Condition(&stop_), std::min(next_, give_up_at_))) {
+      if (absl::Now() >= give_up_at_) {
+        CAIRN_LOG_ERROR("unmount of %s: giving up after %s while %s", volume_,
+                        absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Seconds(1))),
+                        phase_);
+        give_up_();
+      }
       if (phase_.empty() || absl::Now() < next_) continue;
       CAIRN_LOG_INFO("unmount of %s: %s (%s in this step, %s in all)", volume_, phase_,
                      absl::FormatDuration(absl::Trunc(absl::Now() - since_, absl::Milliseconds(100))),
@@ -109,6 +121,8 @@ class UnmountProgress {
     }
   }
   const std::string volume_;
+  const absl::Time give_up_at_;
+  const std::function<void()> give_up_;
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::string phase_ ABSL_GUARDED_BY(mu_);
@@ -288,6 +302,9 @@ absl::Status CleanStaleMount(const fs::path& mountpoint) {
   return absl::OkStatus();
 }
 
+// How much longer than --final-commit-timeout an unmount may take.
+constexpr absl::Duration kUnmountGrace = absl::Seconds(2);
+
 int RunMounter(const MountOptions& options) {
   // Signals are taken by one thread with sigwait; block them before any
   // thread (gRPC's included) exists so that none of them runs a handler.
@@ -444,7 +461,20 @@ int RunMounter(const MountOptions& options) {
   fuse_loop_cfg_destroy(config);
   if (loop != 0) CAIRN_LOG_WARNING("session loop ended with %d", loop);
   absl::Time unmount_start = absl::Now();
-  UnmountProgress progress(options.volume);
+  // The whole unmount, a background commit in flight included, gets the
+  // final commit's time plus a little; past it, what is not committed stays
+  // in the journal (durable first) and the process ends without waiting.
+  UnmountProgress progress(
+      options.volume, unmount_start + options.final_commit_timeout + kUnmountGrace, [&] {
+        if (auto st = (*journal)->Sync(); !st.ok()) {
+          CAIRN_LOG_ERROR("journal %s: %s", (*journal)->dir().string(), st.ToString());
+        }
+        CAIRN_LOG_ERROR("uncommitted changes of %s stay in %s; the next mount of %s on this node "
+                        "commits them",
+                        options.volume, (*journal)->dir().string(), options.volume);
+        LazyUnmount(options.mountpoint);
+        std::_Exit(1);
+      });
   {
     absl::MutexLock lock(&se_mu);
     se_alive = false;
