@@ -22,6 +22,10 @@
 //   found by committing prefixes, isolated (status `stuck`, an error from the
 //   next commit request) and the rest keeps flowing. The view does not
 //   change on commit (C3: other mounts' changes appear only on reload).
+// - With a Journal (FsOptions::journal), every logged change and each
+//   file's content state (first change, close of a writing handle, fsync)
+//   is appended to it, and "done" after each commit, so that the next mount
+//   recovers what this one did not commit (Recover; mounter/journal.h).
 // - Reload fetches the head, and under mu_ replaces the tree with the new
 //   base and replays the pending log on top, so no lookup sees a
 //   half-switched tree. Refused with EBUSY ("volume busy") while files are
@@ -29,7 +33,7 @@
 //
 // Thread-safety: all public methods may be called concurrently.
 // Lock order: commit_mu_ → mu_ → handles_mu_ → status_mu_ → StagedFile::mu_ →
-// ChunkReader::mu_. Network and disk I/O happen outside mu_ except while
+// ChunkReader::mu_; Journal::mu_ is taken under mu_ and holds nothing else. Network and disk I/O happen outside mu_ except while
 // reloading (which holds mu_ exclusively on purpose).
 #pragma once
 
