@@ -288,6 +288,10 @@ int ServerProcess::Stop(int sig) {
   return code;
 }
 
+void ServerProcess::Signal(int sig) {
+  if (child_) child_->Signal(sig);
+}
+
 std::string ServerProcess::Log() const { return ReadWholeFile(log_file_); }
 
 std::pair<int, std::string> ServerProcess::HttpGet(const std::string& path) const {

@@ -91,6 +91,8 @@ class ServerProcess {
   std::vector<std::string> ClientEnv() const;
   // Sends `sig` and waits for the process; returns its exit code.
   int Stop(int sig = SIGTERM);
+  // Sends `sig` without waiting (SIGSTOP/SIGCONT: a control plane that hangs).
+  void Signal(int sig);
   std::string Log() const;
   // GET on the metrics port; status code and body.
   std::pair<int, std::string> HttpGet(const std::string& path) const;

@@ -8,7 +8,10 @@
 #include <cerrno>
 #include <cstring>
 #include <thread>
+#include <utility>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -27,6 +30,7 @@ constexpr uint32_t kDefaultDirMode = 0755;
 constexpr size_t kMaxName = 255;
 constexpr auto kBusyWait = absl::Milliseconds(500);
 constexpr size_t kReadaheadChunks = 4;  // 16 MiB ahead of a sequential reader
+constexpr auto kMaxCommitBackoff = absl::Seconds(1);
 
 absl::Status Errno(int err, std::string_view what) { return ErrnoToStatus(err, what); }
 
@@ -108,7 +112,12 @@ struct Filesystem::Node {
   // Kernel references and open handles.
   std::atomic<uint64_t> nlookup{0};
   std::atomic<int> open{0};
+  // Operations changing the staged content without an open handle
+  // (truncate by path) between staging it and logging the change: a commit
+  // finishing meanwhile must not swap the staged file out (see SetAttr).
+  std::atomic<int> modifying{0};
   bool put_pending = false;  // a PUT of this node is in the change log
+  uint64_t jid = 0;          // names the node in the journal (0: not yet)
 };
 
 struct Filesystem::Handle {
@@ -403,7 +412,43 @@ void Filesystem::DetachLocked(const std::shared_ptr<Node>& dir, const std::strin
 }
 
 void Filesystem::LogLocked(objects::Change change, std::shared_ptr<Node> node) {
-  log_.push_back({std::move(change), std::move(node)});
+  uint64_t seq = ++next_seq_;
+  if (options_.journal != nullptr) {
+    if (node && node->jid == 0) node->jid = ++next_jid_;
+    JournalLocked(options_.journal->AppendChange(seq, node ? node->jid : 0, change));
+  }
+  log_.push_back({std::move(change), std::move(node), seq});
+}
+
+void Filesystem::JournalLocked(const absl::Status& status) {
+  if (status.ok() || journal_failed_.exchange(true)) return;
+  // Commits go on; only crash safety is lost, and the status says so.
+  CAIRN_LOG_ERROR("journal of %s failed; uncommitted changes are not crash-safe any more: %s",
+                  volume_name_, status.ToString());
+}
+
+JournalContent Filesystem::ContentLocked(const Node& node) const {
+  JournalContent content;
+  objects::Entry& e = content.entry;
+  if (node.type == objects::SYMLINK) {
+    e.set_type(objects::SYMLINK);
+    e.set_symlink_target(node.symlink);
+  } else {
+    if (!node.staged && node.base) e = *node.base;
+    e.set_type(objects::FILE);
+    if (node.staged) content.staged = node.staged->Snapshot();
+  }
+  e.clear_name();
+  e.set_mode(node.mode);
+  e.set_mtime_ns(node.mtime_ns);
+  e.set_link_id(node.link_id);
+  return content;
+}
+
+void Filesystem::JournalContentLocked(Node& node) {
+  if (options_.journal == nullptr) return;
+  if (node.jid == 0) node.jid = ++next_jid_;
+  JournalLocked(options_.journal->AppendContent(node.jid, ContentLocked(node)));
 }
 
 void Filesystem::MarkContentDirtyLocked(const std::shared_ptr<Node>& node) {
@@ -420,11 +465,38 @@ void Filesystem::MarkContentDirtyLocked(const std::shared_ptr<Node>& node) {
     change.set_path(path);
     LogLocked(std::move(change), node);
   }
+  JournalContentLocked(*node);
+}
+
+absl::Status Filesystem::CheckPathLengthLocked(const Node& dir, std::string_view name,
+                                               size_t below) const {
+  // The control plane refuses a change whose path from the volume root is
+  // over kMaxPathLength bytes; refuse it here, where the caller can see it.
+  size_t len = VolumePathLocked(dir).size();
+  len += (len == 0 ? 0 : 1) + name.size() + below;
+  if (len > kMaxPathLength) {
+    return Errno(ENAMETOOLONG, absl::StrCat("path from the volume root would be ", len,
+                                            " bytes; the maximum is ", kMaxPathLength));
+  }
+  return absl::OkStatus();
+}
+
+size_t Filesystem::LongestBelowLocked(const Node& node) const {
+  // Only what is loaded: an unloaded directory's own entries are known to
+  // fit where they are, and a longer path below it is refused when made.
+  size_t longest = 0;
+  for (const auto& [name, child] : node.children) {
+    size_t len = 1 + name.size();
+    if (child->type == objects::DIRECTORY) len += LongestBelowLocked(*child);
+    longest = std::max(longest, len);
+  }
+  return longest;
 }
 
 absl::Status Filesystem::CheckCreateLocked(const Node& dir, std::string_view name) {
   if (name.size() > kMaxName) return Errno(ENAMETOOLONG, "name");
   if (!dir.attached) return Errno(ENOENT, "directory was removed");
+  CAIRN_RETURN_IF_ERROR(CheckPathLengthLocked(dir, name, 0));
   if (dir.children.contains(std::string(name))) return Errno(EEXIST, name);
   if (limits_.max_dir_entries != 0 && dir.children.size() >= limits_.max_dir_entries) {
     return Errno(ENOSPC, absl::StrCat("directory holds the maximum of ", limits_.max_dir_entries,
@@ -518,11 +590,22 @@ absl::StatusOr<struct stat> Filesystem::SetAttr(uint64_t ino, const struct stat&
   CAIRN_ASSIGN_OR_RETURN(auto node, Get(ino));
   const int changing = kSetMode | kSetSize | kSetMtime | kSetMtimeNow | kSetAtime | kSetAtimeNow;
   if (to_set & changing) CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
+  // From staging to logging, the node is pinned: a commit that finished in
+  // between would otherwise replace the just-truncated staged file by the
+  // entry it committed (the content before the truncate), losing it.
+  struct Pin {
+    std::atomic<int>* n = nullptr;
+    ~Pin() {
+      if (n != nullptr) n->fetch_sub(1);
+    }
+  } pin;
   if (to_set & kSetSize) {
     uint64_t size = attr.st_size;
     if (limits_.max_file_size != 0 && size >= limits_.max_file_size) {
       return Errno(EFBIG, "file size limit");
     }
+    node->modifying.fetch_add(1);
+    pin.n = &node->modifying;
     CAIRN_ASSIGN_OR_RETURN(auto staged, EnsureStaged(node));
     CAIRN_RETURN_IF_ERROR(staged->Truncate(size));
   }
@@ -741,6 +824,8 @@ absl::Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t
       if (n == src.get()) return Errno(EINVAL, "cannot move a directory into itself");
     }
   }
+  CAIRN_RETURN_IF_ERROR(CheckPathLengthLocked(
+      *new_dir, new_name, src->type == objects::DIRECTORY ? LongestBelowLocked(*src) : 0));
   objects::Change change;
   change.set_kind(objects::Change::RENAME);
   change.set_path(Join(VolumePathLocked(*dir), name));
@@ -835,20 +920,51 @@ absl::StatusOr<uint64_t> Filesystem::Open(uint64_t ino, int flags) {
 
 void Filesystem::Release(uint64_t fh) {
   std::shared_ptr<Node> node;
+  bool writable = false;
   {
     absl::MutexLock lock(&handles_mu_);
     auto it = handles_.find(fh);
     if (it == handles_.end()) return;
     node = it->second->node;
+    writable = it->second->writable;
     handles_.erase(it);
     --open_files_;
   }
   node->open.fetch_sub(1);
   absl::MutexLock lock(&mu_);
+  // What was written through the handle, so a mounter crash keeps it (the
+  // record lives in the page cache; fsync makes it durable).
+  if (writable && node->put_pending && node->attached) JournalContentLocked(*node);
   if (!node->attached && node->nlookup.load() == 0 && node->open.load() == 0) {
     auto found = inodes_.find(node->ino);
     if (found != inodes_.end() && found->second == node) inodes_.erase(found);
   }
+}
+
+absl::Status Filesystem::FsyncFile(uint64_t fh) {
+  if (options_.journal == nullptr) return absl::OkStatus();
+  std::shared_ptr<Node> node;
+  {
+    absl::MutexLock lock(&handles_mu_);
+    auto it = handles_.find(fh);
+    if (it == handles_.end()) return Errno(EBADF, "file handle");
+    node = it->second->node;
+  }
+  std::shared_ptr<StagedFile> staged;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    staged = node->staged;
+  }
+  // Data first, then the record naming it, then the journal itself.
+  if (staged) CAIRN_RETURN_IF_ERROR(staged->Sync());
+  {
+    absl::MutexLock lock(&mu_);
+    if (node->attached && (node->put_pending || node->staged)) {
+      if (node->jid == 0) node->jid = ++next_jid_;
+      CAIRN_RETURN_IF_ERROR(options_.journal->AppendContent(node->jid, ContentLocked(*node)));
+    }
+  }
+  return options_.journal->Sync();
 }
 
 size_t Filesystem::ReadBuffer::size() const {
@@ -979,14 +1095,14 @@ void Filesystem::AddLookup(uint64_t ino) {
 
 absl::Status Filesystem::FsyncDir(uint64_t ino) {
   if (ino != kRootIno) return absl::OkStatus();
-  return ForControl(Commit());
+  return ForControl(Commit(/*report_stuck=*/true));
 }
 
 // ---- Controls -----------------------------------------------------------
 
 absl::Status Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_view value) {
   if (ino == kRootIno) {
-    if (IsName(name, "commit")) return ForControl(Commit());
+    if (IsName(name, "commit")) return ForControl(Commit(/*report_stuck=*/true));
     if (IsName(name, "reload")) return ForControl(Reload());
   }
   return Errno(EOPNOTSUPP, "extended attribute " + std::string(name));
@@ -1004,128 +1120,366 @@ std::vector<std::string> Filesystem::ListXattr(uint64_t ino) {
 
 // ---- Commit / reload ----------------------------------------------------
 
+size_t Filesystem::StuckCount() {
+  absl::MutexLock lock(&status_mu_);
+  return stuck_.size();
+}
+
 bool Filesystem::Dirty() {
+  if (prepared_count_.load() != 0) return true;
   absl::ReaderMutexLock lock(&mu_);
   return !log_.empty();
 }
 
-absl::Status Filesystem::Commit() {
-  if (options_.read_only) return absl::OkStatus();
-  absl::MutexLock lock(&commit_mu_);
-  return CommitLocked();
+CommitErrorKind ClassifyCommitError(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kAlreadyExists:
+      return CommitErrorKind::kNever;
+    case absl::StatusCode::kFailedPrecondition:
+      // core/engine.cc: "object … referenced by … is not stored" (GC took an
+      // upload, or it never landed).
+      return absl::StrContains(status.message(), "is not stored") ? CommitErrorKind::kReupload
+                                                                   : CommitErrorKind::kNever;
+    case absl::StatusCode::kNotFound:
+      // The volume itself gone fails every change alike: nothing to isolate.
+      return absl::StartsWith(status.message(), "volume ") ? CommitErrorKind::kRetry
+                                                           : CommitErrorKind::kNever;
+    default:
+      return CommitErrorKind::kRetry;
+  }
 }
 
-absl::Status Filesystem::CommitLocked() {
-  struct Captured {
-    objects::EntryType type;
-    uint32_t mode;
-    int64_t mtime_ns;
-    std::shared_ptr<StagedFile> staged;
-    std::shared_ptr<const objects::Entry> base;
-    std::string symlink;
-    uint64_t link_id;
+void Filesystem::Coalesce(std::vector<PendingChange>& log) {
+  // Walk backwards keeping the paths a later REMOVE wipes: an earlier change
+  // confined to such a subtree has no effect on the result, and sending it
+  // could only fail (e.g. a path that was valid only for a moment). A RENAME
+  // that moves something across the boundary ends the walk.
+  absl::flat_hash_map<std::string, bool> removed;  // path → recursive
+  auto covered = [&](const std::string& path, bool is_put) {
+    if (removed.empty()) return false;
+    // The path itself: removed by any later REMOVE if a file was put there,
+    // by a recursive one whatever it is.
+    if (auto it = removed.find(path); it != removed.end() && (it->second || is_put)) return true;
+    for (size_t slash = path.rfind('/'); slash != std::string::npos && slash > 0;
+         slash = path.rfind('/', slash - 1)) {
+      auto it = removed.find(path.substr(0, slash));
+      if (it != removed.end() && it->second) return true;
+    }
+    return false;
   };
+  std::vector<bool> drop(log.size(), false);
+  for (size_t i = log.size(); i-- > 0;) {
+    const objects::Change& c = log[i].change;
+    switch (c.kind()) {
+      case objects::Change::REMOVE:
+        if (covered(c.path(), false)) {
+          drop[i] = true;
+        } else {
+          bool& recursive = removed[c.path()];
+          recursive = recursive || c.recursive();
+        }
+        break;
+      case objects::Change::RENAME: {
+        bool from = covered(c.path(), false), to = covered(c.to(), false);
+        if (from && to) {
+          drop[i] = true;
+        } else if (from || to) {
+          removed.clear();
+        }
+        break;
+      }
+      case objects::Change::PUT:
+        drop[i] = covered(c.path(), true);
+        break;
+      default:
+        drop[i] = covered(c.path(), false);
+        break;
+    }
+  }
+  size_t out = 0;
+  for (size_t i = 0; i < log.size(); ++i) {
+    if (!drop[i]) log[out++] = std::move(log[i]);
+  }
+  log.resize(out);
+}
+
+absl::Status Filesystem::Commit(bool report_stuck) {
+  if (options_.read_only) return absl::OkStatus();
+  absl::MutexLock lock(&commit_mu_);
+  CAIRN_RETURN_IF_ERROR(CommitLocked());
+  if (!report_stuck) return absl::OkStatus();
+  absl::MutexLock status_lock(&status_mu_);
+  if (stuck_unreported_ == 0) return absl::OkStatus();
+  // The errno of the first newly stuck change (ENOSPC, EFBIG, …) tells the
+  // caller why; the status lists every path.
+  const Stuck& first = stuck_[stuck_.size() - stuck_unreported_];
+  absl::Status st(first.error.code(),
+                  absl::StrCat(stuck_unreported_, " change", stuck_unreported_ == 1 ? "" : "s",
+                               " can never be committed and stay local only (see `stuck` in "
+                               "the status), e.g. ",
+                               first.path, ": ", first.error.message()));
+  int err = StatusToErrno(first.error);
+  stuck_unreported_ = 0;
+  last_commit_error_ = std::string(st.message());
+  return WithErrno(std::move(st), err == EAGAIN || err == ENOSYS ? EIO : err);
+}
+
+absl::Status Filesystem::PrepareLocked() {
   std::vector<PendingChange> batch;
-  absl::flat_hash_map<const Node*, Captured> captured;
-  uint64_t base_seq;
+  std::vector<Prepared> prepared;
   {
     absl::MutexLock lock(&mu_);
     if (log_.empty()) return absl::OkStatus();
     batch.swap(log_);
-    for (const PendingChange& pc : batch) {
-      if (!pc.node) continue;
-      Node& n = *pc.node;
-      n.put_pending = false;  // writes from now on log a new PUT
-      captured[&n] = Captured{n.type,   n.mode,    n.mtime_ns,
-                              n.staged, n.base,    n.symlink,
-                              n.extra_links.empty() ? (n.link_id && limits_.hard_links ? n.link_id : 0)
-                                                    : n.link_id};
-    }
-    base_seq = base_.seq();
-  }
-  absl::Time start = absl::Now();
-  absl::flat_hash_map<const Node*, objects::Entry> built;
-  auto build = [&]() -> absl::StatusOr<objects::ChangeSet> {
-    objects::ChangeSet changes;
-    for (const PendingChange& pc : batch) {
-      objects::Change change = pc.change;
+    Coalesce(batch);
+    prepared.reserve(batch.size());
+    for (PendingChange& pc : batch) {
+      Prepared p;
+      p.built = pc.change;
       if (pc.node) {
-        auto found = built.find(pc.node.get());
-        if (found == built.end()) {
-          const Captured& c = captured[pc.node.get()];
-          objects::Entry entry;
-          if (c.type == objects::SYMLINK) {
-            entry.set_type(objects::SYMLINK);
-            entry.set_mode(0777);
-            entry.set_mtime_ns(c.mtime_ns);
-            entry.set_symlink_target(c.symlink);
-          } else if (c.staged) {
-            CAIRN_ASSIGN_OR_RETURN(entry, c.staged->Store(*objects_, c.mode, c.mtime_ns));
-          } else {
-            if (c.base) entry = *c.base;
-            entry.set_type(objects::FILE);
-            entry.set_mode(c.mode);
-            entry.set_mtime_ns(c.mtime_ns);
-          }
-          entry.clear_name();
-          entry.set_link_id(c.link_id);
-          found = built.emplace(pc.node.get(), std::move(entry)).first;
+        Node& n = *pc.node;
+        n.put_pending = false;  // writes from now on log a new PUT
+        p.staged = n.staged;
+        // The entry's metadata as of now; content below, from `staged`.
+        objects::Entry& e = *p.built.mutable_entry();
+        e.Clear();
+        if (n.type == objects::SYMLINK) {
+          e.set_type(objects::SYMLINK);
+          e.set_mode(0777);
+          e.set_symlink_target(n.symlink);
+        } else {
+          if (!n.staged && n.base) e = *n.base;
+          e.set_type(objects::FILE);
+          e.set_mode(n.mode);
         }
-        *change.mutable_entry() = found->second;
+        e.set_mtime_ns(n.mtime_ns);
+        e.clear_name();
+        e.set_link_id(n.extra_links.empty() ? (n.link_id && limits_.hard_links ? n.link_id : 0)
+                                            : n.link_id);
       }
-      *changes.add_changes() = std::move(change);
+      p.pending = std::move(pc);
+      prepared.push_back(std::move(p));
     }
-    return changes;
-  };
-  absl::StatusOr<api::Snapshot> result;
-  auto changes = build();
-  if (changes.ok()) {
-    result = client_->Commit(volume_id_, base_seq, *changes);
-  } else {
-    result = changes.status();
   }
-  if (!result.ok()) {
-    {
-      absl::MutexLock lock(&mu_);
-      for (const PendingChange& pc : batch) {
-        if (pc.node) pc.node->put_pending = true;
-      }
-      log_.insert(log_.begin(), std::make_move_iterator(batch.begin()),
-                  std::make_move_iterator(batch.end()));
+  size_t begin = prepared_.size();
+  for (Prepared& p : prepared) prepared_.push_back(std::move(p));
+  prepared_count_.store(prepared_.size());
+  absl::Status built = RebuildLocked(begin, prepared_.size());
+  if (!built.ok()) {
+    // Nothing of these was sent: back into the log, in front of what was
+    // logged meanwhile.
+    std::vector<PendingChange> back;
+    for (size_t i = begin; i < prepared_.size(); ++i) back.push_back(std::move(prepared_[i].pending));
+    prepared_.resize(begin);
+    prepared_count_.store(prepared_.size());
+    absl::MutexLock lock(&mu_);
+    for (const PendingChange& pc : back) {
+      if (pc.node) pc.node->put_pending = true;
     }
-    absl::MutexLock lock(&status_mu_);
-    last_commit_error_ = result.status().ToString();
-    ++failed_commits_;
-    CAIRN_LOG_WARNING("commit of %d changes to %s failed (will retry): %s", batch.size(),
-                      volume_name_, last_commit_error_);
-    return result.status();
+    log_.insert(log_.begin(), std::make_move_iterator(back.begin()),
+                std::make_move_iterator(back.end()));
   }
+  return built;
+}
+
+absl::Status Filesystem::RebuildLocked(size_t begin, size_t end) {
+  // One entry per staged node, shared by all its names (hard links).
+  absl::flat_hash_map<const StagedFile*, objects::Entry> stored;
+  for (size_t i = begin; i < end; ++i) {
+    Prepared& p = prepared_[i];
+    if (!p.pending.node || !p.staged) continue;
+    auto it = stored.find(p.staged.get());
+    objects::Entry& e = *p.built.mutable_entry();
+    if (it == stored.end()) {
+      CAIRN_ASSIGN_OR_RETURN(objects::Entry content,
+                             p.staged->Store(*objects_, e.mode(), e.mtime_ns()));
+      it = stored.emplace(p.staged.get(), std::move(content)).first;
+    }
+    uint64_t link_id = e.link_id();
+    e = it->second;
+    e.clear_name();
+    e.set_link_id(link_id);
+  }
+  return absl::OkStatus();
+}
+
+void Filesystem::CommittedLocked(size_t n, const api::Snapshot& snapshot, absl::Time start) {
   {
     // Committed files that nobody has open or changed since become plain
     // base files again: their staging file (and its descriptor) goes, and
     // reads come from the chunks just uploaded (also in the disk cache).
     absl::MutexLock lock(&mu_);
-    for (const PendingChange& pc : batch) {
-      if (!pc.node) continue;
-      Node& n = *pc.node;
-      const Captured& c = captured[&n];
-      if (n.type != objects::FILE || !n.staged || n.staged != c.staged || n.put_pending ||
-          n.open.load() != 0) {
+    for (size_t i = 0; i < n; ++i) {
+      const Prepared& p = prepared_[i];
+      if (!p.pending.node) continue;
+      Node& node = *p.pending.node;
+      if (node.type != objects::FILE || !node.staged || node.staged != p.staged ||
+          node.put_pending || node.open.load() != 0 || node.modifying.load() != 0) {
         continue;
       }
-      auto entry = built.find(&n);
-      if (entry == built.end()) continue;
-      n.base = std::make_shared<const objects::Entry>(entry->second);
-      n.staged = nullptr;
+      node.base = std::make_shared<const objects::Entry>(p.built.entry());
+      node.staged = nullptr;
     }
   }
+  DoneLocked(prepared_[n - 1].pending.seq);
+  prepared_.erase(prepared_.begin(), prepared_.begin() + n);
+  prepared_count_.store(prepared_.size());
+  sent_count_ = 0;
+  ResetJournalIfCleanLocked();
   absl::MutexLock lock(&status_mu_);
   last_commit_time_ = absl::Now();
-  last_commit_seq_ = result->seq();
+  last_commit_seq_ = snapshot.seq();
   last_commit_error_.clear();
   ++commits_;
-  CAIRN_LOG_INFO("committed %d changes to %s as snapshot %d in %s", batch.size(), volume_name_,
-                 result->seq(), absl::FormatDuration(absl::Now() - start));
+  CAIRN_LOG_INFO("committed %d changes to %s as snapshot %d in %s", n, volume_name_,
+                 snapshot.seq(), absl::FormatDuration(absl::Now() - start));
+}
+
+void Filesystem::DoneLocked(uint64_t seq) {
+  if (options_.journal == nullptr) return;
+  JournalLocked(options_.journal->AppendDone(seq));
+}
+
+void Filesystem::ResetJournalIfCleanLocked() {
+  if (options_.journal == nullptr || !prepared_.empty()) return;
+  // Under mu_, so that no change is logged (and journaled) in between.
+  absl::MutexLock lock(&mu_);
+  if (log_.empty()) JournalLocked(options_.journal->Reset());
+}
+
+absl::StatusOr<size_t> Filesystem::Recover(RecoveredJournal& journal) {
+  CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
+  absl::MutexLock commit_lock(&commit_mu_);
+  // Nodes (and their staged files, moved into our directory) first: I/O,
+  // outside mu_. One node per journaled node id, so hard links stay one.
+  absl::flat_hash_map<uint64_t, std::shared_ptr<Node>> nodes;
+  std::vector<PendingChange> changes;
+  for (RecoveredChange& rc : journal.changes) {
+    PendingChange pc;
+    pc.change = rc.change;
+    if (rc.change.kind() == objects::Change::PUT) {
+      std::shared_ptr<Node>& node = nodes[rc.node];
+      if (!node) {
+        const objects::Entry& e = rc.content->entry;
+        bool symlink = e.type() == objects::SYMLINK;
+        auto fresh = NewLocalNode(symlink ? objects::SYMLINK : objects::FILE, e.mode());
+        fresh->mtime_ns = e.mtime_ns();
+        fresh->link_id = e.link_id();
+        if (symlink) {
+          fresh->symlink = e.symlink_target();
+        } else if (rc.content->staged) {
+          auto staged = StagedFile::Restore(options_.staging_dir, journal.dir,
+                                            *rc.content->staged, reader_);
+          if (!staged.ok()) {
+            CAIRN_LOG_ERROR("recovery: content of %s is lost: %s", rc.change.path(),
+                            staged.status().ToString());
+            nodes.erase(rc.node);
+            continue;
+          }
+          fresh->staged = *std::move(staged);
+        } else {
+          fresh->base = std::make_shared<const objects::Entry>(e);
+        }
+        node = std::move(fresh);
+      }
+      pc.node = node;
+      pc.change.clear_entry();
+    }
+    changes.push_back(std::move(pc));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    for (PendingChange& pc : changes) {
+      // The view shows the recovered state; what does not apply to the
+      // current head is still sent, and the control plane decides.
+      if (absl::Status st = ReplayLocked(pc); !st.ok()) {
+        CAIRN_LOG_WARNING("recovery: change to %s does not apply to the head: %s",
+                          pc.change.path(), st.ToString());
+      }
+      if (pc.node) pc.node->put_pending = true;
+      LogLocked(std::move(pc.change), std::move(pc.node));
+    }
+    for (auto& [id, node] : nodes) JournalContentLocked(*node);
+  }
+  if (options_.journal != nullptr) CAIRN_RETURN_IF_ERROR(options_.journal->Sync());
+  return changes.size();
+}
+
+absl::Status Filesystem::CommitLocked() {
+  absl::Time start = absl::Now();
+  absl::Status prepared = PrepareLocked();
+  uint64_t base_seq;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    base_seq = base_.seq();
+  }
+  auto failed = [&](const absl::Status& st, size_t n) {
+    absl::MutexLock lock(&status_mu_);
+    last_commit_error_ = st.ToString();
+    ++failed_commits_;
+    CAIRN_LOG_WARNING("commit of %d changes to %s failed (will retry): %s", n, volume_name_,
+                      last_commit_error_);
+    return st;
+  };
+  // How many prepared changes the next change set holds: all of them, or
+  // fewer while looking for one that can never succeed.
+  size_t limit = prepared_.size();
+  bool reuploaded = false;
+  while (!prepared_.empty()) {
+    size_t n = sent_count_ != 0 ? sent_count_ : std::min(limit, prepared_.size());
+    if (sent_count_ == 0) {
+      sent_key_ = absl::BytesToHexString(RandomBytes(16));
+      sent_count_ = n;
+    }
+    objects::ChangeSet changes;
+    for (size_t i = 0; i < n; ++i) *changes.add_changes() = prepared_[i].built;
+    absl::StatusOr<api::Snapshot> result =
+        client_->Commit(volume_id_, base_seq, changes, sent_key_);
+    if (result.ok()) {
+      CommittedLocked(n, *result, start);
+      limit = prepared_.size();
+      continue;
+    }
+    switch (ClassifyCommitError(result.status())) {
+      case CommitErrorKind::kRetry:
+        // sent_count_/sent_key_ stay: the next attempt resends this set.
+        return failed(result.status(), n);
+      case CommitErrorKind::kReupload:
+        sent_count_ = 0;  // refused, so the key is free; the content changes
+        if (reuploaded) return failed(result.status(), n);
+        reuploaded = true;
+        if (absl::Status st = RebuildLocked(0, n); !st.ok()) return failed(st, n);
+        break;
+      case CommitErrorKind::kNever:
+        sent_count_ = 0;
+        if (n > 1) {
+          // Commit the first half alone: the log is ordered, so any prefix
+          // is a state the mount went through. Halving finds the change.
+          limit = n / 2;
+          break;
+        }
+        {
+          const Prepared& p = prepared_.front();
+          CAIRN_LOG_ERROR("change to %s in %s can never be committed (%s); keeping it local "
+                          "only and committing the rest",
+                          p.built.path(), volume_name_, result.status().ToString());
+          absl::MutexLock lock(&status_mu_);
+          stuck_.push_back({p.built.path(), result.status()});
+          ++stuck_unreported_;
+          last_commit_error_ = absl::StrCat(p.built.path(), ": ", result.status().ToString());
+        }
+        DoneLocked(prepared_.front().pending.seq);
+        prepared_.erase(prepared_.begin());
+        prepared_count_.store(prepared_.size());
+        limit = prepared_.size();
+        ResetJournalIfCleanLocked();
+        break;
+    }
+  }
+  if (!prepared.ok()) return failed(prepared, 0);
   return absl::OkStatus();
 }
 
@@ -1215,8 +1569,35 @@ absl::Status Filesystem::Reload() {
       path_hint[ino] = path;
       inval_entries.emplace_back(node->parent->ino, node->name);
     }
-    ino_hint_ = std::move(ino_hint);
-    path_hint_ = std::move(path_hint);
+    // Everything the switch changes, so that a replay that fails can put the
+    // old view back exactly (it never shows a view that differs from what
+    // the next commit sends).
+    struct Place {
+      std::shared_ptr<Node> node;
+      bool attached;
+      Node* parent;
+      std::string name;
+      std::vector<std::pair<Node*, std::string>> extra_links;
+    };
+    std::vector<Place> places;
+    places.reserve(inodes_.size());
+    auto remember = [&](const std::shared_ptr<Node>& n) {
+      places.push_back({n, n->attached, n->parent, n->name, n->extra_links});
+    };
+    for (const auto& [ino, n] : inodes_) remember(n);
+    for (const Prepared& p : prepared_) {
+      if (p.pending.node) remember(p.pending.node);
+    }
+    for (const PendingChange& pc : log_) {
+      if (pc.node) remember(pc.node);
+    }
+    auto old_ino_hint = std::exchange(ino_hint_, std::move(ino_hint));
+    auto old_path_hint = std::exchange(path_hint_, std::move(path_hint));
+    auto old_inodes = std::move(inodes_);
+    inodes_ = old_inodes;  // the detach below walks it
+    std::shared_ptr<Node> old_root = root_;
+    api::Snapshot old_base = base_;
+    int64_t old_inode_count = inode_count_;
     // The old tree goes away; an operation that looked a node of it up
     // before this reload may still hold it (it then fails with ESTALE, see
     // CheckCurrentLocked). Detach them all, so that nothing ever follows a
@@ -1227,12 +1608,14 @@ absl::Status Filesystem::Reload() {
       node->extra_links.clear();
     }
     // Pending nodes are re-placed by the replay.
-    for (const PendingChange& pc : log_) {
-      if (!pc.node) continue;
+    auto detach = [](const PendingChange& pc) {
+      if (!pc.node) return;
       pc.node->attached = false;
       pc.node->parent = nullptr;
       pc.node->extra_links.clear();
-    }
+    };
+    for (const Prepared& p : prepared_) detach(p.pending);
+    for (const PendingChange& pc : log_) detach(pc);
     auto node = std::make_shared<Node>();
     node->ino = kRootIno;
     node->type = objects::DIRECTORY;
@@ -1246,11 +1629,33 @@ absl::Status Filesystem::Reload() {
     base_ = *head;
     inode_count_ = static_cast<int64_t>(head->inodes());
     ++generation_;
-    for (const PendingChange& pc : log_) {
-      if (auto st = ReplayLocked(pc); !st.ok()) {
-        CAIRN_LOG_WARNING("reload: pending change to %s does not apply to the new head: %s",
-                          pc.change.path(), st.ToString());
+    std::vector<const PendingChange*> pending;
+    for (const Prepared& p : prepared_) pending.push_back(&p.pending);
+    for (const PendingChange& pc : log_) pending.push_back(&pc);
+    for (const PendingChange* pcp : pending) {
+      const PendingChange& pc = *pcp;
+      absl::Status st = ReplayLocked(pc);
+      if (st.ok()) continue;
+      // Back to the old view, whole: the new tree is dropped unseen.
+      for (Place& place : places) {
+        place.node->attached = place.attached;
+        place.node->parent = place.parent;
+        place.node->name = std::move(place.name);
+        place.node->extra_links = std::move(place.extra_links);
       }
+      inodes_ = std::move(old_inodes);
+      ino_hint_ = std::move(old_ino_hint);
+      path_hint_ = std::move(old_path_hint);
+      root_ = std::move(old_root);
+      base_ = std::move(old_base);
+      inode_count_ = old_inode_count;
+      ++generation_;
+      int err = StatusToErrno(st);
+      return fail(WithErrno(
+          absl::Status(st.code(), absl::StrCat("the pending change to /", pc.change.path(),
+                                               " does not apply to the new head (",
+                                               st.message(), "); commit it first")),
+          err == EAGAIN || err == ENOSYS ? EIO : err));
     }
   }
   if (notifier_.inval_inode) {
@@ -1354,13 +1759,25 @@ absl::Duration Filesystem::BackgroundTick(absl::Duration interval) {
     backoff_ = absl::ZeroDuration();
     next_attempt_ = absl::InfinitePast();
   } else {
-    backoff_ = backoff_ == absl::ZeroDuration() ? absl::Seconds(1)
-                                                : std::min(backoff_ * 2, absl::Seconds(60));
+    // Capped at 1 s: a control plane back from an outage of any length is
+    // used within about a second (the cost is one cheap RPC per second).
+    backoff_ = backoff_ == absl::ZeroDuration() ? absl::Milliseconds(250)
+                                                : std::min(backoff_ * 2, kMaxCommitBackoff);
     next_attempt_ = absl::Now() + backoff_;
     CAIRN_LOG_WARNING("background commit failed; retrying in %s",
                       absl::FormatDuration(backoff_));
   }
   return std::min(interval, backoff_ == absl::ZeroDuration() ? interval : backoff_);
+}
+
+std::string Filesystem::StuckJsonLocked() const {
+  std::string out = "[";
+  for (const Stuck& st : stuck_) {
+    if (out.size() > 1) out += ",";
+    absl::StrAppend(&out, "{\"path\":\"", JsonEscape(st.path), "\",\"error\":\"",
+                    JsonEscape(st.error.ToString()), "\"}");
+  }
+  return out + "]";
 }
 
 std::string Filesystem::StatusJson() {
@@ -1369,7 +1786,7 @@ std::string Filesystem::StatusJson() {
   {
     absl::ReaderMutexLock lock(&mu_);
     base_seq = base_.seq();
-    pending = log_.size();
+    pending = log_.size() + prepared_count_.load();
     inodes = inode_count_;
   }
   int open;
@@ -1388,7 +1805,7 @@ std::string Filesystem::StatusJson() {
       TimeJson(last_commit_time_), ",\"last_commit_seq\":", last_commit_seq_,
       ",\"last_commit_error\":\"", JsonEscape(last_commit_error_), "\",\"reloads\":", reloads_,
       ",\"last_reload_time\":", TimeJson(last_reload_time_), ",\"last_reload_error\":\"",
-      JsonEscape(last_reload_error_), "\"}");
+      JsonEscape(last_reload_error_), "\",\"stuck\":", StuckJsonLocked(), "}");
 }
 
 Filesystem::statvfs_like Filesystem::StatFs() {

@@ -12,11 +12,20 @@
 //   copy-on-write). Every mutation is appended to an ordered change log of
 //   proto Changes (PUT/MKDIR/REMOVE/RENAME); a PUT refers to the node, and
 //   its content is taken at commit time.
-// - Commit snapshots the log under mu_, uploads changed chunks, calls the
-//   Commit RPC, and drops the committed prefix. Writes made meanwhile are
-//   logged after the snapshot and stay pending. A failed commit puts its
-//   changes back in front. The view does not change on commit (C3: other
-//   mounts' changes appear only on reload).
+// - Commit takes the log under mu_ (dropping changes a later removal undid),
+//   uploads changed chunks and builds each change's entry: the change set is
+//   then "prepared" and is sent with one idempotency key until the control
+//   plane answers. Writes made meanwhile are logged after it and stay
+//   pending. Failures are classified (ClassifyCommitError): transient ones
+//   keep the prepared set and resend it unchanged, with the same key; "object
+//   not stored" rebuilds (re-uploads) it; a change that can never succeed is
+//   found by committing prefixes, isolated (status `stuck`, an error from the
+//   next commit request) and the rest keeps flowing. The view does not
+//   change on commit (C3: other mounts' changes appear only on reload).
+// - With a Journal (FsOptions::journal), every logged change and each
+//   file's content state (first change, close of a writing handle, fsync)
+//   is appended to it, and "done" after each commit, so that the next mount
+//   recovers what this one did not commit (Recover; mounter/journal.h).
 // - Reload fetches the head, and under mu_ replaces the tree with the new
 //   base and replays the pending log on top, so no lookup sees a
 //   half-switched tree. Refused with EBUSY ("volume busy") while files are
@@ -24,7 +33,7 @@
 //
 // Thread-safety: all public methods may be called concurrently.
 // Lock order: commit_mu_ → mu_ → handles_mu_ → status_mu_ → StagedFile::mu_ →
-// ChunkReader::mu_. Network and disk I/O happen outside mu_ except while
+// ChunkReader::mu_; Journal::mu_ is taken under mu_ and holds nothing else. Network and disk I/O happen outside mu_ except while
 // reloading (which holds mu_ exclusively on purpose).
 #pragma once
 
@@ -47,6 +56,7 @@
 #include "core/meta_store.h"
 #include "core/object_store.h"
 #include "mounter/chunk_reader.h"
+#include "mounter/journal.h"
 #include "mounter/staged_file.h"
 #include "mounter/volume_client.h"
 #include "proto/volume.pb.h"
@@ -59,7 +69,21 @@ struct FsOptions {
   uid_t uid = 0;                     // owner reported for every inode
   gid_t gid = 0;
   std::filesystem::path staging_dir;  // for StagedFiles; must exist
+  // Where uncommitted changes are recorded for crash recovery (its
+  // directory is staging_dir); null: not recorded (read-only mounts, tests).
+  Journal* journal = nullptr;
 };
+
+// How a failed Commit RPC is handled (the codes are the control plane's,
+// STYLE.md 3): kRetry resends the same change set with the same key (the
+// outcome is unknown or the failure passes: Unavailable, DeadlineExceeded,
+// Aborted, Cancelled, Internal, an unknown or deleted volume, auth);
+// kReupload builds it again, uploading its chunks (FailedPrecondition "…
+// is not stored"); kNever: some change in it can never succeed as sent
+// (InvalidArgument, ResourceExhausted, OutOfRange, AlreadyExists, other
+// FailedPrecondition and NotFound).
+enum class CommitErrorKind { kRetry, kReupload, kNever };
+CommitErrorKind ClassifyCommitError(const absl::Status& status);
 
 // Called after a reload for every inode and entry the kernel may have cached.
 struct Notifier {
@@ -127,6 +151,10 @@ class Filesystem {
   [[nodiscard]] absl::StatusOr<ReadBuffer> Read(uint64_t fh, uint64_t off, size_t size);
   [[nodiscard]] absl::StatusOr<size_t> Write(uint64_t fh, uint64_t off, std::string_view data);
   void Release(uint64_t fh);
+  // fsync(2) of a file: its content and pending change become durable in
+  // the node journal (not committed; a later mount recovers them after a
+  // crash). OK without a journal.
+  [[nodiscard]] absl::Status FsyncFile(uint64_t fh);
 
   // ---- Directories.
   struct DirEntry {
@@ -148,14 +176,27 @@ class Filesystem {
 
   // ---- Commit / reload / status.
   // Publishes pending changes; returns when the control plane accepted them.
-  // OK at once when nothing is pending or the mount is read-only.
-  [[nodiscard]] absl::Status Commit();
+  // OK at once when nothing is pending or the mount is read-only. Errors:
+  // the transient one (Unavailable, …) when the change set stays pending;
+  // for `report_stuck`, also an error naming changes isolated as stuck since
+  // the last such report (the rest was committed).
+  [[nodiscard]] absl::Status Commit(bool report_stuck = false);
+  // Takes the changes a mount that ended without committing them left in
+  // its journal (Journal::FindLeftovers): applied to the view the way a
+  // reload replays pending changes, logged and journaled here to be
+  // committed like this mount's own. Returns how many were taken; the
+  // leftover may be discarded after an OK. EROFS on a read-only mount.
+  [[nodiscard]] absl::StatusOr<size_t> Recover(RecoveredJournal& journal);
   // FailedPrecondition + EBUSY ("volume busy: …") while files are open.
   [[nodiscard]] absl::Status Reload();
   bool Dirty();
+  // Changes isolated because they can never be committed (status `stuck`).
+  size_t StuckCount();
+  // Status fields: docs/mounter.md; `stuck` lists changes isolated for good.
   std::string StatusJson();
   // Background commits: call periodically; commits when dirty and the
-  // backoff after a failure has passed. Returns the next delay to wait.
+  // backoff after a failure has passed (1 s at most, so a control plane
+  // that comes back is used within about a second). Returns the next delay.
   absl::Duration BackgroundTick(absl::Duration interval);
 
   struct statvfs_like {
@@ -169,6 +210,18 @@ class Filesystem {
   struct PendingChange {
     objects::Change change;
     std::shared_ptr<Node> node;  // PUT: whose content/metadata to send
+    uint64_t seq = 0;            // position in the journal's order
+  };
+  // A change taken from the log, with its entry built (chunks uploaded).
+  struct Prepared {
+    PendingChange pending;
+    objects::Change built;
+    std::shared_ptr<StagedFile> staged;  // PUT: the content it was built from
+  };
+  // A change the control plane refused for good; not sent again.
+  struct Stuck {
+    std::string path;
+    absl::Status error;
   };
 
   Filesystem(VolumeClient* client, ObjectStore* objects, ChunkReader* reader,
@@ -200,6 +253,12 @@ class Filesystem {
                                                       std::shared_ptr<Node>* dir);
   absl::Status CheckCreateLocked(const Node& dir, std::string_view name)
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // ENAMETOOLONG if dir/name, plus `below` bytes of path under it, would be
+  // longer than the control plane accepts (kMaxPathLength).
+  absl::Status CheckPathLengthLocked(const Node& dir, std::string_view name, size_t below) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Bytes of the longest loaded path below `node` ("/a/b" → 4).
+  size_t LongestBelowLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Logs a MKDIR carrying the directory's mode and mtime (mkdir, chmod,
   // utimens of a directory).
   void LogMkdirLocked(const Node& dir) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -212,6 +271,12 @@ class Filesystem {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LogLocked(objects::Change change, std::shared_ptr<Node> node = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Journal records of a node's current content (mu_ held so the node's
+  // fields are stable; exclusive because it may assign node.jid).
+  JournalContent ContentLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  void JournalContentLocked(Node& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reports the first journal failure; later ones are not repeated.
+  void JournalLocked(const absl::Status& status);
   void MarkContentDirtyLocked(const std::shared_ptr<Node>& node)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::shared_ptr<StagedFile>> EnsureStaged(const std::shared_ptr<Node>& node);
@@ -219,11 +284,25 @@ class Filesystem {
   absl::StatusOr<std::shared_ptr<Node>> WalkLocked(std::string_view path, bool create_dirs)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CommitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // Takes the log (coalesced) and appends it to prepared_ with entries built.
+  absl::Status PrepareLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // Builds the entries of prepared_[begin, end) again (re-uploading chunks).
+  absl::Status RebuildLocked(size_t begin, size_t end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // Success of the first `n` prepared changes as snapshot `snapshot`.
+  void CommittedLocked(size_t n, const api::Snapshot& snapshot, absl::Time start)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // Journal: changes up to `seq` are done; an empty journal when nothing
+  // is pending any more.
+  void DoneLocked(uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  void ResetJournalIfCleanLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // Drops changes that a later REMOVE in the same log makes irrelevant.
+  static void Coalesce(std::vector<PendingChange>& log);
   // Registers an open handle on `node` (mu_ held, at least shared, so that a
   // reload sees it).
   uint64_t AddHandleLocked(const std::shared_ptr<Node>& node, bool writable)
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status ReadOnlyCheck() const;
+  std::string StuckJsonLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(status_mu_);
   // The path of one open file, for "volume busy" messages.
   std::string OpenPathExample(bool mu_held);
 
@@ -256,6 +335,17 @@ class Filesystem {
   absl::flat_hash_map<std::string, InoHint> ino_hint_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, std::string> path_hint_ ABSL_GUARDED_BY(mu_);
   std::vector<PendingChange> log_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_jid_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<bool> journal_failed_{false};
+  // Taken from the log and built, not yet accepted; ahead of log_ in order.
+  std::vector<Prepared> prepared_ ABSL_GUARDED_BY(commit_mu_);
+  std::atomic<size_t> prepared_count_{0};  // prepared_.size(), for Dirty()/status
+  // The first sent_count_ prepared changes were sent with sent_key_ and
+  // the answer was an error that leaves the outcome open: resend exactly
+  // them with that key. 0: the next send gets a fresh key.
+  size_t sent_count_ ABSL_GUARDED_BY(commit_mu_) = 0;
+  std::string sent_key_ ABSL_GUARDED_BY(commit_mu_);
   api::Snapshot base_ ABSL_GUARDED_BY(mu_);
   int64_t inode_count_ ABSL_GUARDED_BY(mu_) = 0;  // C7 inodes: base + local delta
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped by every reload
@@ -274,6 +364,9 @@ class Filesystem {
   uint64_t commits_ ABSL_GUARDED_BY(status_mu_) = 0;
   uint64_t failed_commits_ ABSL_GUARDED_BY(status_mu_) = 0;
   uint64_t reloads_ ABSL_GUARDED_BY(status_mu_) = 0;
+  std::vector<Stuck> stuck_ ABSL_GUARDED_BY(status_mu_);
+  // Stuck changes isolated since a commit request last reported them.
+  size_t stuck_unreported_ ABSL_GUARDED_BY(status_mu_) = 0;
   absl::Duration backoff_ ABSL_GUARDED_BY(status_mu_) = absl::ZeroDuration();
   absl::Time next_attempt_ ABSL_GUARDED_BY(status_mu_) = absl::InfinitePast();
 };

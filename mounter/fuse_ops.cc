@@ -166,9 +166,11 @@ void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   fuse_reply_err(req, 0);
 }
 
-// Data reaches the staging file on write(2); durability is the commit's
-// (docs/mounter.md), so fsync of a file has nothing more to do.
-void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(req, 0); }
+// fsync of a file makes its data and change durable in the node journal
+// (docs/mounter.md "Durability"); publishing is the commit's job.
+void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
+  fuse_reply_err(req, ErrnoOf(Fs(req)->FsyncFile(fi->fh)));
+}
 
 struct DirHandle {
   std::vector<Filesystem::DirEntry> entries;

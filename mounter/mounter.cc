@@ -16,9 +16,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -32,6 +34,7 @@
 #include "mounter/disk_cache.h"
 #include "mounter/filesystem.h"
 #include "mounter/fuse_ops.h"
+#include "mounter/journal.h"
 #include "mounter/volume_client.h"
 
 extern char** environ;
@@ -59,20 +62,73 @@ void LazyUnmount(const fs::path& mountpoint) {
   RunCommand({"fusermount3", "-u", "-z", mountpoint.string()});
 }
 
-// Removes the per-mount staging directory on every exit path.
-class StagingDir {
- public:
-  explicit StagingDir(fs::path path) : path_(std::move(path)) {}
-  ~StagingDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
+// Staging directories of the layout before journals (`staging/<pid>-<hex>`,
+// anonymous files only, so nothing in them to recover) whose mounter is gone.
+void RemoveOldStagingDirs(const fs::path& staging) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(staging, ec)) {
+    std::string name = e.path().filename().string();
+    size_t dash = name.find('-');
+    int pid = 0;
+    if (dash == std::string::npos || !absl::SimpleAtoi(name.substr(0, dash), &pid) || pid <= 0) {
+      continue;
+    }
+    if (::kill(pid, 0) != 0 && errno == ESRCH) fs::remove_all(e.path(), ec);
   }
-  StagingDir(const StagingDir&) = delete;
-  StagingDir& operator=(const StagingDir&) = delete;
-  const fs::path& path() const { return path_; }
+}
+
+// Logs what a slow unmount is waiting for: once a phase has taken a second,
+// and every five seconds after that. At `give_up_at` it calls `give_up`
+// (which must not return): an RPC to a control plane that hangs without
+// closing the connection is not bounded by the final commit's deadline.
+class UnmountProgress {
+ public:
+  UnmountProgress(std::string volume, absl::Time give_up_at, std::function<void()> give_up)
+      : volume_(std::move(volume)),
+        give_up_at_(give_up_at),
+        give_up_(std::move(give_up)),
+        thread_([this] { Watch(); }) {}
+  ~UnmountProgress() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    thread_.join();
+  }
+  void Phase(std::string what) {
+    absl::MutexLock lock(&mu_);
+    phase_ = std::move(what);
+    since_ = absl::Now();
+    next_ = phase_.empty() ? absl::InfiniteFuture() : since_ + absl::Seconds(1);
+  }
 
  private:
-  fs::path path_;
+  void Watch() {
+    absl::MutexLock lock(&mu_);
+    absl::Time start = absl::Now();
+    while (!mu_.AwaitWithDeadline(absl::Condition(&stop_), std::min(next_, give_up_at_))) {
+      if (absl::Now() >= give_up_at_) {
+        CAIRN_LOG_ERROR("unmount of %s: giving up after %s while %s", volume_,
+                        absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Seconds(1))),
+                        phase_);
+        give_up_();
+      }
+      if (phase_.empty() || absl::Now() < next_) continue;
+      CAIRN_LOG_INFO("unmount of %s: %s (%s in this step, %s in all)", volume_, phase_,
+                     absl::FormatDuration(absl::Trunc(absl::Now() - since_, absl::Milliseconds(100))),
+                     absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(100))));
+      next_ = absl::Now() + absl::Seconds(5);
+    }
+  }
+  const std::string volume_;
+  const absl::Time give_up_at_;
+  const std::function<void()> give_up_;
+  absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::string phase_ ABSL_GUARDED_BY(mu_);
+  absl::Time since_ ABSL_GUARDED_BY(mu_) = absl::Now();
+  absl::Time next_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  std::thread thread_;
 };
 
 // A libfuse session, mounted; unmounted and destroyed on destruction.
@@ -246,6 +302,9 @@ absl::Status CleanStaleMount(const fs::path& mountpoint) {
   return absl::OkStatus();
 }
 
+// How much longer than --final-commit-timeout an unmount may take.
+constexpr absl::Duration kUnmountGrace = absl::Seconds(2);
+
 int RunMounter(const MountOptions& options) {
   // Signals are taken by one thread with sigwait; block them before any
   // thread (gRPC's included) exists so that none of them runs a handler.
@@ -292,11 +351,16 @@ int RunMounter(const MountOptions& options) {
 
   auto cache = DiskCache::Open((*client)->blobs(), options.cache_dir, options.cache_size);
   if (!cache.ok()) return fail("cache", cache.status());
-  std::error_code ec;
-  StagingDir staging(options.cache_dir / "staging" /
-                     absl::StrCat(::getpid(), "-", Sha256(RandomBytes(16)).ToHex().substr(0, 8)));
-  fs::create_directories(staging.path(), ec);
-  if (ec) return fail("staging", ErrnoToStatus(ec.value(), staging.path().string()));
+  // Staged data and the change log live in a journal of this mount
+  // (mounter/journal.h), next to the leftovers of mounts of this volume
+  // that ended without committing.
+  fs::path staging_root = options.cache_dir / "staging";
+  RemoveOldStagingDirs(staging_root);
+  fs::path volume_staging = staging_root / opened->volume().id();
+  auto journal = Journal::Create(volume_staging / absl::BytesToHexString(RandomBytes(8)));
+  if (!journal.ok()) return fail("staging journal", journal.status());
+  auto leftovers = Journal::FindLeftovers(volume_staging);
+  if (!leftovers.ok()) return fail("staging journal", leftovers.status());
 
   ObjectStore objects(cache->get(), opened->volume().id(), *key);
   ChunkReader reader(&objects, cache->get(), options.memory_cache, 4);
@@ -305,10 +369,35 @@ int RunMounter(const MountOptions& options) {
   fs_options.sub_path = options.sub_path;
   fs_options.uid = options.uid >= 0 ? options.uid : ::geteuid();
   fs_options.gid = options.gid >= 0 ? options.gid : ::getegid();
-  fs_options.staging_dir = staging.path();
+  fs_options.staging_dir = (*journal)->dir();
+  if (!options.read_only) fs_options.journal = journal->get();
   auto filesystem = Filesystem::Create(client->get(), &objects, &reader, *opened, fs_options);
   if (!filesystem.ok()) return fail("open volume", filesystem.status());
   Filesystem* fsys = filesystem->get();
+  for (Journal::Leftover& left : *leftovers) {
+    RecoveredJournal& old = left.journal();
+    if (options.read_only) {
+      CAIRN_LOG_WARNING("%s holds %d uncommitted changes of an earlier mount of %s; a "
+                        "read-write mount of it on this node will recover them",
+                        old.dir.string(), old.changes.size(), options.volume);
+      continue;
+    }
+    auto taken = fsys->Recover(old);
+    if (!taken.ok()) return fail(absl::StrCat("recover ", old.dir.string()), taken.status());
+    CAIRN_LOG_WARNING("recovered %d uncommitted changes of an earlier mount of %s from %s%s; "
+                      "committing them",
+                      *taken, options.volume, old.dir.string(),
+                      old.dropped_puts == 0
+                          ? std::string()
+                          : absl::StrCat(" (", old.dropped_puts,
+                                         " writes whose content was never recorded are lost)"));
+    left.Discard();
+  }
+  if (fsys->Dirty()) {
+    if (auto st = fsys->Commit(); !st.ok()) {
+      CAIRN_LOG_WARNING("commit of recovered changes failed (will retry): %s", st.ToString());
+    }
+  }
 
   auto session = FuseSession::Mount(options, fsys);
   if (!session.ok()) return fail("mount", session.status());
@@ -371,6 +460,21 @@ int RunMounter(const MountOptions& options) {
   int loop = fuse_session_loop_mt(se, config);
   fuse_loop_cfg_destroy(config);
   if (loop != 0) CAIRN_LOG_WARNING("session loop ended with %d", loop);
+  absl::Time unmount_start = absl::Now();
+  // The whole unmount, a background commit in flight included, gets the
+  // final commit's time plus a little; past it, what is not committed stays
+  // in the journal (durable first) and the process ends without waiting.
+  UnmountProgress progress(
+      options.volume, unmount_start + options.final_commit_timeout + kUnmountGrace, [&] {
+        if (auto st = (*journal)->Sync(); !st.ok()) {
+          CAIRN_LOG_ERROR("journal %s: %s", (*journal)->dir().string(), st.ToString());
+        }
+        CAIRN_LOG_ERROR("uncommitted changes of %s stay in %s; the next mount of %s on this node "
+                        "commits them",
+                        options.volume, (*journal)->dir().string(), options.volume);
+        LazyUnmount(options.mountpoint);
+        std::_Exit(1);
+      });
   {
     absl::MutexLock lock(&se_mu);
     se_alive = false;
@@ -379,32 +483,57 @@ int RunMounter(const MountOptions& options) {
     absl::MutexLock lock(&bg_mu);
     bg_stop = true;
   }
+  // A background commit in flight finishes first (its RPCs have deadlines).
+  progress.Phase("waiting for a background commit in flight");
   background.join();
   notifier.reset();
+  progress.Phase("unmounting the kernel mount");
   (*session)->Unmount();
 
-  // Final commit: retried with backoff; uncommitted data is never dropped
-  // silently.
+  // Final commit: retried with backoff until the deadline. What still fails
+  // stays in the journal for the next mount of this volume on this node.
   int rc = 0;
   absl::Time deadline = absl::Now() + options.final_commit_timeout;
   absl::Duration backoff = absl::Milliseconds(200);
+  if (fsys->Dirty() && !options.read_only) {
+    progress.Phase(absl::StrCat("final commit (retried until ",
+                                absl::FormatDuration(options.final_commit_timeout), " have passed)"));
+  }
   while (fsys->Dirty() && !options.read_only) {
     absl::Status st = fsys->Commit();
     if (st.ok()) continue;
     if (absl::Now() + backoff > deadline) {
-      CAIRN_LOG_ERROR("final commit of %s failed; uncommitted changes are lost: %s",
-                      options.volume, st.ToString());
+      CAIRN_LOG_ERROR("final commit of %s failed; the uncommitted changes stay in %s, and the "
+                      "next mount of %s on this node commits them: %s",
+                      options.volume, (*journal)->dir().string(), options.volume, st.ToString());
       rc = 1;
       break;
     }
     absl::SleepFor(backoff);
-    backoff = std::min(backoff * 2, absl::Seconds(5));
+    backoff = std::min(backoff * 2, absl::Seconds(1));
+  }
+  if (rc == 0 && fsys->StuckCount() != 0) {
+    CAIRN_LOG_ERROR("%d changes to %s could never be committed and are lost with this mount: %s",
+                    fsys->StuckCount(), options.volume, fsys->StatusJson());
+    rc = 1;
+  }
+  if (rc == 0) {
+    (*journal)->RemoveOnClose();
+  } else if (auto st = (*journal)->Sync(); !st.ok()) {
+    CAIRN_LOG_ERROR("journal %s: %s", (*journal)->dir().string(), st.ToString());
   }
   // Closing /dev/fuse first also fails a request the signal thread may
   // still be waiting on (see above), so the join cannot hang.
+  progress.Phase("closing the FUSE session");
   session->reset();
   done.store(true);
+  progress.Phase("stopping the signal thread");
   signal_thread.join();
+  progress.Phase("");
+  if (absl::Now() - unmount_start > absl::Seconds(1)) {
+    CAIRN_LOG_INFO("unmount of %s took %s", options.volume,
+                   absl::FormatDuration(absl::Now() - unmount_start));
+  }
   CAIRN_LOG_INFO("unmounted %s from %s", options.volume, options.mountpoint.string());
   return rc;
 }

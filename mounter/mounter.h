@@ -2,7 +2,10 @@
 // its arguments, opens the volume, mounts with libfuse (low-level API,
 // multi-threaded loop), commits in the background, and on unmount, SIGTERM,
 // SIGINT or SIGHUP unmounts and makes a final commit (retried with backoff
-// for up to `final_commit_timeout`).
+// for up to `final_commit_timeout`; what still fails stays in the mount's
+// node journal, and the next mount of the volume on the node recovers and
+// commits it, as it does for a mounter that was killed: docs/mounter.md
+// "Durability").
 #pragma once
 
 #include <cstdint>
@@ -42,13 +45,16 @@ inline constexpr char kMountUsage[] =
     "volume's head as of now plus its own writes; `sync MOUNTPOINT` or\n"
     "`cairn volume commit MOUNTPOINT` publishes them, `cairn volume reload\n"
     "MOUNTPOINT` moves to the newest head. A stale mount left at MOUNTPOINT by a\n"
-    "killed mounter is cleaned up first.\n"
+    "killed mounter is cleaned up first, and what a killed mounter or a failed\n"
+    "final commit left uncommitted in the node's journal (under --cache-dir) is\n"
+    "recovered and committed. fsync of a file makes it durable on the node.\n"
     "\n"
     "Options:\n"
     "  -r, --read-only            refuse every change with EROFS\n"
     "  --sub-path P               show only directory P of the volume\n"
     "  --commit-interval SECONDS  background commit period while dirty (default 5)\n"
-    "  --final-commit-timeout S   how long the final commit may retry (default 30)\n"
+    "  --final-commit-timeout S   how long the final commit may retry (default 30);\n"
+    "                             then the changes stay in the node journal\n"
     "  -n, --namespace NS         namespace (env CAIRN_NAMESPACE, default \"default\")\n"
     "  --server HOST:PORT         control plane (env CAIRN_SERVER, default 127.0.0.1:7420)\n"
     "  --cache-dir DIR            node-local chunk cache shared by all mounts\n"

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -54,31 +55,81 @@ StagedFile::StagedFile(std::filesystem::path dir, objects::Entry base, ChunkRead
 StagedFile::~StagedFile() {
   absl::MutexLock lock(&mu_);
   if (fd_ >= 0) ::close(fd_);
+  if (!file_.empty()) ::unlink((dir_ / file_).c_str());
 }
+
+namespace {
+
+std::string NewFileName() {
+  static std::atomic<uint64_t> counter{0};
+  return absl::StrCat("s-", ::getpid(), "-", counter.fetch_add(1));
+}
+
+}  // namespace
 
 absl::Status StagedFile::Promote() {
   if (fd_ >= 0) return absl::OkStatus();
-  int fd = ::open(dir_.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    // Filesystems without O_TMPFILE: create and unlink at once.
-    static std::atomic<uint64_t> counter{0};
-    std::filesystem::path p =
-        dir_ / absl::StrCat("stage.", ::getpid(), ".", counter.fetch_add(1));
-    fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("create staging file in ", dir_.string()));
-    ::unlink(p.c_str());
-  }
+  std::string name = NewFileName();
+  std::filesystem::path p = dir_ / name;
+  int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("create staging file in ", dir_.string()));
   absl::Status st = PWriteAll(fd, memory_.data(), memory_.size(), 0);
   if (st.ok() && ::ftruncate(fd, memory_.size()) != 0) {
     st = ErrnoToStatus(errno, "truncate staging file");
   }
   if (!st.ok()) {
     ::close(fd);
+    ::unlink(p.c_str());
     return st;
   }
   fd_ = fd;
+  file_ = std::move(name);
   std::string().swap(memory_);
   return absl::OkStatus();
+}
+
+StagedFile::State StagedFile::Snapshot() const {
+  absl::ReaderMutexLock lock(&mu_);
+  State state;
+  state.base = base_;
+  state.size = size_;
+  state.lazy = lazy_;
+  if (fd_ < 0) {
+    state.memory = memory_;
+  } else {
+    state.file = file_;
+  }
+  return state;
+}
+
+absl::Status StagedFile::Sync() const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (fd_ < 0) return absl::OkStatus();
+  if (::fdatasync(fd_) != 0) return ErrnoToStatus(errno, "fdatasync staging file");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<StagedFile>> StagedFile::Restore(const std::filesystem::path& dir,
+                                                                const std::filesystem::path& from,
+                                                                State state, ChunkReader* reader) {
+  std::shared_ptr<StagedFile> file(new StagedFile(dir, std::move(state.base), reader));
+  absl::MutexLock lock(&file->mu_);
+  file->size_ = state.size;
+  file->lazy_ = std::move(state.lazy);
+  file->lazy_.resize(file->base_.chunks_size(), false);
+  if (state.file.empty()) {
+    file->memory_ = std::move(state.memory);
+    return file;
+  }
+  std::string name = NewFileName();
+  std::filesystem::path to = dir / name;
+  if (::rename((from / state.file).c_str(), to.c_str()) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("recover staging file ", (from / state.file).string()));
+  }
+  file->file_ = name;
+  file->fd_ = ::open(to.c_str(), O_RDWR | O_CLOEXEC);
+  if (file->fd_ < 0) return ErrnoToStatus(errno, absl::StrCat("open ", to.string()));
+  return file;
 }
 
 absl::Status StagedFile::BackWrite(const char* data, size_t n, uint64_t off) {

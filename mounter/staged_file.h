@@ -1,8 +1,9 @@
 // StagedFile: a file being written through a mount. Copy-on-write by chunk
 // (C7 "random writes rewrite only the changed chunks"): the content lives in
-// an anonymous local file (unlinked at creation, so nothing is left behind by
-// a crash) except for chunks still identical to the base entry, which are
-// read from the base on demand. A commit stores only the changed chunks and
+// a named local file in the mount's journal directory (so that a mounter
+// that dies leaves it for the next mount to recover, see mounter/journal.h;
+// removed when the StagedFile goes) except for chunks still identical to the
+// base entry, which are read from the base on demand. A commit stores only the changed chunks and
 // references the unchanged ones by address. Small files (up to
 // kMemoryMax, with no chunked base) stay in memory and take no descriptor
 // until they grow, so writing many small files does not run out of fds.
@@ -44,6 +45,26 @@ class StagedFile {
   [[nodiscard]] absl::StatusOr<std::string> Read(uint64_t off, uint64_t len) const;
   [[nodiscard]] absl::Status Write(uint64_t off, std::string_view data);
   [[nodiscard]] absl::Status Truncate(uint64_t size);
+  // What the journal records to recreate this file after a crash: the base
+  // entry, size and lazy chunks, and the content itself while it is in
+  // memory (`file` empty) or else the backing file's name in the directory.
+  struct State {
+    objects::Entry base;
+    uint64_t size = 0;
+    std::vector<bool> lazy;
+    std::string memory;
+    std::string file;
+  };
+  State Snapshot() const;
+  // Makes the content durable on the node: fdatasync of the backing file
+  // (content still in memory is carried by the journal record instead).
+  [[nodiscard]] absl::Status Sync() const;
+  // A StagedFile from a State a journal recorded (in directory `from`); the
+  // backing file is moved into `dir`. NotFound if it is gone.
+  [[nodiscard]] static absl::StatusOr<std::shared_ptr<StagedFile>> Restore(
+      const std::filesystem::path& dir, const std::filesystem::path& from, State state,
+      ChunkReader* reader);
+
   // The FILE entry of the current content (name empty): unchanged base chunks
   // by address, changed ones sealed and uploaded through `objects`.
   // Concurrent writes may or may not be included.
@@ -71,6 +92,7 @@ class StagedFile {
   ChunkReader* const reader_;
   mutable absl::Mutex mu_;
   int fd_ ABSL_GUARDED_BY(mu_) = -1;
+  std::string file_ ABSL_GUARDED_BY(mu_);  // name of the backing file in dir_
   std::string memory_ ABSL_GUARDED_BY(mu_);
   uint64_t size_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<bool> lazy_ ABSL_GUARDED_BY(mu_);

@@ -126,13 +126,15 @@ class GrpcVolumeClient final : public VolumeClient {
   }
 
   absl::StatusOr<api::Snapshot> Commit(std::string_view volume_id, uint64_t base_seq,
-                                       const objects::ChangeSet& changes) override {
+                                       const objects::ChangeSet& changes,
+                                       std::string_view idempotency_key) override {
     grpc::ClientContext ctx;
     Prepare(ctx);
     api::CommitRequest request;
     request.set_volume_id(std::string(volume_id));
     request.set_base_seq(base_seq);
     *request.mutable_changes() = changes;
+    request.set_idempotency_key(std::string(idempotency_key));
     api::CommitResponse response;
     CAIRN_RETURN_IF_ERROR(FromGrpc(stub_->Commit(&ctx, request, &response)));
     return response.snapshot();

@@ -27,9 +27,12 @@ class VolumeClient {
       const api::VolumeRef& ref) = 0;
   [[nodiscard]] virtual absl::StatusOr<api::Snapshot> Head(std::string_view volume_id) = 0;
   // Applies `changes` onto the current head (C4); returns the new snapshot.
-  [[nodiscard]] virtual absl::StatusOr<api::Snapshot> Commit(std::string_view volume_id,
-                                                             uint64_t base_seq,
-                                                             const objects::ChangeSet& changes) = 0;
+  // `idempotency_key` names this change set: a resend with the same key
+  // (after an error or a lost reply) is answered with the snapshot the first
+  // one made instead of being applied again. Empty: no deduplication.
+  [[nodiscard]] virtual absl::StatusOr<api::Snapshot> Commit(
+      std::string_view volume_id, uint64_t base_seq, const objects::ChangeSet& changes,
+      std::string_view idempotency_key) = 0;
   // Sealed objects of any volume, over the API (GetObjects / PutObjects /
   // MissingObjects). Owned by the client; valid for its lifetime. Only
   // Get/Put/Contains are supported; the rest answer Unimplemented.

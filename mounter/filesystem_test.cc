@@ -1,0 +1,312 @@
+// Filesystem against an in-process control plane (EngineVolumeClient):
+// commit error handling, idempotency keys, coalescing and interleavings
+// that a real mount cannot hit deterministically.
+#include "mounter/filesystem.h"
+
+#include <fcntl.h>
+
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "core/tree.h"
+#include "core/files.h"
+#include "core/testing/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mounter/disk_cache.h"
+#include "mounter/testing/engine_volume_client.h"
+
+namespace cairn::mounter {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+class FilesystemTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open(); }
+
+  // (Re)opens the volume, as a new mount of it would.
+  void Open(std::optional<Limits> limits = {}) {
+    fs_.reset();
+    reader_.reset();
+    objects_.reset();
+    if (!created_) {
+      auto opened = client_.CreateVolume("v", 2, limits);
+      ASSERT_TRUE(opened.ok()) << opened.status();
+      created_ = true;
+    }
+    api::VolumeRef ref;
+    ref.set_namespace_("default");
+    ref.set_name("v");
+    auto opened = client_.Open(ref);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    opened_ = *opened;
+    // A node cache of its own: reads of base chunks reach the client.
+    cache_.reset();
+    auto cache = DiskCache::Open(client_.blobs(), dir_.path() / absl::StrCat("cache", ++mounts_), 0);
+    ASSERT_TRUE(cache.ok()) << cache.status();
+    cache_ = std::move(*cache);
+    auto key = DataKey::FromBytes(opened_.data_key());
+    ASSERT_TRUE(key.ok());
+    objects_ = std::make_unique<ObjectStore>(cache_.get(), opened_.volume().id(), *key);
+    reader_ = std::make_unique<ChunkReader>(objects_.get(), cache_.get(), 64 << 20, 1);
+    FsOptions options;
+    options.staging_dir = dir_.path() / "staging";
+    std::filesystem::create_directories(options.staging_dir);
+    auto fs = Filesystem::Create(&client_, objects_.get(), reader_.get(), opened_, options);
+    ASSERT_TRUE(fs.ok()) << fs.status();
+    fs_ = std::move(*fs);
+  }
+
+  // Creates (or truncates) a file at the root and writes `content`.
+  void WriteFile(const std::string& name, const std::string& content) {
+    uint64_t fh;
+    auto attr = fs_->Lookup(Filesystem::kRootIno, name);
+    if (attr.ok()) {
+      auto opened = fs_->Open(attr->st_ino, O_WRONLY | O_TRUNC);
+      ASSERT_TRUE(opened.ok()) << opened.status();
+      fh = *opened;
+    } else {
+      auto created = fs_->Create(Filesystem::kRootIno, name, 0644, O_WRONLY);
+      ASSERT_TRUE(created.ok()) << created.status();
+      fh = created->fh;
+    }
+    auto n = fs_->Write(fh, 0, content);
+    ASSERT_TRUE(n.ok()) << n.status();
+    fs_->Release(fh);
+  }
+
+  // The file's content in the volume's head.
+  std::optional<std::string> HeadFile(const std::string& path) {
+    auto head = client_.Head(opened_.volume().id());
+    if (!head.ok()) return std::nullopt;
+    auto root = Digest::FromRaw(head->root());
+    if (!root.ok()) return std::nullopt;
+    auto entry = LookupPath(*objects_, *root, path);
+    if (!entry.ok()) return std::nullopt;
+    auto content = ReadFileRange(*objects_, *entry, 0, entry->size());
+    if (!content.ok()) return std::nullopt;
+    return *content;
+  }
+
+  uint64_t HeadSeq() {
+    auto head = client_.Head(opened_.volume().id());
+    return head.ok() ? head->seq() : ~uint64_t{0};
+  }
+
+  cairn::testing::TempDir dir_;
+  testing::EngineVolumeClient client_;
+  bool created_ = false;
+  int mounts_ = 0;
+  api::OpenVolumeResponse opened_;
+  std::unique_ptr<DiskCache> cache_;
+  std::unique_ptr<ObjectStore> objects_;
+  std::unique_ptr<ChunkReader> reader_;
+  std::unique_ptr<Filesystem> fs_;
+};
+
+TEST(ClassifyCommitErrorTest, ByCode) {
+  EXPECT_EQ(ClassifyCommitError(absl::UnavailableError("down")), CommitErrorKind::kRetry);
+  EXPECT_EQ(ClassifyCommitError(absl::DeadlineExceededError("slow")), CommitErrorKind::kRetry);
+  EXPECT_EQ(ClassifyCommitError(absl::AbortedError("race")), CommitErrorKind::kRetry);
+  EXPECT_EQ(ClassifyCommitError(absl::NotFoundError("volume vo-x not found")),
+            CommitErrorKind::kRetry);
+  EXPECT_EQ(ClassifyCommitError(absl::FailedPreconditionError(
+                "object ab referenced by f is not stored")),
+            CommitErrorKind::kReupload);
+  EXPECT_EQ(ClassifyCommitError(absl::InvalidArgumentError("change 16: path is 4099 bytes")),
+            CommitErrorKind::kNever);
+  EXPECT_EQ(ClassifyCommitError(absl::ResourceExhaustedError("inode limit")),
+            CommitErrorKind::kNever);
+  EXPECT_EQ(ClassifyCommitError(absl::FailedPreconditionError("a is a directory")),
+            CommitErrorKind::kNever);
+}
+
+// A reply lost after the control plane applied the commit: the retry
+// carries the same key (so the server answers with the snapshot it made
+// instead of applying the change set again); the next change set a new one.
+TEST_F(FilesystemTest, RetryAfterLostReplyResendsTheSameKey) {
+  int calls = 0;
+  client_.on_commit = [&](const objects::ChangeSet&) {
+    testing::EngineVolumeClient::CommitFault fault;
+    if (calls++ == 0) fault = {absl::UnavailableError("reply lost"), /*applied=*/true};
+    return fault;
+  };
+  WriteFile("a", "one");
+  absl::Status first = fs_->Commit();
+  EXPECT_TRUE(absl::IsUnavailable(first)) << first;
+  EXPECT_TRUE(fs_->Dirty());
+  WriteFile("b", "two");  // logged after the change set in flight
+  ASSERT_TRUE(fs_->Commit().ok());
+  EXPECT_FALSE(fs_->Dirty());
+  std::vector<std::string> keys = client_.keys();
+  ASSERT_EQ(keys.size(), 3u);
+  EXPECT_EQ(keys[0].size(), 32u);
+  EXPECT_EQ(keys[0], keys[1]);
+  EXPECT_NE(keys[2], keys[1]);
+  EXPECT_EQ(HeadSeq(), 2u);  // one snapshot per change set, not three
+  EXPECT_EQ(HeadFile("a"), "one");
+  EXPECT_EQ(HeadFile("b"), "two");
+}
+
+// A blob that went missing between upload and commit is uploaded again.
+TEST_F(FilesystemTest, ObjectNotStoredIsUploadedAgain) {
+  int calls = 0;
+  client_.on_commit = [&](const objects::ChangeSet& changes) {
+    if (calls++ == 0) {
+      for (const objects::Change& c : changes.changes()) {
+        for (const std::string& chunk : c.entry().chunks()) {
+          auto d = Digest::FromRaw(chunk);
+          EXPECT_TRUE(client_.engine().blobs()->Delete(opened_.volume().id(), *d).ok());
+        }
+      }
+    }
+    return testing::EngineVolumeClient::CommitFault{};
+  };
+  std::string big(kInlineMax * 4, 'x');
+  WriteFile("big", big);
+  absl::Status st = fs_->Commit();
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(HeadFile("big"), big);
+}
+
+// Changes undone before they were committed are not sent.
+TEST_F(FilesystemTest, CreateThenRemoveIsNotSent) {
+  std::vector<objects::Change> sent;
+  client_.on_commit = [&](const objects::ChangeSet& changes) {
+    sent.assign(changes.changes().begin(), changes.changes().end());
+    return testing::EngineVolumeClient::CommitFault{};
+  };
+  auto a = fs_->MkDir(Filesystem::kRootIno, "a", 0755);
+  ASSERT_TRUE(a.ok());
+  auto b = fs_->MkDir(a->st_ino, "b", 0755);
+  ASSERT_TRUE(b.ok());
+  WriteFile("tmp", "x");
+  auto f = fs_->Create(b->st_ino, "f", 0644, O_WRONLY);
+  ASSERT_TRUE(f.ok());
+  fs_->Release(f->fh);
+  ASSERT_TRUE(fs_->Unlink(b->st_ino, "f").ok());
+  ASSERT_TRUE(fs_->RmDir(a->st_ino, "b").ok());
+  ASSERT_TRUE(fs_->RmDir(Filesystem::kRootIno, "a").ok());
+  ASSERT_TRUE(fs_->Unlink(Filesystem::kRootIno, "tmp").ok());
+  WriteFile("keep", "kept");
+  ASSERT_TRUE(fs_->Commit().ok());
+  std::vector<std::string> paths;
+  for (const auto& c : sent) paths.push_back(absl::StrCat(c.kind(), ":", c.path()));
+  // The removals stay (the paths may exist in the head); nothing below them.
+  EXPECT_THAT(paths, ElementsAre("3:a", "3:tmp", "1:keep"));
+  EXPECT_EQ(HeadFile("keep"), "kept");
+}
+
+// A change moved out of a removed directory before the removal is kept.
+TEST_F(FilesystemTest, RenameOutOfRemovedDirectoryKeepsEarlierChanges) {
+  auto a = fs_->MkDir(Filesystem::kRootIno, "a", 0755);
+  ASSERT_TRUE(a.ok());
+  auto f = fs_->Create(a->st_ino, "f", 0644, O_WRONLY);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(fs_->Write(f->fh, 0, "moved").ok());
+  fs_->Release(f->fh);
+  ASSERT_TRUE(fs_->Rename(a->st_ino, "f", Filesystem::kRootIno, "g", 0).ok());
+  ASSERT_TRUE(fs_->RmDir(Filesystem::kRootIno, "a").ok());
+  ASSERT_TRUE(fs_->Commit().ok());
+  EXPECT_EQ(HeadFile("g"), "moved");
+  EXPECT_FALSE(HeadFile("a/f").has_value());
+}
+
+// truncate(2) by path while a commit of the same file finishes: the
+// commit must not swap the truncated staged file for what it committed.
+TEST_F(FilesystemTest, TruncateByPathRacingACommitIsKept) {
+  // A two-chunk file in the base; a write to its second chunk leaves the
+  // first one lazy, so the truncate below reads it (the hook's window).
+  std::string content(kChunkSize + 10, 'c');
+  WriteFile("f", content);
+  ASSERT_TRUE(fs_->Commit().ok());
+  Open();  // a fresh mount: "f" is a base file
+  auto attr = fs_->Lookup(Filesystem::kRootIno, "f");
+  ASSERT_TRUE(attr.ok());
+  auto fh = fs_->Open(attr->st_ino, O_WRONLY);
+  ASSERT_TRUE(fh.ok());
+  ASSERT_TRUE(fs_->Write(*fh, kChunkSize, "W").ok());
+  fs_->Release(*fh);
+
+  absl::Notification commit_sent, truncating, committed;
+  client_.on_commit = [&](const objects::ChangeSet&) {
+    commit_sent.Notify();
+    truncating.WaitForNotification();
+    return testing::EngineVolumeClient::CommitFault{};
+  };
+  auto head = client_.Head(opened_.volume().id());
+  ASSERT_TRUE(head.ok());
+  auto base_entry = LookupPath(*objects_, *Digest::FromRaw(head->root()), "f");
+  ASSERT_TRUE(base_entry.ok());
+  ASSERT_EQ(base_entry->chunks_size(), 2);
+  Digest first_chunk = *Digest::FromRaw(base_entry->chunks(0));
+  std::atomic<bool> hooked{false};
+  client_.on_get = [&](const Digest& address) {
+    if (address == first_chunk && !hooked.exchange(true)) {
+      // Inside the truncate: let the commit finish now.
+      truncating.Notify();
+      committed.WaitForNotification();
+    }
+  };
+  std::thread committer([&] {
+    EXPECT_TRUE(fs_->Commit().ok());
+    committed.Notify();
+  });
+  commit_sent.WaitForNotification();
+  struct stat to {};
+  to.st_size = 100;
+  auto truncated = fs_->SetAttr(attr->st_ino, to, Filesystem::kSetSize);
+  committer.join();
+  ASSERT_TRUE(hooked.load());
+  ASSERT_TRUE(truncated.ok()) << truncated.status();
+  EXPECT_EQ(truncated->st_size, 100);
+  client_.on_commit = nullptr;
+  client_.on_get = nullptr;
+  ASSERT_TRUE(fs_->Commit().ok());
+  EXPECT_EQ(HeadFile("f"), std::string(100, 'c'));
+}
+
+// A reload whose replay of the pending changes fails (another mount made
+// their parent directory a file) is refused, and the old view stays whole.
+TEST_F(FilesystemTest, ReloadThatCannotReplayKeepsTheOldView) {
+  auto d = fs_->MkDir(Filesystem::kRootIno, "d", 0755);
+  ASSERT_TRUE(d.ok());
+  auto f = fs_->Create(d->st_ino, "f", 0644, O_WRONLY);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(fs_->Write(f->fh, 0, "pending").ok());
+  fs_->Release(f->fh);
+  objects::ChangeSet other;
+  objects::Change* put = other.add_changes();
+  put->set_kind(objects::Change::PUT);
+  put->set_path("d");
+  put->mutable_entry()->set_type(objects::FILE);
+  put->mutable_entry()->set_size(1);
+  put->mutable_entry()->set_inline_data("x");
+  ASSERT_TRUE(client_.engine().Commit(opened_.volume().id(), other).ok());
+
+  absl::Status reload = fs_->Reload();
+  EXPECT_FALSE(reload.ok());
+  EXPECT_THAT(std::string(reload.message()), HasSubstr("d/f"));
+  auto again = fs_->Lookup(Filesystem::kRootIno, "d");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(S_ISDIR(again->st_mode));
+  EXPECT_EQ(again->st_ino, d->st_ino);
+  auto file = fs_->Lookup(d->st_ino, "f");
+  ASSERT_TRUE(file.ok()) << file.status();
+  auto fh = fs_->Open(file->st_ino, O_RDONLY);
+  ASSERT_TRUE(fh.ok());
+  auto data = fs_->Read(*fh, 0, 100);
+  ASSERT_TRUE(data.ok());
+  EXPECT_EQ(data->Flatten(), "pending");
+  fs_->Release(*fh);
+  EXPECT_THAT(fs_->StatusJson(), HasSubstr("does not apply to the new head"));
+  EXPECT_THAT(fs_->StatusJson(), HasSubstr("\"base_seq\":0"));
+}
+
+}  // namespace
+}  // namespace cairn::mounter
