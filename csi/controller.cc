@@ -209,27 +209,33 @@ grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*,
 absl::Status ControllerService::DoDelete(const std::string& volume_id) {
   if (volume_id.empty()) return absl::InvalidArgumentError("DeleteVolume needs a volume_id");
   absl::MutexLock lock(&mu_);
+  // Claims that share one named volume share its ID, so a DeleteVolume
+  // cannot say which claim it ends: it drops one binding, the creator's
+  // last, and the volume goes (policy Delete) only with the last binding.
   PluginState next = state_;
-  bool created = false;
-  bool remove = false;
-  for (auto it = next.provisioned.begin(); it != next.provisioned.end();) {
-    if (it->second.volume_id == volume_id) {
-      created = created || it->second.created;
-      remove = remove || (it->second.created && it->second.delete_on_delete);
-      it = next.provisioned.erase(it);
-    } else {
-      ++it;
+  auto victim = next.provisioned.end();
+  for (auto it = next.provisioned.begin(); it != next.provisioned.end(); ++it) {
+    if (it->second.volume_id != volume_id) continue;
+    if (victim == next.provisioned.end() || (victim->second.created && !it->second.created)) {
+      victim = it;
     }
   }
+  if (victim == next.provisioned.end()) {
+    CAIRN_LOG_INFO("DeleteVolume %s: not provisioned by this driver; nothing to do", volume_id);
+    return absl::OkStatus();
+  }
+  Provisioned gone = victim->second;
+  next.provisioned.erase(victim);
   bool still_bound = std::any_of(next.provisioned.begin(), next.provisioned.end(),
                                  [&](const auto& e) { return e.second.volume_id == volume_id; });
-  if (remove && !still_bound) {
+  if (gone.created && gone.delete_on_delete && !still_bound) {
     CAIRN_RETURN_IF_ERROR(api_->Delete(volume_id));
-    CAIRN_LOG_INFO("DeleteVolume %s: deleted (policy Delete)", volume_id);
+    CAIRN_LOG_INFO("DeleteVolume %s: deleted %s/%s (policy Delete)", volume_id, gone.ns, gone.name);
   } else {
-    CAIRN_LOG_INFO("DeleteVolume %s: kept (%s)", volume_id,
+    CAIRN_LOG_INFO("DeleteVolume %s: released claim %s, kept %s/%s (%s)", volume_id,
+                   gone.request_name, gone.ns, gone.name,
                    still_bound ? "other claims bind it"
-                               : (created ? "policy Retain" : "not created by this driver"));
+                               : (gone.created ? "policy Retain" : "not created by this driver"));
   }
   if (next.provisioned.size() != state_.provisioned.size()) {
     CAIRN_RETURN_IF_ERROR(state_file_->Save(next));
