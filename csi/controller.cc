@@ -1,0 +1,301 @@
+// Controller service: claims to named Cairn volumes (csi/driver.h).
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/crypto.h"
+#include "core/digest.h"
+#include "core/log.h"
+#include "core/path.h"
+#include "core/rpc_client.h"
+#include "core/status.h"
+#include "csi/driver.h"
+
+namespace cairn::csi {
+namespace v1 = ::csi::v1;
+
+namespace {
+
+std::string Param(const google::protobuf::Map<std::string, std::string>& m, const std::string& k) {
+  auto it = m.find(k);
+  return it == m.end() ? "" : it->second;
+}
+
+// A Cairn volume name for a request without volumeName or PVC name: the
+// request name itself when it is a valid name, else a stable digest of it.
+std::string NameFor(const std::string& request_name) {
+  if (ValidateVolumeName(request_name).ok()) return request_name;
+  return absl::StrCat("csi-", Sha256(request_name).ToHex().substr(0, 40));
+}
+
+std::string Fingerprint(const v1::CreateVolumeRequest& req) {
+  std::vector<std::string> parts;
+  std::vector<std::pair<std::string, std::string>> params(req.parameters().begin(),
+                                                          req.parameters().end());
+  std::sort(params.begin(), params.end());
+  for (const auto& [k, v] : params) parts.push_back(absl::StrCat(k, "=", v));
+  parts.push_back(absl::StrCat("required=", req.capacity_range().required_bytes()));
+  parts.push_back(absl::StrCat("limit=", req.capacity_range().limit_bytes()));
+  if (req.volume_content_source().has_snapshot()) {
+    parts.push_back(absl::StrCat("snapshot=", req.volume_content_source().snapshot().snapshot_id()));
+  } else if (req.volume_content_source().has_volume()) {
+    parts.push_back(absl::StrCat("volume=", req.volume_content_source().volume().volume_id()));
+  }
+  return absl::StrJoin(parts, "\n");
+}
+
+void FillVolume(const Provisioned& p, v1::Volume* out) {
+  out->set_volume_id(p.volume_id);
+  out->set_capacity_bytes(p.capacity_bytes);
+  (*out->mutable_volume_context())[kCtxVolume] = p.name;
+  (*out->mutable_volume_context())[kCtxNamespace] = p.ns;
+}
+
+grpc::Status Reply(std::string_view rpc, const absl::Status& st) {
+  if (!st.ok()) CAIRN_LOG_WARNING("%s: %s", rpc, st.ToString());
+  return ToGrpc(st);
+}
+
+}  // namespace
+
+absl::Status ControllerService::Init() {
+  CAIRN_ASSIGN_OR_RETURN(PluginState loaded, state_file_->Load());
+  absl::MutexLock lock(&mu_);
+  state_ = std::move(loaded);
+  return absl::OkStatus();
+}
+
+grpc::Status ControllerService::ControllerGetCapabilities(
+    grpc::ServerContext*, const v1::ControllerGetCapabilitiesRequest*,
+    v1::ControllerGetCapabilitiesResponse* resp) {
+  for (auto type : {v1::ControllerServiceCapability::RPC::CREATE_DELETE_VOLUME,
+                    v1::ControllerServiceCapability::RPC::LIST_VOLUMES,
+                    v1::ControllerServiceCapability::RPC::SINGLE_NODE_MULTI_WRITER}) {
+    resp->add_capabilities()->mutable_rpc()->set_type(type);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ControllerService::CreateVolume(grpc::ServerContext*,
+                                             const v1::CreateVolumeRequest* req,
+                                             v1::CreateVolumeResponse* resp) {
+  return Reply("CreateVolume", DoCreate(*req, resp));
+}
+
+absl::Status ControllerService::DoCreate(const v1::CreateVolumeRequest& req,
+                                         v1::CreateVolumeResponse* resp) {
+  if (req.name().empty()) return absl::InvalidArgumentError("CreateVolume needs a name");
+  if (req.volume_capabilities().empty()) {
+    return absl::InvalidArgumentError("CreateVolume needs at least one volume capability");
+  }
+  for (const auto& cap : req.volume_capabilities()) CAIRN_RETURN_IF_ERROR(CheckCapability(cap));
+  if (req.has_volume_content_source()) {
+    return absl::InvalidArgumentError(
+        "creating a volume from a snapshot or another volume is not offered by this driver yet");
+  }
+  const auto& params = req.parameters();
+  static const std::set<std::string> kKnown = {kParamVersion, kParamVolumeName,
+                                               kParamDeletionPolicy, kParamNamespace,
+                                               kParamPvcName, kParamPvcNamespace,
+                                               "csi.storage.k8s.io/pv/name"};
+  for (const auto& [k, v] : params) {
+    if (!kKnown.contains(k)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown StorageClass parameter \"", k,
+          "\" (known: version, volumeName, deletionPolicy, namespace)"));
+    }
+  }
+  uint32_t version = 2;
+  if (std::string v = Param(params, kParamVersion); !v.empty()) {
+    if (!absl::SimpleAtoi(v, &version) || (version != 1 && version != 2)) {
+      return absl::InvalidArgumentError(absl::StrCat("parameter version must be 1 or 2, not \"", v, "\""));
+    }
+  }
+  std::string policy = Param(params, kParamDeletionPolicy);
+  if (policy.empty()) policy = "Retain";
+  if (policy != "Retain" && policy != "Delete") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("parameter deletionPolicy must be Retain or Delete, not \"", policy, "\""));
+  }
+  std::string ns = Param(params, kParamNamespace);
+  if (ns.empty()) ns = Param(params, kParamPvcNamespace);
+  ns = NamespaceOrDefault(ns);
+  CAIRN_RETURN_IF_ERROR(ValidateNamespace(ns));
+  std::string name = Param(params, kParamVolumeName);
+  if (name.empty()) name = Param(params, kParamPvcName);
+  if (name.empty()) name = NameFor(req.name());
+  CAIRN_RETURN_IF_ERROR(ValidateVolumeName(name));
+  const auto& cap = req.capacity_range();
+  if (cap.required_bytes() < 0 || cap.limit_bytes() < 0) {
+    return absl::OutOfRangeError("capacity must not be negative");
+  }
+  if (cap.limit_bytes() > 0 && cap.required_bytes() > cap.limit_bytes()) {
+    return absl::OutOfRangeError("required capacity exceeds the capacity limit");
+  }
+  std::string fingerprint = Fingerprint(req);
+
+  absl::MutexLock lock(&mu_);
+  if (auto it = state_.provisioned.find(req.name()); it != state_.provisioned.end()) {
+    if (it->second.fingerprint != fingerprint) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "volume request \"", req.name(), "\" already exists with different parameters or capacity"));
+    }
+    // Still there? A volume deleted behind our back is created again.
+    auto existing = api_->Get([&] {
+      api::VolumeRef r;
+      r.set_id(it->second.volume_id);
+      return r;
+    }());
+    if (existing.ok()) {
+      FillVolume(it->second, resp->mutable_volume());
+      return absl::OkStatus();
+    }
+    if (existing.status().code() != absl::StatusCode::kNotFound) return existing.status();
+    state_.provisioned.erase(it);
+  }
+  api::VolumeRef ref;
+  ref.set_namespace_(ns);
+  ref.set_name(name);
+  bool created = false;
+  auto volume = api_->Get(ref);
+  if (!volume.ok() && volume.status().code() == absl::StatusCode::kNotFound) {
+    api::CreateVolumeRequest create;
+    create.set_namespace_(ns);
+    create.set_name(name);
+    create.set_version(version);
+    volume = api_->Create(create);
+    created = volume.ok();
+    // Another claim (or a person) created it between our look-up and our
+    // create: bind it like any existing volume.
+    if (!volume.ok() && volume.status().code() == absl::StatusCode::kAlreadyExists) {
+      volume = api_->Get(ref);
+    }
+  }
+  if (!volume.ok()) return volume.status();
+  if (volume->version() != version && !Param(params, kParamVersion).empty()) {
+    return absl::AlreadyExistsError(absl::StrCat("volume ", ns, "/", name, " exists as version ",
+                                                 volume->version(), ", not ", version));
+  }
+  Provisioned p;
+  p.request_name = req.name();
+  p.volume_id = volume->id();
+  p.ns = ns;
+  p.name = name;
+  p.fingerprint = fingerprint;
+  p.capacity_bytes = cap.required_bytes() > 0 ? cap.required_bytes() : cap.limit_bytes();
+  p.created = created;
+  p.delete_on_delete = policy == "Delete";
+  PluginState next = state_;
+  next.provisioned[p.request_name] = p;
+  if (absl::Status st = state_file_->Save(next); !st.ok()) {
+    if (created) (void)api_->Delete(p.volume_id);
+    return absl::UnavailableError(absl::StrCat("cannot record the new volume: ", st.message()));
+  }
+  state_ = std::move(next);
+  CAIRN_LOG_INFO("CreateVolume %s -> %s/%s (%s, %s)", req.name(), ns, name, p.volume_id,
+                 created ? "created" : "bound");
+  FillVolume(p, resp->mutable_volume());
+  return absl::OkStatus();
+}
+
+grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*,
+                                             const v1::DeleteVolumeRequest* req,
+                                             v1::DeleteVolumeResponse*) {
+  return Reply("DeleteVolume", DoDelete(req->volume_id()));
+}
+
+absl::Status ControllerService::DoDelete(const std::string& volume_id) {
+  if (volume_id.empty()) return absl::InvalidArgumentError("DeleteVolume needs a volume_id");
+  absl::MutexLock lock(&mu_);
+  // Claims that share one named volume share its ID, so a DeleteVolume
+  // cannot say which claim it ends: it drops one binding, the creator's
+  // last, and the volume goes (policy Delete) only with the last binding.
+  PluginState next = state_;
+  auto victim = next.provisioned.end();
+  for (auto it = next.provisioned.begin(); it != next.provisioned.end(); ++it) {
+    if (it->second.volume_id != volume_id) continue;
+    if (victim == next.provisioned.end() || (victim->second.created && !it->second.created)) {
+      victim = it;
+    }
+  }
+  if (victim == next.provisioned.end()) {
+    CAIRN_LOG_INFO("DeleteVolume %s: not provisioned by this driver; nothing to do", volume_id);
+    return absl::OkStatus();
+  }
+  Provisioned gone = victim->second;
+  next.provisioned.erase(victim);
+  bool still_bound = std::any_of(next.provisioned.begin(), next.provisioned.end(),
+                                 [&](const auto& e) { return e.second.volume_id == volume_id; });
+  if (gone.created && gone.delete_on_delete && !still_bound) {
+    CAIRN_RETURN_IF_ERROR(api_->Delete(volume_id));
+    CAIRN_LOG_INFO("DeleteVolume %s: deleted %s/%s (policy Delete)", volume_id, gone.ns, gone.name);
+  } else {
+    CAIRN_LOG_INFO("DeleteVolume %s: released claim %s, kept %s/%s (%s)", volume_id,
+                   gone.request_name, gone.ns, gone.name,
+                   still_bound ? "other claims bind it"
+                               : (gone.created ? "policy Retain" : "not created by this driver"));
+  }
+  if (next.provisioned.size() != state_.provisioned.size()) {
+    CAIRN_RETURN_IF_ERROR(state_file_->Save(next));
+    state_ = std::move(next);
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status ControllerService::ValidateVolumeCapabilities(
+    grpc::ServerContext*, const v1::ValidateVolumeCapabilitiesRequest* req,
+    v1::ValidateVolumeCapabilitiesResponse* resp) {
+  absl::Status st = [&]() -> absl::Status {
+    if (req->volume_id().empty()) return absl::InvalidArgumentError("volume_id is required");
+    if (req->volume_capabilities().empty()) {
+      return absl::InvalidArgumentError("volume_capabilities are required");
+    }
+    if (!req->volume_id().starts_with("vo-")) {
+      return absl::NotFoundError(absl::StrCat("no Cairn volume has ID ", req->volume_id()));
+    }
+    api::VolumeRef ref;
+    ref.set_id(req->volume_id());
+    CAIRN_RETURN_IF_ERROR(api_->Get(ref).status());
+    for (const auto& cap : req->volume_capabilities()) {
+      if (absl::Status c = CheckCapability(cap); !c.ok()) {
+        resp->set_message(std::string(c.message()));
+        return absl::OkStatus();
+      }
+    }
+    auto* confirmed = resp->mutable_confirmed();
+    *confirmed->mutable_volume_context() = req->volume_context();
+    *confirmed->mutable_volume_capabilities() = req->volume_capabilities();
+    *confirmed->mutable_parameters() = req->parameters();
+    return absl::OkStatus();
+  }();
+  return Reply("ValidateVolumeCapabilities", st);
+}
+
+grpc::Status ControllerService::ListVolumes(grpc::ServerContext*,
+                                            const v1::ListVolumesRequest* req,
+                                            v1::ListVolumesResponse* resp) {
+  absl::Status st = [&]() -> absl::Status {
+    if (req->max_entries() < 0) return absl::InvalidArgumentError("max_entries must not be negative");
+    // Tokens are the last volume ID of the previous page; the listing is in
+    // ID order, so a page boundary survives volumes added or deleted.
+    const std::string& token = req->starting_token();
+    if (!token.empty() && !ValidateVolumeId(token).ok()) {
+      return absl::AbortedError(absl::StrCat("invalid starting_token \"", token, "\""));
+    }
+    absl::MutexLock lock(&mu_);
+    std::map<std::string, const Provisioned*> by_id;
+    for (const auto& [name, p] : state_.provisioned) by_id.emplace(p.volume_id, &p);
+    auto it = token.empty() ? by_id.begin() : by_id.upper_bound(token);
+    size_t max = req->max_entries() > 0 ? static_cast<size_t>(req->max_entries()) : SIZE_MAX;
+    for (; it != by_id.end() && static_cast<size_t>(resp->entries_size()) < max; ++it) {
+      FillVolume(*it->second, resp->add_entries()->mutable_volume());
+    }
+    if (it != by_id.end()) resp->set_next_token(std::prev(it)->first);
+    return absl::OkStatus();
+  }();
+  return Reply("ListVolumes", st);
+}
+
+}  // namespace cairn::csi

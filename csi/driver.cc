@@ -1,0 +1,340 @@
+#include "csi/driver.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "core/grpc_server.h"
+#include "core/log.h"
+#include "core/status.h"
+
+namespace cairn::csi {
+namespace fs = std::filesystem;
+namespace v1 = ::csi::v1;
+
+absl::StatusOr<CsiOptions> ParseCsiArgs(const std::vector<std::string>& args,
+                                        ClientOptions client) {
+  CsiOptions o;
+  o.client = std::move(client);
+  if (const char* dir = std::getenv("CAIRN_CACHE_DIR"); dir != nullptr && *dir != '\0') {
+    o.cache_dir = dir;
+  }
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string a = args[i];
+    std::string value;
+    bool has_inline = false;
+    if (a.starts_with("--") && a.find('=') != std::string::npos) {
+      value = a.substr(a.find('=') + 1);
+      a = a.substr(0, a.find('='));
+      has_inline = true;
+    }
+    auto next = [&]() -> absl::StatusOr<std::string> {
+      if (has_inline) return value;
+      if (i + 1 >= args.size()) return absl::InvalidArgumentError(absl::StrCat(a, " needs a value"));
+      return args[++i];
+    };
+    auto seconds = [&](absl::Duration* out) -> absl::Status {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+      double s;
+      if (!absl::SimpleAtod(v, &s) || s <= 0) {
+        return absl::InvalidArgumentError(absl::StrCat(a, ": bad number of seconds ", v));
+      }
+      *out = absl::Seconds(s);
+      return absl::OkStatus();
+    };
+    if (a == "--endpoint") {
+      CAIRN_ASSIGN_OR_RETURN(o.endpoint, next());
+    } else if (a == "--node-id") {
+      CAIRN_ASSIGN_OR_RETURN(o.node_id, next());
+    } else if (a == "--server") {
+      CAIRN_ASSIGN_OR_RETURN(o.client.server, next());
+    } else if (a == "--token-file") {
+      CAIRN_ASSIGN_OR_RETURN(o.token_file, next());
+      std::ifstream in(o.token_file);
+      if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read --token-file ", o.token_file));
+      std::string token((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      o.client.token = std::string(absl::StripAsciiWhitespace(token));
+    } else if (a == "--mode") {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+      if (v == "controller") {
+        o.mode = Mode::kController;
+      } else if (v == "node") {
+        o.mode = Mode::kNode;
+      } else if (v == "all") {
+        o.mode = Mode::kAll;
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("--mode must be controller, node or all, not ", v));
+      }
+    } else if (a == "--state-dir") {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+      o.state_dir = fs::absolute(v);
+    } else if (a == "--kubelet-dir") {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+      o.kubelet_dir = fs::absolute(v).lexically_normal();
+    } else if (a == "--registration-dir") {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+      o.registration_dir = fs::absolute(v);
+    } else if (a == "--mounter") {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+      o.mounter = v;
+    } else if (a == "--cache-dir") {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+      o.cache_dir = fs::absolute(v);
+    } else if (a == "--mount-timeout") {
+      CAIRN_RETURN_IF_ERROR(seconds(&o.mount_timeout));
+    } else if (a == "--final-commit-timeout") {
+      CAIRN_RETURN_IF_ERROR(seconds(&o.final_commit_timeout));
+    } else if (a == "-h" || a == "--help") {
+      return absl::InvalidArgumentError("help requested");
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown argument ", a));
+    }
+  }
+  if (!IsUnixAddress(o.endpoint)) {
+    return absl::InvalidArgumentError(absl::StrCat("--endpoint must be unix:///PATH, not ", o.endpoint));
+  }
+  if (o.mode != Mode::kController && o.node_id.empty()) {
+    return absl::InvalidArgumentError("--node-id is required for --mode node and all");
+  }
+  return o;
+}
+
+// ---- VolumeApi --------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<VolumeApi>> VolumeApi::Connect(const ClientOptions& options) {
+  std::unique_ptr<VolumeApi> api(new VolumeApi());
+  api->options_ = options;
+  CAIRN_ASSIGN_OR_RETURN(api->channel_, Dial(options));
+  api->stub_ = api::VolumeService::NewStub(api->channel_);
+  return api;
+}
+
+std::unique_ptr<grpc::ClientContext> VolumeApi::Context(absl::Duration timeout) const {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  Authorize(*ctx, options_);
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout)));
+  return ctx;
+}
+
+namespace {
+// Every control-plane error keeps its code; the message says where it came
+// from, and an unreachable server says which address.
+absl::Status FromApi(const grpc::Status& s, const std::string& server) {
+  if (s.ok()) return absl::OkStatus();
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return absl::UnavailableError(absl::StrCat("the Cairn control plane at ", server,
+                                               " is not answering: ", s.error_message()));
+  }
+  return FromGrpc(s);
+}
+}  // namespace
+
+absl::StatusOr<api::Volume> VolumeApi::Get(const api::VolumeRef& ref) {
+  api::GetVolumeRequest req;
+  *req.mutable_volume() = ref;
+  api::Volume v;
+  CAIRN_RETURN_IF_ERROR(FromApi(stub_->GetVolume(Context(absl::Seconds(10)).get(), req, &v),
+                                options_.server));
+  return v;
+}
+
+absl::StatusOr<api::Volume> VolumeApi::Create(const api::CreateVolumeRequest& request) {
+  api::Volume v;
+  CAIRN_RETURN_IF_ERROR(FromApi(stub_->CreateVolume(Context(absl::Seconds(20)).get(), request, &v),
+                                options_.server));
+  return v;
+}
+
+absl::Status VolumeApi::Delete(const std::string& volume_id) {
+  api::DeleteVolumeRequest req;
+  req.mutable_volume()->set_id(volume_id);
+  req.set_allow_missing(true);
+  api::DeleteVolumeResponse resp;
+  return FromApi(stub_->DeleteVolume(Context(absl::Seconds(20)).get(), req, &resp),
+                 options_.server);
+}
+
+absl::Status VolumeApi::Ping() {
+  api::ListVolumesRequest req;
+  req.set_namespace_("default");
+  api::ListVolumesResponse resp;
+  grpc::Status s = stub_->ListVolumes(Context(absl::Seconds(3)).get(), req, &resp);
+  // Any answer (even PERMISSION_DENIED) means the control plane is up;
+  // only transport failures make it unavailable.
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return FromApi(s, options_.server);
+  }
+  if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED) return FromGrpc(s);
+  return absl::OkStatus();
+}
+
+// ---- Identity ---------------------------------------------------------------
+
+grpc::Status IdentityService::GetPluginInfo(grpc::ServerContext*, const v1::GetPluginInfoRequest*,
+                                            v1::GetPluginInfoResponse* resp) {
+  resp->set_name(kDriverName);
+  resp->set_vendor_version(version_);
+  return grpc::Status::OK;
+}
+
+grpc::Status IdentityService::GetPluginCapabilities(grpc::ServerContext*,
+                                                    const v1::GetPluginCapabilitiesRequest*,
+                                                    v1::GetPluginCapabilitiesResponse* resp) {
+  if (controller_) {
+    resp->add_capabilities()->mutable_service()->set_type(
+        v1::PluginCapability::Service::CONTROLLER_SERVICE);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status IdentityService::Probe(grpc::ServerContext*, const v1::ProbeRequest*,
+                                    v1::ProbeResponse* resp) {
+  absl::Status st = api_->Ping();
+  if (st.code() == absl::StatusCode::kUnauthenticated) {
+    // A wrong token does not heal by waiting: the plugin is unhealthy.
+    return ToGrpc(absl::FailedPreconditionError(
+        absl::StrCat("the control plane refuses our token: ", st.message())));
+  }
+  if (!st.ok()) CAIRN_LOG_WARNING("probe: %s", st.ToString());
+  resp->mutable_ready()->set_value(st.ok());
+  return grpc::Status::OK;
+}
+
+// ---- Registration -------------------------------------------------------------
+
+grpc::Status RegistrationService::GetInfo(grpc::ServerContext*,
+                                          const ::pluginregistration::InfoRequest*,
+                                          ::pluginregistration::PluginInfo* resp) {
+  resp->set_type("CSIPlugin");
+  resp->set_name(kDriverName);
+  resp->set_endpoint(csi_socket_);
+  resp->add_supported_versions("1.0.0");
+  return grpc::Status::OK;
+}
+
+grpc::Status RegistrationService::NotifyRegistrationStatus(
+    grpc::ServerContext*, const ::pluginregistration::RegistrationStatus* req,
+    ::pluginregistration::RegistrationStatusResponse*) {
+  absl::MutexLock lock(&mu_);
+  registered_ = req->plugin_registered();
+  if (registered_) {
+    CAIRN_LOG_INFO("registered with the kubelet");
+  } else {
+    CAIRN_LOG_ERROR("the kubelet refused the registration: %s", req->error());
+  }
+  return grpc::Status::OK;
+}
+
+bool RegistrationService::registered() const {
+  absl::MutexLock lock(&mu_);
+  return registered_;
+}
+
+// ---- Shared ---------------------------------------------------------------------
+
+absl::Status CheckCapability(const v1::VolumeCapability& cap) {
+  if (cap.has_block()) {
+    return absl::InvalidArgumentError("block volumes are not supported: Cairn volumes are file systems");
+  }
+  if (!cap.has_mount()) {
+    return absl::InvalidArgumentError("the volume capability must ask for mount access");
+  }
+  const std::string& fs_type = cap.mount().fs_type();
+  if (!fs_type.empty() && fs_type != "cairn" && fs_type != "fuse.cairn") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown fsType \"", fs_type, "\": Cairn volumes are \"cairn\" (or empty)"));
+  }
+  switch (cap.access_mode().mode()) {
+    case v1::VolumeCapability::AccessMode::SINGLE_NODE_WRITER:
+    case v1::VolumeCapability::AccessMode::SINGLE_NODE_READER_ONLY:
+    case v1::VolumeCapability::AccessMode::MULTI_NODE_READER_ONLY:
+    case v1::VolumeCapability::AccessMode::MULTI_NODE_SINGLE_WRITER:
+    case v1::VolumeCapability::AccessMode::MULTI_NODE_MULTI_WRITER:
+    case v1::VolumeCapability::AccessMode::SINGLE_NODE_SINGLE_WRITER:
+    case v1::VolumeCapability::AccessMode::SINGLE_NODE_MULTI_WRITER:
+      return absl::OkStatus();
+    default:
+      return absl::InvalidArgumentError("the volume capability needs an access mode");
+  }
+}
+
+// ---- Run --------------------------------------------------------------------------
+
+int RunPlugin(const CsiOptions& given) {
+  CsiOptions options = given;
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  auto fail = [](std::string_view what, const absl::Status& st) {
+    CAIRN_LOG_ERROR("%s: %s", what, st.ToString());
+    return 1;
+  };
+  if (options.mounter.is_relative() && options.mounter.has_parent_path() == false) {
+    std::error_code ec;
+    fs::path self = fs::read_symlink("/proc/self/exe", ec);
+    fs::path sibling = self.parent_path() / options.mounter;
+    if (!ec && fs::exists(sibling)) options.mounter = sibling;
+  }
+  options.mounter = fs::absolute(options.mounter);
+  auto api = VolumeApi::Connect(options.client);
+  if (!api.ok()) return fail("control plane", api.status());
+  StateFile state(options.state_dir / "state.json");
+  ProcessLauncher launcher;
+  bool controller = options.mode != Mode::kNode;
+  bool node = options.mode != Mode::kController;
+  // The controller's records and the node's share one file format but not
+  // one file, so that a node plugin and a controller on the same host
+  // (mode all uses one process) never race on it.
+  StateFile controller_state(options.state_dir / "controller.json");
+  IdentityService identity(api->get(), controller, options.version);
+  ControllerService controller_service(api->get(), &controller_state);
+  NodeService node_service(options, api->get(), &state, &launcher);
+  std::vector<grpc::Service*> services = {&identity};
+  if (controller) {
+    if (auto st = controller_service.Init(); !st.ok()) return fail("controller state", st);
+    services.push_back(&controller_service);
+  }
+  if (node) {
+    if (auto st = node_service.Init(); !st.ok()) return fail("node state", st);
+    services.push_back(&node_service);
+  }
+  GrpcServerOptions server_options;
+  server_options.address = options.endpoint;
+  auto server = GrpcServer::Start(server_options, services);
+  if (!server.ok()) return fail("listen", server.status());
+  std::unique_ptr<RegistrationService> registration;
+  std::unique_ptr<GrpcServer> registration_server;
+  if (!options.registration_dir.empty()) {
+    std::string socket;
+    IsUnixAddress(options.endpoint, &socket);
+    registration = std::make_unique<RegistrationService>(socket);
+    GrpcServerOptions reg;
+    reg.address = absl::StrCat("unix://",
+                               (options.registration_dir / absl::StrCat(kDriverName, "-reg.sock")).string());
+    auto started = GrpcServer::Start(reg, {registration.get()});
+    if (!started.ok()) return fail("registration socket", started.status());
+    registration_server = std::move(*started);
+  }
+  CAIRN_LOG_INFO("cairn-csi %s serving %s on %s", options.version,
+                 controller && node ? "controller+node" : (controller ? "controller" : "node"),
+                 options.endpoint);
+  int sig = 0;
+  while (sigwait(&sigs, &sig) != 0) {
+  }
+  CAIRN_LOG_INFO("signal %d: stopping; mounts keep serving", sig);
+  if (registration_server) registration_server->Shutdown(absl::Seconds(2));
+  (*server)->Shutdown(absl::Seconds(10));
+  return 0;
+}
+
+}  // namespace cairn::csi

@@ -1,0 +1,86 @@
+// Mount-table queries and the mounter launcher of the CSI node service.
+//
+// A publish is one `cairn-mount` process per target path (each pod gets its
+// own snapshot view and commit/reload, C3). MounterLauncher is the seam: a
+// detached process today, a mount pod later. The process launcher detaches
+// the mounter completely (double fork + setsid: own session and process
+// group, parent is init), so a SIGKILL or upgrade of cairn-csi leaves every
+// mount serving; a restarted plugin finds its mounters again by pid and
+// start time (MounterId) from its state file.
+//
+// Thread-safety: the free functions are thread-safe; ProcessLauncher holds
+// no mutable state and may be used from any thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace cairn::csi {
+
+// True if /proc/self/mountinfo lists a FUSE mount of Cairn's (fstype
+// "fuse.cairn") whose mount point is exactly `target`.
+bool IsCairnMounted(const std::filesystem::path& target);
+
+// True if anything at all is mounted at `target`.
+bool IsMountPoint(const std::filesystem::path& target);
+
+// Lazily unmounts whatever is mounted at `target` (umount2 MNT_DETACH).
+// OK when nothing is mounted there.
+[[nodiscard]] absl::Status LazyUnmount(const std::filesystem::path& target);
+
+// A process identity that survives pid reuse: the pid plus its start time
+// in clock ticks since boot (/proc/PID/stat field 22).
+struct MounterId {
+  pid_t pid = 0;
+  uint64_t start_ticks = 0;
+};
+
+// True while the process `id` names is alive (not a zombie) and is still
+// the process that was started.
+bool IsAlive(const MounterId& id);
+
+struct LaunchSpec {
+  std::filesystem::path binary;            // cairn-mount
+  std::vector<std::string> args;           // after argv[0]
+  std::vector<std::string> env;            // "K=V", added to the environment
+  std::filesystem::path log_file;          // stdout and stderr, appended
+  std::filesystem::path target;            // the mount point, for readiness
+};
+
+class MounterLauncher {
+ public:
+  virtual ~MounterLauncher() = default;
+  // Starts a mounter and returns once `target` serves (mountinfo shows the
+  // Cairn FUSE mount and a stat of it answers). If it dies first or is not
+  // ready within `timeout`, it is killed, nothing stays mounted, and the
+  // error carries the tail of its log.
+  [[nodiscard]] virtual absl::StatusOr<MounterId> Launch(const LaunchSpec& spec,
+                                                         absl::Duration timeout) = 0;
+  // SIGTERM (the mounter unmounts and makes its final commit), waits up to
+  // `timeout`, then SIGKILL. OK once the process is gone.
+  [[nodiscard]] virtual absl::Status Stop(const MounterId& id, absl::Duration timeout) = 0;
+};
+
+// Real mounters as detached processes.
+class ProcessLauncher : public MounterLauncher {
+ public:
+  absl::StatusOr<MounterId> Launch(const LaunchSpec& spec, absl::Duration timeout) override;
+  absl::Status Stop(const MounterId& id, absl::Duration timeout) override;
+};
+
+// Blocks until `target` serves a Cairn mount, the process `id` is gone
+// (FailedPrecondition), or `timeout` passes (DeadlineExceeded).
+[[nodiscard]] absl::Status WaitMountReady(const std::filesystem::path& target, const MounterId& id,
+                                          absl::Duration timeout);
+
+// The last `max_bytes` of a file, for error messages.
+std::string FileTail(const std::filesystem::path& path, size_t max_bytes = 2000);
+
+}  // namespace cairn::csi

@@ -1,0 +1,401 @@
+// Node service: one detached cairn-mount per publish (csi/driver.h).
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/crypto.h"
+#include "core/digest.h"
+#include "core/log.h"
+#include "core/path.h"
+#include "core/rpc_client.h"
+#include "core/status.h"
+#include "csi/driver.h"
+
+namespace cairn::csi {
+namespace fs = std::filesystem;
+namespace v1 = ::csi::v1;
+
+namespace {
+
+std::string Ctx(const google::protobuf::Map<std::string, std::string>& m, const std::string& k) {
+  auto it = m.find(k);
+  return it == m.end() ? "" : it->second;
+}
+
+absl::StatusOr<bool> Bool(const std::string& key, const std::string& value) {
+  std::string v = absl::AsciiStrToLower(value);
+  if (v.empty() || v == "false" || v == "0" || v == "no") return false;
+  if (v == "true" || v == "1" || v == "yes") return true;
+  return absl::InvalidArgumentError(absl::StrCat("volume attribute ", key,
+                                                 " must be true or false, not \"", value, "\""));
+}
+
+bool ReadOnlyMode(const v1::VolumeCapability& cap) {
+  auto m = cap.access_mode().mode();
+  return m == v1::VolumeCapability::AccessMode::SINGLE_NODE_READER_ONLY ||
+         m == v1::VolumeCapability::AccessMode::MULTI_NODE_READER_ONLY;
+}
+
+grpc::Status Reply(std::string_view rpc, const absl::Status& st) {
+  if (!st.ok()) CAIRN_LOG_WARNING("%s: %s", rpc, st.ToString());
+  return ToGrpc(st);
+}
+
+// A target path as the kubelet gives it: absolute, normalised, and under
+// --kubelet-dir when that is set.
+absl::StatusOr<fs::path> CheckTarget(const std::string& path, const fs::path& kubelet_dir) {
+  if (path.empty()) return absl::InvalidArgumentError("target_path is required");
+  fs::path p(path);
+  if (!p.is_absolute()) {
+    return absl::InvalidArgumentError(absl::StrCat("target_path must be absolute: ", path));
+  }
+  p = p.lexically_normal();
+  if (p.has_filename() == false) p = p.parent_path();
+  if (!kubelet_dir.empty()) {
+    fs::path rel = p.lexically_relative(kubelet_dir);
+    if (rel.empty() || *rel.begin() == ".." || rel == ".") {
+      return absl::InvalidArgumentError(absl::StrCat("target_path ", p.string(),
+                                                     " is outside the kubelet directory ",
+                                                     kubelet_dir.string()));
+    }
+  }
+  return p;
+}
+
+void RemoveTargetDir(const fs::path& target) {
+  if (::rmdir(target.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY) {
+    CAIRN_LOG_WARNING("cannot remove %s: %s", target.string(), std::strerror(errno));
+  }
+}
+
+}  // namespace
+
+absl::Status NodeService::Init() {
+  CAIRN_ASSIGN_OR_RETURN(PluginState loaded, state_file_->Load());
+  absl::MutexLock lock(&mu_);
+  state_ = std::move(loaded);
+  for (const auto& [target, p] : state_.publications) {
+    if (IsAlive(p.mounter) && IsCairnMounted(target)) {
+      CAIRN_LOG_INFO("re-adopted the mount of %s at %s (mounter %d)", p.cairn_id, target,
+                     p.mounter.pid);
+    } else {
+      CAIRN_LOG_WARNING("the mounter of %s at %s is gone; unpublish will clean up", p.cairn_id,
+                        target);
+    }
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status NodeService::NodeGetCapabilities(grpc::ServerContext*,
+                                              const v1::NodeGetCapabilitiesRequest*,
+                                              v1::NodeGetCapabilitiesResponse* resp) {
+  for (auto type : {v1::NodeServiceCapability::RPC::GET_VOLUME_STATS,
+                    v1::NodeServiceCapability::RPC::VOLUME_CONDITION,
+                    v1::NodeServiceCapability::RPC::SINGLE_NODE_MULTI_WRITER}) {
+    resp->add_capabilities()->mutable_rpc()->set_type(type);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status NodeService::NodeGetInfo(grpc::ServerContext*, const v1::NodeGetInfoRequest*,
+                                      v1::NodeGetInfoResponse* resp) {
+  resp->set_node_id(options_.node_id);
+  return grpc::Status::OK;
+}
+
+grpc::Status NodeService::NodePublishVolume(grpc::ServerContext*,
+                                            const v1::NodePublishVolumeRequest* req,
+                                            v1::NodePublishVolumeResponse*) {
+  return Reply("NodePublishVolume", DoPublish(*req));
+}
+
+absl::Status NodeService::DoPublish(const v1::NodePublishVolumeRequest& req) {
+  if (req.volume_id().empty()) return absl::InvalidArgumentError("volume_id is required");
+  CAIRN_ASSIGN_OR_RETURN(fs::path target, CheckTarget(req.target_path(), options_.kubelet_dir));
+  if (!req.has_volume_capability()) {
+    return absl::InvalidArgumentError("volume_capability is required");
+  }
+  CAIRN_RETURN_IF_ERROR(CheckCapability(req.volume_capability()));
+  const auto& ctx = req.volume_context();
+  bool read_only = req.readonly() || ReadOnlyMode(req.volume_capability());
+  CAIRN_ASSIGN_OR_RETURN(bool ephemeral, Bool(kCtxEphemeral, Ctx(ctx, kCtxEphemeral)));
+  CAIRN_ASSIGN_OR_RETURN(bool create_if_missing,
+                         Bool(kCtxCreateIfMissing, Ctx(ctx, kCtxCreateIfMissing)));
+  std::string pod_ns = Ctx(ctx, kCtxPodNamespace);
+  std::string asked_ns = Ctx(ctx, kCtxNamespace);
+  std::string ns;
+  if (ephemeral) {
+    // The pod's author wrote these attributes: the pod's own namespace is
+    // the only one it may reach.
+    if (pod_ns.empty()) {
+      return absl::InvalidArgumentError(
+          "an inline volume needs the pod's namespace: the CSIDriver must set podInfoOnMount: true");
+    }
+    if (!asked_ns.empty() && asked_ns != pod_ns) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "an inline volume of a pod in namespace ", pod_ns, " may not use namespace ", asked_ns,
+          "; use a PersistentVolume for volumes of other namespaces"));
+    }
+    ns = pod_ns;
+  } else {
+    ns = !asked_ns.empty() ? asked_ns : (!pod_ns.empty() ? pod_ns : "default");
+  }
+  CAIRN_RETURN_IF_ERROR(ValidateNamespace(ns));
+  std::string name = Ctx(ctx, kCtxVolume);
+  bool by_id = !ephemeral && req.volume_id().starts_with("vo-");
+  if (!by_id) {
+    if (name.empty()) {
+      return absl::NotFoundError(absl::StrCat("volume ", req.volume_id(),
+                                              " is not a Cairn volume ID (vo-…) and the volume "
+                                              "attributes name no volume"));
+    }
+    CAIRN_RETURN_IF_ERROR(ValidateVolumeName(name));
+  } else {
+    CAIRN_RETURN_IF_ERROR(ValidateVolumeId(req.volume_id()));
+  }
+  std::string sub_path;
+  if (std::string s = Ctx(ctx, kCtxSubPath); !s.empty()) {
+    auto normalized = NormalizePath(s);
+    if (!normalized.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("subPath: ", normalized.status().message()));
+    }
+    sub_path = *normalized;
+  }
+  std::string commit_interval = Ctx(ctx, kCtxCommitInterval);
+  if (!commit_interval.empty()) {
+    double s;
+    if (!absl::SimpleAtod(commit_interval, &s) || s <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "commitInterval must be a positive number of seconds, not \"", commit_interval, "\""));
+    }
+  }
+  uint32_t version = 0;
+  if (std::string v = Ctx(ctx, kCtxVersion); !v.empty()) {
+    if (!absl::SimpleAtoi(v, &version) || (version != 1 && version != 2)) {
+      return absl::InvalidArgumentError(absl::StrCat("version must be 1 or 2, not \"", v, "\""));
+    }
+  }
+  std::string fingerprint = absl::StrJoin(
+      {by_id ? req.volume_id() : absl::StrCat(ns, "/", name), std::string(read_only ? "ro" : "rw"),
+       sub_path, commit_interval},
+      "|");
+
+  absl::MutexLock lock(&mu_);
+  if (auto it = state_.publications.find(target.string()); it != state_.publications.end()) {
+    const Publication& p = it->second;
+    bool serving = IsAlive(p.mounter) && IsCairnMounted(target);
+    if (p.fingerprint != fingerprint) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          target.string(), " is already published with other arguments (", p.fingerprint, ")"));
+    }
+    if (serving) return absl::OkStatus();
+    CAIRN_LOG_WARNING("the mounter at %s is gone; mounting again", target.string());
+    (void)LazyUnmount(target);
+    PluginState next = state_;
+    next.publications.erase(target.string());
+    CAIRN_RETURN_IF_ERROR(state_file_->Save(next));
+    state_ = std::move(next);
+  } else if (IsMountPoint(target)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("something this plugin did not mount is mounted at ", target.string()));
+  }
+
+  api::VolumeRef ref;
+  ref.set_namespace_(ns);
+  if (by_id) {
+    ref.set_id(req.volume_id());
+  } else {
+    ref.set_name(name);
+  }
+  auto volume = api_->Get(ref);
+  if (!volume.ok() && volume.status().code() == absl::StatusCode::kNotFound) {
+    if (!create_if_missing || by_id) {
+      return absl::NotFoundError(absl::StrCat(
+          by_id ? absl::StrCat("volume ", req.volume_id())
+                : absl::StrCat("volume ", name, " in namespace ", ns),
+          " does not exist", by_id ? "" : " (set createIfMissing: \"true\" to create it)"));
+    }
+    api::CreateVolumeRequest create;
+    create.set_namespace_(ns);
+    create.set_name(name);
+    create.set_version(version);
+    create.set_create_if_missing(true);
+    volume = api_->Create(create);
+  }
+  if (!volume.ok()) return volume.status();
+  bool single_writer = req.volume_capability().access_mode().mode() ==
+                       v1::VolumeCapability::AccessMode::SINGLE_NODE_SINGLE_WRITER;
+  for (const auto& [other_target, other] : state_.publications) {
+    if (other.cairn_id == volume->id() && (single_writer || other.single_writer)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "volume ", volume->id(), " is published at ", other_target,
+          " and one of the two publishes asks for SINGLE_NODE_SINGLE_WRITER access"));
+    }
+  }
+  if (version != 0 && volume->version() != version) {
+    return absl::FailedPreconditionError(absl::StrCat("volume ", volume->name(), " is version ",
+                                                      volume->version(), ", not ", version));
+  }
+
+  bool made_dir = false;
+  std::error_code ec;
+  if (!fs::exists(target, ec)) {
+    if (!fs::create_directory(target, ec) && ec) {
+      return ErrnoToStatus(ec.value(), absl::StrCat("create ", target.string()));
+    }
+    made_dir = true;
+  }
+  fs::path logs = options_.state_dir / "logs";
+  fs::create_directories(logs, ec);
+  LaunchSpec spec;
+  spec.binary = options_.mounter;
+  spec.target = target;
+  spec.log_file = logs / absl::StrCat(Sha256(target.string()).ToHex().substr(0, 16), ".log");
+  spec.args = {volume->id(), target.string(), "--namespace", volume->namespace_(), "--server",
+               options_.client.server, "--cache-dir", options_.cache_dir.string(),
+               "--final-commit-timeout",
+               absl::StrCat(absl::ToDoubleSeconds(options_.final_commit_timeout))};
+  if (read_only) spec.args.push_back("--read-only");
+  if (!sub_path.empty()) spec.args.insert(spec.args.end(), {"--sub-path", sub_path});
+  if (!commit_interval.empty()) {
+    spec.args.insert(spec.args.end(), {"--commit-interval", commit_interval});
+  }
+  if (!options_.token_file.empty()) {
+    spec.env.push_back(absl::StrCat("CAIRN_TOKEN_FILE=", options_.token_file));
+  }
+  auto mounter = launcher_->Launch(spec, options_.mount_timeout);
+  if (!mounter.ok()) {
+    if (made_dir) RemoveTargetDir(target);
+    return absl::Status(mounter.status().code() == absl::StatusCode::kDeadlineExceeded
+                            ? absl::StatusCode::kDeadlineExceeded
+                            : absl::StatusCode::kInternal,
+                        absl::StrCat("mounting ", volume->id(), " at ", target.string(),
+                                     " failed: ", mounter.status().message()));
+  }
+  Publication p;
+  p.volume_id = req.volume_id();
+  p.cairn_id = volume->id();
+  p.ns = volume->namespace_();
+  p.target = target.string();
+  p.read_only = read_only;
+  p.single_writer = single_writer;
+  p.fingerprint = fingerprint;
+  p.mounter = *mounter;
+  p.log_file = spec.log_file.string();
+  PluginState next = state_;
+  next.publications[p.target] = p;
+  if (absl::Status st = state_file_->Save(next); !st.ok()) {
+    (void)launcher_->Stop(*mounter, options_.final_commit_timeout);
+    (void)LazyUnmount(target);
+    if (made_dir) RemoveTargetDir(target);
+    return absl::UnavailableError(absl::StrCat("cannot record the mount: ", st.message()));
+  }
+  state_ = std::move(next);
+  CAIRN_LOG_INFO("published %s (%s/%s) at %s%s, mounter %d", volume->id(), volume->namespace_(),
+                 volume->name(), target.string(), read_only ? " read-only" : "", mounter->pid);
+  return absl::OkStatus();
+}
+
+grpc::Status NodeService::NodeUnpublishVolume(grpc::ServerContext*,
+                                              const v1::NodeUnpublishVolumeRequest* req,
+                                              v1::NodeUnpublishVolumeResponse*) {
+  return Reply("NodeUnpublishVolume", DoUnpublish(*req));
+}
+
+absl::Status NodeService::DoUnpublish(const v1::NodeUnpublishVolumeRequest& req) {
+  if (req.volume_id().empty()) return absl::InvalidArgumentError("volume_id is required");
+  CAIRN_ASSIGN_OR_RETURN(fs::path target, CheckTarget(req.target_path(), options_.kubelet_dir));
+  absl::MutexLock lock(&mu_);
+  auto it = state_.publications.find(target.string());
+  if (it == state_.publications.end()) {
+    // Not ours (or already gone): a Cairn mount left without a record is
+    // detached so that the kubelet can clean up; anything else stays.
+    if (IsCairnMounted(target)) CAIRN_RETURN_IF_ERROR(LazyUnmount(target));
+    if (!IsMountPoint(target)) RemoveTargetDir(target);
+    return absl::OkStatus();
+  }
+  const Publication p = it->second;
+  if (IsAlive(p.mounter) && IsCairnMounted(target)) {
+    if (!p.read_only) {
+      // Commit while the mount still serves: a failure leaves the mount
+      // (and its uncommitted writes) in place for the kubelet's retry,
+      // instead of the mounter giving up on them at exit.
+      if (::setxattr(target.c_str(), "user.cairn.commit", "1", 1, 0) != 0) {
+        int err = errno;
+        return absl::UnavailableError(absl::StrCat(
+            "the final commit of ", p.cairn_id, " at ", target.string(), " failed (",
+            std::strerror(err), "); the mount stays until a retry succeeds"));
+      }
+    }
+    CAIRN_RETURN_IF_ERROR(launcher_->Stop(p.mounter, options_.final_commit_timeout +
+                                                         absl::Seconds(10)));
+  }
+  CAIRN_RETURN_IF_ERROR(LazyUnmount(target));
+  PluginState next = state_;
+  next.publications.erase(target.string());
+  CAIRN_RETURN_IF_ERROR(state_file_->Save(next));
+  state_ = std::move(next);
+  RemoveTargetDir(target);
+  CAIRN_LOG_INFO("unpublished %s from %s", p.cairn_id, target.string());
+  return absl::OkStatus();
+}
+
+grpc::Status NodeService::NodeGetVolumeStats(grpc::ServerContext*,
+                                             const v1::NodeGetVolumeStatsRequest* req,
+                                             v1::NodeGetVolumeStatsResponse* resp) {
+  return Reply("NodeGetVolumeStats", DoStats(*req, resp));
+}
+
+absl::Status NodeService::DoStats(const v1::NodeGetVolumeStatsRequest& req,
+                                  v1::NodeGetVolumeStatsResponse* resp) {
+  if (req.volume_id().empty()) return absl::InvalidArgumentError("volume_id is required");
+  if (req.volume_path().empty()) return absl::InvalidArgumentError("volume_path is required");
+  fs::path path = fs::path(req.volume_path()).lexically_normal();
+  if (path.has_filename() == false) path = path.parent_path();
+  Publication p;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = state_.publications.find(path.string());
+    if (it == state_.publications.end() || it->second.volume_id != req.volume_id()) {
+      return absl::NotFoundError(absl::StrCat("volume ", req.volume_id(), " is not published at ",
+                                              path.string()));
+    }
+    p = it->second;
+  }
+  auto* condition = resp->mutable_volume_condition();
+  if (!IsAlive(p.mounter) || !IsCairnMounted(path)) {
+    condition->set_abnormal(true);
+    condition->set_message(absl::StrCat("the mounter of ", p.cairn_id,
+                                        " is not running; the mount does not serve"));
+    return absl::OkStatus();
+  }
+  struct statvfs st;
+  if (::statvfs(path.c_str(), &st) != 0) {
+    condition->set_abnormal(true);
+    condition->set_message(absl::StrCat("statfs of the mount failed: ", std::strerror(errno)));
+    return absl::OkStatus();
+  }
+  condition->set_abnormal(false);
+  condition->set_message("mounted");
+  auto* bytes = resp->add_usage();
+  bytes->set_unit(v1::VolumeUsage::BYTES);
+  bytes->set_total(static_cast<int64_t>(st.f_blocks * st.f_frsize));
+  bytes->set_available(static_cast<int64_t>(st.f_bavail * st.f_frsize));
+  bytes->set_used(static_cast<int64_t>((st.f_blocks - st.f_bfree) * st.f_frsize));
+  auto* inodes = resp->add_usage();
+  inodes->set_unit(v1::VolumeUsage::INODES);
+  inodes->set_total(static_cast<int64_t>(st.f_files));
+  inodes->set_available(static_cast<int64_t>(st.f_favail));
+  inodes->set_used(static_cast<int64_t>(st.f_files - st.f_ffree));
+  return absl::OkStatus();
+}
+
+}  // namespace cairn::csi

@@ -1,0 +1,320 @@
+// cairn-csi's Node service through real processes: a real control plane,
+// the real plugin, real cairn-mount processes and kernel FUSE mounts.
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "e2e/csi/csi_fixture.h"
+#include "gmock/gmock.h"
+#include "proto/pluginregistration.grpc.pb.h"
+
+namespace cairn::e2e {
+namespace {
+
+namespace fs = std::filesystem;
+namespace v1 = ::csi::v1;
+using ::testing::HasSubstr;
+
+class CsiNodeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CAIRN_REQUIRE_FUSE();
+    auto server = ServerProcess::Start({.data_dir = dir_.path() / "data"});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    StartPlugin();
+  }
+  void TearDown() override {
+    // Whatever a failed test left mounted goes away with it.
+    for (const auto& t : targets_) {
+      if (plugin_ != nullptr && CairnMountedAt(t)) {
+        v1::NodeUnpublishVolumeRequest req;
+        req.set_volume_id("any");
+        req.set_target_path(t.string());
+        v1::NodeUnpublishVolumeResponse resp;
+        (void)plugin_->node().NodeUnpublishVolume(Ctx().get(), req, &resp);
+      }
+    }
+  }
+
+  void StartPlugin(std::vector<std::string> extra = {}) {
+    auto plugin = Plugin::Start(dir_.path(), server_->address(), std::move(extra));
+    ASSERT_TRUE(plugin.ok()) << plugin.status();
+    plugin_ = std::move(*plugin);
+  }
+
+  void Cli(const std::vector<std::string>& args) {
+    RunResult r = RunCli(*server_, args);
+    ASSERT_EQ(r.exit_code, 0) << absl::StrJoin(args, " ") << "\n" << r.out << r.err;
+  }
+
+  fs::path Target(const std::string& name) {
+    fs::path t = dir_.path() / "pods" / name / "mount";
+    fs::create_directories(t.parent_path());
+    targets_.push_back(t);
+    return t;
+  }
+
+  v1::NodePublishVolumeRequest PublishByName(const std::string& volume, const fs::path& target) {
+    v1::NodePublishVolumeRequest req;
+    req.set_volume_id(absl::StrCat("handle-", volume));
+    req.set_target_path(target.string());
+    *req.mutable_volume_capability() = MountCap();
+    (*req.mutable_volume_context())["volume"] = volume;
+    (*req.mutable_volume_context())["commitInterval"] = "600";
+    return req;
+  }
+
+  grpc::Status Publish(const v1::NodePublishVolumeRequest& req) {
+    v1::NodePublishVolumeResponse resp;
+    return plugin_->node().NodePublishVolume(Ctx().get(), req, &resp);
+  }
+  grpc::Status Unpublish(const std::string& volume_id, const fs::path& target) {
+    v1::NodeUnpublishVolumeRequest req;
+    req.set_volume_id(volume_id);
+    req.set_target_path(target.string());
+    v1::NodeUnpublishVolumeResponse resp;
+    return plugin_->node().NodeUnpublishVolume(Ctx(120).get(), req, &resp);
+  }
+
+  cairn::testing::TempDir dir_;
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<Plugin> plugin_;
+  std::vector<fs::path> targets_;
+};
+
+int SyncDir(const fs::path& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return errno;
+  int rc = ::fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  return rc;
+}
+
+TEST_F(CsiNodeTest, TwoTargetsSeeEachOthersCommitAfterReload) {
+  Cli({"volume", "create", "shared"});
+  fs::path a = Target("a");
+  fs::path b = Target("b");
+  grpc::Status st = Publish(PublishByName("shared", a));
+  ASSERT_TRUE(st.ok()) << st.error_message() << plugin_->Log();
+  st = Publish(PublishByName("shared", b));
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(CairnMountedAt(a));
+  EXPECT_TRUE(CairnMountedAt(b));
+  // Publishing again with the same arguments is fine; with others it is not.
+  EXPECT_TRUE(Publish(PublishByName("shared", a)).ok());
+  auto ro = PublishByName("shared", a);
+  ro.set_readonly(true);
+  EXPECT_EQ(Publish(ro).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+
+  WriteWholeFile(a / "hello.txt", "from a\n");
+  ASSERT_EQ(SyncDir(a), 0);
+  EXPECT_FALSE(fs::exists(b / "hello.txt"));  // b still sees its snapshot (C3)
+  ASSERT_EQ(::setxattr(b.c_str(), "user.cairn.reload", "1", 1, 0), 0) << std::strerror(errno);
+  EXPECT_EQ(ReadWholeFile(b / "hello.txt"), "from a\n");
+
+  v1::NodeGetVolumeStatsRequest sreq;
+  sreq.set_volume_id("handle-shared");
+  sreq.set_volume_path(a.string());
+  v1::NodeGetVolumeStatsResponse sresp;
+  ASSERT_TRUE(plugin_->node().NodeGetVolumeStats(Ctx().get(), sreq, &sresp).ok());
+  EXPECT_FALSE(sresp.volume_condition().abnormal());
+  ASSERT_EQ(sresp.usage_size(), 2);
+
+  EXPECT_TRUE(Unpublish("handle-shared", a).ok());
+  EXPECT_TRUE(Unpublish("handle-shared", b).ok());
+  EXPECT_FALSE(CairnMountedAt(a));
+  EXPECT_FALSE(CairnMountedAt(b));
+  EXPECT_FALSE(fs::exists(a));
+  // Unpublishing what is gone is fine.
+  EXPECT_TRUE(Unpublish("handle-shared", a).ok());
+}
+
+TEST_F(CsiNodeTest, MountsSurvivePluginSigkillAndUnpublishCommitsAfterRestart) {
+  Cli({"volume", "create", "durable"});
+  fs::path t = Target("p");
+  ASSERT_TRUE(Publish(PublishByName("durable", t)).ok()) << plugin_->Log();
+  WriteWholeFile(t / "before.txt", "before\n");
+  plugin_->child().Signal(SIGKILL);
+  plugin_->child().Wait();
+  // The mount keeps serving without the plugin.
+  EXPECT_EQ(ReadWholeFile(t / "before.txt"), "before\n");
+  WriteWholeFile(t / "during.txt", "during\n");
+  StartPlugin();
+  EXPECT_THAT(plugin_->Log(), HasSubstr("re-adopted"));
+  EXPECT_EQ(ReadWholeFile(t / "during.txt"), "during\n");
+  grpc::Status st = Unpublish("handle-durable", t);
+  ASSERT_TRUE(st.ok()) << st.error_message() << plugin_->Log();
+  EXPECT_FALSE(CairnMountedAt(t));
+  // Both writes reached the volume through the final commit.
+  RunResult r = RunCli(*server_, {"volume", "get", "durable", "during.txt", "-"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "during\n");
+  r = RunCli(*server_, {"volume", "get", "durable", "before.txt", "-"});
+  EXPECT_EQ(r.out, "before\n");
+}
+
+TEST_F(CsiNodeTest, MissingVolumeIsNotFoundAndNothingIsMounted) {
+  fs::path t = Target("missing");
+  grpc::Status st = Publish(PublishByName("no-such-volume", t));
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND) << st.error_message();
+  EXPECT_THAT(st.error_message(), HasSubstr("no-such-volume"));
+  EXPECT_THAT(st.error_message(), HasSubstr("createIfMissing"));
+  EXPECT_FALSE(CairnMountedAt(t));
+  EXPECT_FALSE(fs::exists(t));
+  // With createIfMissing the same publish creates the volume.
+  auto req = PublishByName("no-such-volume", t);
+  (*req.mutable_volume_context())["createIfMissing"] = "true";
+  st = Publish(req);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(CairnMountedAt(t));
+  EXPECT_TRUE(Unpublish(req.volume_id(), t).ok());
+}
+
+TEST_F(CsiNodeTest, BadInputIsRefusedWithTheRightCode) {
+  Cli({"volume", "create", "vol"});
+  fs::path t = Target("bad");
+  auto expect = [&](v1::NodePublishVolumeRequest req, grpc::StatusCode code,
+                    const std::string& text) {
+    grpc::Status st = Publish(req);
+    EXPECT_EQ(st.error_code(), code) << st.error_message();
+    EXPECT_THAT(st.error_message(), HasSubstr(text));
+    EXPECT_FALSE(CairnMountedAt(t));
+  };
+  auto req = PublishByName("vol", t);
+  req.clear_volume_id();
+  expect(req, grpc::StatusCode::INVALID_ARGUMENT, "volume_id");
+  req = PublishByName("vol", t);
+  req.clear_target_path();
+  expect(req, grpc::StatusCode::INVALID_ARGUMENT, "target_path");
+  req = PublishByName("vol", t);
+  req.clear_volume_capability();
+  expect(req, grpc::StatusCode::INVALID_ARGUMENT, "volume_capability");
+  req = PublishByName("vol", t);
+  req.mutable_volume_capability()->mutable_mount()->set_fs_type("ext4");
+  expect(req, grpc::StatusCode::INVALID_ARGUMENT, "ext4");
+  req = PublishByName("vol", t);
+  (*req.mutable_volume_context())["subPath"] = "../escape";
+  expect(req, grpc::StatusCode::INVALID_ARGUMENT, "subPath");
+  req = PublishByName("vol", t);
+  (*req.mutable_volume_context())["commitInterval"] = "soon";
+  expect(req, grpc::StatusCode::INVALID_ARGUMENT, "commitInterval");
+  EXPECT_FALSE(fs::exists(t));
+
+  // A target outside --kubelet-dir.
+  plugin_->child().Signal(SIGTERM);
+  plugin_->child().Wait();
+  StartPlugin({"--kubelet-dir", (dir_.path() / "kubelet").string()});
+  expect(PublishByName("vol", t), grpc::StatusCode::INVALID_ARGUMENT, "outside the kubelet directory");
+
+  // The control plane down: UNAVAILABLE, so the kubelet retries.
+  server_->Stop();
+  plugin_->child().Signal(SIGTERM);
+  plugin_->child().Wait();
+  StartPlugin();
+  expect(PublishByName("vol", t), grpc::StatusCode::UNAVAILABLE, "not answering");
+  v1::ProbeRequest preq;
+  v1::ProbeResponse presp;
+  ASSERT_TRUE(plugin_->identity().Probe(Ctx().get(), preq, &presp).ok());
+  EXPECT_FALSE(presp.ready().value());
+  EXPECT_FALSE(fs::exists(t));
+}
+
+TEST_F(CsiNodeTest, InlineVolumesStayInThePodsNamespace) {
+  Cli({"-n", "team", "volume", "create", "data"});
+  Cli({"-n", "other", "volume", "create", "secret"});
+  fs::path t = Target("inline");
+  auto req = PublishByName("data", t);
+  (*req.mutable_volume_context())["csi.storage.k8s.io/ephemeral"] = "true";
+  (*req.mutable_volume_context())["csi.storage.k8s.io/pod.namespace"] = "team";
+  grpc::Status st = Publish(req);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(CairnMountedAt(t));
+  EXPECT_TRUE(Unpublish(req.volume_id(), t).ok());
+
+  // An inline volume naming another namespace is refused.
+  auto other = PublishByName("secret", t);
+  (*other.mutable_volume_context())["csi.storage.k8s.io/ephemeral"] = "true";
+  (*other.mutable_volume_context())["csi.storage.k8s.io/pod.namespace"] = "team";
+  (*other.mutable_volume_context())["namespace"] = "other";
+  st = Publish(other);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+  EXPECT_FALSE(CairnMountedAt(t));
+  // Without the namespace it resolves in the pod's namespace, where there is
+  // no such volume.
+  other.mutable_volume_context()->erase("namespace");
+  EXPECT_EQ(Publish(other).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  // A PersistentVolume (written by an admin or the provisioner) may name it.
+  auto pv = PublishByName("secret", t);
+  (*pv.mutable_volume_context())["namespace"] = "other";
+  (*pv.mutable_volume_context())["csi.storage.k8s.io/pod.namespace"] = "team";
+  st = Publish(pv);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(Unpublish(pv.volume_id(), t).ok());
+}
+
+TEST_F(CsiNodeTest, DeadMounterIsReportedAbnormal) {
+  Cli({"volume", "create", "fragile"});
+  fs::path t = Target("fragile");
+  ASSERT_TRUE(Publish(PublishByName("fragile", t)).ok());
+  // The mounter is the process serving the mount: find it by its arguments.
+  pid_t pid = 0;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    std::string cmd = ReadWholeFile(e.path() / "cmdline");
+    if (cmd.find("cairn-mount") != std::string::npos && cmd.find(t.string()) != std::string::npos) {
+      pid = std::stoi(e.path().filename().string());
+    }
+  }
+  ASSERT_GT(pid, 0);
+  ::kill(pid, SIGKILL);
+  for (int i = 0; i < 100 && ::kill(pid, 0) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  v1::NodeGetVolumeStatsRequest sreq;
+  sreq.set_volume_id("handle-fragile");
+  sreq.set_volume_path(t.string());
+  v1::NodeGetVolumeStatsResponse sresp;
+  ASSERT_TRUE(plugin_->node().NodeGetVolumeStats(Ctx().get(), sreq, &sresp).ok());
+  EXPECT_TRUE(sresp.volume_condition().abnormal());
+  EXPECT_THAT(sresp.volume_condition().message(), HasSubstr("not running"));
+  // Unpublish cleans up the dead mount.
+  EXPECT_TRUE(Unpublish("handle-fragile", t).ok());
+  EXPECT_FALSE(fs::exists(t));
+}
+
+TEST_F(CsiNodeTest, ServesKubeletPluginRegistration) {
+  fs::path reg = dir_.path() / "plugins_registry";
+  plugin_->child().Signal(SIGTERM);
+  plugin_->child().Wait();
+  StartPlugin({"--registration-dir", reg.string()});
+  fs::path sock = reg / "csi.cairn.dev-reg.sock";
+  auto channel = grpc::CreateChannel("unix://" + sock.string(), grpc::InsecureChannelCredentials());
+  auto stub = ::pluginregistration::Registration::NewStub(channel);
+  ::pluginregistration::InfoRequest ireq;
+  ::pluginregistration::PluginInfo info;
+  grpc::Status st = stub->GetInfo(Ctx().get(), ireq, &info);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(info.type(), "CSIPlugin");
+  EXPECT_EQ(info.name(), "csi.cairn.dev");
+  EXPECT_EQ(info.endpoint(), plugin_->socket().string());
+  EXPECT_THAT(std::vector<std::string>(info.supported_versions().begin(),
+                                       info.supported_versions().end()),
+              ::testing::Contains("1.0.0"));
+  ::pluginregistration::RegistrationStatus status;
+  status.set_plugin_registered(false);
+  status.set_error("version mismatch");
+  ::pluginregistration::RegistrationStatusResponse sresp;
+  ASSERT_TRUE(stub->NotifyRegistrationStatus(Ctx().get(), status, &sresp).ok());
+  status.set_plugin_registered(true);
+  status.clear_error();
+  ASSERT_TRUE(stub->NotifyRegistrationStatus(Ctx().get(), status, &sresp).ok());
+  EXPECT_THAT(plugin_->Log(), HasSubstr("version mismatch"));
+  EXPECT_THAT(plugin_->Log(), HasSubstr("registered with the kubelet"));
+}
+
+}  // namespace
+}  // namespace cairn::e2e
