@@ -190,9 +190,12 @@ TEST_F(KubeTest, AppliedVolumeBecomesReadyAndFollowsCommits) {
   auto applied = Clock::now();
   RunResult r = Apply(VolumeYaml(ns_, "models", ""));
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto apply_done = Clock::now();
   Json v = WaitVolume("models", IsReady);
-  double latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - applied).count();
-  std::printf("[figure] kubectl apply -> Ready: %.0f ms\n", latency_ms);
+  auto ready = Clock::now();
+  std::printf("[figure] kubectl apply -> Ready: %.0f ms (kubectl itself %.0f ms)\n",
+              std::chrono::duration<double, std::milli>(ready - applied).count(),
+              std::chrono::duration<double, std::milli>(apply_done - applied).count());
   ASSERT_TRUE(IsReady(v)) << kube::Dump(v);
   EXPECT_EQ(ReadyReason(v), "Created");
   EXPECT_EQ(kube::GetIntAt(v, {"spec", "version"}), 2);  // schema default
@@ -407,7 +410,8 @@ TEST_F(KubeTest, TwoReplicasOneLeaderAndTakeover) {
   // Only the leader acted (each replica has its own store here).
   EXPECT_EQ(CliVolumes(*leader), std::set<std::string>{"first"});
   EXPECT_TRUE(CliVolumes(*follower).empty());
-  EXPECT_EQ(follower->Metric("cairn_operator_reconciles_total{result=\"success\"}"), 0);
+  // No series at all: the follower never reconciled.
+  EXPECT_LE(follower->Metric("cairn_operator_reconciles_total{result=\"success\"}"), 0);
 
   auto killed = Clock::now();
   leader->Kill(SIGKILL);
@@ -469,7 +473,10 @@ TEST_F(KubeTest, WatchResumesAfterApiServerRestart) {
   WaitVolume("before", IsReady);
   double restarts_before = (*op)->Metric("cairn_operator_watch_restarts_total{reason=\"error\"}") +
                            (*op)->Metric("cairn_operator_watch_restarts_total{reason=\"closed\"}");
+  auto t_stop = Clock::now();
   cluster().StopApiServer();
+  std::printf("[figure] kube-apiserver stop took %.0f ms\n",
+              std::chrono::duration<double, std::milli>(Clock::now() - t_stop).count());
   // /readyz says the API server is gone.
   const auto deadline = Clock::now() + std::chrono::seconds(20);
   int code = 0;
@@ -480,8 +487,11 @@ TEST_F(KubeTest, WatchResumesAfterApiServerRestart) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(code, 503);
-  EXPECT_THAT(body, HasSubstr("Kubernetes"));
+  EXPECT_THAT(body, HasSubstr("not ready"));
+  auto t0 = Clock::now();
   ASSERT_TRUE(cluster().StartApiServer().ok());
+  std::printf("[figure] kube-apiserver restart took %.0f ms\n",
+              std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   ASSERT_EQ(Apply(VolumeYaml(ns_, "after", "")).exit_code, 0);
   Json v = WaitVolume("after", IsReady, std::chrono::seconds(60));
   EXPECT_TRUE(IsReady(v));

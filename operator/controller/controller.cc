@@ -96,7 +96,7 @@ void VolumeController::Observe(const kube::Json& obj, bool deleted) {
 
 void VolumeController::InformerLoop() {
   const std::string path = kube::ResourcePath(VolumeResource(), "");
-  kube::Backoff backoff(options_.backoff_initial, options_.backoff_max);
+  kube::Backoff backoff(options_.backoff_initial, options_.watch_backoff_max);
   std::string rv;  // empty: list first
   while (!Stopping()) {
     if (rv.empty()) {

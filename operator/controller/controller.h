@@ -44,7 +44,10 @@ struct ControllerOptions {
   std::chrono::milliseconds resync{30000};
   std::chrono::milliseconds head_poll{1000};
   std::chrono::milliseconds backoff_initial{200};
-  std::chrono::milliseconds backoff_max{30000};
+  std::chrono::milliseconds backoff_max{30000};  // per-key reconcile retries
+  // List/watch retries: capped low, so an API server that comes back is
+  // seen within seconds (a list of Volumes is cheap).
+  std::chrono::milliseconds watch_backoff_max{5000};
   std::chrono::seconds watch_timeout{300};
 };
 

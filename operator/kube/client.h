@@ -9,6 +9,10 @@
 // (errors.h); a call is never retried here — retry policy (Backoff) belongs
 // to the caller, which knows whether the call is idempotent.
 //
+// The process must ignore SIGPIPE (cairn-operator does): a pooled TLS
+// connection the server closed is written to before it is known dead, and
+// that must be an error (retried by the caller), not a fatal signal.
+//
 // Thread-safe: calls may run concurrently (each takes a pooled
 // connection). Shutdown() cancels running watches and makes later calls
 // fail with Cancelled; the Client must outlive its callers.
