@@ -164,8 +164,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     impl.http->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
       res.set_content("ok\n", "text/plain");
     });
-    impl.http->Get("/readyz", [impl_ptr](const httplib::Request&, httplib::Response& res) {
-      if (impl_ptr->ready.HasBeenNotified()) {
+    std::function<absl::Status()> check = options.readiness_check;
+    impl.http->Get("/readyz", [impl_ptr, check](const httplib::Request&, httplib::Response& res) {
+      absl::Status extra = check ? check() : absl::OkStatus();
+      if (impl_ptr->ready.HasBeenNotified() && !extra.ok()) {
+        res.status = 503;
+        res.set_content(absl::StrCat("not ready: ", std::string(extra.message()), "\n"), "text/plain");
+      } else if (impl_ptr->ready.HasBeenNotified()) {
         res.set_content("ok\n", "text/plain");
       } else {
         res.status = 503;
@@ -242,7 +247,9 @@ void Server::Shutdown() {
 
 void Server::Wait() { stopped_.WaitForNotification(); }
 
-absl::Status RunUntilSignal(const ServerOptions& options) {
+Engine& Server::engine() { return impl_->data->engine(); }
+
+absl::Status RunUntilSignal(const ServerOptions& options, const AttachFn& attach) {
   // Blocked before any thread starts, so every thread inherits the mask and
   // only sigwait below receives them.
   sigset_t set;
@@ -257,9 +264,19 @@ absl::Status RunUntilSignal(const ServerOptions& options) {
   ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
   ::mallopt(M_TOP_PAD, 64 << 20);
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Start(options));
+  std::function<void()> stop_attached;
+  if (attach) {
+    absl::StatusOr<std::function<void()>> stopper = attach(*server);
+    if (!stopper.ok()) {
+      server->Shutdown();
+      return stopper.status();
+    }
+    stop_attached = *std::move(stopper);
+  }
   int sig = 0;
   sigwait(&set, &sig);
   CAIRN_LOG_INFO("%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  if (stop_attached) stop_attached();
   server->Shutdown();
   CAIRN_LOG_INFO("stopped");
   return absl::OkStatus();

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -41,6 +42,10 @@ struct ServerOptions {
   std::string tls_key_file;
   std::chrono::seconds gc_interval{600};  // 0: no periodic GC
   std::chrono::seconds gc_grace{3600};
+  // An extra /readyz condition (the Kubernetes controller's); while it is
+  // not OK, /readyz answers 503 with its message. May be called from the
+  // HTTP thread at any time, before and after the server has started.
+  std::function<absl::Status()> readiness_check;
 };
 
 // Fills `token` from --token-file, or CAIRN_TOKEN / CAIRN_TOKEN_FILE when
@@ -66,6 +71,8 @@ class Server {
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
   metrics::Registry& registry() { return registry_; }
+  // The store's engine, valid until Shutdown().
+  Engine& engine();
 
  private:
   struct Impl;
@@ -85,7 +92,13 @@ class Server {
 };
 
 // Starts a Server and runs it until SIGINT or SIGTERM, then shuts it down
-// gracefully. Used by both `cairn server` and `cairn-operator`.
-[[nodiscard]] absl::Status RunUntilSignal(const ServerOptions& options);
+// gracefully. Used by both `cairn server` and `cairn-operator`. `attach`,
+// if given, starts more work on the running server (the Kubernetes
+// controller) and returns what stops it; it runs before the signal wait and
+// its stopper before the server shuts down. An error from `attach` stops
+// the server and is returned.
+using AttachFn = std::function<absl::StatusOr<std::function<void()>>(Server&)>;
+[[nodiscard]] absl::Status RunUntilSignal(const ServerOptions& options,
+                                          const AttachFn& attach = nullptr);
 
 }  // namespace cairn::operator_
