@@ -4,7 +4,8 @@
 #    (sidecar registration, snapshots, ServiceMonitor, s3 backend);
 #  - the rendered objects carry the contract (CSIDriver fields, provisioner
 #    flags, privilege only on the node plugin, master-key Secret kept);
-#  - bad values fail with a message that names the value.
+#  - bad values fail with a message that names the value;
+#  - manifests/ and charts/cairn/crds/ are in step (scripts/gen-manifests.sh).
 # Needs helm ($HELM or scripts/go-tools.sh). Without it: exit 77 (skip),
 # or 1 when CI=true.
 set -euo pipefail
@@ -68,6 +69,8 @@ expect_error "registration" --set csi.node.registration=none
 expect_error "kubeletDir" --set kubeletDir=relative/path
 expect_error "version" --set storageClass.parameters.version=3
 expect_error "unknownKey" --set unknownKey=1
+
+HELM=$helm scripts/gen-manifests.sh --check || fail "manifests/ out of step (above)"
 
 if ((failures)); then echo "chart_lint_test: $failures failure(s)" >&2; exit 1; fi
 echo "chart_lint_test: ok"
