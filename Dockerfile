@@ -32,7 +32,7 @@ ARG RUNTIME_LIBRARIES="\
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
        $RUNTIME_LIBRARIES fuse3 ca-certificates \
-    && rm -rf /var/lib/apt/lists/* \
+    && apt-get clean && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/cairn --create-home cairn
 COPY --from=build /out/ /usr/local/bin/
 # Non-root by default: the control plane (cairn-operator, cairn server), the
