@@ -12,7 +12,9 @@
 #      build stage so a warm build reuses the host's compilations);
 #   4. runs every binary's --help inside the result, checks that every shared
 #      library resolves and that the Dockerfile's runtime package list is
-#      exactly what the binaries need (e2e/image/runtime-packages.sh);
+#      exactly what the binaries need (e2e/image/runtime-packages.sh), and
+#      runs the control plane, the CLI and a FUSE mount in it
+#      (e2e/image/smoke.sh);
 #   5. exports an OCI archive for the cluster tier (default
 #      ${CAIRN_IMAGE_CACHE}/cairn-IMAGE_TAG.oci.tar), printed on the last line.
 # --base-only stops after step 2 (makes or reuses the cached base).
@@ -165,6 +167,7 @@ log "as $(buildah run "$ctr" -- id)"
 buildah rm "$ctr" >/dev/null
 trap - EXIT
 e2e/image/runtime-packages.sh --check-image "$image"
+e2e/image/smoke.sh "$image" >&2
 
 # --- 4. export ---------------------------------------------------------------
 rm -f "$archive"
