@@ -18,7 +18,9 @@
 #   5. exports an OCI archive for the cluster tier (default
 #      ${CAIRN_IMAGE_CACHE}/cairn-IMAGE_TAG.oci.tar), printed on the last line.
 # --base-only stops after step 2 (makes or reuses the cached base).
-# Environment: IMAGE (default localhost/cairn:<project version>).
+# Environment: CAIRN_IMAGE_NO_CACHE=1 rebuilds every layer (a cold build
+# apart from the base and ccache; point CCACHE_DIR at an empty directory for
+# a fully cold one). IMAGE (default localhost/cairn:<project version>).
 # Exit codes: 0 built and checked, 1 a step failed (its output is shown),
 # 77 not root outside CI (skipped).
 set -euo pipefail
@@ -135,7 +137,9 @@ fi
 old_id=$(buildah images --noheading --format '{{.ID}}' "$image" 2>/dev/null | head -n 1 || true)
 log "buildah bud -> $image"
 bud_log=$cache/bud.log
-if ! buildah bud --pull=false --layers -f Dockerfile -t "$image" \
+cache_flag=--layers
+[ "${CAIRN_IMAGE_NO_CACHE:-}" = 1 ] && cache_flag=--no-cache
+if ! buildah bud --pull=false "$cache_flag" -f Dockerfile -t "$image" \
   -v "$ccache_dir:/root/.cache/cairn/ccache" . >"$bud_log" 2>&1; then
   tail -n 60 "$bud_log" >&2
   log "buildah bud failed; full log $bud_log"
