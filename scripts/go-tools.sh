@@ -30,8 +30,15 @@ export PATH=$PATH:/usr/local/go/bin
 command -v go >/dev/null || { echo "go-tools: no 'go' on PATH (needed to build test tooling)" >&2; exit 1; }
 
 # A lock per cache: two runs building the same tool at once would race.
-exec 9>"$cache/tools/.lock"
-flock 9
+# Taken only before a build (and the cache checked again under it), so a
+# cache hit never waits behind someone else's long build.
+locked=false
+lock() {
+  $locked && return
+  exec 9>"$cache/tools/.lock"
+  flock 9
+  locked=true
+}
 
 log=
 fail() {
@@ -43,6 +50,7 @@ fail() {
 # go_install NAME VERSION PACKAGE@VERSION: modules without replace directives.
 go_install() {
   local name=$1 version=$2 pkg=$3 dir=$cache/tools/$1-$2
+  [ -x "$dir/$name" ] || lock
   if [ ! -x "$dir/$name" ]; then
     log=$cache/tools/$name-$version.log
     rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
@@ -60,6 +68,7 @@ wrapper_build() {
   local dir=$cache/tools/$name-$version
   local replaces
   replaces=$(cat)
+  [ -x "$dir/$name" ] || lock
   if [ ! -x "$dir/$name" ]; then
     log=$cache/tools/$name-$version.log
     local w=$cache/tools/wrap-$name-$version

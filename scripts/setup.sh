@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
+# Usage: scripts/setup.sh [--build-only]
 # Installs what Cairn needs to build and test, from Debian packages only.
+# --build-only installs just what compiling the tree needs (the image's build
+# stage uses it; test tools such as prometheus and clang stay out).
 # Idempotent: prints nothing and changes nothing when all is already there.
 set -euo pipefail
 
-packages=(
+build_packages=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libfuse3-dev fuse3 libcpp-httplib-dev libyaml-cpp-dev libsqlite3-dev
-  libssl-dev openssl libgtest-dev libgmock-dev libbenchmark-dev
-  prometheus bindfs fio util-linux procps
-  ccache clang libclang-rt-14-dev nlohmann-json3-dev
+  libfuse3-dev libcpp-httplib-dev libyaml-cpp-dev libsqlite3-dev
+  libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  ccache nlohmann-json3-dev
 )
+test_packages=(
+  fuse3 openssl prometheus bindfs fio util-linux procps
+  clang libclang-rt-14-dev
+)
+case ${1:-} in
+  "") packages=("${build_packages[@]}" "${test_packages[@]}") ;;
+  --build-only) packages=("${build_packages[@]}") ;;
+  *) echo "usage: scripts/setup.sh [--build-only]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
