@@ -427,7 +427,12 @@ absl::Status ExtractGlobals(std::vector<std::string>& args, ClientOptions& optio
       rest.push_back(a);
       continue;
     }
-    auto [name, value, inline_value] = SplitFlag(a);
+    // Named references, not a structured binding: clang 14 (the CI's
+    // thread-safety build) cannot capture bindings in the lambda below.
+    const SplitFlagResult split = SplitFlag(a);
+    const std::string& name = split.name;
+    const std::string& value = split.value;
+    const bool inline_value = split.inline_value;
     auto take = [&]() -> absl::StatusOr<std::string> {
       if (inline_value) return value;
       if (i + 1 >= args.size()) return UsageError(absl::StrCat(name, " needs a value"));

@@ -17,3 +17,22 @@ function(cairn_test name)
   set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${T_LABELS}"
     ENVIRONMENT "CAIRN_BUILD_DIR=${CMAKE_BINARY_DIR}")
 endfunction()
+
+# cairn_executables(OUT_VAR DIR): every executable target defined in DIR and
+# below (for build-wide additions such as the TSan annotations).
+function(cairn_executables out dir)
+  set(found)
+  get_property(targets DIRECTORY ${dir} PROPERTY BUILDSYSTEM_TARGETS)
+  foreach(t ${targets})
+    get_target_property(type ${t} TYPE)
+    if(type STREQUAL "EXECUTABLE")
+      list(APPEND found ${t})
+    endif()
+  endforeach()
+  get_property(subdirs DIRECTORY ${dir} PROPERTY SUBDIRECTORIES)
+  foreach(d ${subdirs})
+    cairn_executables(sub ${d})
+    list(APPEND found ${sub})
+  endforeach()
+  set(${out} ${found} PARENT_SCOPE)
+endfunction()

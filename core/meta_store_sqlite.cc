@@ -522,7 +522,10 @@ class SqliteMetaStore : public MetaStore {
   class Txn {
    public:
     explicit Txn(SqliteMetaStore* store) : store_(store) {}
+    // A Txn lives inside a critical section of its store; AssertHeld tells
+    // the thread-safety analysis so (and checks it in debug builds).
     ~Txn() {
+      store_->mu_.AssertHeld();
       if (!done_) {
         StmtUse s(store_->stmts_[kRollback]);
         sqlite3_step(s.get());
@@ -531,6 +534,7 @@ class SqliteMetaStore : public MetaStore {
     Txn(const Txn&) = delete;
     Txn& operator=(const Txn&) = delete;
     absl::Status Commit() {
+      store_->mu_.AssertHeld();
       StmtUse s(store_->stmts_[kCommit]);
       int rc = sqlite3_step(s.get());
       if (rc != SQLITE_DONE) return SqliteError(store_->db_, rc, "commit");

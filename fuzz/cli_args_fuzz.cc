@@ -1,0 +1,87 @@
+// The `cairn` command line's parser (cli/args.h): argv is whatever a user
+// or a script types. The input describes a flag table (up to 6 flags) and
+// an argv (NUL-separated).
+//
+// Checks: only declared flags come back; a value flag's value is the text
+// after '=' or the next argument; "--" ends flags; a failure is a usage
+// error (exit code 2) with a message; --flag=value splitting round-trips.
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <fuzzer/FuzzedDataProvider.h>
+
+#include "cli/args.h"
+#include "core/size.h"
+
+namespace {
+
+void Check(bool ok, const char* what) {
+  if (!ok) {
+    fprintf(stderr, "property violated: %s\n", what);
+    abort();
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using cairn::cli::Args;
+  using cairn::cli::FlagSpec;
+  FuzzedDataProvider in(data, size);
+  std::vector<FlagSpec> specs;
+  const int nspecs = in.ConsumeIntegralInRange<int>(0, 6);
+  for (int i = 0; i < nspecs; ++i) {
+    FlagSpec s;
+    s.name = "--" + in.ConsumeRandomLengthString(12);
+    if (in.ConsumeBool()) s.short_name = "-" + in.ConsumeBytesAsString(1);
+    s.takes_value = in.ConsumeBool();
+    specs.push_back(std::move(s));
+  }
+  std::vector<std::string> argv;
+  std::string rest = in.ConsumeRemainingBytesAsString();
+  for (size_t pos = 0; pos <= rest.size() && argv.size() < 64;) {
+    size_t end = rest.find('\0', pos);
+    if (end == std::string::npos) end = rest.size();
+    argv.push_back(rest.substr(pos, end - pos));
+    pos = end + 1;
+  }
+
+  for (const std::string& a : argv) {
+    auto split = cairn::cli::SplitFlag(a);
+    if (split.inline_value) {
+      Check(split.name + "=" + split.value == a, "--flag=value splits at the first '='");
+    } else {
+      Check(split.name == a && split.value.empty(), "other arguments stay whole");
+    }
+  }
+
+  absl::StatusOr<Args> parsed = Args::Parse(argv, specs);
+  if (!parsed.ok()) {
+    Check(cairn::cli::IsUsageError(parsed.status()), "parse errors are usage errors");
+    Check(!parsed.status().message().empty(), "parse errors say why");
+    return 0;
+  }
+  Check(parsed->positional().size() <= argv.size(), "no more positionals than arguments");
+  bool any_flag = parsed->help();
+  for (const FlagSpec& s : specs) {
+    if (!parsed->Has(s.name)) continue;
+    any_flag = true;
+    std::string value = parsed->Get(s.name, "\x01unset");
+    Check(value != "\x01unset", "a present flag has a value");
+    if (!s.takes_value) Check(value.empty(), "a switch has no value");
+    (void)cairn::ParseSize(value);  // sizes are the most common value type
+  }
+  // Arguments that do not look like flags are positional, in order.
+  std::vector<std::string> plain;
+  bool only_plain = true;
+  for (const std::string& a : argv) {
+    if (a.size() >= 2 && a[0] == '-') only_plain = false;
+    plain.push_back(a);
+  }
+  if (only_plain) Check(parsed->positional() == plain && !any_flag, "plain arguments stay");
+  return 0;
+}
