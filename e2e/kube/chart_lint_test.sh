@@ -42,6 +42,7 @@ has 'kind: VolumeSnapshotClass'
 has 'helm.sh/resource-policy: keep'
 has 'path: /healthz'
 has 'path: /readyz'
+has 'path: /var/cache/cairn'
 # Privilege only where a mount is made: exactly one privileged container.
 n=$(grep -c "privileged: true" <<<"$all" || true)
 [ "$n" = 1 ] || fail "expected 1 privileged container, found $n"
