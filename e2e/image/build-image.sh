@@ -136,7 +136,8 @@ fi
 # --- 2. the Cairn image ------------------------------------------------------
 old_id=$(buildah images --noheading --format '{{.ID}}' "$image" 2>/dev/null | head -n 1 || true)
 log "buildah bud -> $image"
-bud_log=$cache/bud.log
+tag=${image##*/}
+bud_log=$cache/bud-${tag//:/-}.log
 cache_flag=--layers
 [ "${CAIRN_IMAGE_NO_CACHE:-}" = 1 ] && cache_flag=--no-cache
 if ! buildah bud --pull=false "$cache_flag" -f Dockerfile -t "$image" \
