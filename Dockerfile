@@ -7,6 +7,8 @@
 # with buildah (no Docker daemon needed) and checks the result.
 
 FROM debian:bookworm-slim AS build
+# Lets build-image.sh find and drop build stages that a newer build replaced.
+LABEL dev.cairn.stage=build
 WORKDIR /src
 # setup.sh alone first: the package layer is reused until the list changes.
 COPY scripts/setup.sh scripts/setup.sh

@@ -135,8 +135,14 @@ fi
 
 # --- 2. the Cairn image ------------------------------------------------------
 old_id=$(buildah images --noheading --format '{{.ID}}' "$image" 2>/dev/null | head -n 1 || true)
+stage_images() {
+  buildah images --noheading --filter dangling=true --filter label=dev.cairn.stage=build \
+    --format '{{.ID}}' 2>/dev/null || true
+}
+old_stages=$(stage_images)
 log "buildah bud -> $image"
-bud_log=$cache/bud.log
+tag=${image##*/}
+bud_log=$cache/bud-${tag//:/-}.log
 cache_flag=--layers
 [ "${CAIRN_IMAGE_NO_CACHE:-}" = 1 ] && cache_flag=--no-cache
 if ! buildah bud --pull=false "$cache_flag" -f Dockerfile -t "$image" \
@@ -146,10 +152,17 @@ if ! buildah bud --pull=false "$cache_flag" -f Dockerfile -t "$image" \
   exit 1
 fi
 t2=$(now)
-# The image this build replaced is untagged now: drop it. Intermediate
-# build-stage images stay as the layer cache (`buildah rmi --prune` frees them).
+# The image this build replaced is untagged now: drop it, and the build
+# stages of earlier builds. The newest build stage stays as the layer cache.
 new_id=$(buildah images --noheading --format '{{.ID}}' "$image" | head -n 1)
 if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then buildah rmi "$old_id" >/dev/null 2>&1 || true; fi
+new_stages=$(stage_images)
+for id in $old_stages; do
+  grep -qx "$id" <<<"$new_stages" || continue
+  # Still the cache of this build if bud reused it (same ID as the newest).
+  [ "$id" = "$(head -n 1 <<<"$new_stages")" ] && continue
+  buildah rmi "$id" >/dev/null 2>&1 || true
+done
 
 # --- 3. check what is inside -------------------------------------------------
 ctr=$(buildah from --pull=false -q "$image")

@@ -5,6 +5,7 @@
 #  - the rendered objects carry the contract (CSIDriver fields, provisioner
 #    flags, privilege only on the node plugin, master-key Secret kept);
 #  - bad values fail with a message that names the value;
+#  - the chart's appVersion is the project version (the image's tag);
 #  - manifests/ and charts/cairn/crds/ are in step (scripts/gen-manifests.sh).
 # Needs helm ($HELM or scripts/go-tools.sh). Without it: exit 77 (skip),
 # or 1 when CI=true.
@@ -41,6 +42,7 @@ has 'kind: VolumeSnapshotClass'
 has 'helm.sh/resource-policy: keep'
 has 'path: /healthz'
 has 'path: /readyz'
+has 'path: /var/cache/cairn'
 # Privilege only where a mount is made: exactly one privileged container.
 n=$(grep -c "privileged: true" <<<"$all" || true)
 [ "$n" = 1 ] || fail "expected 1 privileged container, found $n"
@@ -69,6 +71,12 @@ expect_error "registration" --set csi.node.registration=none
 expect_error "kubeletDir" --set kubeletDir=relative/path
 expect_error "version" --set storageClass.parameters.version=3
 expect_error "unknownKey" --set unknownKey=1
+
+# The default image tag is appVersion, and build-image.sh tags the image
+# with the project version: the two must agree.
+app=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$chart/Chart.yaml")
+proj=$(sed -n 's/^project(cairn VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
+[ -n "$app" ] && [ "$app" = "$proj" ] || fail "Chart appVersion '$app' differs from the project version '$proj'"
 
 HELM=$helm scripts/gen-manifests.sh --check || fail "manifests/ out of step (above)"
 
