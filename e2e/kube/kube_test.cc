@@ -232,6 +232,17 @@ TEST_F(KubeTest, AppliedVolumeBecomesReadyAndFollowsCommits) {
   r = cluster().Kubectl({"get", "events", "-n", ns_, "-o", "jsonpath={.items[*].reason}"});
   EXPECT_THAT(r.out, HasSubstr("Created"));
 
+  // kubectl explain describes every spec field.
+  r = cluster().Kubectl({"explain", "volume.spec"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* field : {"version", "deletionPolicy", "limits", "Volume format",
+                            "data key"}) {
+    EXPECT_THAT(r.out, HasSubstr(field));
+  }
+  r = cluster().Kubectl({"explain", "volume.spec.limits"});
+  EXPECT_THAT(r.out, HasSubstr("maxInodes"));
+  EXPECT_THAT(r.out, HasSubstr("ENOSPC"));
+
   // Metrics: the controller's families and the per-volume series.
   EXPECT_GE((*op)->Metric("cairn_operator_reconciles_total{result=\"success\"}"), 1);
   EXPECT_EQ((*op)->Metric("cairn_operator_leader"), 1);
@@ -542,7 +553,8 @@ TEST_F(KubeTest, PrometheusScrapesTheCommitHistogram) {
   double count = -1;
   while (Clock::now() < deadline && count < 1) {
     httplib::Client c("127.0.0.1", port);
-    auto res = c.Get("/api/v1/query?query=cairn_commit_duration_seconds_count");
+    auto res = c.Get(absl::StrCat("/api/v1/query?query=cairn_commit_duration_seconds_count%7B",
+                                  "namespace%3D%22", ns_, "%22%2Cvolume%3D%22scraped%22%7D"));
     if (res && res->status == 200) {
       Json j = kube::ParseJson(res->body);
       const Json* result = kube::Find(j, {"data", "result"});
