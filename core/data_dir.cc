@@ -15,6 +15,16 @@
 namespace cairn {
 
 absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::path& dir) {
+  return OpenImpl(dir, nullptr);
+}
+
+absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::path& dir,
+                                                       const MasterKey& master) {
+  return OpenImpl(dir, &master);
+}
+
+absl::StatusOr<std::unique_ptr<DataDir>> DataDir::OpenImpl(const std::filesystem::path& dir,
+                                                           const MasterKey* given) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return ErrnoToStatus(ec.value(), absl::StrCat("create data directory ", dir.string()));
@@ -34,12 +44,24 @@ absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::pa
     return ErrnoToStatus(errno, absl::StrCat("flock ", lock_path.string()));
   }
 
+  const std::filesystem::path key_path = dir / "master.key";
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<MetaStore> meta, OpenSqliteMetaStore(dir / "meta.db"));
+  if (given != nullptr) {
+    CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, meta->ListVolumes(""));
+    if (!volumes.empty() && !given->Unwrap(volumes.front().id, volumes.front().wrapped_key).ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the master key given does not open the volumes in data directory ", dir.string(),
+          " (volume ", volumes.front().id, " was made under another master key)"));
+    }
+    CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<BlobStore> blobs, OpenLocalBlobStore(dir / "blobs"));
+    CAIRN_LOG_INFO("opened data directory %s (master key supplied)", dir.string());
+    return std::unique_ptr<DataDir>(
+        new DataDir(dir, lock.release(), std::move(meta), std::move(blobs), *given));
+  }
   // A missing master key next to existing volumes means the key was lost or
   // the directory was copied without it. Minting a new one would silently
   // make every volume unreadable, so refuse and say what to restore.
-  const std::filesystem::path key_path = dir / "master.key";
   const bool had_key = std::filesystem::exists(key_path, ec);
-  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<MetaStore> meta, OpenSqliteMetaStore(dir / "meta.db"));
   if (!had_key) {
     CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, meta->ListVolumes(""));
     if (!volumes.empty()) {

@@ -24,6 +24,13 @@ class DataDir {
   // "data directory DIR is in use by another process" if locked.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<DataDir>> Open(
       const std::filesystem::path& dir);
+  // The same with a master key kept elsewhere (a Kubernetes Secret):
+  // DIR/master.key is neither read nor written. FailedPrecondition if the
+  // directory holds a volume whose data key `master` cannot unwrap (it was
+  // made under another master key), so a wrong key is refused at start
+  // instead of surfacing as unreadable volumes later.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<DataDir>> Open(
+      const std::filesystem::path& dir, const MasterKey& master);
   ~DataDir();
   DataDir(const DataDir&) = delete;
   DataDir& operator=(const DataDir&) = delete;
@@ -35,6 +42,8 @@ class DataDir {
   Engine& engine() { return *engine_; }
 
  private:
+  static absl::StatusOr<std::unique_ptr<DataDir>> OpenImpl(const std::filesystem::path& dir,
+                                                           const MasterKey* master);
   DataDir(std::filesystem::path path, int lock_fd, std::unique_ptr<MetaStore> meta,
           std::unique_ptr<BlobStore> blobs, MasterKey master);
   std::filesystem::path path_;
