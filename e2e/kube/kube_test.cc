@@ -290,6 +290,10 @@ TEST_F(KubeTest, InvalidSpecsAreRefusedOrReported) {
   r = Apply(VolumeYaml(ns_, "bad-limit", "  limits:\n    maxInodes: 0\n"));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.err, HasSubstr("maxInodes"));
+  // Kubernetes allows 253-character names; a Cairn volume name has at most 64.
+  r = Apply(VolumeYaml(ns_, std::string(65, 'n'), ""));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("at most 64 characters"));
   // What only the controller knows becomes a condition, not a crash loop.
   r = Apply(VolumeYaml(ns_, "too-loose", "  version: 1\n  limits:\n    maxInodes: 600000\n"));
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/log.h"
+#include "core/path.h"
 #include "core/status.h"
 #include "operator/kube/errors.h"
 
@@ -265,6 +266,13 @@ absl::StatusOr<ReconcileResult> VolumeReconciler::Reconcile(const std::string& n
 
   Observed o;
   absl::StatusOr<VolumeSpec> spec = ParseSpec(obj);
+  // The CRD refuses names Cairn cannot hold, but objects stored before that
+  // rule (or with it removed) must still get a condition, not endless retries.
+  if (spec.ok()) {
+    absl::Status name_ok = ValidateNamespace(ns);
+    if (name_ok.ok()) name_ok = ValidateVolumeName(name);
+    if (!name_ok.ok()) spec = name_ok;
+  }
   if (!spec.ok()) {
     o.phase = "Failed";
     o.reason = "InvalidSpec";
