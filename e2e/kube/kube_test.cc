@@ -336,8 +336,14 @@ TEST_F(KubeTest, DeletionHonoursThePolicyAndNeverHangs) {
   for (const char* name : {"keep", "drop", "vanished"}) {
     EXPECT_TRUE(WaitGone(name, std::chrono::seconds(20))) << name << " still there";
   }
-  // Retain kept the data; Delete destroyed it.
+  // Retain kept the data; Delete destroyed it. The metrics say the same.
   EXPECT_EQ(CliVolumes(**op), std::set<std::string>{"keep"});
+  auto series = [&](const char* name) {
+    return (*op)->Metric(absl::StrCat("cairn_volume_inodes{namespace=\"", ns_, "\",volume=\"", name,
+                                      "\"}"));
+  };
+  EXPECT_EQ(series("keep"), 0);
+  EXPECT_EQ(series("drop"), -1);
   // A new Volume of a retained name adopts it (it carries no ID yet, but
   // adoption needs consent: the annotation).
   ASSERT_EQ(Apply(VolumeYaml(ns_, "keep", "")).exit_code, 0);
