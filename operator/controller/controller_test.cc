@@ -113,6 +113,44 @@ TEST(VolumeControllerTest, WatchGoneRelistsAndReconcilesWhatTheListShows) {
   controller.Stop();
 }
 
+TEST(VolumeReconcilerTest, NameCairnCannotHoldBecomesAConditionNotARetry) {
+  FakeApiServer api;
+  const std::string name(70, 'n');  // a valid Kubernetes name, too long for Cairn
+  std::string patched;
+  api.server().Get(".*/namespaces/ns/volumes/n+", [&](const httplib::Request&,
+                                                     httplib::Response& res) {
+    res.set_content(kube::Dump(Json{{"apiVersion", "cairn.dev/v1alpha1"}, {"kind", "Volume"},
+                                    {"metadata", {{"namespace", "ns"}, {"name", name},
+                                                  {"generation", 1}, {"resourceVersion", "3"}}},
+                                    {"spec", {{"version", 2}}}}),
+                    "application/json");
+  });
+  api.server().Patch(".*/namespaces/ns/volumes/n+/status",
+                     [&](const httplib::Request& req, httplib::Response& res) {
+                       patched = req.body;
+                       res.set_content("{}", "application/json");
+                     });
+  api.server().Post("/api/v1/namespaces/ns/events", [](const httplib::Request&,
+                                                       httplib::Response& res) {
+    res.set_content("{}", "application/json");
+  });
+  auto client = api.Client();
+  auto meta = NewMemMetaStore();
+  auto blobs = NewMemBlobStore();
+  Engine engine(meta.get(), blobs.get(), *MasterKey::FromBytes(std::string(32, 'k')));
+  metrics::Registry registry;
+  ControllerMetrics m(registry);
+  VolumeReconciler r(client.get(), &engine, &m);
+  absl::StatusOr<ReconcileResult> result = r.Reconcile("ns", name);
+  ASSERT_TRUE(result.ok()) << result.status();
+  Json status = kube::ParseJson(patched)["status"];
+  EXPECT_EQ(status["phase"], "Failed");
+  EXPECT_EQ(status["conditions"][0]["reason"], "InvalidSpec");
+  EXPECT_THAT(status["conditions"][0]["message"].get<std::string>(),
+              ::testing::HasSubstr("maximum is 64"));
+  EXPECT_TRUE(engine.ListVolumes("ns")->empty());
+}
+
 TEST(VolumeControllerTest, UnreachableApiServerIsReportedAndRetried) {
   kube::Config c;
   c.server = "http://127.0.0.1:1";
