@@ -19,6 +19,7 @@
 #include "e2e/kube/cluster.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "operator/kube/config.h"
 #include "operator/kube/errors.h"
 
 namespace cairn::e2e {
@@ -275,6 +276,44 @@ TEST_F(KubeTest, AppliedVolumeBecomesReadyAndFollowsCommits) {
   EXPECT_EQ((*op)->Metric(absl::StrCat("cairn_volume_commits_total{namespace=\"", ns_,
                                        "\",volume=\"models\"}")),
             1);
+}
+
+TEST_F(KubeTest, ClientCertificateKubeconfigAndBadCredentials) {
+  // Certificate and key data, CA data: the client authenticates over mTLS.
+  absl::StatusOr<kube::Config> cfg = kube::LoadKubeconfig(cluster().cert_kubeconfig());
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_TRUE(cfg->token.empty());
+  auto client = kube::Client::Create(*cfg);
+  ASSERT_TRUE(client.ok()) << client.status();
+  absl::StatusOr<kube::ListResult> l = (*client)->List(kube::ResourcePath(kVolumes, ns_));
+  EXPECT_TRUE(l.ok()) << l.status();
+  // The operator runs on it too.
+  OperatorProcess::Options o;
+  o.data_dir = data_->path() / "op";
+  o.kubeconfig = cluster().cert_kubeconfig();
+  o.extra_args = FastArgs("cert-operator");
+  auto op = OperatorProcess::Start(o);
+  ASSERT_TRUE(op.ok()) << op.status();
+  ASSERT_EQ(Apply(VolumeYaml(ns_, "mtls", "")).exit_code, 0);
+  WaitVolume("mtls", IsReady);
+
+  // A wrong token is Unauthorized; a CA that did not sign the server is a
+  // connection failure (Unavailable), not a silent success.
+  kube::Config bad = *cfg;
+  bad.client_cert_pem.clear();
+  bad.client_key_pem.clear();
+  bad.token = "wrong";
+  absl::Status s = (*kube::Client::Create(bad))->List(kube::ResourcePath(kVolumes, ns_)).status();
+  EXPECT_TRUE(kube::IsUnauthorized(s)) << s;
+  kube::Config untrusted = *cfg;
+  untrusted.ca_pem = ReadWholeFile(cluster().cert_kubeconfig().parent_path() / "pki" / "client.crt");
+  s = (*kube::Client::Create(untrusted))->List(kube::ResourcePath(kVolumes, ns_)).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  // RBAC: an authenticated user without rights is Forbidden.
+  kube::Config nobody = bad;
+  nobody.token = "cairn-e2e-nobody-token";
+  s = (*kube::Client::Create(nobody))->List(kube::ResourcePath(kVolumes, ns_)).status();
+  EXPECT_TRUE(kube::IsForbidden(s)) << s;
 }
 
 TEST_F(KubeTest, InvalidSpecsAreRefusedOrReported) {
