@@ -15,6 +15,13 @@
 namespace cairn {
 
 absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::path& dir,
+                                                       const MasterKey& master,
+                                                       DataDirOptions options) {
+  options.master = &master;
+  return Open(dir, options);
+}
+
+absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::path& dir,
                                                        const DataDirOptions& options) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -35,12 +42,26 @@ absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::pa
     return ErrnoToStatus(errno, absl::StrCat("flock ", lock_path.string()));
   }
 
+  const std::filesystem::path key_path = dir / "master.key";
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<MetaStore> meta,
+                         OpenSqliteMetaStore(dir / "meta.db", options.sqlite));
+  if (const MasterKey* given = options.master; given != nullptr) {
+    CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, meta->ListVolumes(""));
+    if (!volumes.empty() && !given->Unwrap(volumes.front().id, volumes.front().wrapped_key).ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the master key given does not open the volumes in data directory ", dir.string(),
+          " (volume ", volumes.front().id, " was made under another master key)"));
+    }
+    CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<BlobStore> blobs,
+                           OpenLocalBlobStore(dir / "blobs", options.env));
+    CAIRN_LOG_INFO("opened data directory %s (master key supplied)", dir.string());
+    return std::unique_ptr<DataDir>(
+        new DataDir(dir, lock.release(), std::move(meta), std::move(blobs), *given));
+  }
   // A missing master key next to existing volumes means the key was lost or
   // the directory was copied without it. Minting a new one would silently
   // make every volume unreadable, so refuse and say what to restore.
-  const std::filesystem::path key_path = dir / "master.key";
   const bool had_key = std::filesystem::exists(key_path, ec);
-  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<MetaStore> meta, OpenSqliteMetaStore(dir / "meta.db", options.sqlite));
   if (!had_key) {
     CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, meta->ListVolumes(""));
     if (!volumes.empty()) {

@@ -26,6 +26,8 @@ struct DataDirOptions {
   // and synced before first use.
   Env* env = nullptr;
   SqliteOptions sqlite;
+  // A master key kept elsewhere (null: DIR/master.key). Not owned.
+  const MasterKey* master = nullptr;
 };
 
 class DataDir {
@@ -34,6 +36,14 @@ class DataDir {
   // "data directory DIR is in use by another process" if locked.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<DataDir>> Open(
       const std::filesystem::path& dir, const DataDirOptions& options = {});
+  // The same with a master key kept elsewhere (a Kubernetes Secret):
+  // DIR/master.key is neither read nor written. FailedPrecondition if the
+  // directory holds a volume whose data key `master` cannot unwrap (it was
+  // made under another master key), so a wrong key is refused at start
+  // instead of surfacing as unreadable volumes later.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<DataDir>> Open(
+      const std::filesystem::path& dir, const MasterKey& master,
+      DataDirOptions options = {});
   ~DataDir();
   DataDir(const DataDir&) = delete;
   DataDir& operator=(const DataDir&) = delete;

@@ -46,6 +46,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cairn-operator: %s\n", std::string(options.status().message()).c_str());
     return 2;
   }
+  if (kube->has_value() && !(*kube)->master_key_secret.empty()) {
+    absl::StatusOr<cairn::MasterKey> key =
+        cairn::controller::LoadMasterKey(**kube, options->data_dir);
+    if (!key.ok()) {
+      std::fprintf(stderr, "cairn-operator: error: %s\n", std::string(key.status().message()).c_str());
+      return 1;
+    }
+    options->master_key = *std::move(key);
+  }
   auto slot = std::make_shared<ControllerSlot>();
   cairn::operator_::AttachFn attach;
   if (kube->has_value()) {

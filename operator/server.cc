@@ -137,7 +137,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   std::unique_ptr<Server> server(new Server());
   server->options_ = options;
   Impl& impl = *server->impl_;
-  CAIRN_ASSIGN_OR_RETURN(impl.data, DataDir::Open(options.data_dir));
+  CAIRN_ASSIGN_OR_RETURN(impl.data, options.master_key.has_value()
+                                        ? DataDir::Open(options.data_dir, *options.master_key)
+                                        : DataDir::Open(options.data_dir));
   impl.metrics = std::make_unique<ServiceMetrics>(server->registry_);
   impl.service =
       std::make_unique<VolumeServiceImpl>(&impl.data->engine(), impl.metrics.get(), options.token);

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -46,6 +47,9 @@ struct ServerOptions {
   // not OK, /readyz answers 503 with its message. May be called from the
   // HTTP thread at any time, before and after the server has started.
   std::function<absl::Status()> readiness_check;
+  // Set: the master key comes from here (a Kubernetes Secret), not from
+  // DIR/master.key (see DataDir::Open).
+  std::optional<MasterKey> master_key;
 };
 
 // Fills `token` from --token-file, or CAIRN_TOKEN / CAIRN_TOKEN_FILE when

@@ -141,6 +141,7 @@ void VolumeServiceImpl::SetGauges(const VolumeRecord& volume, const SnapshotReco
 void VolumeServiceImpl::DropVolume(const VolumeRecord& volume) {
   metrics_->volume_inodes.Remove({volume.ns, volume.name});
   metrics_->volume_bytes.Remove({volume.ns, volume.name});
+  metrics_->commit_duration.Remove({volume.ns, volume.name});
   absl::MutexLock lock(&mu_);
   objects_.erase(volume.id);
 }
@@ -160,7 +161,7 @@ absl::StatusOr<SnapshotRecord> VolumeServiceImpl::CommitChanges(
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<SnapshotRecord> snapshot = engine_->Commit(volume.id, changes, idempotency_key);
   if (!snapshot.ok()) return snapshot.status();
-  metrics_->commit_duration.WithLabels({}).Observe(
+  metrics_->commit_duration.WithLabels({volume.ns, volume.name}).Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   metrics_->commits.WithLabels({}).Increment();
   SetGauges(volume, *snapshot);

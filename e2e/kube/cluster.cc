@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -91,8 +92,22 @@ absl::StatusOr<std::unique_ptr<KubeCluster>> KubeCluster::Start(const fs::path& 
   CAIRN_RETURN_IF_ERROR(Run({"/usr/bin/openssl", "rsa", "-in", (pki / "sa.key").string(),
                              "-pubout", "-out", (pki / "sa.pub").string()},
                             "openssl (sa pub)"));
+  // A client certificate in system:masters, for a kubeconfig that
+  // authenticates with certificate data instead of a token.
+  std::string ckey = (pki / "client.key").string(), ccsr = (pki / "client.csr").string();
+  std::string ccrt = (pki / "client.crt").string(), cext = (pki / "client-ext.cnf").string();
+  WriteWholeFile(cext, "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+                       "extendedKeyUsage=clientAuth\n");
+  CAIRN_RETURN_IF_ERROR(Run({"/usr/bin/openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                             ckey, "-out", ccsr, "-subj", "/O=system:masters/CN=cert-admin"},
+                            "openssl (client CSR)"));
+  CAIRN_RETURN_IF_ERROR(Run({"/usr/bin/openssl", "x509", "-req", "-in", ccsr, "-CA", ca_crt,
+                             "-CAkey", ca_key, "-CAcreateserial", "-out", ccrt, "-days", "2",
+                             "-extfile", cext},
+                            "openssl (client sign)"));
   WriteWholeFile(pki / "tokens.csv",
-                 absl::StrCat(kAdminToken, ",cairn-admin,cairn-admin-uid,\"system:masters\"\n"));
+                 absl::StrCat(kAdminToken, ",cairn-admin,cairn-admin-uid,\"system:masters\"\n",
+                              "cairn-e2e-nobody-token,nobody,nobody-uid\n"));
 
   c->etcd_port_ = FreePort();
   c->etcd_peer_port_ = FreePort();
@@ -116,6 +131,17 @@ absl::StatusOr<std::unique_ptr<KubeCluster>> KubeCluster::Start(const fs::path& 
                               "\ncontexts:\n- name: e2e\n  context: {cluster: e2e, user: admin}\n"
                               "users:\n- name: admin\n  user:\n    token: ",
                               kAdminToken, "\n"));
+  c->cert_kubeconfig_ = dir / "kubeconfig-cert";
+  WriteWholeFile(
+      c->cert_kubeconfig_,
+      absl::StrCat("apiVersion: v1\nkind: Config\ncurrent-context: e2e\n"
+                   "clusters:\n- name: e2e\n  cluster:\n    server: ",
+                   c->server_url(), "\n    certificate-authority-data: ",
+                   absl::Base64Escape(ReadWholeFile(ca_crt)),
+                   "\ncontexts:\n- name: e2e\n  context: {cluster: e2e, user: cert}\n"
+                   "users:\n- name: cert\n  user:\n    client-certificate-data: ",
+                   absl::Base64Escape(ReadWholeFile(ccrt)),
+                   "\n    client-key-data: ", absl::Base64Escape(ReadWholeFile(ckey)), "\n"));
   CAIRN_ASSIGN_OR_RETURN(kube::Config config, kube::LoadKubeconfig(c->kubeconfig_));
   CAIRN_ASSIGN_OR_RETURN(c->client_, kube::Client::Create(config));
   CAIRN_RETURN_IF_ERROR(c->StartApiServer());
@@ -138,6 +164,7 @@ absl::Status KubeCluster::StartApiServer() {
            absl::StrCat("--tls-cert-file=", (pki / "apiserver.crt").string()),
            absl::StrCat("--tls-private-key-file=", (pki / "apiserver.key").string()),
            absl::StrCat("--token-auth-file=", (pki / "tokens.csv").string()),
+           absl::StrCat("--client-ca-file=", (pki / "ca.crt").string()),
            "--authorization-mode=RBAC", "--service-cluster-ip-range=10.255.0.0/24",
            "--service-account-issuer=https://kubernetes.default.svc",
            absl::StrCat("--service-account-key-file=", (pki / "sa.pub").string()),

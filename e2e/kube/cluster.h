@@ -41,7 +41,9 @@ class KubeCluster {
   void StopApiServer();
   [[nodiscard]] absl::Status StartApiServer();
 
-  const std::filesystem::path& kubeconfig() const { return kubeconfig_; }
+  const std::filesystem::path& kubeconfig() const { return kubeconfig_; }  // token, CA file
+  // The same cluster with a client certificate and CA as inline data.
+  const std::filesystem::path& cert_kubeconfig() const { return cert_kubeconfig_; }
   const KubeTools& tools() const { return tools_; }
   // kubectl with our kubeconfig.
   RunResult Kubectl(const std::vector<std::string>& args, const std::string& stdin_data = "") const;
@@ -56,6 +58,7 @@ class KubeCluster {
   std::filesystem::path dir_;
   KubeTools tools_;
   std::filesystem::path kubeconfig_;
+  std::filesystem::path cert_kubeconfig_;
   int etcd_port_ = 0, etcd_peer_port_ = 0, api_port_ = 0;
   std::unique_ptr<Child> etcd_, apiserver_;
   std::unique_ptr<kube::Client> client_;

@@ -13,7 +13,9 @@
 //    status counts follow commits without waiting for a resync.
 //  - Workers only reconcile while `may_act()` is true (the leader lease, or
 //    always without election); the informer keeps its cache warm anyway so
-//    a new leader starts at once.
+//    a new leader starts at once. A reconcile already running when the
+//    lease is lost finishes; the elector steps down at its renew deadline,
+//    before the lease expires for others, which bounds that overlap.
 //
 // Thread-safe. Stop() joins every thread; the client, engine and metrics
 // must outlive the controller.

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/log.h"
 #include "core/status.h"
+#include "operator/controller/master_key.h"
 #include "operator/kube/config.h"
 
 namespace cairn::controller {
@@ -23,7 +24,11 @@ std::string KubeFlagsHelp() {
          "  --lease-duration S      seconds a leader's lease lasts (default 15)\n"
          "  --renew-deadline S      a leader steps down after S seconds without renewal (10)\n"
          "  --retry-period S        seconds between lease attempts (default 2)\n"
-         "  --resync S              seconds between full reconciles of every Volume (30)\n";
+         "  --resync S              seconds between full reconciles of every Volume (30)\n"
+         "  --master-key-secret NS/NAME\n"
+         "                          take the master key from this Secret (created with a new key\n"
+         "                          if absent and the data directory is empty) instead of\n"
+         "                          DIR/master.key\n";
 }
 
 absl::StatusOr<std::optional<KubeOptions>> TakeKubeFlags(std::vector<std::string>& args) {
@@ -77,6 +82,9 @@ absl::StatusOr<std::optional<KubeOptions>> TakeKubeFlags(std::vector<std::string
       CAIRN_ASSIGN_OR_RETURN(o.leader.renew_deadline, seconds());
     } else if (flag == "--retry-period") {
       CAIRN_ASSIGN_OR_RETURN(o.leader.retry_period, seconds());
+    } else if (flag == "--master-key-secret") {
+      CAIRN_ASSIGN_OR_RETURN(o.master_key_secret, take());
+      CAIRN_RETURN_IF_ERROR(ParseSecretRef(o.master_key_secret).status());
     } else if (flag == "--resync") {
       CAIRN_ASSIGN_OR_RETURN(o.controller.resync, seconds());
     } else {
@@ -89,21 +97,46 @@ absl::StatusOr<std::optional<KubeOptions>> TakeKubeFlags(std::vector<std::string
     return absl::InvalidArgumentError(
         "need --retry-period < --renew-deadline < --lease-duration");
   }
+  auto standalone = [&]() -> absl::StatusOr<std::optional<KubeOptions>> {
+    if (!o.master_key_secret.empty()) {
+      return absl::InvalidArgumentError(
+          "--master-key-secret needs Kubernetes (--kubeconfig, or run in a pod)");
+    }
+    return std::optional<KubeOptions>();
+  };
   if (no_kube) {
     if (!kubeconfig.empty()) {
       return absl::InvalidArgumentError("--no-kubernetes and --kubeconfig contradict each other");
     }
-    return std::optional<KubeOptions>();
+    return standalone();
   }
   if (!kubeconfig.empty()) {
     CAIRN_ASSIGN_OR_RETURN(o.config, kube::LoadKubeconfig(kubeconfig, context));
   } else if (const char* h = std::getenv("KUBERNETES_SERVICE_HOST"); h != nullptr && *h != '\0') {
     CAIRN_ASSIGN_OR_RETURN(o.config, kube::InClusterConfig());
   } else {
-    return std::optional<KubeOptions>();
+    return standalone();
   }
   if (!o.lease_namespace_set) o.leader.ns = o.config.ns;
   return std::optional<KubeOptions>(std::move(o));
+}
+
+absl::StatusOr<MasterKey> LoadMasterKey(const KubeOptions& options,
+                                        const std::filesystem::path& data_dir) {
+  CAIRN_ASSIGN_OR_RETURN(auto ref, ParseSecretRef(options.master_key_secret));
+  // A fresh key may be minted only for a directory without volumes (a new
+  // key cannot open old ones). SQLite is safe to open next to a later
+  // owner; the data directory lock is taken afterwards by the server.
+  bool empty = true;
+  if (std::filesystem::exists(data_dir / "meta.db")) {
+    CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<MetaStore> meta,
+                           OpenSqliteMetaStore(data_dir / "meta.db"));
+    CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, meta->ListVolumes(""));
+    empty = volumes.empty();
+  }
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<kube::Client> client,
+                         kube::Client::Create(options.config));
+  return LoadOrCreateMasterKeySecret(*client, ref.first, ref.second, empty);
 }
 
 absl::StatusOr<std::unique_ptr<KubeController>> KubeController::Start(const KubeOptions& options,

@@ -7,6 +7,7 @@
 // Ready() to /readyz, and calls Stop() before closing the store.
 #pragma once
 
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +25,7 @@ namespace cairn::controller {
 
 struct KubeOptions {
   kube::Config config;
+  std::string master_key_secret;  // "NS/NAME", or empty: DIR/master.key
   bool leader_elect = true;
   bool lease_namespace_set = false;
   LeaderOptions leader;
@@ -36,12 +38,18 @@ std::string KubeFlagsHelp();
 // --kubeconfig FILE, --kube-context NAME, --no-kubernetes,
 // --leader-elect true|false, --leader-election-namespace NS,
 // --leader-election-id NAME, --lease-duration S, --renew-deadline S,
-// --retry-period S, --resync S (seconds, fractions allowed).
+// --retry-period S, --resync S (seconds, fractions allowed),
+// --master-key-secret NS/NAME (needs Kubernetes).
 // Returns nullopt for standalone: no kubeconfig and not in a pod (or
 // --no-kubernetes). InvalidArgument naming the flag, or the kubeconfig /
 // service-account error.
 [[nodiscard]] absl::StatusOr<std::optional<KubeOptions>> TakeKubeFlags(
     std::vector<std::string>& args);
+
+// The master key from options.master_key_secret (created there if absent
+// and `data_dir` holds no volumes yet). Call before the store is opened.
+[[nodiscard]] absl::StatusOr<MasterKey> LoadMasterKey(const KubeOptions& options,
+                                                     const std::filesystem::path& data_dir);
 
 class KubeController {
  public:

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/log.h"
+#include "core/path.h"
 #include "core/status.h"
 #include "operator/kube/errors.h"
 
@@ -133,10 +134,15 @@ void VolumeReconciler::SetGauges(const std::string& ns, const std::string& name,
   if (static_cast<double>(head.seq) > seen) commits.Increment(static_cast<double>(head.seq) - seen);
 }
 
-void VolumeReconciler::DropGauges(const std::string& ns, const std::string& name) {
-  metrics_->volume_inodes.Remove({ns, name});
-  metrics_->volume_bytes.Remove({ns, name});
+void VolumeReconciler::DropGauges(const std::string& ns, const std::string& name,
+                                  bool volume_deleted) {
   metrics_->volume_commits.Remove({ns, name});
+  // inodes/bytes describe the Cairn volume (the Volume API sets them too):
+  // they go only with the volume, not with a resource whose data is retained.
+  if (volume_deleted) {
+    metrics_->volume_inodes.Remove({ns, name});
+    metrics_->volume_bytes.Remove({ns, name});
+  }
 }
 
 void VolumeReconciler::Event(const Json& obj, bool warning, const std::string& reason,
@@ -243,7 +249,7 @@ absl::StatusOr<ReconcileResult> VolumeReconciler::Finalize(const Json& obj, cons
   if (!s.ok() && !kube::IsNotFound(s)) return s;
   CAIRN_LOG_INFO("volume %s/%s finalized: %s", ns, name, what);
   Event(obj, false, delete_data ? "Deleted" : "Retained", what);
-  DropGauges(ns, name);
+  DropGauges(ns, name, delete_data);
   result.gone = true;
   return result;
 }
@@ -253,7 +259,7 @@ absl::StatusOr<ReconcileResult> VolumeReconciler::Reconcile(const std::string& n
   ReconcileResult result;
   absl::StatusOr<Json> got = kube_->Get(kube::ResourcePath(VolumeResource(), ns, name));
   if (kube::IsNotFound(got.status())) {
-    DropGauges(ns, name);
+    DropGauges(ns, name, /*volume_deleted=*/false);
     result.gone = true;
     return result;
   }
@@ -265,6 +271,13 @@ absl::StatusOr<ReconcileResult> VolumeReconciler::Reconcile(const std::string& n
 
   Observed o;
   absl::StatusOr<VolumeSpec> spec = ParseSpec(obj);
+  // The CRD refuses names Cairn cannot hold, but objects stored before that
+  // rule (or with it removed) must still get a condition, not endless retries.
+  if (spec.ok()) {
+    absl::Status name_ok = ValidateNamespace(ns);
+    if (name_ok.ok()) name_ok = ValidateVolumeName(name);
+    if (!name_ok.ok()) spec = name_ok;
+  }
   if (!spec.ok()) {
     o.phase = "Failed";
     o.reason = "InvalidSpec";

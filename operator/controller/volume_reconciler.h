@@ -91,7 +91,7 @@ class VolumeReconciler {
   void Event(const kube::Json& obj, bool warning, const std::string& reason,
              const std::string& message);
   void SetGauges(const std::string& ns, const std::string& name, const SnapshotRecord& head);
-  void DropGauges(const std::string& ns, const std::string& name);
+  void DropGauges(const std::string& ns, const std::string& name, bool volume_deleted);
 
   kube::Client* const kube_;
   Engine* const engine_;

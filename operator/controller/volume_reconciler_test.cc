@@ -113,6 +113,14 @@ TEST(KubeFlagsTest, BadValuesAreRefused) {
   EXPECT_EQ(TakeKubeFlags(d).status().code(), absl::StatusCode::kNotFound);
   std::vector<std::string> e = {"--kubeconfig"};
   EXPECT_THAT(std::string(TakeKubeFlags(e).status().message()), HasSubstr("needs a value"));
+  ::unsetenv("KUBERNETES_SERVICE_HOST");
+  std::vector<std::string> f = {"--master-key-secret", "ns/key"};
+  EXPECT_THAT(std::string(TakeKubeFlags(f).status().message()), HasSubstr("needs Kubernetes"));
+  for (const char* bad : {"nons", "/x", "x/", "a/b/c"}) {
+    std::vector<std::string> g = {"--master-key-secret", bad};
+    EXPECT_THAT(std::string(TakeKubeFlags(g).status().message()), HasSubstr("NAMESPACE/NAME"))
+        << bad;
+  }
 }
 
 }  // namespace
