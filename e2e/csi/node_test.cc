@@ -157,6 +157,40 @@ TEST_F(CsiNodeTest, MountsSurvivePluginSigkillAndUnpublishCommitsAfterRestart) {
   EXPECT_EQ(r.out, "before\n");
 }
 
+TEST_F(CsiNodeTest, FailedFinalCommitKeepsTheMountForTheRetry) {
+  Cli({"volume", "create", "unsaved"});
+  fs::path t = Target("unsaved");
+  ASSERT_TRUE(Publish(PublishByName("unsaved", t)).ok());
+  WriteWholeFile(t / "precious.txt", "keep me\n");
+  std::string address = server_->address();
+  server_->Stop();
+  grpc::Status st = Unpublish("handle-unsaved", t);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+  EXPECT_THAT(st.error_message(), HasSubstr("final commit"));
+  // Nothing was dropped: the mount and its write are still there.
+  ASSERT_TRUE(CairnMountedAt(t));
+  EXPECT_EQ(ReadWholeFile(t / "precious.txt"), "keep me\n");
+  // The control plane is back (same address): the kubelet's retry succeeds.
+  auto server = ServerProcess::Start({.data_dir = dir_.path() / "data",
+                                      .extra_args = {"--listen", address}});
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = std::move(*server);
+  // Like the kubelet, retry with a pause: the mounter's connection may still
+  // be backing off from the outage.
+  for (int attempt = 0; attempt < 40; ++attempt) {
+    st = Unpublish("handle-unsaved", t);
+    if (st.ok()) break;
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_FALSE(CairnMountedAt(t));
+  RunOptions env;
+  env.env = {"CAIRN_SERVER=" + address};
+  RunResult r = RunCli(*server_, {"volume", "get", "unsaved", "precious.txt", "-"}, env);
+  EXPECT_EQ(r.out, "keep me\n") << r.err;
+}
+
 TEST_F(CsiNodeTest, MissingVolumeIsNotFoundAndNothingIsMounted) {
   fs::path t = Target("missing");
   grpc::Status st = Publish(PublishByName("no-such-volume", t));
