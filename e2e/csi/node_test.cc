@@ -191,6 +191,68 @@ TEST_F(CsiNodeTest, FailedFinalCommitKeepsTheMountForTheRetry) {
   EXPECT_EQ(r.out, "keep me\n") << r.err;
 }
 
+TEST_F(CsiNodeTest, VolumeFromSnapshotIsIndependentOfItsSource) {
+  Cli({"volume", "create", "origin"});
+  fs::path local = dir_.path() / "a.txt";
+  WriteWholeFile(local, "at the snapshot\n");
+  Cli({"volume", "put", "origin", local.string(), "a.txt"});
+  v1::CreateVolumeRequest create;
+  create.set_name("pvc-origin");
+  *create.add_volume_capabilities() = MountCap();
+  (*create.mutable_parameters())["volumeName"] = "origin";
+  v1::CreateVolumeResponse origin;
+  ASSERT_TRUE(plugin_->controller().CreateVolume(Ctx().get(), create, &origin).ok());
+  v1::CreateSnapshotRequest snap;
+  snap.set_name("snap-1");
+  snap.set_source_volume_id(origin.volume().volume_id());
+  v1::CreateSnapshotResponse snapshot;
+  grpc::Status st = plugin_->controller().CreateSnapshot(Ctx().get(), snap, &snapshot);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(snapshot.snapshot().ready_to_use());
+  // The source moves on after the snapshot.
+  WriteWholeFile(local, "after the snapshot\n");
+  Cli({"volume", "put", "origin", local.string(), "b.txt"});
+
+  v1::CreateVolumeRequest restore;
+  restore.set_name("pvc-restore");
+  *restore.add_volume_capabilities() = MountCap();
+  restore.mutable_volume_content_source()->mutable_snapshot()->set_snapshot_id(
+      snapshot.snapshot().snapshot_id());
+  v1::CreateVolumeResponse restored;
+  st = plugin_->controller().CreateVolume(Ctx().get(), restore, &restored);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(restored.volume().content_source().snapshot().snapshot_id(),
+            snapshot.snapshot().snapshot_id());
+
+  fs::path t = Target("restored");
+  v1::NodePublishVolumeRequest pub;
+  pub.set_volume_id(restored.volume().volume_id());
+  pub.set_target_path(t.string());
+  *pub.mutable_volume_capability() = MountCap();
+  *pub.mutable_volume_context() = restored.volume().volume_context();
+  st = Publish(pub);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(ReadWholeFile(t / "a.txt"), "at the snapshot\n");
+  EXPECT_FALSE(fs::exists(t / "b.txt"));
+  WriteWholeFile(t / "c.txt", "only in the clone\n");
+  ASSERT_TRUE(Unpublish(pub.volume_id(), t).ok());
+
+  // The source is unchanged by the clone's write, and the clone (and the
+  // snapshot) outlive the source.
+  EXPECT_NE(RunCli(*server_, {"volume", "get", "origin", "c.txt", "-"}).exit_code, 0);
+  Cli({"volume", "delete", "origin", "-y"});
+  RunResult r = RunCli(*server_, {"volume", "get", "pvc-restore", "c.txt", "-"});
+  EXPECT_EQ(r.out, "only in the clone\n") << r.err;
+  r = RunCli(*server_, {"volume", "get", "pvc-restore", "a.txt", "-"});
+  EXPECT_EQ(r.out, "at the snapshot\n") << r.err;
+  v1::ListSnapshotsRequest list;
+  list.set_source_volume_id(origin.volume().volume_id());
+  v1::ListSnapshotsResponse listed;
+  ASSERT_TRUE(plugin_->controller().ListSnapshots(Ctx().get(), list, &listed).ok());
+  ASSERT_EQ(listed.entries_size(), 1);
+  EXPECT_EQ(listed.entries(0).snapshot().snapshot_id(), snapshot.snapshot().snapshot_id());
+}
+
 TEST_F(CsiNodeTest, MissingVolumeIsNotFoundAndNothingIsMounted) {
   fs::path t = Target("missing");
   grpc::Status st = Publish(PublishByName("no-such-volume", t));
