@@ -80,7 +80,8 @@ grpc::Status ControllerService::ControllerGetCapabilities(
                     v1::ControllerServiceCapability::RPC::SINGLE_NODE_MULTI_WRITER,
                     v1::ControllerServiceCapability::RPC::CREATE_DELETE_SNAPSHOT,
                     v1::ControllerServiceCapability::RPC::LIST_SNAPSHOTS,
-                    v1::ControllerServiceCapability::RPC::CLONE_VOLUME}) {
+                    v1::ControllerServiceCapability::RPC::CLONE_VOLUME,
+                    v1::ControllerServiceCapability::RPC::GET_SNAPSHOT}) {
     resp->add_capabilities()->mutable_rpc()->set_type(type);
   }
   return grpc::Status::OK;
@@ -455,6 +456,23 @@ grpc::Status ControllerService::ListSnapshots(grpc::ServerContext*,
     return absl::OkStatus();
   }();
   return Reply("ListSnapshots", st);
+}
+
+grpc::Status ControllerService::GetSnapshot(grpc::ServerContext*,
+                                            const v1::GetSnapshotRequest* req,
+                                            v1::GetSnapshotResponse* resp) {
+  absl::Status st = [&]() -> absl::Status {
+    if (req->snapshot_id().empty()) return absl::InvalidArgumentError("GetSnapshot needs a snapshot_id");
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, e] : state_.snapshots) {
+      if (e.snapshot_id == req->snapshot_id()) {
+        FillSnapshot(e, resp->mutable_snapshot());
+        return absl::OkStatus();
+      }
+    }
+    return absl::NotFoundError(absl::StrCat("no snapshot has ID \"", req->snapshot_id(), "\""));
+  }();
+  return Reply("GetSnapshot", st);
 }
 
 }  // namespace cairn::csi

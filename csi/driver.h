@@ -162,6 +162,8 @@ class ControllerService final : public ::csi::v1::Controller::Service {
                               ::csi::v1::DeleteSnapshotResponse*) override;
   grpc::Status ListSnapshots(grpc::ServerContext*, const ::csi::v1::ListSnapshotsRequest*,
                              ::csi::v1::ListSnapshotsResponse*) override;
+  grpc::Status GetSnapshot(grpc::ServerContext*, const ::csi::v1::GetSnapshotRequest*,
+                           ::csi::v1::GetSnapshotResponse*) override;
 
  private:
   absl::Status DoCreate(const ::csi::v1::CreateVolumeRequest& req,
