@@ -73,6 +73,18 @@ class BlobStore {
   // Removes every blob of the volume. Missing is OK.
   [[nodiscard]] virtual absl::Status DeleteVolume(std::string_view volume_id) = 0;
 
+  // Makes blob `address` of `from_volume` a blob of `to_volume` as well, so
+  // that a clone owns its source's sealed blobs and outlives the source.
+  // Durable on return, like Put; NotFound if the source blob is absent.
+  // The default copies the sealed bytes; stores that can share storage
+  // (hard links, a server-side copy) override it.
+  [[nodiscard]] virtual absl::Status Link(std::string_view from_volume,
+                                          std::string_view to_volume, const Digest& address) {
+    absl::StatusOr<std::string> sealed = Get(from_volume, address);
+    if (!sealed.ok()) return sealed.status();
+    return Put(to_volume, address, *sealed);
+  }
+
   // Several Puts sharing one durability point. Added blobs may stay
   // invisible (and not durable) until Finish; once Finish returns OK every
   // one of them is stored exactly as if Put had been called (visible, whole,

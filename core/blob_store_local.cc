@@ -102,6 +102,25 @@ class LocalBlobStore : public BlobStore {
     }
   }
 
+  // A hard link: the clone shares the file, so no bytes are copied and the
+  // blob stays on disk until neither volume references it.
+  absl::Status Link(std::string_view from_volume, std::string_view to_volume,
+                    const Digest& address) override {
+    CAIRN_RETURN_IF_ERROR(ValidateVolumeId(from_volume));
+    CAIRN_RETURN_IF_ERROR(ValidateVolumeId(to_volume));
+    const std::string hex = address.ToHex();
+    const fs::path from = BlobPath(from_volume, address);
+    const fs::path dir = ShardDir(to_volume, hex);
+    CAIRN_RETURN_IF_ERROR(MkdirDurable(root_ / std::string(to_volume)));
+    CAIRN_RETURN_IF_ERROR(MkdirDurable(dir.parent_path()));
+    CAIRN_RETURN_IF_ERROR(MkdirDurable(dir));
+    if (::link(from.c_str(), (dir / hex).c_str()) != 0 && errno != EEXIST) {
+      if (errno == ENOENT) return NotFound(from_volume, address);
+      return ErrnoToStatus(errno, absl::StrCat("link ", from.string()));
+    }
+    return FsyncPath(dir);
+  }
+
   absl::StatusOr<std::string> Get(std::string_view volume_id, const Digest& address) override {
     CAIRN_RETURN_IF_ERROR(ValidateVolumeId(volume_id));
     absl::StatusOr<std::string> data = env_.ReadFile(BlobPath(volume_id, address));

@@ -162,6 +162,58 @@ absl::StatusOr<Limits> TightenLimits(int version, const Limits& requested) {
   return limits;
 }
 
+absl::StatusOr<VolumeRecord> Engine::CloneVolume(std::string_view source_id,
+                                                 std::optional<uint64_t> seq,
+                                                 std::string_view ns, std::string_view name) {
+  CAIRN_RETURN_IF_ERROR(ValidateNamespace(ns));
+  CAIRN_RETURN_IF_ERROR(ValidateVolumeName(name));
+  CAIRN_ASSIGN_OR_RETURN(VolumeRecord source, GetVolumeById(source_id));
+  std::string space = NamespaceOrDefault(ns);
+  if (meta_->GetVolumeByName(space, name).ok()) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("volume ", Sv(name), " already exists in namespace ", space));
+  }
+  CAIRN_ASSIGN_OR_RETURN(DataKey key, DataKeyFor(source));
+  VolumeRecord volume;
+  volume.id = NewVolumeId();
+  volume.ns = space;
+  volume.name = std::string(name);
+  volume.version = source.version;
+  volume.created_at_ns = NowNs();
+  volume.limits = source.limits;
+  volume.wrapped_key = master_.Wrap(volume.id, key);
+
+  // Shared with commits, exclusive for GC: the source's blobs cannot be
+  // collected while they are linked, and the clone's links are not garbage
+  // before the clone is in the MetaStore (GC purges unknown prefixes only
+  // outside this lock).
+  std::shared_lock gc_lock(gc_mu_);
+  CAIRN_ASSIGN_OR_RETURN(SnapshotRecord from, seq.has_value()
+                                                  ? meta_->GetSnapshot(source.id, *seq)
+                                                  : meta_->GetHead(source.id));
+  ObjectStore objects(blobs_, source.id, std::move(key));
+  absl::flat_hash_set<Digest> walked, reachable;
+  CAIRN_RETURN_IF_ERROR(MarkReachable(objects, from.root, walked, reachable));
+  for (const Digest& address : reachable) {
+    CAIRN_RETURN_IF_ERROR(blobs_->Link(source.id, volume.id, address));
+  }
+  SnapshotRecord initial;
+  initial.volume_id = volume.id;
+  initial.seq = 0;
+  initial.root = from.root;
+  initial.created_at_ns = volume.created_at_ns;
+  initial.inodes = from.inodes;
+  initial.bytes = from.bytes;
+  absl::Status created = meta_->CreateVolume(volume, initial);
+  if (absl::IsAlreadyExists(created)) {
+    // Lost a race for the name; the links made above are garbage.
+    return absl::AlreadyExistsError(
+        absl::StrCat("volume ", Sv(name), " already exists in namespace ", space));
+  }
+  CAIRN_RETURN_IF_ERROR(created);
+  return volume;
+}
+
 absl::StatusOr<VolumeRecord> Engine::GetOrCreateVolume(std::string_view ns, std::string_view name,
                                                        int version, const Limits& requested) {
   CAIRN_ASSIGN_OR_RETURN(Limits limits, TightenLimits(version, requested));

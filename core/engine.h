@@ -60,6 +60,19 @@ class Engine {
                                                                int version,
                                                                const Limits& requested = {});
   [[nodiscard]] absl::StatusOr<VolumeRecord> GetVolume(std::string_view ns, std::string_view name);
+  // A clone: a new volume `name` in `ns` whose first head (snapshot 0) has
+  // the root and totals of snapshot `seq` of `source_id` (its head when
+  // unset). Nothing is re-sealed or rewritten: the clone gets the source's
+  // data key, wrapped for the clone's ID, and its own link to every blob
+  // that snapshot reaches (BlobStore::Link), so deleting the source never
+  // breaks it (docs/decisions.md D12). Same version and limits as the
+  // source. NotFound for an unknown source or snapshot, AlreadyExists if
+  // the name is taken, InvalidArgument for a bad name.
+  [[nodiscard]] absl::StatusOr<VolumeRecord> CloneVolume(std::string_view source_id,
+                                                         std::optional<uint64_t> seq,
+                                                         std::string_view ns,
+                                                         std::string_view name);
+
   [[nodiscard]] absl::StatusOr<VolumeRecord> GetVolumeById(std::string_view id);
   [[nodiscard]] absl::StatusOr<std::vector<VolumeRecord>> ListVolumes(std::string_view ns);
   [[nodiscard]] absl::StatusOr<VolumeRecord> RenameVolume(std::string_view ns,

@@ -48,6 +48,11 @@ std::string Fingerprint(const v1::CreateVolumeRequest& req) {
 
 void FillVolume(const Provisioned& p, v1::Volume* out) {
   out->set_volume_id(p.volume_id);
+  if (p.source.starts_with("snapshot:")) {
+    out->mutable_content_source()->mutable_snapshot()->set_snapshot_id(p.source.substr(9));
+  } else if (p.source.starts_with("volume:")) {
+    out->mutable_content_source()->mutable_volume()->set_volume_id(p.source.substr(7));
+  }
   out->set_capacity_bytes(p.capacity_bytes);
   (*out->mutable_volume_context())[kCtxVolume] = p.name;
   (*out->mutable_volume_context())[kCtxNamespace] = p.ns;
@@ -72,7 +77,11 @@ grpc::Status ControllerService::ControllerGetCapabilities(
     v1::ControllerGetCapabilitiesResponse* resp) {
   for (auto type : {v1::ControllerServiceCapability::RPC::CREATE_DELETE_VOLUME,
                     v1::ControllerServiceCapability::RPC::LIST_VOLUMES,
-                    v1::ControllerServiceCapability::RPC::SINGLE_NODE_MULTI_WRITER}) {
+                    v1::ControllerServiceCapability::RPC::SINGLE_NODE_MULTI_WRITER,
+                    v1::ControllerServiceCapability::RPC::CREATE_DELETE_SNAPSHOT,
+                    v1::ControllerServiceCapability::RPC::LIST_SNAPSHOTS,
+                    v1::ControllerServiceCapability::RPC::CLONE_VOLUME,
+                    v1::ControllerServiceCapability::RPC::GET_SNAPSHOT}) {
     resp->add_capabilities()->mutable_rpc()->set_type(type);
   }
   return grpc::Status::OK;
@@ -91,10 +100,6 @@ absl::Status ControllerService::DoCreate(const v1::CreateVolumeRequest& req,
     return absl::InvalidArgumentError("CreateVolume needs at least one volume capability");
   }
   for (const auto& cap : req.volume_capabilities()) CAIRN_RETURN_IF_ERROR(CheckCapability(cap));
-  if (req.has_volume_content_source()) {
-    return absl::InvalidArgumentError(
-        "creating a volume from a snapshot or another volume is not offered by this driver yet");
-  }
   const auto& params = req.parameters();
   static const std::set<std::string> kKnown = {kParamVersion, kParamVolumeName,
                                                kParamDeletionPolicy, kParamNamespace,
@@ -159,8 +164,44 @@ absl::Status ControllerService::DoCreate(const v1::CreateVolumeRequest& req,
   ref.set_namespace_(ns);
   ref.set_name(name);
   bool created = false;
-  auto volume = api_->Get(ref);
-  if (!volume.ok() && volume.status().code() == absl::StatusCode::kNotFound) {
+  std::string source;
+  absl::StatusOr<api::Volume> volume;
+  if (req.has_volume_content_source()) {
+    // A clone of a snapshot (itself a clone) or of a volume's head: a new
+    // volume whose first head is that root; nothing is copied.
+    std::string from;
+    const auto& content = req.volume_content_source();
+    if (content.has_snapshot()) {
+      const std::string& id = content.snapshot().snapshot_id();
+      if (!id.starts_with(kSnapshotIdPrefix)) {
+        return absl::NotFoundError(absl::StrCat("no snapshot has ID \"", id, "\""));
+      }
+      from = id.substr(std::string_view(kSnapshotIdPrefix).size());
+      source = absl::StrCat("snapshot:", id);
+    } else if (content.has_volume()) {
+      from = content.volume().volume_id();
+      source = absl::StrCat("volume:", from);
+    } else {
+      return absl::InvalidArgumentError("volume_content_source names neither a snapshot nor a volume");
+    }
+    if (!ValidateVolumeId(from).ok()) {
+      return absl::NotFoundError(absl::StrCat("no source volume or snapshot \"", from, "\""));
+    }
+    volume = api_->Clone(from, ns, name);
+    if (!volume.ok() && volume.status().code() == absl::StatusCode::kNotFound) {
+      return absl::NotFoundError(absl::StrCat("the content source ", source.substr(source.find(':') + 1),
+                                              " does not exist"));
+    }
+    if (!volume.ok() && volume.status().code() == absl::StatusCode::kAlreadyExists) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "volume ", ns, "/", name, " exists; a volume made from a snapshot or clone must be new"));
+    }
+    created = volume.ok();
+  } else {
+    volume = api_->Get(ref);
+  }
+  if (!req.has_volume_content_source() && !volume.ok() &&
+      volume.status().code() == absl::StatusCode::kNotFound) {
     api::CreateVolumeRequest create;
     create.set_namespace_(ns);
     create.set_name(name);
@@ -187,6 +228,7 @@ absl::Status ControllerService::DoCreate(const v1::CreateVolumeRequest& req,
   p.capacity_bytes = cap.required_bytes() > 0 ? cap.required_bytes() : cap.limit_bytes();
   p.created = created;
   p.delete_on_delete = policy == "Delete";
+  p.source = source;
   PluginState next = state_;
   next.provisioned[p.request_name] = p;
   if (absl::Status st = state_file_->Save(next); !st.ok()) {
@@ -296,6 +338,141 @@ grpc::Status ControllerService::ListVolumes(grpc::ServerContext*,
     return absl::OkStatus();
   }();
   return Reply("ListVolumes", st);
+}
+
+// ---- Snapshots ------------------------------------------------------------
+
+namespace {
+
+void FillSnapshot(const SnapshotEntry& e, v1::Snapshot* out) {
+  out->set_snapshot_id(e.snapshot_id);
+  out->set_source_volume_id(e.source_volume_id);
+  out->set_size_bytes(e.size_bytes);
+  out->set_ready_to_use(true);
+  out->mutable_creation_time()->set_seconds(e.created_at_ns / 1'000'000'000);
+  out->mutable_creation_time()->set_nanos(static_cast<int32_t>(e.created_at_ns % 1'000'000'000));
+}
+
+}  // namespace
+
+grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*,
+                                               const v1::CreateSnapshotRequest* req,
+                                               v1::CreateSnapshotResponse* resp) {
+  return Reply("CreateSnapshot", DoCreateSnapshot(*req, resp));
+}
+
+absl::Status ControllerService::DoCreateSnapshot(const v1::CreateSnapshotRequest& req,
+                                                 v1::CreateSnapshotResponse* resp) {
+  if (req.name().empty()) return absl::InvalidArgumentError("CreateSnapshot needs a name");
+  if (req.source_volume_id().empty()) {
+    return absl::InvalidArgumentError("CreateSnapshot needs a source_volume_id");
+  }
+  absl::MutexLock lock(&mu_);
+  if (auto it = state_.snapshots.find(req.name()); it != state_.snapshots.end()) {
+    if (it->second.source_volume_id != req.source_volume_id()) {
+      return absl::AlreadyExistsError(absl::StrCat("snapshot \"", req.name(),
+                                                   "\" already exists for volume ",
+                                                   it->second.source_volume_id));
+    }
+    FillSnapshot(it->second, resp->mutable_snapshot());
+    return absl::OkStatus();
+  }
+  if (!ValidateVolumeId(req.source_volume_id()).ok()) {
+    return absl::NotFoundError(absl::StrCat("no volume has ID ", req.source_volume_id()));
+  }
+  std::string name = NameFor(req.name());
+  auto clone = api_->Clone(req.source_volume_id(), kSnapshotNamespace, name);
+  if (!clone.ok() && clone.status().code() == absl::StatusCode::kAlreadyExists) {
+    // Made by an earlier attempt that did not get to record it.
+    api::VolumeRef ref;
+    ref.set_namespace_(kSnapshotNamespace);
+    ref.set_name(name);
+    clone = api_->Get(ref);
+  }
+  if (!clone.ok()) return clone.status();
+  SnapshotEntry e;
+  e.request_name = req.name();
+  e.snapshot_id = absl::StrCat(kSnapshotIdPrefix, clone->id());
+  e.source_volume_id = req.source_volume_id();
+  e.created_at_ns = clone->created_at_ns();
+  e.size_bytes = static_cast<int64_t>(clone->bytes());
+  PluginState next = state_;
+  next.snapshots[e.request_name] = e;
+  if (absl::Status st = state_file_->Save(next); !st.ok()) {
+    (void)api_->Delete(clone->id());
+    return absl::UnavailableError(absl::StrCat("cannot record the snapshot: ", st.message()));
+  }
+  state_ = std::move(next);
+  CAIRN_LOG_INFO("CreateSnapshot %s of %s -> %s", req.name(), req.source_volume_id(), e.snapshot_id);
+  FillSnapshot(e, resp->mutable_snapshot());
+  return absl::OkStatus();
+}
+
+grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*,
+                                               const v1::DeleteSnapshotRequest* req,
+                                               v1::DeleteSnapshotResponse*) {
+  return Reply("DeleteSnapshot", DoDeleteSnapshot(req->snapshot_id()));
+}
+
+absl::Status ControllerService::DoDeleteSnapshot(const std::string& snapshot_id) {
+  if (snapshot_id.empty()) return absl::InvalidArgumentError("DeleteSnapshot needs a snapshot_id");
+  absl::MutexLock lock(&mu_);
+  PluginState next = state_;
+  for (auto it = next.snapshots.begin(); it != next.snapshots.end(); ++it) {
+    if (it->second.snapshot_id != snapshot_id) continue;
+    CAIRN_RETURN_IF_ERROR(
+        api_->Delete(snapshot_id.substr(std::string_view(kSnapshotIdPrefix).size())));
+    next.snapshots.erase(it);
+    CAIRN_RETURN_IF_ERROR(state_file_->Save(next));
+    state_ = std::move(next);
+    CAIRN_LOG_INFO("DeleteSnapshot %s", snapshot_id);
+    return absl::OkStatus();
+  }
+  return absl::OkStatus();  // gone already
+}
+
+grpc::Status ControllerService::ListSnapshots(grpc::ServerContext*,
+                                              const v1::ListSnapshotsRequest* req,
+                                              v1::ListSnapshotsResponse* resp) {
+  absl::Status st = [&]() -> absl::Status {
+    if (req->max_entries() < 0) return absl::InvalidArgumentError("max_entries must not be negative");
+    const std::string& token = req->starting_token();
+    if (!token.empty() && !token.starts_with(kSnapshotIdPrefix)) {
+      return absl::AbortedError(absl::StrCat("invalid starting_token \"", token, "\""));
+    }
+    absl::MutexLock lock(&mu_);
+    std::map<std::string, const SnapshotEntry*> by_id;
+    for (const auto& [name, e] : state_.snapshots) {
+      if (!req->snapshot_id().empty() && e.snapshot_id != req->snapshot_id()) continue;
+      if (!req->source_volume_id().empty() && e.source_volume_id != req->source_volume_id()) continue;
+      by_id.emplace(e.snapshot_id, &e);
+    }
+    auto it = token.empty() ? by_id.begin() : by_id.upper_bound(token);
+    size_t max = req->max_entries() > 0 ? static_cast<size_t>(req->max_entries()) : SIZE_MAX;
+    for (; it != by_id.end() && static_cast<size_t>(resp->entries_size()) < max; ++it) {
+      FillSnapshot(*it->second, resp->add_entries()->mutable_snapshot());
+    }
+    if (it != by_id.end()) resp->set_next_token(std::prev(it)->first);
+    return absl::OkStatus();
+  }();
+  return Reply("ListSnapshots", st);
+}
+
+grpc::Status ControllerService::GetSnapshot(grpc::ServerContext*,
+                                            const v1::GetSnapshotRequest* req,
+                                            v1::GetSnapshotResponse* resp) {
+  absl::Status st = [&]() -> absl::Status {
+    if (req->snapshot_id().empty()) return absl::InvalidArgumentError("GetSnapshot needs a snapshot_id");
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, e] : state_.snapshots) {
+      if (e.snapshot_id == req->snapshot_id()) {
+        FillSnapshot(e, resp->mutable_snapshot());
+        return absl::OkStatus();
+      }
+    }
+    return absl::NotFoundError(absl::StrCat("no snapshot has ID \"", req->snapshot_id(), "\""));
+  }();
+  return Reply("GetSnapshot", st);
 }
 
 }  // namespace cairn::csi

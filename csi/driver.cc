@@ -160,6 +160,18 @@ absl::Status VolumeApi::Delete(const std::string& volume_id) {
                  options_.server);
 }
 
+absl::StatusOr<api::Volume> VolumeApi::Clone(const std::string& source_id, const std::string& ns,
+                                             const std::string& name) {
+  api::CloneVolumeRequest req;
+  req.mutable_source()->set_id(source_id);
+  req.set_namespace_(ns);
+  req.set_name(name);
+  api::Volume v;
+  CAIRN_RETURN_IF_ERROR(FromApi(stub_->CloneVolume(Context(absl::Seconds(120)).get(), req, &v),
+                                options_.server));
+  return v;
+}
+
 absl::Status VolumeApi::Ping() {
   api::ListVolumesRequest req;
   req.set_namespace_("default");

@@ -51,6 +51,9 @@ inline constexpr char kParamDeletionPolicy[] = "deletionPolicy";
 inline constexpr char kParamNamespace[] = "namespace";
 inline constexpr char kParamPvcName[] = "csi.storage.k8s.io/pvc/name";
 inline constexpr char kParamPvcNamespace[] = "csi.storage.k8s.io/pvc/namespace";
+// Where CSI snapshots live: one clone per snapshot (csi/state.h).
+inline constexpr char kSnapshotNamespace[] = "cairn-csi-snapshots";
+inline constexpr char kSnapshotIdPrefix[] = "snap-";
 
 enum class Mode { kController, kNode, kAll };
 
@@ -105,6 +108,9 @@ class VolumeApi {
   absl::StatusOr<api::Volume> Get(const api::VolumeRef& ref);
   absl::StatusOr<api::Volume> Create(const api::CreateVolumeRequest& request);
   absl::Status Delete(const std::string& volume_id);
+  // A clone of `source_id`'s head as ns/name (api CloneVolume).
+  absl::StatusOr<api::Volume> Clone(const std::string& source_id, const std::string& ns,
+                                    const std::string& name);
   absl::Status Ping();
 
  private:
@@ -150,11 +156,22 @@ class ControllerService final : public ::csi::v1::Controller::Service {
   grpc::Status ControllerGetCapabilities(grpc::ServerContext*,
                                          const ::csi::v1::ControllerGetCapabilitiesRequest*,
                                          ::csi::v1::ControllerGetCapabilitiesResponse*) override;
+  grpc::Status CreateSnapshot(grpc::ServerContext*, const ::csi::v1::CreateSnapshotRequest*,
+                              ::csi::v1::CreateSnapshotResponse*) override;
+  grpc::Status DeleteSnapshot(grpc::ServerContext*, const ::csi::v1::DeleteSnapshotRequest*,
+                              ::csi::v1::DeleteSnapshotResponse*) override;
+  grpc::Status ListSnapshots(grpc::ServerContext*, const ::csi::v1::ListSnapshotsRequest*,
+                             ::csi::v1::ListSnapshotsResponse*) override;
+  grpc::Status GetSnapshot(grpc::ServerContext*, const ::csi::v1::GetSnapshotRequest*,
+                           ::csi::v1::GetSnapshotResponse*) override;
 
  private:
   absl::Status DoCreate(const ::csi::v1::CreateVolumeRequest& req,
                         ::csi::v1::CreateVolumeResponse* resp);
   absl::Status DoDelete(const std::string& volume_id);
+  absl::Status DoCreateSnapshot(const ::csi::v1::CreateSnapshotRequest& req,
+                                ::csi::v1::CreateSnapshotResponse* resp);
+  absl::Status DoDeleteSnapshot(const std::string& snapshot_id);
   VolumeApi* api_;
   StateFile* state_file_;
   absl::Mutex mu_;

@@ -32,7 +32,13 @@ json ToJson(const PluginState& s) {
                     {"capacity_bytes", p.capacity_bytes}, {"created", p.created},
                     {"delete", p.delete_on_delete}, {"source", p.source}});
   }
-  return {{"version", 1}, {"publications", pubs}, {"provisioned", prov}};
+  json snaps = json::array();
+  for (const auto& [name, e] : s.snapshots) {
+    snaps.push_back({{"request_name", e.request_name}, {"snapshot_id", e.snapshot_id},
+                     {"source_volume_id", e.source_volume_id},
+                     {"created_at_ns", e.created_at_ns}, {"size_bytes", e.size_bytes}});
+  }
+  return {{"version", 1}, {"publications", pubs}, {"provisioned", prov}, {"snapshots", snaps}};
 }
 
 // nlohmann throws on malformed input; this is the one place that catches.
@@ -66,6 +72,17 @@ absl::StatusOr<PluginState> FromJson(const std::string& text) {
       v.delete_on_delete = p.at("delete").get<bool>();
       v.source = p.value("source", "");
       s.provisioned[v.request_name] = v;
+    }
+    if (j.contains("snapshots")) {
+      for (const auto& p : j.at("snapshots")) {
+        SnapshotEntry e;
+        e.request_name = p.at("request_name").get<std::string>();
+        e.snapshot_id = p.at("snapshot_id").get<std::string>();
+        e.source_volume_id = p.at("source_volume_id").get<std::string>();
+        e.created_at_ns = p.at("created_at_ns").get<int64_t>();
+        e.size_bytes = p.at("size_bytes").get<int64_t>();
+        s.snapshots[e.request_name] = e;
+      }
     }
     return s;
   } catch (const std::exception& e) {

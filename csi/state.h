@@ -45,9 +45,21 @@ struct Provisioned {
   std::string source;        // content source, "" / "snapshot:ID" / "volume:ID"
 };
 
+// A CSI snapshot is a clone of its source's head in the plugin's own
+// namespace (kSnapshotNamespace): O(blobs) links, nothing re-sealed, and it
+// outlives its source like any clone (docs/decisions.md D12).
+struct SnapshotEntry {
+  std::string request_name;
+  std::string snapshot_id;        // "snap-" + the clone's volume ID
+  std::string source_volume_id;   // vo-…
+  int64_t created_at_ns = 0;
+  int64_t size_bytes = 0;
+};
+
 struct PluginState {
   std::map<std::string, Publication> publications;  // by target path
   std::map<std::string, Provisioned> provisioned;   // by request name
+  std::map<std::string, SnapshotEntry> snapshots;   // by request name
 };
 
 class StateFile {

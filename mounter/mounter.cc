@@ -24,6 +24,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "core/controls.h"
 #include "core/crypto.h"
 #include "core/log.h"
 #include "core/object_store.h"
@@ -433,7 +434,7 @@ int RunMounter(const MountOptions& options) {
         fuse_session_exit(se);
       }
       char byte;
-      ::getxattr(options.mountpoint.c_str(), "user.cairn.status", &byte, 0);
+      ::getxattr(options.mountpoint.c_str(), kStatusXattr, &byte, 0);
       LazyUnmount(options.mountpoint);
     }
   });

@@ -207,6 +207,23 @@ grpc::Status VolumeServiceImpl::CreateVolume(grpc::ServerContext* ctx,
   });
 }
 
+grpc::Status VolumeServiceImpl::CloneVolume(grpc::ServerContext* ctx,
+                                            const api::CloneVolumeRequest* req,
+                                            api::Volume* resp) {
+  return Handle("CloneVolume", ctx, [&]() -> absl::Status {
+    CAIRN_RETURN_IF_ERROR(ValidateNamespace(req->namespace_()));
+    CAIRN_RETURN_IF_ERROR(ValidateVolumeName(req->name()));
+    CAIRN_ASSIGN_OR_RETURN(VolumeRecord source, Resolve(req->source()));
+    std::optional<uint64_t> seq;
+    if (req->has_seq()) seq = req->seq();
+    CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume,
+                           engine_->CloneVolume(source.id, seq, req->namespace_(), req->name()));
+    CAIRN_ASSIGN_OR_RETURN(*resp, Describe(volume));
+    SetGauges(volume, SnapshotRecord{.inodes = resp->inodes(), .bytes = resp->bytes()});
+    return absl::OkStatus();
+  });
+}
+
 grpc::Status VolumeServiceImpl::GetVolume(grpc::ServerContext* ctx,
                                           const api::GetVolumeRequest* req, api::Volume* resp) {
   return Handle("GetVolume", ctx, [&]() -> absl::Status {

@@ -33,6 +33,8 @@ class VolumeServiceImpl final : public api::VolumeService::Service {
 
   grpc::Status CreateVolume(grpc::ServerContext* ctx, const api::CreateVolumeRequest* req,
                             api::Volume* resp) override;
+  grpc::Status CloneVolume(grpc::ServerContext* ctx, const api::CloneVolumeRequest* req,
+                           api::Volume* resp) override;
   grpc::Status GetVolume(grpc::ServerContext* ctx, const api::GetVolumeRequest* req,
                          api::Volume* resp) override;
   grpc::Status ListVolumes(grpc::ServerContext* ctx, const api::ListVolumesRequest* req,

@@ -4,8 +4,10 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "e2e/csi/csi_fixture.h"
 #include "gmock/gmock.h"
@@ -155,6 +157,141 @@ TEST_F(CsiNodeTest, MountsSurvivePluginSigkillAndUnpublishCommitsAfterRestart) {
   EXPECT_EQ(r.out, "during\n");
   r = RunCli(*server_, {"volume", "get", "durable", "before.txt", "-"});
   EXPECT_EQ(r.out, "before\n");
+}
+
+TEST_F(CsiNodeTest, FailedFinalCommitKeepsTheMountForTheRetry) {
+  Cli({"volume", "create", "unsaved"});
+  fs::path t = Target("unsaved");
+  ASSERT_TRUE(Publish(PublishByName("unsaved", t)).ok());
+  WriteWholeFile(t / "precious.txt", "keep me\n");
+  std::string address = server_->address();
+  server_->Stop();
+  grpc::Status st = Unpublish("handle-unsaved", t);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+  EXPECT_THAT(st.error_message(), HasSubstr("final commit"));
+  // Nothing was dropped: the mount and its write are still there.
+  ASSERT_TRUE(CairnMountedAt(t));
+  EXPECT_EQ(ReadWholeFile(t / "precious.txt"), "keep me\n");
+  // The control plane is back (same address): the kubelet's retry succeeds.
+  auto server = ServerProcess::Start({.data_dir = dir_.path() / "data",
+                                      .extra_args = {"--listen", address}});
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = std::move(*server);
+  // Like the kubelet, retry with a pause: the mounter's connection may still
+  // be backing off from the outage.
+  for (int attempt = 0; attempt < 40; ++attempt) {
+    st = Unpublish("handle-unsaved", t);
+    if (st.ok()) break;
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_FALSE(CairnMountedAt(t));
+  RunOptions env;
+  env.env = {"CAIRN_SERVER=" + address};
+  RunResult r = RunCli(*server_, {"volume", "get", "unsaved", "precious.txt", "-"}, env);
+  EXPECT_EQ(r.out, "keep me\n") << r.err;
+}
+
+TEST_F(CsiNodeTest, VolumeFromSnapshotIsIndependentOfItsSource) {
+  Cli({"volume", "create", "origin"});
+  fs::path local = dir_.path() / "a.txt";
+  WriteWholeFile(local, "at the snapshot\n");
+  Cli({"volume", "put", "origin", local.string(), "a.txt"});
+  v1::CreateVolumeRequest create;
+  create.set_name("pvc-origin");
+  *create.add_volume_capabilities() = MountCap();
+  (*create.mutable_parameters())["volumeName"] = "origin";
+  v1::CreateVolumeResponse origin;
+  ASSERT_TRUE(plugin_->controller().CreateVolume(Ctx().get(), create, &origin).ok());
+  v1::CreateSnapshotRequest snap;
+  snap.set_name("snap-1");
+  snap.set_source_volume_id(origin.volume().volume_id());
+  v1::CreateSnapshotResponse snapshot;
+  grpc::Status st = plugin_->controller().CreateSnapshot(Ctx().get(), snap, &snapshot);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(snapshot.snapshot().ready_to_use());
+  // The source moves on after the snapshot.
+  WriteWholeFile(local, "after the snapshot\n");
+  Cli({"volume", "put", "origin", local.string(), "b.txt"});
+
+  v1::CreateVolumeRequest restore;
+  restore.set_name("pvc-restore");
+  *restore.add_volume_capabilities() = MountCap();
+  restore.mutable_volume_content_source()->mutable_snapshot()->set_snapshot_id(
+      snapshot.snapshot().snapshot_id());
+  v1::CreateVolumeResponse restored;
+  st = plugin_->controller().CreateVolume(Ctx().get(), restore, &restored);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(restored.volume().content_source().snapshot().snapshot_id(),
+            snapshot.snapshot().snapshot_id());
+
+  fs::path t = Target("restored");
+  v1::NodePublishVolumeRequest pub;
+  pub.set_volume_id(restored.volume().volume_id());
+  pub.set_target_path(t.string());
+  *pub.mutable_volume_capability() = MountCap();
+  *pub.mutable_volume_context() = restored.volume().volume_context();
+  st = Publish(pub);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(ReadWholeFile(t / "a.txt"), "at the snapshot\n");
+  EXPECT_FALSE(fs::exists(t / "b.txt"));
+  WriteWholeFile(t / "c.txt", "only in the clone\n");
+  ASSERT_TRUE(Unpublish(pub.volume_id(), t).ok());
+
+  // The source is unchanged by the clone's write, and the clone (and the
+  // snapshot) outlive the source.
+  EXPECT_NE(RunCli(*server_, {"volume", "get", "origin", "c.txt", "-"}).exit_code, 0);
+  Cli({"volume", "delete", "origin", "-y"});
+  RunResult r = RunCli(*server_, {"volume", "get", "pvc-restore", "c.txt", "-"});
+  EXPECT_EQ(r.out, "only in the clone\n") << r.err;
+  r = RunCli(*server_, {"volume", "get", "pvc-restore", "a.txt", "-"});
+  EXPECT_EQ(r.out, "at the snapshot\n") << r.err;
+  v1::ListSnapshotsRequest list;
+  list.set_source_volume_id(origin.volume().volume_id());
+  v1::ListSnapshotsResponse listed;
+  ASSERT_TRUE(plugin_->controller().ListSnapshots(Ctx().get(), list, &listed).ok());
+  ASSERT_EQ(listed.entries_size(), 1);
+  EXPECT_EQ(listed.entries(0).snapshot().snapshot_id(), snapshot.snapshot().snapshot_id());
+}
+
+// The state file under SIGKILL: the plugin is killed while publishes are
+// under way (some mounters started but not yet recorded, some recorded).
+// After a restart the state loads, every target can be unpublished, and
+// nothing stays mounted.
+TEST_F(CsiNodeTest, SigkillDuringPublishesLeavesAConsistentState) {
+  Cli({"volume", "create", "busy"});
+  std::vector<fs::path> targets;
+  for (int i = 0; i < 8; ++i) targets.push_back(Target(absl::StrCat("k", i)));
+  std::atomic<int> done{0};
+  std::thread publisher([&] {
+    for (const fs::path& t : targets) {
+      if (!Publish(PublishByName("busy", t)).ok()) return;
+      done.fetch_add(1);
+    }
+  });
+  // Kill once a few publishes have landed, in the middle of the next ones.
+  for (int i = 0; i < 600 && done.load() < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(37));
+  plugin_->child().Signal(SIGKILL);
+  plugin_->child().Wait();
+  publisher.join();
+  ASSERT_GE(done.load(), 3);
+  StartPlugin();
+  // Every publish that returned OK still serves.
+  for (int i = 0; i < done.load(); ++i) {
+    EXPECT_TRUE(CairnMountedAt(targets[i])) << targets[i];
+  }
+  for (const fs::path& t : targets) {
+    grpc::Status st = Unpublish("handle-busy", t);
+    EXPECT_TRUE(st.ok()) << t << ": " << st.error_message();
+    EXPECT_FALSE(CairnMountedAt(t)) << t;
+  }
+  // And the restarted plugin can publish at those targets again.
+  ASSERT_TRUE(Publish(PublishByName("busy", targets.back())).ok());
+  EXPECT_TRUE(Unpublish("handle-busy", targets.back()).ok());
 }
 
 TEST_F(CsiNodeTest, MissingVolumeIsNotFoundAndNothingIsMounted) {
