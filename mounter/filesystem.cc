@@ -1344,10 +1344,37 @@ void Filesystem::DoneLocked(uint64_t seq) {
 }
 
 void Filesystem::ResetJournalIfCleanLocked() {
-  if (options_.journal == nullptr || !prepared_.empty()) return;
+  if (options_.journal == nullptr) return;
   // Under mu_, so that no change is logged (and journaled) in between.
   absl::MutexLock lock(&mu_);
-  if (log_.empty()) JournalLocked(options_.journal->Reset());
+  if (prepared_.empty() && log_.empty()) {
+    JournalLocked(options_.journal->Reset());
+    return;
+  }
+  // A mount that is never idle at a commit: rewrite the journal down to
+  // what is pending once it is much bigger than that.
+  uint64_t size = options_.journal->size();
+  if (size < options_.journal_compact_bytes || size < 4 * journal_compacted_size_) return;
+  std::vector<std::string> records;
+  absl::flat_hash_map<const Node*, bool> seen;
+  auto add = [&](const PendingChange& pc) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (pc.node && pc.node->jid == 0) pc.node->jid = ++next_jid_;
+    records.push_back(
+        Journal::ChangeRecord(pc.seq, pc.node ? pc.node->jid : 0, pc.change));
+    if (pc.node && !seen[pc.node.get()]) {
+      seen[pc.node.get()] = true;
+      records.push_back(Journal::ContentRecord(pc.node->jid, ContentLocked(*pc.node)));
+    }
+  };
+  for (const Prepared& p : prepared_) add(p.pending);
+  for (const PendingChange& pc : log_) add(pc);
+  absl::Status st = options_.journal->Rewrite(records);
+  if (!st.ok()) {
+    CAIRN_LOG_WARNING("rewriting the journal of %s failed (it keeps growing): %s", volume_name_,
+                      st.ToString());
+    return;
+  }
+  journal_compacted_size_ = options_.journal->size();
 }
 
 absl::StatusOr<size_t> Filesystem::Recover(RecoveredJournal& journal) {

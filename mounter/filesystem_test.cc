@@ -29,7 +29,8 @@ class FilesystemTest : public ::testing::Test {
   void SetUp() override { Open(); }
 
   // (Re)opens the volume, as a new mount of it would.
-  void Open(std::optional<Limits> limits = {}) {
+  void Open(std::optional<Limits> limits = {}, Journal* journal = nullptr,
+            uint64_t compact_bytes = 64 << 20) {
     fs_.reset();
     reader_.reset();
     objects_.reset();
@@ -54,7 +55,9 @@ class FilesystemTest : public ::testing::Test {
     objects_ = std::make_unique<ObjectStore>(cache_.get(), opened_.volume().id(), *key);
     reader_ = std::make_unique<ChunkReader>(objects_.get(), cache_.get(), 64 << 20, 1);
     FsOptions options;
-    options.staging_dir = dir_.path() / "staging";
+    options.staging_dir = journal ? journal->dir() : dir_.path() / "staging";
+    options.journal = journal;
+    options.journal_compact_bytes = compact_bytes;
     std::filesystem::create_directories(options.staging_dir);
     auto fs = Filesystem::Create(&client_, objects_.get(), reader_.get(), opened_, options);
     ASSERT_TRUE(fs.ok()) << fs.status();
@@ -306,6 +309,45 @@ TEST_F(FilesystemTest, ReloadThatCannotReplayKeepsTheOldView) {
   fs_->Release(*fh);
   EXPECT_THAT(fs_->StatusJson(), HasSubstr("does not apply to the new head"));
   EXPECT_THAT(fs_->StatusJson(), HasSubstr("\"base_seq\":0"));
+}
+
+// A mount that is never idle at the end of a commit keeps its journal as
+// small as what is pending, and what it holds recovers into a new mount.
+TEST_F(FilesystemTest, JournalIsRewrittenDownToWhatIsPendingAndRecovers) {
+  auto journal = Journal::Create(dir_.path() / "staging-j" / "m1");
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  Open({}, journal->get(), /*compact_bytes=*/1024);
+  for (int i = 0; i < 20; ++i) WriteFile(absl::StrCat("f", i), std::string(500, 'a' + i));
+  // A write lands while the commit is in flight, so the log is not empty
+  // when it ends.
+  bool once = false;
+  client_.on_commit = [&](const objects::ChangeSet&) {
+    if (!once) {
+      once = true;
+      WriteFile("late", "late content");
+    }
+    return testing::EngineVolumeClient::CommitFault{};
+  };
+  ASSERT_TRUE(fs_->Commit().ok());
+  client_.on_commit = nullptr;
+  EXPECT_TRUE(fs_->Dirty());
+  EXPECT_LT(std::filesystem::file_size((*journal)->dir() / "journal"), 1024u);
+  auto read = Journal::Read((*journal)->dir());
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_EQ(read->changes.size(), 1u);
+  EXPECT_EQ(read->changes[0].change.path(), "late");
+
+  // As if this mounter died now: a new mount takes it over.
+  fs_.reset();
+  auto second = Journal::Create(dir_.path() / "staging-j" / "m2");
+  ASSERT_TRUE(second.ok());
+  Open({}, second->get());
+  auto taken = fs_->Recover(*read);
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  EXPECT_EQ(*taken, 1u);
+  ASSERT_TRUE(fs_->Commit().ok());
+  EXPECT_EQ(HeadFile("late"), "late content");
+  EXPECT_EQ(HeadFile("f3"), std::string(500, 'a' + 3));
 }
 
 }  // namespace
