@@ -21,6 +21,7 @@
 #include "core/path.h"
 #include "core/status.h"
 #include "core/tree.h"
+#include "mounter/control.h"
 
 namespace cairn::mounter {
 
@@ -70,11 +71,6 @@ std::string JsonEscape(std::string_view s) {
 std::string TimeJson(absl::Time t) {
   if (t == absl::InfinitePast()) return "null";
   return absl::StrCat("\"", absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone()), "\"");
-}
-
-bool IsName(std::string_view name, std::string_view control) {
-  std::string c(control);
-  return name == "user.cairn." + c || name == "cairn." + c;
 }
 
 // A commit that failed for a transient reason (control plane unreachable,
@@ -1102,19 +1098,19 @@ absl::Status Filesystem::FsyncDir(uint64_t ino) {
 
 absl::Status Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_view value) {
   if (ino == kRootIno) {
-    if (IsName(name, "commit")) return ForControl(Commit(/*report_stuck=*/true));
-    if (IsName(name, "reload")) return ForControl(Reload());
+    if (IsControl(name, kCommitAttr)) return ForControl(Commit(/*report_stuck=*/true));
+    if (IsControl(name, kReloadAttr)) return ForControl(Reload());
   }
   return Errno(EOPNOTSUPP, "extended attribute " + std::string(name));
 }
 
 absl::StatusOr<std::string> Filesystem::GetXattr(uint64_t ino, std::string_view name) {
-  if (ino == kRootIno && IsName(name, "status")) return StatusJson();
+  if (ino == kRootIno && IsControl(name, kStatusAttr)) return StatusJson();
   return Errno(ENODATA, "extended attribute " + std::string(name));
 }
 
 std::vector<std::string> Filesystem::ListXattr(uint64_t ino) {
-  if (ino == kRootIno) return {"user.cairn.status"};
+  if (ino == kRootIno) return {kStatusAttr};
   return {};
 }
 

@@ -15,6 +15,8 @@
 #include "core/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "core/status.h"
+#include "mounter/control.h"
 #include "mounter/disk_cache.h"
 #include "mounter/testing/engine_volume_client.h"
 
@@ -348,6 +350,22 @@ TEST_F(FilesystemTest, JournalIsRewrittenDownToWhatIsPendingAndRecovers) {
   ASSERT_TRUE(fs_->Commit().ok());
   EXPECT_EQ(HeadFile("late"), "late content");
   EXPECT_EQ(HeadFile("f3"), std::string(500, 'a' + 3));
+}
+
+TEST_F(FilesystemTest, ControlAttributesWithAndWithoutTheUserPrefix) {
+  WriteFile("a", "x");
+  ASSERT_TRUE(fs_->SetXattr(Filesystem::kRootIno, "cairn.commit", "1").ok());
+  EXPECT_EQ(HeadFile("a"), "x");
+  WriteFile("b", "y");
+  ASSERT_TRUE(fs_->SetXattr(Filesystem::kRootIno, kCommitAttr, "1").ok());
+  EXPECT_EQ(HeadFile("b"), "y");
+  EXPECT_EQ(StatusToErrno(fs_->SetXattr(Filesystem::kRootIno, "user.cairn.bogus", "1")),
+            EOPNOTSUPP);
+  EXPECT_EQ(StatusToErrno(fs_->SetXattr(Filesystem::kRootIno, "commit", "1")), EOPNOTSUPP);
+  auto status = fs_->GetXattr(Filesystem::kRootIno, "cairn.status");
+  ASSERT_TRUE(status.ok());
+  EXPECT_THAT(*status, HasSubstr("\"commits\":2"));
+  EXPECT_THAT(fs_->ListXattr(Filesystem::kRootIno), ElementsAre(kStatusAttr));
 }
 
 }  // namespace

@@ -31,6 +31,7 @@
 #include "core/size.h"
 #include "core/status.h"
 #include "mounter/chunk_reader.h"
+#include "mounter/control.h"
 #include "mounter/disk_cache.h"
 #include "mounter/filesystem.h"
 #include "mounter/fuse_ops.h"
@@ -433,7 +434,7 @@ int RunMounter(const MountOptions& options) {
         fuse_session_exit(se);
       }
       char byte;
-      ::getxattr(options.mountpoint.c_str(), "user.cairn.status", &byte, 0);
+      ::getxattr(options.mountpoint.c_str(), kStatusAttr, &byte, 0);
       LazyUnmount(options.mountpoint);
     }
   });
