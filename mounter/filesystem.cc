@@ -84,6 +84,13 @@ absl::Status ForControl(absl::Status status) {
 
 }  // namespace
 
+// Every field below, except the atomics, is guarded by the owning
+// Filesystem's mu_ (shared to read, exclusive to write). The fields carry no
+// ABSL_GUARDED_BY: clang's analysis cannot name another object's member
+// mutex from a nested type (ABSL_GUARDED_BY(Filesystem::mu_) resolves to a
+// `mu_` of the Node itself and flags every correct access; a back pointer
+// `fs->mu_` is accepted and then silently never checked), so it is stated
+// here instead and the Filesystem methods carry the annotations.
 struct Filesystem::Node {
   uint64_t ino = 0;
   objects::EntryType type = objects::FILE;
@@ -1090,7 +1097,9 @@ void Filesystem::AddLookup(uint64_t ino) {
 }
 
 absl::Status Filesystem::FsyncDir(uint64_t ino) {
-  if (ino != kRootIno) return absl::OkStatus();
+  // Another directory: its entries (every change logged so far) durable on
+  // the node, as fsync of a directory promises.
+  if (ino != kRootIno) return options_.journal ? options_.journal->Sync() : absl::OkStatus();
   return ForControl(Commit(/*report_stuck=*/true));
 }
 
@@ -1828,7 +1837,8 @@ std::string Filesystem::StatusJson() {
       TimeJson(last_commit_time_), ",\"last_commit_seq\":", last_commit_seq_,
       ",\"last_commit_error\":\"", JsonEscape(last_commit_error_), "\",\"reloads\":", reloads_,
       ",\"last_reload_time\":", TimeJson(last_reload_time_), ",\"last_reload_error\":\"",
-      JsonEscape(last_reload_error_), "\",\"stuck\":", StuckJsonLocked(), "}");
+      JsonEscape(last_reload_error_), "\",\"stuck\":", StuckJsonLocked(),
+      ",\"journal_failed\":", journal_failed_.load() ? "true" : "false", "}");
 }
 
 Filesystem::statvfs_like Filesystem::StatFs() {

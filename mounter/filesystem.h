@@ -168,7 +168,8 @@ class Filesystem {
   [[nodiscard]] absl::StatusOr<std::vector<DirEntry>> ListDir(uint64_t ino);
   // Counts a kernel reference made by readdirplus handing out an entry.
   void AddLookup(uint64_t ino);
-  // fsync of the mount root commits (C6, `sync MOUNTPOINT`); elsewhere a no-op.
+  // fsync of the mount root commits (C6, `sync MOUNTPOINT`); of another
+  // directory, makes the journal durable on the node.
   [[nodiscard]] absl::Status FsyncDir(uint64_t ino);
 
   // ---- In-band controls (extended attributes on the root; docs/mounter.md).

@@ -99,6 +99,7 @@ class UnmountProgress {
   void Phase(std::string what) {
     absl::MutexLock lock(&mu_);
     phase_ = std::move(what);
+    changed_ = true;  // wakes Watch to compute its next deadline
     since_ = absl::Now();
     next_ = phase_.empty() ? absl::InfiniteFuture() : since_ + absl::Seconds(1);
   }
@@ -107,7 +108,13 @@ class UnmountProgress {
   void Watch() {
     absl::MutexLock lock(&mu_);
     absl::Time start = absl::Now();
-    while (!mu_.AwaitWithDeadline(absl::Condition(&stop_), std::min(next_, give_up_at_))) {
+    auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || changed_; };
+    for (;;) {
+      changed_ = false;
+      if (mu_.AwaitWithDeadline(absl::Condition(&woken), std::min(next_, give_up_at_))) {
+        if (stop_) return;
+        continue;
+      }
       if (absl::Now() >= give_up_at_) {
         CAIRN_LOG_ERROR("unmount of %s: giving up after %s while %s", volume_,
                         absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Seconds(1))),
@@ -126,6 +133,7 @@ class UnmountProgress {
   const std::function<void()> give_up_;
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool changed_ ABSL_GUARDED_BY(mu_) = false;
   std::string phase_ ABSL_GUARDED_BY(mu_);
   absl::Time since_ ABSL_GUARDED_BY(mu_) = absl::Now();
   absl::Time next_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
