@@ -26,14 +26,15 @@
 #include <thread>
 #include <vector>
 
+#include "mounter/control.h"
 #include "mounter/mounter.h"
 
 namespace cairn::cli {
 namespace {
 
-constexpr char kCommitAttr[] = "user.cairn.commit";
-constexpr char kReloadAttr[] = "user.cairn.reload";
-constexpr char kStatusAttr[] = "user.cairn.status";
+using mounter::kCommitAttr;
+using mounter::kReloadAttr;
+using mounter::kStatusAttr;
 
 void Error(const std::string& message) {
   std::fprintf(stderr, "cairn: error: %s\n", message.c_str());

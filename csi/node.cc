@@ -13,7 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "core/crypto.h"
 #include "core/digest.h"
-#include "core/controls.h"
+#include "mounter/control.h"
 #include "core/log.h"
 #include "core/path.h"
 #include "core/rpc_client.h"
@@ -329,7 +329,7 @@ absl::Status NodeService::DoUnpublish(const v1::NodeUnpublishVolumeRequest& req)
       // Commit while the mount still serves: a failure leaves the mount
       // (and its uncommitted writes) in place for the kubelet's retry,
       // instead of the mounter giving up on them at exit.
-      if (::setxattr(target.c_str(), kCommitXattr, "1", 1, 0) != 0) {
+      if (::setxattr(target.c_str(), mounter::kCommitAttr, "1", 1, 0) != 0) {
         int err = errno;
         return absl::UnavailableError(absl::StrCat(
             "the final commit of ", p.cairn_id, " at ", target.string(), " failed (",

@@ -814,7 +814,7 @@ TEST_F(MountTest, FailedFinalCommitIsRecoveredByTheNextMount) {
   std::string vol = "final-commit-fails";
   RunResult created = RunCli(**server, {"volume", "create", vol});
   ASSERT_EQ(created.exit_code, 0) << Describe(created);
-  auto a = MountVolume(vol, {"--final-commit-timeout", "2"}, {}, server->get());
+  auto a = MountVolume(vol, {"--final-commit-timeout", "3"}, {}, server->get());
   ASSERT_NE(a, nullptr);
   Spit(*a / "pending.txt", "pending");
   (*server)->Stop(SIGKILL);

@@ -21,6 +21,7 @@
 #include "core/path.h"
 #include "core/status.h"
 #include "core/tree.h"
+#include "mounter/control.h"
 
 namespace cairn::mounter {
 
@@ -72,11 +73,6 @@ std::string TimeJson(absl::Time t) {
   return absl::StrCat("\"", absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone()), "\"");
 }
 
-bool IsName(std::string_view name, std::string_view control) {
-  std::string c(control);
-  return name == "user.cairn." + c || name == "cairn." + c;
-}
-
 // A commit that failed for a transient reason (control plane unreachable,
 // cancelled, timed out) answers EIO: EAGAIN does not survive the kernel's
 // xattr path as itself, and callers read the reason from the status.
@@ -88,6 +84,13 @@ absl::Status ForControl(absl::Status status) {
 
 }  // namespace
 
+// Every field below, except the atomics, is guarded by the owning
+// Filesystem's mu_ (shared to read, exclusive to write). The fields carry no
+// ABSL_GUARDED_BY: clang's analysis cannot name another object's member
+// mutex from a nested type (ABSL_GUARDED_BY(Filesystem::mu_) resolves to a
+// `mu_` of the Node itself and flags every correct access; a back pointer
+// `fs->mu_` is accepted and then silently never checked), so it is stated
+// here instead and the Filesystem methods carry the annotations.
 struct Filesystem::Node {
   uint64_t ino = 0;
   objects::EntryType type = objects::FILE;
@@ -1094,7 +1097,9 @@ void Filesystem::AddLookup(uint64_t ino) {
 }
 
 absl::Status Filesystem::FsyncDir(uint64_t ino) {
-  if (ino != kRootIno) return absl::OkStatus();
+  // Another directory: its entries (every change logged so far) durable on
+  // the node, as fsync of a directory promises.
+  if (ino != kRootIno) return options_.journal ? options_.journal->Sync() : absl::OkStatus();
   return ForControl(Commit(/*report_stuck=*/true));
 }
 
@@ -1102,19 +1107,19 @@ absl::Status Filesystem::FsyncDir(uint64_t ino) {
 
 absl::Status Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_view value) {
   if (ino == kRootIno) {
-    if (IsName(name, "commit")) return ForControl(Commit(/*report_stuck=*/true));
-    if (IsName(name, "reload")) return ForControl(Reload());
+    if (IsControl(name, kCommitAttr)) return ForControl(Commit(/*report_stuck=*/true));
+    if (IsControl(name, kReloadAttr)) return ForControl(Reload());
   }
   return Errno(EOPNOTSUPP, "extended attribute " + std::string(name));
 }
 
 absl::StatusOr<std::string> Filesystem::GetXattr(uint64_t ino, std::string_view name) {
-  if (ino == kRootIno && IsName(name, "status")) return StatusJson();
+  if (ino == kRootIno && IsControl(name, kStatusAttr)) return StatusJson();
   return Errno(ENODATA, "extended attribute " + std::string(name));
 }
 
 std::vector<std::string> Filesystem::ListXattr(uint64_t ino) {
-  if (ino == kRootIno) return {"user.cairn.status"};
+  if (ino == kRootIno) return {kStatusAttr};
   return {};
 }
 
@@ -1344,10 +1349,37 @@ void Filesystem::DoneLocked(uint64_t seq) {
 }
 
 void Filesystem::ResetJournalIfCleanLocked() {
-  if (options_.journal == nullptr || !prepared_.empty()) return;
+  if (options_.journal == nullptr) return;
   // Under mu_, so that no change is logged (and journaled) in between.
   absl::MutexLock lock(&mu_);
-  if (log_.empty()) JournalLocked(options_.journal->Reset());
+  if (prepared_.empty() && log_.empty()) {
+    JournalLocked(options_.journal->Reset());
+    return;
+  }
+  // A mount that is never idle at a commit: rewrite the journal down to
+  // what is pending once it is much bigger than that.
+  uint64_t size = options_.journal->size();
+  if (size < options_.journal_compact_bytes || size < 4 * journal_compacted_size_) return;
+  std::vector<std::string> records;
+  absl::flat_hash_map<const Node*, bool> seen;
+  auto add = [&](const PendingChange& pc) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (pc.node && pc.node->jid == 0) pc.node->jid = ++next_jid_;
+    records.push_back(
+        Journal::ChangeRecord(pc.seq, pc.node ? pc.node->jid : 0, pc.change));
+    if (pc.node && !seen[pc.node.get()]) {
+      seen[pc.node.get()] = true;
+      records.push_back(Journal::ContentRecord(pc.node->jid, ContentLocked(*pc.node)));
+    }
+  };
+  for (const Prepared& p : prepared_) add(p.pending);
+  for (const PendingChange& pc : log_) add(pc);
+  absl::Status st = options_.journal->Rewrite(records);
+  if (!st.ok()) {
+    CAIRN_LOG_WARNING("rewriting the journal of %s failed (it keeps growing): %s", volume_name_,
+                      st.ToString());
+    return;
+  }
+  journal_compacted_size_ = options_.journal->size();
 }
 
 absl::StatusOr<size_t> Filesystem::Recover(RecoveredJournal& journal) {
@@ -1805,7 +1837,8 @@ std::string Filesystem::StatusJson() {
       TimeJson(last_commit_time_), ",\"last_commit_seq\":", last_commit_seq_,
       ",\"last_commit_error\":\"", JsonEscape(last_commit_error_), "\",\"reloads\":", reloads_,
       ",\"last_reload_time\":", TimeJson(last_reload_time_), ",\"last_reload_error\":\"",
-      JsonEscape(last_reload_error_), "\",\"stuck\":", StuckJsonLocked(), "}");
+      JsonEscape(last_reload_error_), "\",\"stuck\":", StuckJsonLocked(),
+      ",\"journal_failed\":", journal_failed_.load() ? "true" : "false", "}");
 }
 
 Filesystem::statvfs_like Filesystem::StatFs() {

@@ -72,6 +72,9 @@ struct FsOptions {
   // Where uncommitted changes are recorded for crash recovery (its
   // directory is staging_dir); null: not recorded (read-only mounts, tests).
   Journal* journal = nullptr;
+  // The journal is rewritten down to what is pending once it is this big
+  // (and four times what the last rewrite left).
+  uint64_t journal_compact_bytes = 64 << 20;
 };
 
 // How a failed Commit RPC is handled (the codes are the control plane's,
@@ -165,7 +168,8 @@ class Filesystem {
   [[nodiscard]] absl::StatusOr<std::vector<DirEntry>> ListDir(uint64_t ino);
   // Counts a kernel reference made by readdirplus handing out an entry.
   void AddLookup(uint64_t ino);
-  // fsync of the mount root commits (C6, `sync MOUNTPOINT`); elsewhere a no-op.
+  // fsync of the mount root commits (C6, `sync MOUNTPOINT`); of another
+  // directory, makes the journal durable on the node.
   [[nodiscard]] absl::Status FsyncDir(uint64_t ino);
 
   // ---- In-band controls (extended attributes on the root; docs/mounter.md).
@@ -292,7 +296,7 @@ class Filesystem {
   void CommittedLocked(size_t n, const api::Snapshot& snapshot, absl::Time start)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
   // Journal: changes up to `seq` are done; an empty journal when nothing
-  // is pending any more.
+  // is pending any more, a rewritten one when it grew far past that.
   void DoneLocked(uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
   void ResetJournalIfCleanLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
   // Drops changes that a later REMOVE in the same log makes irrelevant.
@@ -338,6 +342,7 @@ class Filesystem {
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_jid_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<bool> journal_failed_{false};
+  uint64_t journal_compacted_size_ ABSL_GUARDED_BY(mu_) = 0;  // after the last rewrite
   // Taken from the log and built, not yet accepted; ahead of log_ in order.
   std::vector<Prepared> prepared_ ABSL_GUARDED_BY(commit_mu_);
   std::atomic<size_t> prepared_count_{0};  // prepared_.size(), for Dirty()/status

@@ -15,6 +15,8 @@
 #include "core/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "core/status.h"
+#include "mounter/control.h"
 #include "mounter/disk_cache.h"
 #include "mounter/testing/engine_volume_client.h"
 
@@ -29,7 +31,8 @@ class FilesystemTest : public ::testing::Test {
   void SetUp() override { Open(); }
 
   // (Re)opens the volume, as a new mount of it would.
-  void Open(std::optional<Limits> limits = {}) {
+  void Open(std::optional<Limits> limits = {}, Journal* journal = nullptr,
+            uint64_t compact_bytes = 64 << 20) {
     fs_.reset();
     reader_.reset();
     objects_.reset();
@@ -54,7 +57,9 @@ class FilesystemTest : public ::testing::Test {
     objects_ = std::make_unique<ObjectStore>(cache_.get(), opened_.volume().id(), *key);
     reader_ = std::make_unique<ChunkReader>(objects_.get(), cache_.get(), 64 << 20, 1);
     FsOptions options;
-    options.staging_dir = dir_.path() / "staging";
+    options.staging_dir = journal ? journal->dir() : dir_.path() / "staging";
+    options.journal = journal;
+    options.journal_compact_bytes = compact_bytes;
     std::filesystem::create_directories(options.staging_dir);
     auto fs = Filesystem::Create(&client_, objects_.get(), reader_.get(), opened_, options);
     ASSERT_TRUE(fs.ok()) << fs.status();
@@ -306,6 +311,61 @@ TEST_F(FilesystemTest, ReloadThatCannotReplayKeepsTheOldView) {
   fs_->Release(*fh);
   EXPECT_THAT(fs_->StatusJson(), HasSubstr("does not apply to the new head"));
   EXPECT_THAT(fs_->StatusJson(), HasSubstr("\"base_seq\":0"));
+}
+
+// A mount that is never idle at the end of a commit keeps its journal as
+// small as what is pending, and what it holds recovers into a new mount.
+TEST_F(FilesystemTest, JournalIsRewrittenDownToWhatIsPendingAndRecovers) {
+  auto journal = Journal::Create(dir_.path() / "staging-j" / "m1");
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  Open({}, journal->get(), /*compact_bytes=*/1024);
+  for (int i = 0; i < 20; ++i) WriteFile(absl::StrCat("f", i), std::string(500, 'a' + i));
+  // A write lands while the commit is in flight, so the log is not empty
+  // when it ends.
+  bool once = false;
+  client_.on_commit = [&](const objects::ChangeSet&) {
+    if (!once) {
+      once = true;
+      WriteFile("late", "late content");
+    }
+    return testing::EngineVolumeClient::CommitFault{};
+  };
+  ASSERT_TRUE(fs_->Commit().ok());
+  client_.on_commit = nullptr;
+  EXPECT_TRUE(fs_->Dirty());
+  EXPECT_LT(std::filesystem::file_size((*journal)->dir() / "journal"), 1024u);
+  auto read = Journal::Read((*journal)->dir());
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_EQ(read->changes.size(), 1u);
+  EXPECT_EQ(read->changes[0].change.path(), "late");
+
+  // As if this mounter died now: a new mount takes it over.
+  fs_.reset();
+  auto second = Journal::Create(dir_.path() / "staging-j" / "m2");
+  ASSERT_TRUE(second.ok());
+  Open({}, second->get());
+  auto taken = fs_->Recover(*read);
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  EXPECT_EQ(*taken, 1u);
+  ASSERT_TRUE(fs_->Commit().ok());
+  EXPECT_EQ(HeadFile("late"), "late content");
+  EXPECT_EQ(HeadFile("f3"), std::string(500, 'a' + 3));
+}
+
+TEST_F(FilesystemTest, ControlAttributesWithAndWithoutTheUserPrefix) {
+  WriteFile("a", "x");
+  ASSERT_TRUE(fs_->SetXattr(Filesystem::kRootIno, "cairn.commit", "1").ok());
+  EXPECT_EQ(HeadFile("a"), "x");
+  WriteFile("b", "y");
+  ASSERT_TRUE(fs_->SetXattr(Filesystem::kRootIno, kCommitAttr, "1").ok());
+  EXPECT_EQ(HeadFile("b"), "y");
+  EXPECT_EQ(StatusToErrno(fs_->SetXattr(Filesystem::kRootIno, "user.cairn.bogus", "1")),
+            EOPNOTSUPP);
+  EXPECT_EQ(StatusToErrno(fs_->SetXattr(Filesystem::kRootIno, "commit", "1")), EOPNOTSUPP);
+  auto status = fs_->GetXattr(Filesystem::kRootIno, "cairn.status");
+  ASSERT_TRUE(status.ok());
+  EXPECT_THAT(*status, HasSubstr("\"commits\":2"));
+  EXPECT_THAT(fs_->ListXattr(Filesystem::kRootIno), ElementsAre(kStatusAttr));
 }
 
 }  // namespace

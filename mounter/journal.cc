@@ -114,29 +114,79 @@ Journal::~Journal() {
   ::close(fd_);
 }
 
-absl::Status Journal::Append(std::string payload) {
+namespace {
+
+std::string Frame(std::string_view payload) {
   std::string record;
   record.reserve(4 + kSumSize + payload.size());
   uint32_t n = payload.size();
   for (int i = 0; i < 4; ++i) record.push_back(static_cast<char>(n >> (8 * i)));
   record += Sum(payload);
   record += payload;
+  return record;
+}
+
+}  // namespace
+
+absl::Status Journal::Append(std::string payload) {
+  std::string record = Frame(payload);
   absl::MutexLock lock(&mu_);
   if (failed_) return absl::DataLossError("journal: an earlier append failed");
   absl::Status st = WriteAll(fd_, record);
-  if (!st.ok()) failed_ = true;
-  return st;
+  if (!st.ok()) {
+    failed_ = true;
+    return st;
+  }
+  size_ += record.size();
+  return absl::OkStatus();
 }
 
-absl::Status Journal::AppendChange(uint64_t seq, uint64_t node, const objects::Change& change) {
+uint64_t Journal::size() {
+  absl::MutexLock lock(&mu_);
+  return size_;
+}
+
+absl::Status Journal::Rewrite(const std::vector<std::string>& records) {
+  fs::path tmp = dir_ / (std::string(kJournalFile) + ".new");
+  int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("create ", tmp.string()));
+  // Locked before it takes the name, so no other mounter ever sees the
+  // name on an unlocked journal.
+  absl::Status st;
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) st = ErrnoToStatus(errno, "lock new journal");
+  uint64_t written = 0;
+  for (size_t i = 0; st.ok() && i < records.size(); ++i) {
+    std::string record = Frame(records[i]);
+    st = WriteAll(fd, record);
+    written += record.size();
+  }
+  if (st.ok() && ::fdatasync(fd) != 0) st = ErrnoToStatus(errno, "fdatasync new journal");
+  if (st.ok() && ::rename(tmp.c_str(), (dir_ / kJournalFile).c_str()) != 0) {
+    st = ErrnoToStatus(errno, "rename new journal");
+  }
+  if (st.ok()) st = FsyncDir(dir_);
+  if (!st.ok()) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  absl::MutexLock lock(&mu_);
+  ::close(fd_);
+  fd_ = fd;
+  size_ = written;
+  failed_ = false;
+  return absl::OkStatus();
+}
+
+std::string Journal::ChangeRecord(uint64_t seq, uint64_t node, const objects::Change& change) {
   std::string p(1, kChange);
   PutU64(p, seq);
   PutU64(p, node);
   PutBytes(p, change.SerializeAsString());
-  return Append(std::move(p));
+  return p;
 }
 
-absl::Status Journal::AppendContent(uint64_t node, const JournalContent& content) {
+std::string Journal::ContentRecord(uint64_t node, const JournalContent& content) {
   std::string p(1, kContent);
   PutU64(p, node);
   PutBytes(p, content.entry.SerializeAsString());
@@ -151,13 +201,13 @@ absl::Status Journal::AppendContent(uint64_t node, const JournalContent& content
     PutBytes(p, s.memory);
     PutBytes(p, s.file);
   }
-  return Append(std::move(p));
+  return p;
 }
 
-absl::Status Journal::AppendDone(uint64_t seq) {
+std::string Journal::DoneRecord(uint64_t seq) {
   std::string p(1, kDone);
   PutU64(p, seq);
-  return Append(std::move(p));
+  return p;
 }
 
 absl::Status Journal::Sync() {
@@ -171,6 +221,7 @@ absl::Status Journal::Sync() {
 absl::Status Journal::Reset() {
   absl::MutexLock lock(&mu_);
   if (::ftruncate(fd_, 0) != 0) return ErrnoToStatus(errno, "truncate journal");
+  size_ = 0;
   failed_ = false;
   return absl::OkStatus();
 }

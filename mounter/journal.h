@@ -69,10 +69,25 @@ class Journal {
 
   const std::filesystem::path& dir() const { return dir_; }
 
+  // Record payloads, for Append or Rewrite.
+  static std::string ChangeRecord(uint64_t seq, uint64_t node, const objects::Change& change);
+  static std::string ContentRecord(uint64_t node, const JournalContent& content);
+  static std::string DoneRecord(uint64_t seq);
+
   [[nodiscard]] absl::Status AppendChange(uint64_t seq, uint64_t node,
-                                          const objects::Change& change);
-  [[nodiscard]] absl::Status AppendContent(uint64_t node, const JournalContent& content);
-  [[nodiscard]] absl::Status AppendDone(uint64_t seq);
+                                          const objects::Change& change) {
+    return Append(ChangeRecord(seq, node, change));
+  }
+  [[nodiscard]] absl::Status AppendContent(uint64_t node, const JournalContent& content) {
+    return Append(ContentRecord(node, content));
+  }
+  [[nodiscard]] absl::Status AppendDone(uint64_t seq) { return Append(DoneRecord(seq)); }
+  // Replaces the journal by exactly `records` (written to a new file,
+  // synced, renamed over the old one): keeps a long-lived mount's journal
+  // as small as what is pending.
+  [[nodiscard]] absl::Status Rewrite(const std::vector<std::string>& records);
+  // Bytes in the journal file.
+  uint64_t size();
   // fdatasync of the journal and fsync of its directory (new staged files).
   [[nodiscard]] absl::Status Sync();
   // Nothing is pending any more: start over with an empty journal.
@@ -111,6 +126,7 @@ class Journal {
   const std::filesystem::path dir_;
   absl::Mutex mu_;
   int fd_ ABSL_GUARDED_BY(mu_);
+  uint64_t size_ ABSL_GUARDED_BY(mu_) = 0;
   bool failed_ ABSL_GUARDED_BY(mu_) = false;  // a torn append: later ones would be unreadable
   bool remove_ = false;
 };

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
 #include "core/testing/temp_dir.h"
 #include "gtest/gtest.h"
 
@@ -114,6 +115,35 @@ TEST(JournalTest, LeftoversSkipLiveJournalsAndDiscardEmptyOnes) {
   EXPECT_TRUE(fs::exists(volume / "live"));
   (*leftovers)[0].Discard();
   EXPECT_FALSE(fs::exists(volume / "dead"));
+}
+
+TEST(JournalTest, RewriteKeepsOnlyWhatIsGivenAndStaysLocked) {
+  cairn::testing::TempDir dir;
+  fs::path volume = dir.path() / "vo-x";
+  auto j = Journal::Create(volume / "m");
+  ASSERT_TRUE(j.ok());
+  for (int i = 1; i <= 100; ++i) {
+    ASSERT_TRUE((*j)->AppendChange(i, i, Put(absl::StrCat("f", i))).ok());
+    ASSERT_TRUE((*j)->AppendContent(i, Content(std::string(1000, 'x'))).ok());
+  }
+  uint64_t before = (*j)->size();
+  EXPECT_EQ(before, fs::file_size(volume / "m/journal"));
+  ASSERT_TRUE((*j)->Rewrite({Journal::ChangeRecord(100, 100, Put("f100")),
+                             Journal::ContentRecord(100, Content("last"))})
+                  .ok());
+  EXPECT_LT((*j)->size(), before / 50);
+  ASSERT_TRUE((*j)->AppendChange(101, 101, Put("f101")).ok());
+  ASSERT_TRUE((*j)->AppendContent(101, Content("new")).ok());
+  EXPECT_EQ((*j)->size(), fs::file_size(volume / "m/journal"));
+  auto leftovers = Journal::FindLeftovers(volume);
+  ASSERT_TRUE(leftovers.ok());
+  EXPECT_TRUE(leftovers->empty());  // still ours, still locked
+  auto read = Journal::Read(volume / "m");
+  ASSERT_TRUE(read.ok());
+  ASSERT_EQ(read->changes.size(), 2u);
+  EXPECT_EQ(read->changes[0].change.path(), "f100");
+  EXPECT_EQ(read->changes[0].content->staged->memory, "last");
+  EXPECT_EQ(read->changes[1].change.path(), "f101");
 }
 
 }  // namespace

@@ -24,7 +24,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "core/controls.h"
 #include "core/crypto.h"
 #include "core/log.h"
 #include "core/object_store.h"
@@ -32,6 +31,7 @@
 #include "core/size.h"
 #include "core/status.h"
 #include "mounter/chunk_reader.h"
+#include "mounter/control.h"
 #include "mounter/disk_cache.h"
 #include "mounter/filesystem.h"
 #include "mounter/fuse_ops.h"
@@ -99,6 +99,7 @@ class UnmountProgress {
   void Phase(std::string what) {
     absl::MutexLock lock(&mu_);
     phase_ = std::move(what);
+    changed_ = true;  // wakes Watch to compute its next deadline
     since_ = absl::Now();
     next_ = phase_.empty() ? absl::InfiniteFuture() : since_ + absl::Seconds(1);
   }
@@ -107,7 +108,13 @@ class UnmountProgress {
   void Watch() {
     absl::MutexLock lock(&mu_);
     absl::Time start = absl::Now();
-    while (!mu_.AwaitWithDeadline(absl::Condition(&stop_), std::min(next_, give_up_at_))) {
+    auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || changed_; };
+    for (;;) {
+      changed_ = false;
+      if (mu_.AwaitWithDeadline(absl::Condition(&woken), std::min(next_, give_up_at_))) {
+        if (stop_) return;
+        continue;
+      }
       if (absl::Now() >= give_up_at_) {
         CAIRN_LOG_ERROR("unmount of %s: giving up after %s while %s", volume_,
                         absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Seconds(1))),
@@ -126,6 +133,7 @@ class UnmountProgress {
   const std::function<void()> give_up_;
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool changed_ ABSL_GUARDED_BY(mu_) = false;
   std::string phase_ ABSL_GUARDED_BY(mu_);
   absl::Time since_ ABSL_GUARDED_BY(mu_) = absl::Now();
   absl::Time next_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
@@ -434,7 +442,7 @@ int RunMounter(const MountOptions& options) {
         fuse_session_exit(se);
       }
       char byte;
-      ::getxattr(options.mountpoint.c_str(), kStatusXattr, &byte, 0);
+      ::getxattr(options.mountpoint.c_str(), kStatusAttr, &byte, 0);
       LazyUnmount(options.mountpoint);
     }
   });
