@@ -50,6 +50,22 @@ using absl::Mutex;
 using absl::Notification;
 using absl::Time;
 
+// abseil evaluates a Condition with the mutex held, inside Await/LockWhen
+// (on the waiting thread, or on the thread that is unlocking). Those
+// internal lock hand-offs are invisible here, so the evaluation itself is
+// bracketed: it holds `mu`, so it acquires before and releases after.
+struct Guarded {
+  const Condition* cond;
+  Mutex* mu;
+  static bool Eval(void* arg) {
+    auto* g = static_cast<Guarded*>(arg);
+    __tsan_acquire(g->mu);
+    bool r = g->cond->Eval();
+    __tsan_release(g->mu);
+    return r;
+  }
+};
+
 }  // namespace
 
 #define CAIRN_SHIM(ret, name, mangled, params, args, before, after) \
@@ -83,32 +99,6 @@ CAIRN_SHIM(bool, MutexTryLock, "_ZN4absl7debian35Mutex7TryLockEv",
            (Mutex* mu), (mu), , if (r) __tsan_acquire(mu))
 CAIRN_SHIM(bool, MutexReaderTryLock, "_ZN4absl7debian35Mutex13ReaderTryLockEv",
            (Mutex* mu), (mu), , if (r) __tsan_acquire(mu))
-CAIRN_SHIM_VOID(MutexLockWhen, "_ZN4absl7debian35Mutex8LockWhenERKNS0_9ConditionE",
-                (Mutex* mu, const Condition& c), (mu, c), , __tsan_acquire(mu))
-CAIRN_SHIM_VOID(MutexReaderLockWhen, "_ZN4absl7debian35Mutex14ReaderLockWhenERKNS0_9ConditionE",
-                (Mutex* mu, const Condition& c), (mu, c), , __tsan_acquire(mu))
-CAIRN_SHIM(bool, MutexLockWhenWithTimeout,
-           "_ZN4absl7debian35Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE",
-           (Mutex* mu, const Condition& c, Duration d), (mu, c, d), , __tsan_acquire(mu))
-CAIRN_SHIM(bool, MutexLockWhenWithDeadline,
-           "_ZN4absl7debian35Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE",
-           (Mutex* mu, const Condition& c, Time t), (mu, c, t), , __tsan_acquire(mu))
-CAIRN_SHIM(bool, MutexReaderLockWhenWithTimeout,
-           "_ZN4absl7debian35Mutex25ReaderLockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE",
-           (Mutex* mu, const Condition& c, Duration d), (mu, c, d), , __tsan_acquire(mu))
-CAIRN_SHIM(bool, MutexReaderLockWhenWithDeadline,
-           "_ZN4absl7debian35Mutex26ReaderLockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE",
-           (Mutex* mu, const Condition& c, Time t), (mu, c, t), , __tsan_acquire(mu))
-CAIRN_SHIM_VOID(MutexAwait, "_ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE",
-                (Mutex* mu, const Condition& c), (mu, c), __tsan_release(mu), __tsan_acquire(mu))
-CAIRN_SHIM(bool, MutexAwaitWithTimeout,
-           "_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE",
-           (Mutex* mu, const Condition& c, Duration d), (mu, c, d), __tsan_release(mu),
-           __tsan_acquire(mu))
-CAIRN_SHIM(bool, MutexAwaitWithDeadline,
-           "_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE",
-           (Mutex* mu, const Condition& c, Time t), (mu, c, t), __tsan_release(mu),
-           __tsan_acquire(mu))
 CAIRN_SHIM_VOID(CondVarWait, "_ZN4absl7debian37CondVar4WaitEPNS0_5MutexE",
                 (CondVar* cv, Mutex* mu), (cv, mu), __tsan_release(mu), __tsan_acquire(mu))
 CAIRN_SHIM(bool, CondVarWaitWithTimeout,
@@ -131,4 +121,55 @@ CAIRN_SHIM(bool, NotificationWaitWithDeadline,
            "_ZNK4absl7debian312Notification31WaitForNotificationWithDeadlineENS0_4TimeE",
            (const Notification* n, Time t), (n, t), ,
            if (r) __tsan_acquire(const_cast<Notification*>(n)))
+
+// The Condition-taking calls: the caller's condition is evaluated through
+// Guarded. `extra` is the timeout or deadline parameter, if any.
+#define CAIRN_COND_SHIM(ret, name, mangled, extra_params, extra_args, before, after) \
+  ret name(Mutex* mu, const Condition& cond extra_params) __asm__(mangled);          \
+  ret name(Mutex* mu, const Condition& cond extra_params) {                          \
+    static auto* real = Real<ret(Mutex*, const Condition& extra_params)>(mangled);   \
+    Guarded g{&cond, mu};                                                            \
+    Condition guarded(&Guarded::Eval, &g);                                           \
+    before;                                                                          \
+    ret r = real(mu, guarded extra_args);                                            \
+    after;                                                                           \
+    return r;                                                                        \
+  }
+#define CAIRN_COND_SHIM_VOID(name, mangled, before, after)         \
+  void name(Mutex* mu, const Condition& cond) __asm__(mangled);    \
+  void name(Mutex* mu, const Condition& cond) {                    \
+    static auto* real = Real<void(Mutex*, const Condition&)>(mangled); \
+    Guarded g{&cond, mu};                                          \
+    Condition guarded(&Guarded::Eval, &g);                         \
+    before;                                                        \
+    real(mu, guarded);                                             \
+    after;                                                         \
+  }
+#define COMMA ,
+
+CAIRN_COND_SHIM_VOID(MutexLockWhen, "_ZN4absl7debian35Mutex8LockWhenERKNS0_9ConditionE",
+                     , __tsan_acquire(mu))
+CAIRN_COND_SHIM_VOID(MutexReaderLockWhen,
+                     "_ZN4absl7debian35Mutex14ReaderLockWhenERKNS0_9ConditionE",
+                     , __tsan_acquire(mu))
+CAIRN_COND_SHIM_VOID(MutexAwait, "_ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE",
+                     __tsan_release(mu), __tsan_acquire(mu))
+CAIRN_COND_SHIM(bool, MutexLockWhenWithTimeout,
+                "_ZN4absl7debian35Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE",
+                COMMA Duration d, COMMA d, , __tsan_acquire(mu))
+CAIRN_COND_SHIM(bool, MutexLockWhenWithDeadline,
+                "_ZN4absl7debian35Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE",
+                COMMA Time t, COMMA t, , __tsan_acquire(mu))
+CAIRN_COND_SHIM(bool, MutexReaderLockWhenWithTimeout,
+                "_ZN4absl7debian35Mutex25ReaderLockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE",
+                COMMA Duration d, COMMA d, , __tsan_acquire(mu))
+CAIRN_COND_SHIM(bool, MutexReaderLockWhenWithDeadline,
+                "_ZN4absl7debian35Mutex26ReaderLockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE",
+                COMMA Time t, COMMA t, , __tsan_acquire(mu))
+CAIRN_COND_SHIM(bool, MutexAwaitWithTimeout,
+                "_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE",
+                COMMA Duration d, COMMA d, __tsan_release(mu), __tsan_acquire(mu))
+CAIRN_COND_SHIM(bool, MutexAwaitWithDeadline,
+                "_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE",
+                COMMA Time t, COMMA t, __tsan_release(mu), __tsan_acquire(mu))
 // clang-format on

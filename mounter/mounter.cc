@@ -158,6 +158,8 @@ class FuseSession {
     for (auto& a : argv) c.push_back(a.data());
     fuse_args args = FUSE_ARGS_INIT(static_cast<int>(c.size()), c.data());
     fuse_session* se = fuse_session_new(&args, &FuseOps(), sizeof(fuse_lowlevel_ops), fs);
+    // Option parsing may have copied the arguments; the copy is ours to free.
+    fuse_opt_free_args(&args);
     if (se == nullptr) return absl::InternalError("fuse_session_new failed");
     if (fuse_session_mount(se, options.mountpoint.c_str()) != 0) {
       fuse_session_destroy(se);
