@@ -111,14 +111,13 @@ class LocalBlobStore : public BlobStore {
     const std::string hex = address.ToHex();
     const fs::path from = BlobPath(from_volume, address);
     const fs::path dir = ShardDir(to_volume, hex);
-    CAIRN_RETURN_IF_ERROR(MkdirDurable(root_ / std::string(to_volume)));
-    CAIRN_RETURN_IF_ERROR(MkdirDurable(dir.parent_path()));
-    CAIRN_RETURN_IF_ERROR(MkdirDurable(dir));
-    if (::link(from.c_str(), (dir / hex).c_str()) != 0 && errno != EEXIST) {
-      if (errno == ENOENT) return NotFound(from_volume, address);
-      return ErrnoToStatus(errno, absl::StrCat("link ", from.string()));
+    for (const fs::path& d : {root_ / std::string(to_volume), dir.parent_path(), dir}) {
+      CAIRN_RETURN_IF_ERROR(MkdirIfMissing(env_, d));
     }
-    return FsyncPath(dir);
+    absl::Status linked = env_.Link(from, dir / hex);
+    if (absl::IsNotFound(linked)) return NotFound(from_volume, address);
+    if (!linked.ok() && !absl::IsAlreadyExists(linked)) return linked;
+    return SyncChain(to_volume, dir);
   }
 
   absl::StatusOr<std::string> Get(std::string_view volume_id, const Digest& address) override {

@@ -59,6 +59,10 @@ class Env {
   // Atomically replaces `to` (same directory in all current callers).
   [[nodiscard]] virtual absl::Status Rename(const std::filesystem::path& from,
                                             const std::filesystem::path& to) = 0;
+  // A hard link: `to` names the file `from` names. NotFound if `from` is
+  // missing, AlreadyExists if `to` is taken.
+  [[nodiscard]] virtual absl::Status Link(const std::filesystem::path& from,
+                                          const std::filesystem::path& to) = 0;
   // NotFound if absent.
   [[nodiscard]] virtual absl::Status RemoveFile(const std::filesystem::path& path) = 0;
   // One level, mode 0755. AlreadyExists if the name is taken.

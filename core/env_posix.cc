@@ -163,6 +163,14 @@ class PosixEnvImpl final : public Env {
     return absl::OkStatus();
   }
 
+  absl::Status Link(const fs::path& from, const fs::path& to) override {
+    if (::link(from.c_str(), to.c_str()) != 0) {
+      if (errno == EEXIST) return absl::AlreadyExistsError(absl::StrCat(to.string(), " exists"));
+      return PathError(errno, "link", from);
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status RemoveFile(const fs::path& path) override {
     if (::unlink(path.c_str()) != 0) return PathError(errno, "unlink", path);
     return absl::OkStatus();

@@ -192,6 +192,25 @@ absl::Status FaultInjectionEnv::Rename(const fs::path& from, const fs::path& to)
   return absl::OkStatus();
 }
 
+absl::Status FaultInjectionEnv::Link(const fs::path& from, const fs::path& to) {
+  absl::MutexLock lock(&mu_);
+  CAIRN_RETURN_IF_ERROR(PowerCheck(true));
+  absl::StatusOr<std::pair<Node*, std::string>> src = Parent(from);
+  if (!src.ok()) return src.status();
+  absl::StatusOr<std::pair<Node*, std::string>> dst = Parent(to);
+  if (!dst.ok()) return dst.status();
+  auto it = src->first->entries.find(src->second);
+  if (it == src->first->entries.end()) {
+    return absl::NotFoundError(absl::StrCat(from.string(), ": not found"));
+  }
+  if (dst->first->entries.contains(dst->second)) {
+    return absl::AlreadyExistsError(absl::StrCat(to.string(), " exists"));
+  }
+  // The same node under a second name, as a hard link is one inode.
+  dst->first->entries[dst->second] = it->second;
+  return absl::OkStatus();
+}
+
 absl::Status FaultInjectionEnv::RemoveFile(const fs::path& path) {
   absl::MutexLock lock(&mu_);
   CAIRN_RETURN_IF_ERROR(PowerCheck(true));

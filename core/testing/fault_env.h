@@ -72,6 +72,7 @@ class FaultInjectionEnv final : public Env {
                                                                 WriteOptions options) override;
   absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path) override;
   absl::Status Rename(const std::filesystem::path& from, const std::filesystem::path& to) override;
+  absl::Status Link(const std::filesystem::path& from, const std::filesystem::path& to) override;
   absl::Status RemoveFile(const std::filesystem::path& path) override;
   absl::Status CreateDir(const std::filesystem::path& path) override;
   absl::Status SyncDir(const std::filesystem::path& path) override;
