@@ -3,9 +3,10 @@
 # prints, per target, executions, wall time, corpus growth and findings.
 # By hand, not CI (CI replays the corpora briefly through ctest -L fuzz).
 #
-#   bench/fuzz.sh [-runs=N] [TARGET...]
+#   bench/fuzz.sh [-runs=N] [-max_total_time=SECONDS] [TARGET...]
 #
-# Defaults: 10,000,000 executions per target, every target, one process.
+# Defaults: 10,000,000 executions per target (no time cap), every target,
+# one process at a time.
 # Builds build-fuzz (clang, -fsanitize=fuzzer,address,undefined). New inputs
 # go to build-fuzz/fuzz/work/TARGET/corpus; crashes, leaks, timeouts and
 # OOMs to build-fuzz/fuzz/work/TARGET/artifacts/ (a finding: minimise it
@@ -15,10 +16,12 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 runs=10000000
+time_cap=0
 targets=()
 for a in "$@"; do
   case $a in
     -runs=*) runs=${a#-runs=} ;;
+    -max_total_time=*) time_cap=${a#-max_total_time=} ;;
     -*) echo "bench/fuzz.sh: unknown option $a" >&2; exit 2 ;;
     *) targets+=("$a") ;;
   esac
@@ -39,7 +42,7 @@ for t in "${targets[@]}"; do
   log=$work/bench.log
   start=$(date +%s)
   status=0
-  "$build/fuzz/$t" -runs="$runs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+  "$build/fuzz/$t" -runs="$runs" -max_total_time="$time_cap" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
     -artifact_prefix="$work/artifacts/" "$work/corpus" "fuzz/corpus/$t" >"$log" 2>&1 || status=$?
   end=$(date +%s)
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
