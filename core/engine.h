@@ -127,8 +127,8 @@ class Engine {
   // printable ASCII; InvalidArgument otherwise) is recorded with the
   // snapshot: a commit repeating a key recorded for the volume returns the
   // snapshot that key made, applying nothing, even if newer commits have
-  // landed since. Keys are kept for the newest MetaStore::kCommitKeysKept
-  // snapshots of a volume.
+  // landed since. Keys are kept for MetaStore::kCommitKeyRetentionNs (a
+  // day) after their snapshot.
   [[nodiscard]] absl::StatusOr<SnapshotRecord> Commit(std::string_view volume_id,
                                                       const objects::ChangeSet& changes,
                                                       std::string_view idempotency_key = {});

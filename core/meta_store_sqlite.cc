@@ -78,13 +78,15 @@ CREATE TABLE IF NOT EXISTS heads (
 );
 CREATE INDEX IF NOT EXISTS volumes_by_age ON volumes(created_at_ns DESC, id);
 CREATE TABLE IF NOT EXISTS commit_keys (
-  volume_id TEXT NOT NULL REFERENCES volumes(id),
-  key       TEXT NOT NULL,
-  seq       INTEGER NOT NULL,
+  volume_id     TEXT NOT NULL REFERENCES volumes(id),
+  key           TEXT NOT NULL,
+  seq           INTEGER NOT NULL,
+  created_at_ns INTEGER NOT NULL,
   PRIMARY KEY (volume_id, key),
   FOREIGN KEY (volume_id, seq) REFERENCES snapshots(volume_id, seq)
 );
 CREATE INDEX IF NOT EXISTS commit_keys_by_seq ON commit_keys(volume_id, seq);
+CREATE INDEX IF NOT EXISTS commit_keys_by_age ON commit_keys(volume_id, created_at_ns);
 )sql";
 
 constexpr char kVolumeColumns[] =
@@ -156,8 +158,10 @@ std::string StmtSql(Stmt s) {
       return absl::StrCat("SELECT ", kSnapshotColumns,
                           " FROM snapshots WHERE volume_id = ? ORDER BY seq ASC");
     case kFindKey: return "SELECT seq FROM commit_keys WHERE volume_id = ? AND key = ?";
-    case kInsertKey: return "INSERT INTO commit_keys (volume_id, key, seq) VALUES (?, ?, ?)";
-    case kPruneKeys: return "DELETE FROM commit_keys WHERE volume_id = ? AND seq < ?";
+    case kInsertKey:
+      return "INSERT INTO commit_keys (volume_id, key, seq, created_at_ns) VALUES (?, ?, ?, ?)";
+    case kPruneKeys:
+      return "DELETE FROM commit_keys WHERE volume_id = ?1 AND (created_at_ns < ?2 OR seq < ?3)";
     case kDeleteKeys: return "DELETE FROM commit_keys WHERE volume_id = ?";
     case kNumStmts: break;
   }
@@ -493,12 +497,14 @@ class SqliteMetaStore : public MetaStore {
       s.Text(1, next.volume_id);
       s.Text(2, idempotency_key);
       s.U64(3, next.seq);
+      s.Int(4, next.created_at_ns);
       CAIRN_RETURN_IF_ERROR(Exec(s, "record commit key"));
     }
-    if (next.seq > kCommitKeysKept) {
+    {
       StmtUse s(stmts_[kPruneKeys]);
       s.Text(1, next.volume_id);
-      s.U64(2, next.seq - kCommitKeysKept + 1);
+      s.Int(2, next.created_at_ns - kCommitKeyRetentionNs);
+      s.U64(3, next.seq > kCommitKeysMaxPerVolume ? next.seq - kCommitKeysMaxPerVolume + 1 : 0);
       CAIRN_RETURN_IF_ERROR(Exec(s, "forget old commit keys"));
     }
     return txn.Commit();
