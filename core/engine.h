@@ -127,7 +127,10 @@ class Engine {
   // printable ASCII; InvalidArgument otherwise) is recorded with the
   // snapshot: a commit repeating a key recorded for the volume returns the
   // snapshot that key made, applying nothing, even if newer commits have
-  // landed since. Keys are kept for MetaStore::kCommitKeyRetentionNs (a
+  // landed since. The key is recorded with a SHA-256 of the normalized
+  // change set: a key repeated with different changes is FailedPrecondition.
+  // A key with an empty change set (which makes no snapshot) is
+  // InvalidArgument. Keys are kept for MetaStore::kCommitKeyRetentionNs (a
   // day) after their snapshot.
   [[nodiscard]] absl::StatusOr<SnapshotRecord> Commit(std::string_view volume_id,
                                                       const objects::ChangeSet& changes,

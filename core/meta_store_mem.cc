@@ -115,7 +115,8 @@ class MemMetaStore : public MetaStore {
   }
 
   absl::Status CommitSnapshot(const SnapshotRecord& next, uint64_t expected_head_seq,
-                              std::string_view idempotency_key) override {
+                              std::string_view idempotency_key,
+                              const Digest& changes_digest) override {
     if (next.seq != expected_head_seq + 1) {
       return absl::InvalidArgumentError(absl::StrCat("snapshot seq ", next.seq,
                                                      " does not follow expected head ",
@@ -137,7 +138,7 @@ class MemMetaStore : public MetaStore {
                                              next.volume_id, " already exists"));
     }
     v->head = next.seq;
-    if (!key.empty()) v->keys[key] = RecordedKey{next.seq, next.created_at_ns};
+    if (!key.empty()) v->keys[key] = RecordedKey{next.seq, next.created_at_ns, changes_digest};
     const int64_t expired_before = next.created_at_ns - kCommitKeyRetentionNs;
     const uint64_t oldest_kept =
         next.seq > kCommitKeysMaxPerVolume ? next.seq - kCommitKeysMaxPerVolume + 1 : 0;
@@ -151,11 +152,13 @@ class MemMetaStore : public MetaStore {
   }
 
   absl::StatusOr<SnapshotRecord> FindCommit(std::string_view volume_id,
-                                            std::string_view idempotency_key) override {
+                                            std::string_view idempotency_key,
+                                            Digest* changes_digest) override {
     absl::MutexLock lock(&mu_);
     CAIRN_ASSIGN_OR_RETURN(Volume* v, Find(volume_id));
     auto it = v->keys.find(std::string(idempotency_key));
     if (it == v->keys.end()) return absl::NotFoundError("commit key not recorded");
+    if (changes_digest != nullptr) *changes_digest = it->second.changes;
     return v->snapshots.at(it->second.seq);
   }
 
@@ -163,6 +166,7 @@ class MemMetaStore : public MetaStore {
   struct RecordedKey {
     uint64_t seq = 0;
     int64_t created_at_ns = 0;  // of the snapshot
+    Digest changes;
   };
   struct Volume {
     VolumeRecord record;

@@ -82,6 +82,7 @@ CREATE TABLE IF NOT EXISTS commit_keys (
   key           TEXT NOT NULL,
   seq           INTEGER NOT NULL,
   created_at_ns INTEGER NOT NULL,
+  changes       BLOB NOT NULL,
   PRIMARY KEY (volume_id, key),
   FOREIGN KEY (volume_id, seq) REFERENCES snapshots(volume_id, seq)
 );
@@ -157,9 +158,10 @@ std::string StmtSql(Stmt s) {
     case kListSnapshots:
       return absl::StrCat("SELECT ", kSnapshotColumns,
                           " FROM snapshots WHERE volume_id = ? ORDER BY seq ASC");
-    case kFindKey: return "SELECT seq FROM commit_keys WHERE volume_id = ? AND key = ?";
+    case kFindKey: return "SELECT seq, changes FROM commit_keys WHERE volume_id = ? AND key = ?";
     case kInsertKey:
-      return "INSERT INTO commit_keys (volume_id, key, seq, created_at_ns) VALUES (?, ?, ?, ?)";
+      return "INSERT INTO commit_keys (volume_id, key, seq, created_at_ns, changes) "
+             "VALUES (?, ?, ?, ?, ?)";
     case kPruneKeys:
       return "DELETE FROM commit_keys WHERE volume_id = ?1 AND (created_at_ns < ?2 OR seq < ?3)";
     case kDeleteKeys: return "DELETE FROM commit_keys WHERE volume_id = ?";
@@ -461,7 +463,8 @@ class SqliteMetaStore : public MetaStore {
   }
 
   absl::Status CommitSnapshot(const SnapshotRecord& next, uint64_t expected_head_seq,
-                              std::string_view idempotency_key) override {
+                              std::string_view idempotency_key,
+                              const Digest& changes_digest) override {
     if (next.seq != expected_head_seq + 1) {
       return absl::InvalidArgumentError(absl::StrCat("snapshot seq ", next.seq,
                                                      " does not follow expected head ",
@@ -498,6 +501,7 @@ class SqliteMetaStore : public MetaStore {
       s.Text(2, idempotency_key);
       s.U64(3, next.seq);
       s.Int(4, next.created_at_ns);
+      s.Blob(5, changes_digest.raw());
       CAIRN_RETURN_IF_ERROR(Exec(s, "record commit key"));
     }
     {
@@ -511,12 +515,14 @@ class SqliteMetaStore : public MetaStore {
   }
 
   absl::StatusOr<SnapshotRecord> FindCommit(std::string_view volume_id,
-                                            std::string_view idempotency_key) override {
+                                            std::string_view idempotency_key,
+                                            Digest* changes_digest) override {
     absl::MutexLock lock(&mu_);
     CAIRN_RETURN_IF_ERROR(Begin(kBeginDeferred));
     Txn txn(this);
     CAIRN_RETURN_IF_ERROR(HeadSeqLocked(volume_id).status());  // NotFound for the volume
-    CAIRN_ASSIGN_OR_RETURN(std::optional<uint64_t> seq, FindKeyLocked(volume_id, idempotency_key));
+    CAIRN_ASSIGN_OR_RETURN(std::optional<uint64_t> seq,
+                           FindKeyLocked(volume_id, idempotency_key, changes_digest));
     if (!seq.has_value()) return absl::NotFoundError("commit key not recorded");
     CAIRN_ASSIGN_OR_RETURN(SnapshotRecord snap, GetSnapshotLocked(volume_id, *seq));
     CAIRN_RETURN_IF_ERROR(txn.Commit());
@@ -674,13 +680,22 @@ class SqliteMetaStore : public MetaStore {
   }
 
   absl::StatusOr<std::optional<uint64_t>> FindKeyLocked(std::string_view volume_id,
-                                                        std::string_view key)
+                                                        std::string_view key,
+                                                        Digest* changes_digest = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     StmtUse s(stmts_[kFindKey]);
     s.Text(1, volume_id);
     s.Text(2, key);
     CAIRN_ASSIGN_OR_RETURN(bool found, Step(s, "find commit key"));
     if (!found) return std::optional<uint64_t>();
+    if (changes_digest != nullptr) {
+      absl::StatusOr<Digest> d = Digest::FromRaw(s.ColBlob(1));
+      if (!d.ok()) {
+        return absl::DataLossError(absl::StrCat("commit key ", Sv(key), " of volume ",
+                                                Sv(volume_id), " has a malformed digest"));
+      }
+      *changes_digest = *d;
+    }
     return std::optional<uint64_t>(s.ColU64(0));
   }
 

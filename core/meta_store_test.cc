@@ -205,9 +205,12 @@ TEST_P(MetaStoreTest, CommitCompareAndSwap) {
 TEST_P(MetaStoreTest, CommitKeysAreRecordedWithTheSnapshot) {
   ASSERT_TRUE(store_->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok());
   ASSERT_TRUE(store_->CreateVolume(Volume("vo-b", "ns", "b"), Snap("vo-b", 0)).ok());
-  ASSERT_TRUE(store_->CommitSnapshot(Snap("vo-a", 1), 0, "key-1").ok());
+  const Digest changes = Sha256("the changes");
+  ASSERT_TRUE(store_->CommitSnapshot(Snap("vo-a", 1), 0, "key-1", changes).ok());
   ASSERT_TRUE(store_->CommitSnapshot(Snap("vo-a", 2), 1).ok());
-  EXPECT_TRUE(SameSnap(store_->FindCommit("vo-a", "key-1").value(), Snap("vo-a", 1)));
+  Digest recorded;
+  EXPECT_TRUE(SameSnap(store_->FindCommit("vo-a", "key-1", &recorded).value(), Snap("vo-a", 1)));
+  EXPECT_EQ(recorded, changes);
   // A recorded key is refused whatever the head, and nothing is stored.
   absl::Status again = store_->CommitSnapshot(Snap("vo-a", 3), 2, "key-1");
   EXPECT_EQ(again.code(), absl::StatusCode::kAlreadyExists) << again;
