@@ -44,7 +44,7 @@ absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.
 constexpr int kBusyTimeoutMs = 10000;
 // 1: volumes, snapshots, heads. 2: commit_keys (idempotent commits).
 // Every change so far only adds tables, so migrating is running the schema
-// (IF NOT EXISTS) and raising user_version, in one transaction.
+// (IF NOT EXISTS) and raising user_version, in one transaction (Migrate).
 constexpr int kSchemaVersion = 2;
 
 constexpr char kSchema[] = R"sql(
@@ -77,14 +77,16 @@ CREATE TABLE IF NOT EXISTS heads (
   FOREIGN KEY (volume_id, seq) REFERENCES snapshots(volume_id, seq)
 );
 CREATE INDEX IF NOT EXISTS volumes_by_age ON volumes(created_at_ns DESC, id);
+-- ON DELETE CASCADE: a Cairn that predates this table deletes a volume's
+-- snapshots and volume row and knows nothing of its keys (C8).
 CREATE TABLE IF NOT EXISTS commit_keys (
-  volume_id     TEXT NOT NULL REFERENCES volumes(id),
+  volume_id     TEXT NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
   key           TEXT NOT NULL,
   seq           INTEGER NOT NULL,
   created_at_ns INTEGER NOT NULL,
   changes       BLOB NOT NULL,
   PRIMARY KEY (volume_id, key),
-  FOREIGN KEY (volume_id, seq) REFERENCES snapshots(volume_id, seq)
+  FOREIGN KEY (volume_id, seq) REFERENCES snapshots(volume_id, seq) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS commit_keys_by_seq ON commit_keys(volume_id, seq);
 CREATE INDEX IF NOT EXISTS commit_keys_by_age ON commit_keys(volume_id, created_at_ns);
@@ -588,19 +590,7 @@ class SqliteMetaStore : public MetaStore {
     // zeros instead of lingering in free space.
     CAIRN_RETURN_IF_ERROR(ExecSql("PRAGMA secure_delete=ON"));
     CAIRN_RETURN_IF_ERROR(ExecSql("PRAGMA foreign_keys=ON"));
-    // A database written by a newer Cairn may hold what this one would
-    // misread or drop; refuse it rather than guess.
-    CAIRN_ASSIGN_OR_RETURN(std::string on_disk, QueryText("PRAGMA user_version"));
-    if (std::atoi(on_disk.c_str()) > kSchemaVersion) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          path.string(), " has metadata schema version ", on_disk, "; this version of Cairn "
-          "reads up to ", kSchemaVersion, " (upgrade Cairn)"));
-    }
-    // Creates a fresh schema or migrates an older one (see kSchemaVersion).
-    // Two processes doing it at once: the IMMEDIATE transaction serialises
-    // them and IF NOT EXISTS makes the second a no-op.
-    CAIRN_RETURN_IF_ERROR(ExecSql(absl::StrCat("BEGIN IMMEDIATE;", kSchema, "PRAGMA user_version=",
-                                               kSchemaVersion, ";COMMIT;")));
+    CAIRN_RETURN_IF_ERROR(Migrate(path));
     for (int i = 0; i < kNumStmts; ++i) {
       std::string sql = StmtSql(static_cast<Stmt>(i));
       rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()),
@@ -608,6 +598,31 @@ class SqliteMetaStore : public MetaStore {
       if (rc != SQLITE_OK) return SqliteError(db_, rc, absl::StrCat("prepare ", sql));
     }
     return absl::OkStatus();
+  }
+
+  // Creates a fresh schema or migrates an older one (see kSchemaVersion).
+  // The version is read and raised inside one IMMEDIATE transaction: two
+  // processes opening an old file at once migrate it once, and one that
+  // read an older version before another raised it can never lower it.
+  absl::Status Migrate(const std::filesystem::path& path) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    CAIRN_RETURN_IF_ERROR(ExecSql("BEGIN IMMEDIATE"));
+    absl::StatusOr<std::string> on_disk = QueryText("PRAGMA user_version");
+    if (!on_disk.ok()) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return on_disk.status();
+    }
+    const int version = std::atoi(on_disk->c_str());
+    if (version > kSchemaVersion) {
+      // A database written by a newer Cairn may hold what this one would
+      // misread or drop; refuse it rather than guess.
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return absl::FailedPreconditionError(absl::StrCat(
+          path.string(), " has metadata schema version ", version, "; this version of Cairn "
+          "reads up to ", kSchemaVersion, " (upgrade Cairn)"));
+    }
+    if (version == kSchemaVersion) return ExecSql("COMMIT");
+    // ExecSql rolls back if any of it fails.
+    return ExecSql(absl::StrCat(kSchema, "PRAGMA user_version=", kSchemaVersion, ";COMMIT;"));
   }
 
   absl::Status ExecSql(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <set>
 #include <string>
@@ -510,6 +511,90 @@ TEST_F(SqliteMetaStoreTest, RefusesANewerSchema) {
   auto s = OpenSqliteMetaStore(DbPath());
   ASSERT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition) << s.status();
   EXPECT_THAT(std::string(s.status().message()), ::testing::HasSubstr("schema version 99"));
+}
+
+int UserVersion(const std::filesystem::path& db) {
+  sqlite3* raw = nullptr;
+  EXPECT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(raw, "PRAGMA user_version", -1, &stmt, nullptr), SQLITE_OK);
+  EXPECT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  int version = sqlite3_column_int(stmt, 0);
+  sqlite3_finalize(stmt);
+  sqlite3_close(raw);
+  return version;
+}
+
+// What schema 1 left on disk: no commit_keys, user_version 1.
+void MakeSchemaVersion1(const std::filesystem::path& db) {
+  {
+    auto s = OpenSqliteMetaStore(db);
+    ASSERT_TRUE(s.ok()) << s.status();
+    ASSERT_TRUE((*s)->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok());
+  }
+  ExecOnFile(db, "DROP TABLE commit_keys; PRAGMA user_version=1;");
+}
+
+TEST_F(SqliteMetaStoreTest, ConcurrentOpensOfAnOldSchemaMigrateIt) {
+  MakeSchemaVersion1(DbPath());
+  constexpr int kThreads = 4;
+  std::vector<absl::Status> results(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] { results[t] = OpenSqliteMetaStore(DbPath()).status(); });
+  }
+  for (std::thread& th : threads) th.join();
+  for (const absl::Status& st : results) EXPECT_TRUE(st.ok()) << st;
+  EXPECT_EQ(UserVersion(DbPath()), 2);
+  auto s = OpenSqliteMetaStore(DbPath());
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE((*s)->CommitSnapshot(Snap("vo-a", 1), 0, "k").ok());
+  EXPECT_EQ((*s)->FindCommit("vo-a", "k").value().seq, 1u);
+}
+
+// An opener that read the old version before a newer Cairn migrated the
+// file must not write its own, lower, version over it.
+TEST_F(SqliteMetaStoreTest, MigrationNeverLowersTheSchemaVersion) {
+  MakeSchemaVersion1(DbPath());
+  sqlite3* holder = nullptr;
+  ASSERT_EQ(sqlite3_open(DbPath().c_str(), &holder), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(holder, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  absl::Status opened = absl::UnknownError("not run");
+  std::thread opener([&] { opened = OpenSqliteMetaStore(DbPath()).status(); });
+  // The opener waits for the write lock; meanwhile a newer schema lands.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_EQ(sqlite3_exec(holder, "PRAGMA user_version=3; COMMIT;", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  opener.join();
+  sqlite3_close(holder);
+  EXPECT_EQ(opened.code(), absl::StatusCode::kFailedPrecondition) << opened;
+  EXPECT_EQ(UserVersion(DbPath()), 3);
+}
+
+// A Cairn that predates commit keys deletes a volume with plain deletes of
+// its head, snapshots and row (foreign keys on); the keys must not stop it.
+TEST_F(SqliteMetaStoreTest, OldCodeCanDeleteAVolumeWithCommitKeys) {
+  {
+    auto s = OpenSqliteMetaStore(DbPath());
+    ASSERT_TRUE(s.ok()) << s.status();
+    ASSERT_TRUE((*s)->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok());
+    ASSERT_TRUE((*s)->CommitSnapshot(Snap("vo-a", 1), 0, "k1").ok());
+    ASSERT_TRUE((*s)->CommitSnapshot(Snap("vo-a", 2), 1, "k2").ok());
+  }
+  ExecOnFile(DbPath(),
+             "PRAGMA foreign_keys=ON; BEGIN IMMEDIATE;"
+             "DELETE FROM heads WHERE volume_id = 'vo-a';"
+             "DELETE FROM snapshots WHERE volume_id = 'vo-a';"
+             "DELETE FROM volumes WHERE id = 'vo-a'; COMMIT;");
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(DbPath().c_str(), &raw), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(raw, "SELECT COUNT(*) FROM commit_keys", -1, &stmt, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), 0);
+  sqlite3_finalize(stmt);
+  sqlite3_close(raw);
 }
 
 // DataDir lives on top of the stores; its lock is tested here.
