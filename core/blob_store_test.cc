@@ -442,6 +442,21 @@ class PowerCutBlobStoreTest : public ::testing::Test {
   std::unique_ptr<BlobStore> store_;
 };
 
+// A root left by a run that died before syncing its entry: opening the
+// store must make it durable, not take its existence for durability.
+TEST(PowerCutBlobRootTest, OpeningAnExistingRootMakesItsEntryDurable) {
+  testing::FaultInjectionEnv env(nullptr);
+  ASSERT_TRUE(env.CreateDir("/data").ok());
+  ASSERT_TRUE(env.SyncDir("/").ok());
+  ASSERT_TRUE(env.CreateDir("/data/blobs").ok());  // its entry never synced
+  auto store = OpenLocalBlobStore("/data/blobs", &env);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Put(kVol, AddressOf("x"), "x").ok());
+  env.DropUnsynced();
+  EXPECT_TRUE(env.Stat("/data/blobs").ok());
+  EXPECT_TRUE((*store)->Contains(kVol, AddressOf("x")).value());
+}
+
 TEST_F(PowerCutBlobStoreTest, PutIsDurableAtOnce) {
   ASSERT_TRUE(store_->Put(kVol, AddressOf("x"), "x").ok());
   EXPECT_TRUE(SurvivesCut(AddressOf("x")));

@@ -237,18 +237,20 @@ Env* PosixEnv() {
 
 absl::Status CreateDirsDurable(Env& env, const fs::path& dir) {
   if (dir.empty() || dir == dir.root_path()) return absl::OkStatus();
+  const fs::path parent = dir.has_relative_path() ? dir.parent_path() : fs::path();
   absl::StatusOr<FileInfo> info = env.Stat(dir);
   if (info.ok()) {
     if (!info->is_dir) {
       return absl::FailedPreconditionError(absl::StrCat(dir.string(), " is not a directory"));
     }
-    return absl::OkStatus();
+    // Existing is not durable: whoever made it may have died before
+    // syncing its entry. A clean directory's fsync returns at once.
+  } else {
+    if (!absl::IsNotFound(info.status())) return info.status();
+    if (!parent.empty()) CAIRN_RETURN_IF_ERROR(CreateDirsDurable(env, parent));
+    absl::Status made = env.CreateDir(dir);
+    if (!made.ok() && !absl::IsAlreadyExists(made)) return made;
   }
-  if (!absl::IsNotFound(info.status())) return info.status();
-  const fs::path parent = dir.has_relative_path() ? dir.parent_path() : fs::path();
-  if (!parent.empty()) CAIRN_RETURN_IF_ERROR(CreateDirsDurable(env, parent));
-  absl::Status made = env.CreateDir(dir);
-  if (!made.ok() && !absl::IsAlreadyExists(made)) return made;
   return env.SyncDir(parent.empty() ? fs::path(".") : parent);
 }
 
