@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -348,13 +349,21 @@ absl::StatusOr<std::string> Engine::GetObject(std::string_view volume_id, const 
 
 absl::StatusOr<SnapshotRecord> Engine::Commit(std::string_view volume_id,
                                               const objects::ChangeSet& changes,
-                                              std::string_view idempotency_key) {
-  if (idempotency_key.size() > kMaxIdempotencyKey ||
-      !std::all_of(idempotency_key.begin(), idempotency_key.end(),
-                   [](char c) { return c > ' ' && c < 0x7f; })) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "idempotency key must be at most ", kMaxIdempotencyKey,
-        " printable ASCII characters without spaces, got ", idempotency_key.size(), " bytes"));
+                                              std::string_view idempotency_key,
+                                              bool* made_snapshot) {
+  if (made_snapshot != nullptr) *made_snapshot = false;
+  if (idempotency_key.size() > kMaxIdempotencyKey) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("idempotency key must be at most ", kMaxIdempotencyKey, " bytes, got ",
+                     idempotency_key.size()));
+  }
+  for (size_t i = 0; i < idempotency_key.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(idempotency_key[i]);
+    if (c <= ' ' || c >= 0x7f) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "idempotency key must be printable ASCII without spaces, got %s at byte %d",
+          c == ' ' ? std::string("a space") : absl::StrFormat("byte 0x%02x", c), i));
+    }
   }
   CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, GetVolumeById(volume_id));
 
@@ -440,7 +449,10 @@ absl::StatusOr<SnapshotRecord> Engine::Commit(std::string_view volume_id,
     next.inodes = applied.inodes;
     next.bytes = applied.bytes;
     absl::Status cas = meta_->CommitSnapshot(next, head.seq, idempotency_key, changes_digest);
-    if (cas.ok()) return next;
+    if (cas.ok()) {
+      if (made_snapshot != nullptr) *made_snapshot = true;
+      return next;
+    }
     if (absl::IsAlreadyExists(cas) && !idempotency_key.empty()) {
       // The same commit landed meanwhile (a repeat racing the original).
       CAIRN_ASSIGN_OR_RETURN(std::optional<SnapshotRecord> landed, recorded());

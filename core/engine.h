@@ -131,10 +131,13 @@ class Engine {
   // change set: a key repeated with different changes is FailedPrecondition.
   // A key with an empty change set (which makes no snapshot) is
   // InvalidArgument. Keys are kept for MetaStore::kCommitKeyRetentionNs (a
-  // day) after their snapshot.
+  // day) after their snapshot. `*made_snapshot` (if not null) is set to
+  // whether this call published a new snapshot (false for a repeat or an
+  // empty change set).
   [[nodiscard]] absl::StatusOr<SnapshotRecord> Commit(std::string_view volume_id,
                                                       const objects::ChangeSet& changes,
-                                                      std::string_view idempotency_key = {});
+                                                      std::string_view idempotency_key = {},
+                                                      bool* made_snapshot = nullptr);
   static constexpr size_t kMaxIdempotencyKey = 128;
 
   // Removes blobs of deleted volumes, and blobs of live volumes that no

@@ -407,6 +407,10 @@ TEST_F(EngineTest, BadIdempotencyKeyIsRefused) {
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << key;
     EXPECT_THAT(std::string(r.status().message()), HasSubstr("idempotency key"));
   }
+  EXPECT_THAT(std::string(engine_.Commit(v.id, set, "has space").status().message()),
+              HasSubstr("got a space at byte 3"));
+  EXPECT_THAT(std::string(engine_.Commit(v.id, set, std::string("nul\0", 4)).status().message()),
+              HasSubstr("got byte 0x00 at byte 3"));
   EXPECT_EQ(engine_.Head(v.id).value().seq, 0u);
 }
 
