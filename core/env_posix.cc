@@ -77,6 +77,7 @@ class PosixWritableFile final : public WritableFile {
   // small; the caller then writes it buffered.
   absl::StatusOr<bool> WriteDirect(std::string_view data) {
     constexpr size_t kAlign = 4096;
+    constexpr size_t kKeptBufferBytes = 8 << 20;
     if (data.size() < 64 * 1024) return false;
     struct Buffer {
       ~Buffer() { std::free(mem); }
@@ -115,6 +116,13 @@ class PosixWritableFile final : public WritableFile {
       done += static_cast<size_t>(n);
     }
     ::fcntl(fd, F_SETFL, flags);
+    // A chunk (4 MiB plus seal) fits the kept buffer; a rare big directory
+    // object must not pin its size in every thread that ever wrote one.
+    if (buffer.size > kKeptBufferBytes) {
+      std::free(buffer.mem);
+      buffer.mem = nullptr;
+      buffer.size = 0;
+    }
     if (ok && ::ftruncate(fd, static_cast<off_t>(data.size())) != 0) ok = false;
     // Back to an empty file for the buffered fallback.
     if (!ok && ::ftruncate(fd, 0) != 0) return PathError(errno, "truncate", path_);
