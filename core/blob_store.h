@@ -53,15 +53,18 @@ class BlobStore {
     std::chrono::system_clock::time_point mtime;
     uint64_t size = 0;
   };
-  // Calls `fn` for every temporary of the volume. A temporary may belong to
-  // a write still in progress; only old ones are debris. Stores that never
-  // leave any have none (the default).
+  // Calls `fn` for every temporary of the volume, except those this store
+  // object is writing right now (one process owns a data directory, D5, so
+  // the rest are debris of writes that died; GC still waits out its grace
+  // period). Stores that never leave any have none (the default).
   [[nodiscard]] virtual absl::Status ListTemporaries(
       std::string_view volume_id, const std::function<void(const TempInfo&)>& fn) {
     return absl::OkStatus();
   }
   // Removes a temporary ListTemporaries named; missing is OK. InvalidArgument
-  // for a name that is not a temporary.
+  // for a name that is not a temporary, FailedPrecondition for one being
+  // written. A write whose temporary vanishes before its rename fails with
+  // Aborted naming the temporary.
   [[nodiscard]] virtual absl::Status DeleteTemporary(std::string_view volume_id,
                                                      std::string_view name) {
     return absl::InvalidArgumentError("this blob store keeps no temporaries");

@@ -176,6 +176,10 @@ class LocalBlobStore : public BlobStore {
     return Walk(volume_id, [&](const fs::path& path, const std::string& aa, const std::string& bb,
                                const std::string& name) -> absl::Status {
       if (!IsTempName(name)) return absl::OkStatus();
+      // One process owns the data directory (D5), so a temporary that is
+      // not being written here is debris; one that is must be left alone
+      // whatever its age (GC may run with no grace period).
+      if (BeingWritten(path)) return absl::OkStatus();
       absl::StatusOr<FileInfo> info = env_.Stat(path);
       if (absl::IsNotFound(info.status())) return absl::OkStatus();  // renamed meanwhile
       CAIRN_RETURN_IF_ERROR(info.status());
@@ -196,8 +200,12 @@ class LocalBlobStore : public BlobStore {
       return absl::InvalidArgumentError(
           absl::StrCat("\"", absl::CHexEscape(Sv(name)), "\" is not a blob temporary"));
     }
-    absl::Status st =
-        env_.RemoveFile(root_ / std::string(volume_id) / std::string(name));
+    const fs::path path = root_ / std::string(volume_id) / std::string(name);
+    if (BeingWritten(path)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("temporary ", path.string(), " is being written"));
+    }
+    absl::Status st = env_.RemoveFile(path);
     if (st.ok() || absl::IsNotFound(st)) return absl::OkStatus();
     return st;
   }
@@ -310,17 +318,52 @@ class LocalBlobStore : public BlobStore {
     // pid + random: unique across processes and threads without coordination.
     const fs::path tmp = dir / absl::StrCat(kTempPrefix, hex.substr(0, 16), ".", ::getpid(), ".",
                                             absl::BytesToHexString(RandomBytes(8)));
+    WritingTemporary writing(this, tmp);
     CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,
                            env_.NewWritableFile(tmp, {.write_once = write_once}));
     absl::Status st = file->Append(sealed);
     if (st.ok()) st = file->Sync();
     if (st.ok()) st = file->Close();
-    if (st.ok()) st = env_.Rename(tmp, dir / hex);
+    if (st.ok()) {
+      st = env_.Rename(tmp, dir / hex);
+      if (absl::IsNotFound(st) && env_.Stat(dir).ok()) {
+        // The directory is there, so the temporary itself went: removed by
+        // hand or by another process, which D5 rules out. Redo the write.
+        return absl::AbortedError(absl::StrCat("temporary ", tmp.string(), " of blob ", hex,
+                                               " vanished before its rename"));
+      }
+    }
     if (!st.ok()) {
       file.reset();
       env_.RemoveFile(tmp).IgnoreError();  // best effort; GC removes what stays
     }
     return st;
+  }
+
+  // Marks a temporary as being written for its lifetime; ListTemporaries
+  // and DeleteTemporary leave such a temporary alone.
+  class WritingTemporary {
+   public:
+    WritingTemporary(LocalBlobStore* store, const fs::path& tmp)
+        : store_(store), tmp_(tmp.string()) {
+      absl::MutexLock lock(&store_->writing_mu_);
+      store_->writing_.insert(tmp_);
+    }
+    ~WritingTemporary() {
+      absl::MutexLock lock(&store_->writing_mu_);
+      store_->writing_.erase(tmp_);
+    }
+    WritingTemporary(const WritingTemporary&) = delete;
+    WritingTemporary& operator=(const WritingTemporary&) = delete;
+
+   private:
+    LocalBlobStore* const store_;
+    const std::string tmp_;
+  };
+
+  bool BeingWritten(const fs::path& tmp) {
+    absl::MutexLock lock(&writing_mu_);
+    return writing_.contains(tmp.string());
   }
 
   const fs::path root_;
@@ -329,6 +372,9 @@ class LocalBlobStore : public BlobStore {
   // Directories whose entry in their parent this store made durable. Only
   // DeleteVolume removes directories, and it forgets them here first.
   absl::flat_hash_set<std::string> durable_ ABSL_GUARDED_BY(durable_mu_);
+  absl::Mutex writing_mu_;
+  // Paths of the temporaries WriteBlob is writing now.
+  absl::flat_hash_set<std::string> writing_ ABSL_GUARDED_BY(writing_mu_);
 };
 
 // A batch writes each blob as Put does, temporary + fdatasync + rename, so

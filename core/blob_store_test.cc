@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -442,6 +443,21 @@ class PowerCutBlobStoreTest : public ::testing::Test {
   std::unique_ptr<BlobStore> store_;
 };
 
+// A root left by a run that died before syncing its entry: opening the
+// store must make it durable, not take its existence for durability.
+TEST(PowerCutBlobRootTest, OpeningAnExistingRootMakesItsEntryDurable) {
+  testing::FaultInjectionEnv env(nullptr);
+  ASSERT_TRUE(env.CreateDir("/data").ok());
+  ASSERT_TRUE(env.SyncDir("/").ok());
+  ASSERT_TRUE(env.CreateDir("/data/blobs").ok());  // its entry never synced
+  auto store = OpenLocalBlobStore("/data/blobs", &env);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Put(kVol, AddressOf("x"), "x").ok());
+  env.DropUnsynced();
+  EXPECT_TRUE(env.Stat("/data/blobs").ok());
+  EXPECT_TRUE((*store)->Contains(kVol, AddressOf("x")).value());
+}
+
 TEST_F(PowerCutBlobStoreTest, PutIsDurableAtOnce) {
   ASSERT_TRUE(store_->Put(kVol, AddressOf("x"), "x").ok());
   EXPECT_TRUE(SurvivesCut(AddressOf("x")));
@@ -481,6 +497,87 @@ TEST_F(PowerCutBlobStoreTest, SecondBatchMeetingAnUnfinishedOnesBlobIsDurableAtF
   ASSERT_TRUE(second->Add(AddressOf("x"), "x").ok());
   ASSERT_TRUE(second->Finish().ok());
   EXPECT_TRUE(SurvivesCut(AddressOf("x")));
+}
+
+}  // namespace
+}  // namespace cairn
+
+namespace cairn {
+namespace {
+
+// FaultInjectionEnv with a hook run before each rename of a temporary, at
+// the moment a write is between its sync and its rename.
+class RenameHookEnv final : public Env {
+ public:
+  std::function<void(const std::filesystem::path& from)> before_rename;
+
+  absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(const std::filesystem::path& p,
+                                                                WriteOptions o) override {
+    return base_.NewWritableFile(p, o);
+  }
+  absl::StatusOr<std::string> ReadFile(const std::filesystem::path& p) override {
+    return base_.ReadFile(p);
+  }
+  absl::Status Rename(const std::filesystem::path& from, const std::filesystem::path& to) override {
+    if (before_rename) {
+      auto hook = std::move(before_rename);
+      before_rename = nullptr;
+      hook(from);
+    }
+    return base_.Rename(from, to);
+  }
+  absl::Status RemoveFile(const std::filesystem::path& p) override { return base_.RemoveFile(p); }
+  absl::Status CreateDir(const std::filesystem::path& p) override { return base_.CreateDir(p); }
+  absl::Status SyncDir(const std::filesystem::path& p) override { return base_.SyncDir(p); }
+  absl::StatusOr<FileInfo> Stat(const std::filesystem::path& p) override { return base_.Stat(p); }
+  absl::Status Touch(const std::filesystem::path& p) override { return base_.Touch(p); }
+  absl::Status ListDir(const std::filesystem::path& d,
+                       const std::function<void(const std::string&)>& fn) override {
+    return base_.ListDir(d, fn);
+  }
+  absl::Status RemoveTree(const std::filesystem::path& p) override { return base_.RemoveTree(p); }
+
+ private:
+  testing::FaultInjectionEnv base_{nullptr};
+};
+
+// What GC does with no grace period, run while a Put is between writing its
+// temporary and renaming it: the write in progress must not lose it.
+TEST(BlobTemporaryTest, GcDuringAWriteLeavesItsTemporaryAlone) {
+  RenameHookEnv env;
+  auto store = OpenLocalBlobStore("/blobs", &env).value();
+  ASSERT_TRUE(store->Put(kVol, AddressOf("first"), "first").ok());  // the shard chain exists
+  int listed = 0;
+  env.before_rename = [&](const std::filesystem::path&) {
+    std::vector<std::string> names;
+    ASSERT_TRUE(store
+                    ->ListTemporaries(kVol, [&](const BlobStore::TempInfo& t) {
+                      names.push_back(t.name);
+                    })
+                    .ok());
+    listed = static_cast<int>(names.size());
+    for (const std::string& n : names) store->DeleteTemporary(kVol, n).IgnoreError();
+  };
+  absl::Status put = store->Put(kVol, AddressOf("second"), "second");
+  EXPECT_TRUE(put.ok()) << put;
+  EXPECT_EQ(listed, 0);
+  EXPECT_EQ(store->Get(kVol, AddressOf("second")).value(), "second");
+}
+
+// A temporary removed from under its writer (by hand; D5 rules out another
+// process) is reported as a write to redo, naming the temporary.
+TEST(BlobTemporaryTest, VanishedTemporaryIsAbortedNamingIt) {
+  RenameHookEnv env;
+  auto store = OpenLocalBlobStore("/blobs", &env).value();
+  std::string removed;
+  env.before_rename = [&](const std::filesystem::path& from) {
+    removed = from.string();
+    ASSERT_TRUE(env.RemoveFile(from).ok());
+  };
+  absl::Status put = store->Put(kVol, AddressOf("x"), "x");
+  EXPECT_EQ(put.code(), absl::StatusCode::kAborted) << put;
+  ASSERT_FALSE(removed.empty());
+  EXPECT_NE(put.message().find(removed), std::string::npos) << put;
 }
 
 }  // namespace

@@ -23,9 +23,15 @@ absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::pa
 
 absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::path& dir,
                                                        const DataDirOptions& options) {
+  // On the real filesystem whatever options.env is: the lock, the master
+  // key and the metadata database live here. Its entry is made durable even
+  // when it exists, in case a crash followed its creation.
+  absl::Status made = CreateDirsDurable(*PosixEnv(), dir);
+  if (!made.ok()) {
+    return absl::Status(made.code(),
+                        absl::StrCat("create data directory ", dir.string(), ": ", made.message()));
+  }
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return ErrnoToStatus(ec.value(), absl::StrCat("create data directory ", dir.string()));
 
   // flock, not fcntl locks: it belongs to the open file description, so it
   // is neither dropped when some other fd of the file is closed nor shared

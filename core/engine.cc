@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -18,6 +19,8 @@
 #include "core/path.h"
 #include "core/status.h"
 #include "core/tree.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
 namespace cairn {
 namespace {
@@ -73,6 +76,18 @@ absl::Status MarkReachable(ObjectStore& objects, const Digest& dir_address,
     }
   }
   return absl::OkStatus();
+}
+
+// Same bytes for the same changes: what an idempotency key is recorded with.
+std::string SerializeDeterministic(const objects::ChangeSet& changes) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    changes.SerializeToCodedStream(&coded);
+  }
+  return out;
 }
 
 }  // namespace
@@ -386,30 +401,23 @@ absl::StatusOr<std::string> Engine::GetObject(std::string_view volume_id, const 
 
 absl::StatusOr<SnapshotRecord> Engine::Commit(std::string_view volume_id,
                                               const objects::ChangeSet& changes,
-                                              std::string_view idempotency_key) {
-  if (idempotency_key.size() > kMaxIdempotencyKey ||
-      !std::all_of(idempotency_key.begin(), idempotency_key.end(),
-                   [](char c) { return c > ' ' && c < 0x7f; })) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "idempotency key must be at most ", kMaxIdempotencyKey,
-        " printable ASCII characters without spaces, got ", idempotency_key.size(), " bytes"));
+                                              std::string_view idempotency_key,
+                                              bool* made_snapshot) {
+  if (made_snapshot != nullptr) *made_snapshot = false;
+  if (idempotency_key.size() > kMaxIdempotencyKey) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("idempotency key must be at most ", kMaxIdempotencyKey, " bytes, got ",
+                     idempotency_key.size()));
+  }
+  for (size_t i = 0; i < idempotency_key.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(idempotency_key[i]);
+    if (c <= ' ' || c >= 0x7f) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "idempotency key must be printable ASCII without spaces, got %s at byte %d",
+          c == ' ' ? std::string("a space") : absl::StrFormat("byte 0x%02x", c), i));
+    }
   }
   CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, GetVolumeById(volume_id));
-  // A repeat of a commit that landed (its reply was lost): answer what it
-  // made. Checked again inside the CAS transaction for a repeat racing the
-  // original.
-  auto recorded = [&]() -> absl::StatusOr<std::optional<SnapshotRecord>> {
-    if (idempotency_key.empty()) return std::optional<SnapshotRecord>();
-    absl::StatusOr<SnapshotRecord> found = meta_->FindCommit(volume.id, idempotency_key);
-    if (found.ok()) return std::optional<SnapshotRecord>(*found);
-    if (!absl::IsNotFound(found.status())) return found.status();
-    // NotFound for the volume itself surfaces from Head below.
-    return std::optional<SnapshotRecord>();
-  };
-  std::shared_ptr<absl::Mutex> commit_lock = CommitLock(volume.id);
-  absl::MutexLock serialised(commit_lock.get());
-  CAIRN_ASSIGN_OR_RETURN(std::optional<SnapshotRecord> earlier, recorded());
-  if (earlier.has_value()) return *earlier;
 
   // Validate everything before writing anything (C9).
   objects::ChangeSet normalized = changes;
@@ -424,7 +432,44 @@ absl::StatusOr<SnapshotRecord> Engine::Commit(std::string_view volume_id,
       CAIRN_ASSIGN_OR_RETURN(*c.mutable_to(), NormalizeChangePath(c.to(), i));
     }
   }
-  if (normalized.changes_size() == 0) return Head(volume_id);
+  if (normalized.changes_size() == 0) {
+    // No snapshot is made, so there would be none for the key to name.
+    if (!idempotency_key.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("idempotency key ", Sv(idempotency_key),
+                       " given for an empty change set, which makes no snapshot"));
+    }
+    return Head(volume_id);
+  }
+  // Normalized, so a repeat that spells a path differently is still a repeat.
+  const Digest changes_digest =
+      idempotency_key.empty() ? Digest() : Sha256(SerializeDeterministic(normalized));
+
+  // A repeat of a commit that landed (its reply was lost): answer what it
+  // made. Checked again inside the CAS transaction for a repeat racing the
+  // original. The same key with different changes is a client bug; applying
+  // nothing and answering success would drop those changes silently.
+  auto recorded = [&]() -> absl::StatusOr<std::optional<SnapshotRecord>> {
+    if (idempotency_key.empty()) return std::optional<SnapshotRecord>();
+    Digest recorded_digest;
+    absl::StatusOr<SnapshotRecord> found =
+        meta_->FindCommit(volume.id, idempotency_key, &recorded_digest);
+    if (found.ok()) {
+      if (recorded_digest != changes_digest) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "idempotency key ", Sv(idempotency_key),
+            " was already used for a different change set (snapshot ", found->seq, ")"));
+      }
+      return std::optional<SnapshotRecord>(*found);
+    }
+    if (!absl::IsNotFound(found.status())) return found.status();
+    // NotFound for the volume itself surfaces from Head below.
+    return std::optional<SnapshotRecord>();
+  };
+  std::shared_ptr<absl::Mutex> commit_lock = CommitLock(volume.id);
+  absl::MutexLock serialised(commit_lock.get());
+  CAIRN_ASSIGN_OR_RETURN(std::optional<SnapshotRecord> earlier, recorded());
+  if (earlier.has_value()) return *earlier;
 
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<ObjectStore> objects, OpenObjects(volume));
   for (int attempt = 0; attempt < kMaxCommitAttempts; ++attempt) {
@@ -455,8 +500,11 @@ absl::StatusOr<SnapshotRecord> Engine::Commit(std::string_view volume_id,
     next.created_at_ns = NowNs();
     next.inodes = applied.inodes;
     next.bytes = applied.bytes;
-    absl::Status cas = meta_->CommitSnapshot(next, head.seq, idempotency_key);
-    if (cas.ok()) return next;
+    absl::Status cas = meta_->CommitSnapshot(next, head.seq, idempotency_key, changes_digest);
+    if (cas.ok()) {
+      if (made_snapshot != nullptr) *made_snapshot = true;
+      return next;
+    }
     if (absl::IsAlreadyExists(cas) && !idempotency_key.empty()) {
       // The same commit landed meanwhile (a repeat racing the original).
       CAIRN_ASSIGN_OR_RETURN(std::optional<SnapshotRecord> landed, recorded());

@@ -140,11 +140,17 @@ class Engine {
   // printable ASCII; InvalidArgument otherwise) is recorded with the
   // snapshot: a commit repeating a key recorded for the volume returns the
   // snapshot that key made, applying nothing, even if newer commits have
-  // landed since. Keys are kept for the newest MetaStore::kCommitKeysKept
-  // snapshots of a volume.
+  // landed since. The key is recorded with a SHA-256 of the normalized
+  // change set: a key repeated with different changes is FailedPrecondition.
+  // A key with an empty change set (which makes no snapshot) is
+  // InvalidArgument. Keys are kept for MetaStore::kCommitKeyRetentionNs (a
+  // day) after their snapshot. `*made_snapshot` (if not null) is set to
+  // whether this call published a new snapshot (false for a repeat or an
+  // empty change set).
   [[nodiscard]] absl::StatusOr<SnapshotRecord> Commit(std::string_view volume_id,
                                                       const objects::ChangeSet& changes,
-                                                      std::string_view idempotency_key = {});
+                                                      std::string_view idempotency_key = {},
+                                                      bool* made_snapshot = nullptr);
   static constexpr size_t kMaxIdempotencyKey = 128;
 
   // Removes blobs of deleted volumes, and blobs of live volumes that no

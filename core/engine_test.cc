@@ -345,6 +345,40 @@ TEST_F(EngineTest, RepeatedIdempotencyKeyAnswersTheFirstSnapshot) {
   EXPECT_EQ(engine_.Commit(w.id, other, "mount-1:42").value().seq, 1u);
 }
 
+// The same key with other changes is a client bug, not a repeat: answering
+// the old snapshot would drop the new changes without a word.
+TEST_F(EngineTest, KeyReusedForDifferentChangesIsRefused) {
+  VolumeRecord v = MakeVolume("idem-reuse");
+  ChangeSet first;
+  *first.add_changes() = PutFile(v, "a", "first");
+  SnapshotRecord landed = engine_.Commit(v.id, first, "k1").value();
+  ChangeSet second;
+  *second.add_changes() = PutFile(v, "a", "second");
+  absl::StatusOr<SnapshotRecord> reused = engine_.Commit(v.id, second, "k1");
+  EXPECT_EQ(reused.status().code(), absl::StatusCode::kFailedPrecondition) << reused.status();
+  EXPECT_EQ(reused.status().message(),
+            absl::StrCat("idempotency key k1 was already used for a different change set "
+                         "(snapshot ", landed.seq, ")"));
+  EXPECT_EQ(engine_.Head(v.id).value().seq, landed.seq);
+  EXPECT_EQ(ReadHead(v), (Tree{{"a", "first"}}));
+  // The same changes spelled with another path are still the same commit.
+  ChangeSet respelled = first;
+  respelled.mutable_changes(0)->set_path("./a");
+  EXPECT_EQ(engine_.Commit(v.id, respelled, "k1").value().seq, landed.seq);
+}
+
+// An empty change set makes no snapshot, so a key on it could not name one.
+TEST_F(EngineTest, KeyOnAnEmptyChangeSetIsRefused) {
+  VolumeRecord v = MakeVolume("idem-empty");
+  absl::StatusOr<SnapshotRecord> r = engine_.Commit(v.id, ChangeSet(), "k-empty");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("empty change set"));
+  // The key stays free for a real commit.
+  ChangeSet set;
+  *set.add_changes() = PutFile(v, "f", "x");
+  EXPECT_EQ(engine_.Commit(v.id, set, "k-empty").value().seq, 1u);
+}
+
 TEST_F(EngineTest, RacingRepeatsOfOneKeyLandOnce) {
   VolumeRecord v = MakeVolume("idem-race");
   ChangeSet set;
@@ -373,6 +407,10 @@ TEST_F(EngineTest, BadIdempotencyKeyIsRefused) {
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << key;
     EXPECT_THAT(std::string(r.status().message()), HasSubstr("idempotency key"));
   }
+  EXPECT_THAT(std::string(engine_.Commit(v.id, set, "has space").status().message()),
+              HasSubstr("got a space at byte 3"));
+  EXPECT_THAT(std::string(engine_.Commit(v.id, set, std::string("nul\0", 4)).status().message()),
+              HasSubstr("got byte 0x00 at byte 3"));
   EXPECT_EQ(engine_.Head(v.id).value().seq, 0u);
 }
 

@@ -84,7 +84,8 @@ class Env {
 Env* PosixEnv();
 
 // Creates `dir` and any missing parents, and makes each created entry
-// durable in its parent.
+// durable in its parent. `dir`'s own entry is synced even when it already
+// exists: existing is not durable if its maker died before syncing.
 [[nodiscard]] absl::Status CreateDirsDurable(Env& env, const std::filesystem::path& dir);
 
 }  // namespace cairn

@@ -77,6 +77,7 @@ class PosixWritableFile final : public WritableFile {
   // small; the caller then writes it buffered.
   absl::StatusOr<bool> WriteDirect(std::string_view data) {
     constexpr size_t kAlign = 4096;
+    constexpr size_t kKeptBufferBytes = 8 << 20;
     if (data.size() < 64 * 1024) return false;
     struct Buffer {
       ~Buffer() { std::free(mem); }
@@ -115,6 +116,13 @@ class PosixWritableFile final : public WritableFile {
       done += static_cast<size_t>(n);
     }
     ::fcntl(fd, F_SETFL, flags);
+    // A chunk (4 MiB plus seal) fits the kept buffer; a rare big directory
+    // object must not pin its size in every thread that ever wrote one.
+    if (buffer.size > kKeptBufferBytes) {
+      std::free(buffer.mem);
+      buffer.mem = nullptr;
+      buffer.size = 0;
+    }
     if (ok && ::ftruncate(fd, static_cast<off_t>(data.size())) != 0) ok = false;
     // Back to an empty file for the buffered fallback.
     if (!ok && ::ftruncate(fd, 0) != 0) return PathError(errno, "truncate", path_);
@@ -245,18 +253,20 @@ Env* PosixEnv() {
 
 absl::Status CreateDirsDurable(Env& env, const fs::path& dir) {
   if (dir.empty() || dir == dir.root_path()) return absl::OkStatus();
+  const fs::path parent = dir.has_relative_path() ? dir.parent_path() : fs::path();
   absl::StatusOr<FileInfo> info = env.Stat(dir);
   if (info.ok()) {
     if (!info->is_dir) {
       return absl::FailedPreconditionError(absl::StrCat(dir.string(), " is not a directory"));
     }
-    return absl::OkStatus();
+    // Existing is not durable: whoever made it may have died before
+    // syncing its entry. A clean directory's fsync returns at once.
+  } else {
+    if (!absl::IsNotFound(info.status())) return info.status();
+    if (!parent.empty()) CAIRN_RETURN_IF_ERROR(CreateDirsDurable(env, parent));
+    absl::Status made = env.CreateDir(dir);
+    if (!made.ok() && !absl::IsAlreadyExists(made)) return made;
   }
-  if (!absl::IsNotFound(info.status())) return info.status();
-  const fs::path parent = dir.has_relative_path() ? dir.parent_path() : fs::path();
-  if (!parent.empty()) CAIRN_RETURN_IF_ERROR(CreateDirsDurable(env, parent));
-  absl::Status made = env.CreateDir(dir);
-  if (!made.ok() && !absl::IsAlreadyExists(made)) return made;
   return env.SyncDir(parent.empty() ? fs::path(".") : parent);
 }
 

@@ -83,20 +83,29 @@ class MetaStore {
   // Stores `next` and makes it the head iff the head's seq is still
   // `expected_head_seq`; requires next.seq == expected_head_seq + 1.
   // Aborted if the head moved; NotFound if the volume is gone.
-  // A non-empty `idempotency_key` is recorded with the snapshot in the same
+  // A non-empty `idempotency_key` is recorded with the snapshot and
+  // `changes_digest` (what the commit applied, so a repeat can be told from
+  // a different commit reusing the key) in the same
   // transaction; AlreadyExists (nothing stored) if the volume has it
-  // recorded already: that commit has landed, FindCommit answers it. Keys of
-  // the newest kCommitKeysKept snapshots of a volume are kept, older ones
-  // are forgotten.
+  // recorded already: that commit has landed, FindCommit answers it. A key
+  // is kept while its snapshot is younger than kCommitKeyRetentionNs,
+  // measured by created_at_ns against `next.created_at_ns` (retries come
+  // within the client's RPC deadline, minutes, whatever the commit rate);
+  // kCommitKeysMaxPerVolume bounds a volume's keys only as a backstop: keys
+  // of snapshots more than that many seqs behind the head are forgotten.
   [[nodiscard]] virtual absl::Status CommitSnapshot(const SnapshotRecord& next,
                                                     uint64_t expected_head_seq,
-                                                    std::string_view idempotency_key = {}) = 0;
-  // The snapshot recorded with `idempotency_key`. NotFound if the volume is
+                                                    std::string_view idempotency_key = {},
+                                                    const Digest& changes_digest = {}) = 0;
+  // The snapshot recorded with `idempotency_key`, and in `*changes_digest`
+  // (if not null) the digest recorded with it. NotFound if the volume is
   // gone or the key is not (or no longer) recorded.
   [[nodiscard]] virtual absl::StatusOr<SnapshotRecord> FindCommit(
-      std::string_view volume_id, std::string_view idempotency_key) = 0;
+      std::string_view volume_id, std::string_view idempotency_key,
+      Digest* changes_digest = nullptr) = 0;
 
-  static constexpr uint64_t kCommitKeysKept = 1000;
+  static constexpr int64_t kCommitKeyRetentionNs = int64_t{24} * 3600 * 1000000000;
+  static constexpr uint64_t kCommitKeysMaxPerVolume = 100000;
 };
 
 struct SqliteOptions {

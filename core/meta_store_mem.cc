@@ -115,7 +115,8 @@ class MemMetaStore : public MetaStore {
   }
 
   absl::Status CommitSnapshot(const SnapshotRecord& next, uint64_t expected_head_seq,
-                              std::string_view idempotency_key) override {
+                              std::string_view idempotency_key,
+                              const Digest& changes_digest) override {
     if (next.seq != expected_head_seq + 1) {
       return absl::InvalidArgumentError(absl::StrCat("snapshot seq ", next.seq,
                                                      " does not follow expected head ",
@@ -126,7 +127,7 @@ class MemMetaStore : public MetaStore {
     const std::string key(idempotency_key);
     if (!key.empty() && v->keys.contains(key)) {
       return absl::AlreadyExistsError(absl::StrCat("commit key already recorded at snapshot ",
-                                                   v->keys.at(key)));
+                                                   v->keys.at(key).seq));
     }
     if (v->head != expected_head_seq) {
       return absl::AbortedError(
@@ -137,32 +138,41 @@ class MemMetaStore : public MetaStore {
                                              next.volume_id, " already exists"));
     }
     v->head = next.seq;
-    if (!key.empty()) v->keys[key] = next.seq;
-    if (next.seq > kCommitKeysKept) {
-      const uint64_t oldest_kept = next.seq - kCommitKeysKept + 1;
-      for (auto it = v->keys.begin(); it != v->keys.end();) {
-        auto here = it++;
-        if (here->second < oldest_kept) v->keys.erase(here);
+    if (!key.empty()) v->keys[key] = RecordedKey{next.seq, next.created_at_ns, changes_digest};
+    const int64_t expired_before = next.created_at_ns - kCommitKeyRetentionNs;
+    const uint64_t oldest_kept =
+        next.seq > kCommitKeysMaxPerVolume ? next.seq - kCommitKeysMaxPerVolume + 1 : 0;
+    for (auto it = v->keys.begin(); it != v->keys.end();) {
+      auto here = it++;
+      if (here->second.created_at_ns < expired_before || here->second.seq < oldest_kept) {
+        v->keys.erase(here);
       }
     }
     return absl::OkStatus();
   }
 
   absl::StatusOr<SnapshotRecord> FindCommit(std::string_view volume_id,
-                                            std::string_view idempotency_key) override {
+                                            std::string_view idempotency_key,
+                                            Digest* changes_digest) override {
     absl::MutexLock lock(&mu_);
     CAIRN_ASSIGN_OR_RETURN(Volume* v, Find(volume_id));
     auto it = v->keys.find(std::string(idempotency_key));
     if (it == v->keys.end()) return absl::NotFoundError("commit key not recorded");
-    return v->snapshots.at(it->second);
+    if (changes_digest != nullptr) *changes_digest = it->second.changes;
+    return v->snapshots.at(it->second.seq);
   }
 
  private:
+  struct RecordedKey {
+    uint64_t seq = 0;
+    int64_t created_at_ns = 0;  // of the snapshot
+    Digest changes;
+  };
   struct Volume {
     VolumeRecord record;
     std::map<uint64_t, SnapshotRecord> snapshots;
     uint64_t head = 0;
-    absl::flat_hash_map<std::string, uint64_t> keys;  // idempotency key -> seq
+    absl::flat_hash_map<std::string, RecordedKey> keys;  // by idempotency key
   };
 
   absl::StatusOr<Volume*> Find(std::string_view id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

@@ -44,7 +44,7 @@ absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.
 constexpr int kBusyTimeoutMs = 10000;
 // 1: volumes, snapshots, heads. 2: commit_keys (idempotent commits).
 // Every change so far only adds tables, so migrating is running the schema
-// (IF NOT EXISTS) and raising user_version, in one transaction.
+// (IF NOT EXISTS) and raising user_version, in one transaction (Migrate).
 constexpr int kSchemaVersion = 2;
 
 constexpr char kSchema[] = R"sql(
@@ -77,14 +77,19 @@ CREATE TABLE IF NOT EXISTS heads (
   FOREIGN KEY (volume_id, seq) REFERENCES snapshots(volume_id, seq)
 );
 CREATE INDEX IF NOT EXISTS volumes_by_age ON volumes(created_at_ns DESC, id);
+-- ON DELETE CASCADE: a Cairn that predates this table deletes a volume's
+-- snapshots and volume row and knows nothing of its keys (C8).
 CREATE TABLE IF NOT EXISTS commit_keys (
-  volume_id TEXT NOT NULL REFERENCES volumes(id),
-  key       TEXT NOT NULL,
-  seq       INTEGER NOT NULL,
+  volume_id     TEXT NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
+  key           TEXT NOT NULL,
+  seq           INTEGER NOT NULL,
+  created_at_ns INTEGER NOT NULL,
+  changes       BLOB NOT NULL,
   PRIMARY KEY (volume_id, key),
-  FOREIGN KEY (volume_id, seq) REFERENCES snapshots(volume_id, seq)
+  FOREIGN KEY (volume_id, seq) REFERENCES snapshots(volume_id, seq) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS commit_keys_by_seq ON commit_keys(volume_id, seq);
+CREATE INDEX IF NOT EXISTS commit_keys_by_age ON commit_keys(volume_id, created_at_ns);
 )sql";
 
 constexpr char kVolumeColumns[] =
@@ -155,9 +160,12 @@ std::string StmtSql(Stmt s) {
     case kListSnapshots:
       return absl::StrCat("SELECT ", kSnapshotColumns,
                           " FROM snapshots WHERE volume_id = ? ORDER BY seq ASC");
-    case kFindKey: return "SELECT seq FROM commit_keys WHERE volume_id = ? AND key = ?";
-    case kInsertKey: return "INSERT INTO commit_keys (volume_id, key, seq) VALUES (?, ?, ?)";
-    case kPruneKeys: return "DELETE FROM commit_keys WHERE volume_id = ? AND seq < ?";
+    case kFindKey: return "SELECT seq, changes FROM commit_keys WHERE volume_id = ? AND key = ?";
+    case kInsertKey:
+      return "INSERT INTO commit_keys (volume_id, key, seq, created_at_ns, changes) "
+             "VALUES (?, ?, ?, ?, ?)";
+    case kPruneKeys:
+      return "DELETE FROM commit_keys WHERE volume_id = ?1 AND (created_at_ns < ?2 OR seq < ?3)";
     case kDeleteKeys: return "DELETE FROM commit_keys WHERE volume_id = ?";
     case kNumStmts: break;
   }
@@ -457,7 +465,8 @@ class SqliteMetaStore : public MetaStore {
   }
 
   absl::Status CommitSnapshot(const SnapshotRecord& next, uint64_t expected_head_seq,
-                              std::string_view idempotency_key) override {
+                              std::string_view idempotency_key,
+                              const Digest& changes_digest) override {
     if (next.seq != expected_head_seq + 1) {
       return absl::InvalidArgumentError(absl::StrCat("snapshot seq ", next.seq,
                                                      " does not follow expected head ",
@@ -493,24 +502,29 @@ class SqliteMetaStore : public MetaStore {
       s.Text(1, next.volume_id);
       s.Text(2, idempotency_key);
       s.U64(3, next.seq);
+      s.Int(4, next.created_at_ns);
+      s.Blob(5, changes_digest.raw());
       CAIRN_RETURN_IF_ERROR(Exec(s, "record commit key"));
     }
-    if (next.seq > kCommitKeysKept) {
+    {
       StmtUse s(stmts_[kPruneKeys]);
       s.Text(1, next.volume_id);
-      s.U64(2, next.seq - kCommitKeysKept + 1);
+      s.Int(2, next.created_at_ns - kCommitKeyRetentionNs);
+      s.U64(3, next.seq > kCommitKeysMaxPerVolume ? next.seq - kCommitKeysMaxPerVolume + 1 : 0);
       CAIRN_RETURN_IF_ERROR(Exec(s, "forget old commit keys"));
     }
     return txn.Commit();
   }
 
   absl::StatusOr<SnapshotRecord> FindCommit(std::string_view volume_id,
-                                            std::string_view idempotency_key) override {
+                                            std::string_view idempotency_key,
+                                            Digest* changes_digest) override {
     absl::MutexLock lock(&mu_);
     CAIRN_RETURN_IF_ERROR(Begin(kBeginDeferred));
     Txn txn(this);
     CAIRN_RETURN_IF_ERROR(HeadSeqLocked(volume_id).status());  // NotFound for the volume
-    CAIRN_ASSIGN_OR_RETURN(std::optional<uint64_t> seq, FindKeyLocked(volume_id, idempotency_key));
+    CAIRN_ASSIGN_OR_RETURN(std::optional<uint64_t> seq,
+                           FindKeyLocked(volume_id, idempotency_key, changes_digest));
     if (!seq.has_value()) return absl::NotFoundError("commit key not recorded");
     CAIRN_ASSIGN_OR_RETURN(SnapshotRecord snap, GetSnapshotLocked(volume_id, *seq));
     CAIRN_RETURN_IF_ERROR(txn.Commit());
@@ -580,19 +594,7 @@ class SqliteMetaStore : public MetaStore {
     // zeros instead of lingering in free space.
     CAIRN_RETURN_IF_ERROR(ExecSql("PRAGMA secure_delete=ON"));
     CAIRN_RETURN_IF_ERROR(ExecSql("PRAGMA foreign_keys=ON"));
-    // A database written by a newer Cairn may hold what this one would
-    // misread or drop; refuse it rather than guess.
-    CAIRN_ASSIGN_OR_RETURN(std::string on_disk, QueryText("PRAGMA user_version"));
-    if (std::atoi(on_disk.c_str()) > kSchemaVersion) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          path.string(), " has metadata schema version ", on_disk, "; this version of Cairn "
-          "reads up to ", kSchemaVersion, " (upgrade Cairn)"));
-    }
-    // Creates a fresh schema or migrates an older one (see kSchemaVersion).
-    // Two processes doing it at once: the IMMEDIATE transaction serialises
-    // them and IF NOT EXISTS makes the second a no-op.
-    CAIRN_RETURN_IF_ERROR(ExecSql(absl::StrCat("BEGIN IMMEDIATE;", kSchema, "PRAGMA user_version=",
-                                               kSchemaVersion, ";COMMIT;")));
+    CAIRN_RETURN_IF_ERROR(Migrate(path));
     for (int i = 0; i < kNumStmts; ++i) {
       std::string sql = StmtSql(static_cast<Stmt>(i));
       rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()),
@@ -600,6 +602,31 @@ class SqliteMetaStore : public MetaStore {
       if (rc != SQLITE_OK) return SqliteError(db_, rc, absl::StrCat("prepare ", sql));
     }
     return absl::OkStatus();
+  }
+
+  // Creates a fresh schema or migrates an older one (see kSchemaVersion).
+  // The version is read and raised inside one IMMEDIATE transaction: two
+  // processes opening an old file at once migrate it once, and one that
+  // read an older version before another raised it can never lower it.
+  absl::Status Migrate(const std::filesystem::path& path) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    CAIRN_RETURN_IF_ERROR(ExecSql("BEGIN IMMEDIATE"));
+    absl::StatusOr<std::string> on_disk = QueryText("PRAGMA user_version");
+    if (!on_disk.ok()) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return on_disk.status();
+    }
+    const int version = std::atoi(on_disk->c_str());
+    if (version > kSchemaVersion) {
+      // A database written by a newer Cairn may hold what this one would
+      // misread or drop; refuse it rather than guess.
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return absl::FailedPreconditionError(absl::StrCat(
+          path.string(), " has metadata schema version ", version, "; this version of Cairn "
+          "reads up to ", kSchemaVersion, " (upgrade Cairn)"));
+    }
+    if (version == kSchemaVersion) return ExecSql("COMMIT");
+    // ExecSql rolls back if any of it fails.
+    return ExecSql(absl::StrCat(kSchema, "PRAGMA user_version=", kSchemaVersion, ";COMMIT;"));
   }
 
   absl::Status ExecSql(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -672,13 +699,22 @@ class SqliteMetaStore : public MetaStore {
   }
 
   absl::StatusOr<std::optional<uint64_t>> FindKeyLocked(std::string_view volume_id,
-                                                        std::string_view key)
+                                                        std::string_view key,
+                                                        Digest* changes_digest = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     StmtUse s(stmts_[kFindKey]);
     s.Text(1, volume_id);
     s.Text(2, key);
     CAIRN_ASSIGN_OR_RETURN(bool found, Step(s, "find commit key"));
     if (!found) return std::optional<uint64_t>();
+    if (changes_digest != nullptr) {
+      absl::StatusOr<Digest> d = Digest::FromRaw(s.ColBlob(1));
+      if (!d.ok()) {
+        return absl::DataLossError(absl::StrCat("commit key ", Sv(key), " of volume ",
+                                                Sv(volume_id), " has a malformed digest"));
+      }
+      *changes_digest = *d;
+    }
     return std::optional<uint64_t>(s.ColU64(0));
   }
 

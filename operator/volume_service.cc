@@ -159,8 +159,13 @@ absl::StatusOr<SnapshotRecord> VolumeServiceImpl::CommitChanges(
     const VolumeRecord& volume, const objects::ChangeSet& changes,
     std::string_view idempotency_key) {
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<SnapshotRecord> snapshot = engine_->Commit(volume.id, changes, idempotency_key);
+  bool made_snapshot = false;
+  absl::StatusOr<SnapshotRecord> snapshot =
+      engine_->Commit(volume.id, changes, idempotency_key, &made_snapshot);
   if (!snapshot.ok()) return snapshot.status();
+  // A repeat answers an older snapshot: not a commit, and not the head the
+  // gauges should show.
+  if (!made_snapshot) return snapshot;
   metrics_->commit_duration.WithLabels({volume.ns, volume.name}).Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   metrics_->commits.WithLabels({}).Increment();

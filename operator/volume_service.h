@@ -3,9 +3,12 @@
 // Every call is authenticated first (bearer token in the "authorization"
 // metadata, when a token is configured), timed and counted in the metrics,
 // and answered with the absl code of its failure cast to gRPC (STYLE.md §2).
-// File operations resolve the volume, read its head through a cached
-// ObjectStore, and commit through Engine::Commit, so each mutation is one
-// atomic snapshot.
+// The handlers translate proto to engine calls: the rules live in core
+// (rm/cp change sets in core/file_ops.h; uploads, MissingObjects, commits
+// and create-if-missing in Engine). File operations resolve the volume,
+// read its head through a cached ObjectStore, and commit through
+// Engine::Commit, so each mutation is one atomic snapshot; Commit passes the
+// request's idempotency key through.
 //
 // Thread-safe: gRPC calls the handlers from its thread pool. The Engine and
 // metrics are not owned and must outlive the service.

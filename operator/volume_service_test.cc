@@ -203,6 +203,10 @@ TEST_F(VolumeServiceTest, CommitWithARepeatedKeyIsAppliedOnce) {
   EXPECT_EQ(again.snapshot().seq(), first.snapshot().seq());
   EXPECT_EQ(again.snapshot().root(), first.snapshot().root());
   EXPECT_EQ(Read("v", "shared", 0, 0), "theirs");
+  // The repeat is not a commit and does not wind the gauges back to it.
+  std::string text = registry_.Render();
+  EXPECT_THAT(text, HasSubstr("cairn_commits_total 2\n"));
+  EXPECT_THAT(text, HasSubstr("cairn_volume_bytes{namespace=\"default\",volume=\"v\"} 6\n"));
   commit.set_idempotency_key(std::string(200, 'k'));
   EXPECT_EQ(stub_->Commit(Ctx().get(), commit, &again).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
