@@ -86,7 +86,4 @@ class BlobStore {
 [[nodiscard]] absl::StatusOr<std::unique_ptr<BlobStore>> OpenLocalBlobStore(
     const std::filesystem::path& root);
 
-// In memory; for unit tests.
-std::unique_ptr<BlobStore> NewMemBlobStore();
-
 }  // namespace cairn

@@ -91,7 +91,4 @@ class MetaStore {
 [[nodiscard]] absl::StatusOr<std::unique_ptr<MetaStore>> OpenSqliteMetaStore(
     const std::filesystem::path& db_path);
 
-// In memory; for unit tests.
-std::unique_ptr<MetaStore> NewMemMetaStore();
-
 }  // namespace cairn

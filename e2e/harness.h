@@ -91,12 +91,16 @@ class ServerProcess {
   std::vector<std::string> ClientEnv() const;
   // Sends `sig` and waits for the process; returns its exit code.
   int Stop(int sig = SIGTERM);
+  // After Stop: starts the server again on the same ports and data
+  // directory and waits for /readyz (outage tests).
+  [[nodiscard]] absl::Status StartAgain();
   std::string Log() const;
   // GET on the metrics port; status code and body.
   std::pair<int, std::string> HttpGet(const std::string& path) const;
 
  private:
   ServerProcess() = default;
+  absl::Status Launch();
   std::unique_ptr<Child> child_;
   Options options_;
   std::filesystem::path log_file_;

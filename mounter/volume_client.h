@@ -1,7 +1,10 @@
 // VolumeClient: the mounter's narrow view of the control plane (DESIGN.md §3):
 // open a volume (data key, head, limits), read the head, commit a change set,
-// and a BlobStore of sealed objects. One real implementation over gRPC;
-// tests of the mounter library may substitute their own.
+// and a BlobStore of sealed objects. The real implementation is a thin
+// adapter over the shared core client (core/volume_api_client.h), which sets
+// deadlines and waits out a control-plane restart (ClientOptions::retry_for,
+// the mount's --read-timeout) before a call fails with UNAVAILABLE; tests of
+// the mounter library may substitute their own.
 //
 // Thread-safe: every method may be called from any thread concurrently.
 #pragma once
@@ -27,12 +30,14 @@ class VolumeClient {
       const api::VolumeRef& ref) = 0;
   [[nodiscard]] virtual absl::StatusOr<api::Snapshot> Head(std::string_view volume_id) = 0;
   // Applies `changes` onto the current head (C4); returns the new snapshot.
-  [[nodiscard]] virtual absl::StatusOr<api::Snapshot> Commit(std::string_view volume_id,
-                                                             uint64_t base_seq,
-                                                             const objects::ChangeSet& changes) = 0;
+  // A non-empty `idempotency_key` (one per change set, resent unchanged)
+  // lets a commit whose reply was lost be retried safely.
+  [[nodiscard]] virtual absl::StatusOr<api::Snapshot> Commit(
+      std::string_view volume_id, uint64_t base_seq, const objects::ChangeSet& changes,
+      std::string_view idempotency_key = {}) = 0;
   // Sealed objects of any volume, over the API (GetObjects / PutObjects /
   // MissingObjects). Owned by the client; valid for its lifetime. Only
-  // Get/Put/Contains are supported; the rest answer Unimplemented.
+  // Get/Put/Contains/Touch are supported; the rest answer Unimplemented.
   virtual BlobStore* blobs() = 0;
 };
 

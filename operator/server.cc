@@ -7,8 +7,6 @@
 #include <signal.h>
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -17,6 +15,7 @@
 #include "core/log.h"
 #include "core/status.h"
 #include "core/grpc_server.h"
+#include "core/rpc_client.h"
 #include "operator/service_metrics.h"
 #include "operator/volume_service.h"
 
@@ -26,15 +25,6 @@ namespace {
 // Commits of large trees (10,000+ entries with inline data) are big.
 constexpr int kMaxReceiveBytes = 1 << 30;
 
-std::string S(std::string_view v) { return std::string(v); }
-
-absl::StatusOr<std::string> ReadFile(const std::string& path, std::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::FailedPreconditionError(absl::StrCat("cannot read ", S(what), " ", path));
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
 
 struct HostPort {
   std::string host;
@@ -68,23 +58,16 @@ absl::StatusOr<HostPort> SplitHostPort(const std::string& address) {
 }  // namespace
 
 absl::StatusOr<std::string> LoadServerToken(const std::string& token_file) {
-  std::string token;
-  std::string source;
-  if (!token_file.empty()) {
-    CAIRN_ASSIGN_OR_RETURN(token, ReadFile(token_file, "token file"));
-    source = token_file;
-  } else if (const char* env = std::getenv("CAIRN_TOKEN"); env != nullptr && *env != '\0') {
-    token = env;
-    source = "CAIRN_TOKEN";
-  } else if (const char* f = std::getenv("CAIRN_TOKEN_FILE"); f != nullptr && *f != '\0') {
-    CAIRN_ASSIGN_OR_RETURN(token, ReadFile(f, "token file"));
-    source = f;
-  } else {
-    return std::string();
+  if (!token_file.empty()) return ReadTokenFile(token_file);
+  if (const char* env = std::getenv("CAIRN_TOKEN"); env != nullptr && *env != '\0') {
+    std::string token(absl::StripAsciiWhitespace(env));
+    if (token.empty()) return absl::InvalidArgumentError("token from CAIRN_TOKEN is empty");
+    return token;
   }
-  token = std::string(absl::StripAsciiWhitespace(token));
-  if (token.empty()) return absl::InvalidArgumentError(absl::StrCat("token from ", source, " is empty"));
-  return token;
+  if (const char* f = std::getenv("CAIRN_TOKEN_FILE"); f != nullptr && *f != '\0') {
+    return ReadTokenFile(f);
+  }
+  return std::string();
 }
 
 bool IsLoopbackAddress(const std::string& host_port) {

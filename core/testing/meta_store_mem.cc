@@ -7,7 +7,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "core/meta_store.h"
+#include "core/testing/mem_stores.h"
 #include "core/status.h"
 
 namespace cairn {
