@@ -1,6 +1,6 @@
 #include "cli/commands.h"
 
-#include <malloc.h>
+#include <signal.h>
 
 #include <cstdio>
 #include <iostream>
@@ -16,6 +16,7 @@
 #include "core/data_dir.h"
 #include "core/fsck.h"
 #include "core/path.h"
+#include "core/process.h"
 #include "core/size.h"
 #include "core/rpc_client.h"
 #include "core/status.h"
@@ -525,7 +526,13 @@ int RunServer(const std::vector<std::string>& args) {
     }
     return Fail(options.status(), hint);
   }
-  absl::Status status = operator_::RunUntilSignal(*options);
+  // Before the server starts a thread: only the wait below takes the signals.
+  BlockTerminationSignals();
+  absl::Status status = operator_::RunServer(*options, [] {
+    int sig = WaitForTerminationSignal();
+    std::fprintf(stderr, "cairn server: %s received, shutting down\n",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+  });
   if (!status.ok()) return Fail(status, hint);
   return 0;
 }
@@ -568,12 +575,6 @@ int RunFsck(const std::vector<std::string>& args) {
 }  // namespace
 
 int Main(const std::vector<std::string>& argv) {
-  // Transfers allocate and free 4 MiB chunk buffers at a high rate; glibc
-  // would serve each from a fresh mmap (≈1,000 page faults per chunk,
-  // measured as half the CPU of a get). Keep them on the heap instead.
-  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
-  ::mallopt(M_TOP_PAD, 64 << 20);
   std::vector<std::string> args = argv;
   absl::StatusOr<ClientOptions> options = ClientOptionsFromEnv();
   if (!options.ok()) return Fail(options.status(), "");

@@ -1,5 +1,7 @@
 #include "core/data_dir.h"
 
+#include "core/master_key_source.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -14,7 +16,8 @@
 
 namespace cairn {
 
-absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::path& dir) {
+absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::path& dir,
+                                                       MasterKeySource* keys) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return ErrnoToStatus(ec.value(), absl::StrCat("create data directory ", dir.string()));
@@ -34,21 +37,15 @@ absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::pa
     return ErrnoToStatus(errno, absl::StrCat("flock ", lock_path.string()));
   }
 
-  // A missing master key next to existing volumes means the key was lost or
-  // the directory was copied without it. Minting a new one would silently
-  // make every volume unreadable, so refuse and say what to restore.
-  const std::filesystem::path key_path = dir / "master.key";
-  const bool had_key = std::filesystem::exists(key_path, ec);
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<MetaStore> meta, OpenSqliteMetaStore(dir / "meta.db"));
-  if (!had_key) {
-    CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, meta->ListVolumes(""));
-    if (!volumes.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "master key ", key_path.string(), " is missing but the data directory holds ",
-          volumes.size(), " volume(s); restore the key file (a new key cannot read them)"));
-    }
-  }
-  CAIRN_ASSIGN_OR_RETURN(MasterKey master, MasterKey::LoadOrCreate(key_path));
+  FileMasterKeySource file_keys(dir / "master.key");
+  MetaStore* meta_ptr = meta.get();
+  CAIRN_ASSIGN_OR_RETURN(
+      MasterKey master,
+      (keys != nullptr ? keys : &file_keys)->Load([meta_ptr]() -> absl::StatusOr<bool> {
+        CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, meta_ptr->ListVolumes(""));
+        return !volumes.empty();
+      }));
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<BlobStore> blobs, OpenLocalBlobStore(dir / "blobs"));
   CAIRN_LOG_INFO("opened data directory %s", dir.string());
   return std::unique_ptr<DataDir>(new DataDir(dir, lock.release(), std::move(meta),

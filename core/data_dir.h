@@ -18,12 +18,16 @@
 
 namespace cairn {
 
+class MasterKeySource;
+
 class DataDir {
  public:
   // Creates the directory and its contents if missing. FailedPrecondition
-  // "data directory DIR is in use by another process" if locked.
+  // "data directory DIR is in use by another process" if locked. The master
+  // key comes from `keys` (not owned; used only during Open) or, when null,
+  // from DIR/master.key.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<DataDir>> Open(
-      const std::filesystem::path& dir);
+      const std::filesystem::path& dir, MasterKeySource* keys = nullptr);
   ~DataDir();
   DataDir(const DataDir&) = delete;
   DataDir& operator=(const DataDir&) = delete;

@@ -4,6 +4,9 @@
 #include <string>
 #include <vector>
 
+#include <signal.h>
+
+#include "core/process.h"
 #include "operator/flags.h"
 #include "operator/server.h"
 
@@ -23,7 +26,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cairn-operator: %s\n", std::string(options.status().message()).c_str());
     return 2;
   }
-  absl::Status status = cairn::operator_::RunUntilSignal(*options);
+  // Before any thread starts: only the wait below takes the signals.
+  cairn::BlockTerminationSignals();
+  cairn::TuneAllocatorForChunks();
+  absl::Status status = cairn::operator_::RunServer(*options, [] {
+    int sig = cairn::WaitForTerminationSignal();
+    std::fprintf(stderr, "cairn-operator: %s received, shutting down\n",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+  });
   if (!status.ok()) {
     std::fprintf(stderr, "cairn-operator: error: %s\n", std::string(status.message()).c_str());
     return 1;

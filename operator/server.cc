@@ -1,10 +1,6 @@
 #include "operator/server.h"
 
-#include <httplib.h>
-#include <malloc.h>
-#include <pthread.h>
 #include <arpa/inet.h>
-#include <signal.h>
 
 #include <cstdlib>
 
@@ -25,11 +21,7 @@ namespace {
 // Commits of large trees (10,000+ entries with inline data) are big.
 constexpr int kMaxReceiveBytes = 1 << 30;
 
-
-struct HostPort {
-  std::string host;
-  int port = 0;
-};
+}  // namespace
 
 absl::StatusOr<HostPort> SplitHostPort(const std::string& address) {
   HostPort hp;
@@ -54,8 +46,6 @@ absl::StatusOr<HostPort> SplitHostPort(const std::string& address) {
   }
   return hp;
 }
-
-}  // namespace
 
 absl::StatusOr<std::string> LoadServerToken(const std::string& token_file) {
   if (!token_file.empty()) return ReadTokenFile(token_file);
@@ -87,31 +77,42 @@ absl::Status ValidateListenAddress(const std::string& host_port) {
   return SplitHostPort(host_port).status();
 }
 
+absl::StatusOr<std::unique_ptr<DataDir>> OpenBackend(const std::filesystem::path& data_dir,
+                                                     MasterKeySource* keys) {
+  if (data_dir.empty()) return absl::InvalidArgumentError("--data DIR is required");
+  return DataDir::Open(data_dir, keys);
+}
+
 struct Server::Impl {
   std::unique_ptr<DataDir> data;
   std::unique_ptr<ServiceMetrics> metrics;
   std::unique_ptr<VolumeServiceImpl> service;
   std::unique_ptr<GrpcServer> grpc;
-  std::unique_ptr<httplib::Server> http;
-  absl::Notification ready;
-  absl::Mutex gc_mu;
-  bool gc_stop ABSL_GUARDED_BY(gc_mu) = false;
 };
 
 Server::Server() : impl_(std::make_unique<Impl>()) {}
 
-Server::~Server() {
-  Shutdown();
-}
+Server::~Server() { Shutdown(); }
 
-absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
+                                                      MasterKeySource* keys) {
   if (options.data_dir.empty()) return absl::InvalidArgumentError("--data DIR is required");
-  CAIRN_ASSIGN_OR_RETURN(HostPort listen, SplitHostPort(options.listen));
+  CAIRN_RETURN_IF_ERROR(ValidateListenAddress(options.listen));
   if (options.token.empty() && !IsLoopbackAddress(options.listen)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "refusing to listen on ", options.listen,
         " without a token: anyone who can reach it could read every volume. Pass --token-file "
         "FILE (or set CAIRN_TOKEN), or listen on 127.0.0.1"));
+  }
+  const bool metrics_off_loopback =
+      !options.metrics_listen.empty() && !IsLoopbackAddress(options.metrics_listen);
+  if (metrics_off_loopback) CAIRN_RETURN_IF_ERROR(ValidateListenAddress(options.metrics_listen));
+  if (metrics_off_loopback && options.token.empty() && !options.metrics_public) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "refusing to serve metrics on ", options.metrics_listen,
+        " without a token: they name every namespace and volume. Pass --token-file FILE "
+        "(scrapers then send it as a bearer token), --metrics-public to publish them anyway, "
+        "or listen on 127.0.0.1"));
   }
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
     return absl::InvalidArgumentError("--tls-cert and --tls-key must be given together");
@@ -120,7 +121,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   std::unique_ptr<Server> server(new Server());
   server->options_ = options;
   Impl& impl = *server->impl_;
-  CAIRN_ASSIGN_OR_RETURN(impl.data, DataDir::Open(options.data_dir));
+  CAIRN_ASSIGN_OR_RETURN(impl.data, OpenBackend(options.data_dir, keys));
   impl.metrics = std::make_unique<ServiceMetrics>(server->registry_);
   impl.service =
       std::make_unique<VolumeServiceImpl>(&impl.data->engine(), impl.metrics.get(), options.token);
@@ -137,67 +138,47 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   server->port_ = impl.grpc->port();
 
   if (!options.metrics_listen.empty()) {
-    CAIRN_ASSIGN_OR_RETURN(HostPort http, SplitHostPort(options.metrics_listen));
-    impl.http = std::make_unique<httplib::Server>();
-    metrics::Registry* registry = &server->registry_;
-    Impl* impl_ptr = server->impl_.get();
-    impl.http->Get("/metrics", [registry](const httplib::Request&, httplib::Response& res) {
-      res.set_content(registry->Render(), "text/plain; version=0.0.4; charset=utf-8");
-    });
-    impl.http->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("ok\n", "text/plain");
-    });
-    impl.http->Get("/readyz", [impl_ptr](const httplib::Request&, httplib::Response& res) {
-      if (impl_ptr->ready.HasBeenNotified()) {
-        res.set_content("ok\n", "text/plain");
-      } else {
-        res.status = 503;
-        res.set_content("not ready\n", "text/plain");
-      }
-    });
-    int bound = http.port == 0 ? impl.http->bind_to_any_port(http.host)
-                               : (impl.http->bind_to_port(http.host, http.port) ? http.port : -1);
-    if (bound <= 0) {
+    HttpEndpoints::Options http_options;
+    http_options.listen = options.metrics_listen;
+    // A token protects /metrics wherever it listens, unless published.
+    if (!options.metrics_public) http_options.token = options.token;
+    absl::StatusOr<std::unique_ptr<HttpEndpoints>> http =
+        HttpEndpoints::Start(http_options, &server->registry_);
+    if (!http.ok()) {
       server->Shutdown();
-      return absl::UnavailableError(
-          absl::StrCat("cannot listen for metrics on ", options.metrics_listen));
+      return http.status();
     }
-    server->metrics_port_ = bound;
-    httplib::Server* http_server = impl.http.get();
-    server->http_thread_ = std::thread([http_server] { http_server->listen_after_bind(); });
+    server->http_ = std::move(*http);
+    server->metrics_port_ = server->http_->port();
+    // Ready means the store answers, not just that the process started: a
+    // cheap metadata read (a lookup of an ID that never exists).
+    MetaStore* meta = &impl.data->meta();
+    server->http_->AddReadinessCheck("store", [meta]() -> absl::Status {
+      absl::StatusOr<VolumeRecord> probe = meta->GetVolumeById("vo-readiness-probe");
+      if (probe.ok() || absl::IsNotFound(probe.status())) return absl::OkStatus();
+      return probe.status();
+    });
   }
-  if (options.gc_interval.count() > 0) {
-    server->gc_thread_ = std::thread([s = server.get()] { s->GcLoop(); });
-  }
-  impl.ready.Notify();
+  Engine* engine = &impl.data->engine();
+  ServiceMetrics* metrics = impl.metrics.get();
+  const std::chrono::seconds grace = options.gc_grace;
+  server->runner_.Add("garbage collection", absl::Seconds(options.gc_interval.count()),
+                      [engine, metrics, grace]() -> absl::Status {
+                        CAIRN_ASSIGN_OR_RETURN(GcStats stats, engine->CollectGarbage(grace));
+                        metrics->gc_runs.WithLabels({}).Increment();
+                        metrics->gc_blobs_deleted.WithLabels({}).Increment(stats.blobs_deleted);
+                        if (stats.blobs_deleted > 0 || stats.volumes_purged > 0) {
+                          CAIRN_LOG_INFO("gc: %d blobs (%d bytes) deleted, %d deleted volumes purged",
+                                         stats.blobs_deleted, stats.bytes_freed,
+                                         stats.volumes_purged);
+                        }
+                        return absl::OkStatus();
+                      });
   CAIRN_LOG_INFO("cairn server: data %s, Volume API on %s (port %d)%s, metrics on %s",
                  options.data_dir.string(), options.listen, server->port_,
                  options.tls_cert_file.empty() ? "" : " with TLS",
                  options.metrics_listen.empty() ? "(off)" : options.metrics_listen);
   return server;
-}
-
-void Server::GcLoop() {
-  while (true) {
-    {
-      absl::MutexLock lock(&impl_->gc_mu);
-      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(impl_->gc_mu) { return impl_->gc_stop; };
-      impl_->gc_mu.AwaitWithTimeout(absl::Condition(&stop),
-                                    absl::Seconds(options_.gc_interval.count()));
-      if (impl_->gc_stop) return;
-    }
-    absl::StatusOr<GcStats> stats = impl_->data->engine().CollectGarbage(options_.gc_grace);
-    if (!stats.ok()) {
-      CAIRN_LOG_WARNING("garbage collection failed: %s", stats.status().ToString());
-      continue;
-    }
-    impl_->metrics->gc_runs.WithLabels({}).Increment();
-    impl_->metrics->gc_blobs_deleted.WithLabels({}).Increment(stats->blobs_deleted);
-    if (stats->blobs_deleted > 0 || stats->volumes_purged > 0) {
-      CAIRN_LOG_INFO("gc: %d blobs (%d bytes) deleted, %d deleted volumes purged",
-                     stats->blobs_deleted, stats->bytes_freed, stats->volumes_purged);
-    }
-  }
 }
 
 void Server::Shutdown() {
@@ -210,13 +191,8 @@ void Server::Shutdown() {
     // In-flight calls get a few seconds to finish; then they are cancelled.
     impl_->grpc->Shutdown(absl::Seconds(5));
   }
-  if (impl_->http) impl_->http->stop();
-  if (http_thread_.joinable()) http_thread_.join();
-  {
-    absl::MutexLock lock(&impl_->gc_mu);
-    impl_->gc_stop = true;
-  }
-  if (gc_thread_.joinable()) gc_thread_.join();
+  if (http_) http_->Stop();
+  runner_.Stop();
   impl_->grpc.reset();
   impl_->service.reset();
   impl_->data.reset();  // releases the data directory lock
@@ -225,24 +201,9 @@ void Server::Shutdown() {
 
 void Server::Wait() { stopped_.WaitForNotification(); }
 
-absl::Status RunUntilSignal(const ServerOptions& options) {
-  // Blocked before any thread starts, so every thread inherits the mask and
-  // only sigwait below receives them.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-  // Blobs are read and written as 4 MiB buffers; keep them off per-call
-  // mmap (see cli/commands.cc Main for the measurement).
-  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
-  ::mallopt(M_TOP_PAD, 64 << 20);
+absl::Status RunServer(const ServerOptions& options, const std::function<void()>& wait_for_stop) {
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Start(options));
-  int sig = 0;
-  sigwait(&set, &sig);
-  CAIRN_LOG_INFO("%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  wait_for_stop();
   server->Shutdown();
   CAIRN_LOG_INFO("stopped");
   return absl::OkStatus();
