@@ -84,7 +84,13 @@ class VolumeApiClient::GrpcPutStream final : public VolumeApiClient::PutStream {
 
 // ---- plumbing -----------------------------------------------------------------
 
-VolumeApiClient::VolumeApiClient(ClientOptions options) : options_(std::move(options)) {}
+VolumeApiClient::VolumeApiClient(ClientOptions options)
+    : options_(std::move(options)),
+      retry_for_ns_(absl::ToInt64Nanoseconds(options_.retry_for)) {}
+
+void VolumeApiClient::SetRetryFor(absl::Duration retry_for) {
+  retry_for_ns_.store(absl::ToInt64Nanoseconds(retry_for));
+}
 
 absl::StatusOr<std::unique_ptr<VolumeApiClient>> VolumeApiClient::Connect(
     const ClientOptions& options) {
@@ -129,14 +135,23 @@ std::unique_ptr<grpc::ClientContext> VolumeApiClient::NewContext(Kind kind) cons
 
 bool VolumeApiClient::WaitForServer(absl::Duration timeout) {
   if (channel_ == nullptr || !watch_channel_) return true;
-  if (channel_->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY) return true;
-  return channel_->WaitForConnected(Deadline(timeout));
+  const absl::Time start = absl::Now();
+  const absl::Duration initial_budget = retry_for();
+  while (true) {
+    if (channel_->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY) return true;
+    // A budget shortened meanwhile (SetRetryFor) shortens this wait too.
+    absl::Duration limit = timeout - (initial_budget - std::min(initial_budget, retry_for()));
+    absl::Duration left = limit - (absl::Now() - start);
+    if (left <= absl::ZeroDuration()) return false;
+    if (channel_->WaitForConnected(Deadline(std::min(left, absl::Milliseconds(250))))) return true;
+  }
 }
 
 absl::Status VolumeApiClient::Call(
     std::string_view method, Kind kind, Retry retry,
     const std::function<grpc::Status(grpc::ClientContext&)>& attempt) {
-  const absl::Time give_up = absl::Now() + options_.retry_for;
+  const absl::Time start = absl::Now();
+  auto give_up = [&] { return start + retry_for(); };
   absl::Duration backoff = kInitialBackoff;
   for (int n = 0;; ++n) {
     // An unreachable server is waited for here, not hammered: the channel
@@ -144,7 +159,7 @@ absl::Status VolumeApiClient::Call(
     // this returns as soon as it is connected. Past the budget, one last
     // attempt gets gRPC's own reason (refused, TLS, DNS) for the message.
     const bool connected =
-        WaitForServer(std::max(give_up - absl::Now(), absl::Milliseconds(1)));
+        WaitForServer(std::max(give_up() - absl::Now(), absl::Milliseconds(1)));
     std::unique_ptr<grpc::ClientContext> context = NewContext(kind);
     if (!connected) {
       // A server that accepts connections but never completes the
@@ -156,14 +171,14 @@ absl::Status VolumeApiClient::Call(
     absl::Status s = FromGrpc(attempt(*context));
     if (!connected && absl::IsUnavailable(s)) {
       return absl::UnavailableError(absl::StrCat("cannot reach the Cairn server at ", options_.server,
-                                                 " for ", absl::FormatDuration(options_.retry_for),
+                                                 " for ", absl::FormatDuration(retry_for()),
                                                  " (", s.message(), ")"));
     }
     const bool retryable =
         absl::IsUnavailable(s) || (retry == Retry::kAlsoDeadline && absl::IsDeadlineExceeded(s));
     if (!retryable) return s;
     const absl::Duration pause = Jittered(backoff);
-    if (absl::Now() + pause >= give_up) return s;
+    if (absl::Now() + pause >= give_up()) return s;
     ++retries_;
     CAIRN_LOG_DEBUG("%s: %s; retrying (attempt %d)", method, s.ToString(), n + 2);
     absl::SleepFor(pause);
@@ -371,7 +386,7 @@ absl::Status VolumeApiClient::PutObjects(std::string_view volume_id,
 
 absl::StatusOr<std::unique_ptr<VolumeApiClient::PutStream>> VolumeApiClient::OpenPutStream(
     std::string_view volume_id) {
-  if (!WaitForServer(options_.retry_for)) {
+  if (!WaitForServer(retry_for())) {
     return absl::UnavailableError(absl::StrCat("cannot reach the Cairn server at ", options_.server));
   }
   return std::make_unique<GrpcPutStream>(this, volume_id);

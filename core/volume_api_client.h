@@ -116,6 +116,13 @@ class VolumeApiClient {
   [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<PutStream>> OpenPutStream(
       std::string_view volume_id);
 
+  // Changes how long calls wait for an unreachable server (initially
+  // options().retry_for), including calls waiting now: a mount that is
+  // being unmounted stops waiting out an outage longer than its final
+  // commit may take.
+  void SetRetryFor(absl::Duration retry_for);
+  absl::Duration retry_for() const { return absl::Nanoseconds(retry_for_ns_.load()); }
+
   // Blocks until the channel is connected or `timeout` passes; true if
   // connected. For callers that hold work until the server is back.
   [[nodiscard]] virtual bool WaitForServer(absl::Duration timeout);
@@ -144,6 +151,7 @@ class VolumeApiClient {
   bool watch_channel_ = true;  // false: OverChannel
   std::unique_ptr<api::VolumeService::Stub> stub_;
   mutable std::atomic<uint64_t> retries_{0};
+  std::atomic<int64_t> retry_for_ns_;
 };
 
 }  // namespace cairn

@@ -175,6 +175,24 @@ TEST_F(VolumeApiClientTest, AfterALongOutageTheServerIsUsedWithinTwoSeconds) {
                                                << " after the server came back";
 }
 
+TEST_F(VolumeApiClientTest, AShortenedBudgetEndsCallsWaitingNow) {
+  StartServer();
+  StopServer();
+  ClientOptions o = Options();
+  o.retry_for = absl::Seconds(60);
+  auto client = Connect(o);
+  std::thread shorten([&] {
+    absl::SleepFor(absl::Milliseconds(500));
+    client->SetRetryFor(absl::Milliseconds(200));
+  });
+  const absl::Time start = absl::Now();
+  absl::StatusOr<api::Snapshot> head = client->GetHead("vo-1");
+  const absl::Duration took = absl::Now() - start;
+  shorten.join();
+  EXPECT_TRUE(absl::IsUnavailable(head.status())) << head.status();
+  EXPECT_LT(took, absl::Seconds(5));
+}
+
 TEST_F(VolumeApiClientTest, SendsTheBearerToken) {
   service_.expect_token = "s3cret";
   StartServer();

@@ -183,5 +183,24 @@ TEST_F(OutageTest, ReadsFailWithEagainAfterTheReadTimeout) {
   EXPECT_EQ(again.data, big_.substr(kChunk, 4096));
 }
 
+// An unmount while the control plane is down takes about its final-commit
+// budget, not the read timeout: a background commit waiting out the outage
+// is released when the unmount starts.
+TEST_F(OutageTest, UnmountDuringAnOutageIsBoundedByTheFinalCommitTimeout) {
+  MountIt({"--commit-interval", "1", "--final-commit-timeout", "3"});
+  { std::ofstream(mountpoint_ / "pending.txt") << "not committed yet"; }
+  ASSERT_EQ(server_->Stop(SIGKILL), 128 + SIGKILL);
+  std::this_thread::sleep_for(2s);  // a background commit is now waiting for the server
+  const auto start = Clock::now();
+  RunProcess({"/usr/bin/fusermount3", "-u", mountpoint_.string()});
+  const int code = mount_->Wait(120s);
+  const double took = Seconds(Clock::now() - start);
+  mount_.reset();
+  std::printf("unmount during an outage took %.2fs (final-commit-timeout 3s, read-timeout 60s)\n",
+              took);
+  EXPECT_NE(code, 0) << "the final commit cannot have succeeded";
+  EXPECT_LT(took, 15.0) << ReadWholeFile(dir_.path() / "mount.log");
+}
+
 }  // namespace
 }  // namespace cairn::e2e

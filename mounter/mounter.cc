@@ -387,6 +387,10 @@ int RunMounter(const MountOptions& options) {
     absl::MutexLock lock(&bg_mu);
     bg_stop = true;
   }
+  // A background commit waiting out an outage must not hold the unmount for
+  // the whole --read-timeout: from here on, calls wait at most as long as
+  // the final commit may take.
+  (*client)->SetRetryFor(std::min(options.client.retry_for, options.final_commit_timeout));
   background.join();
   notifier.reset();
   (*session)->Unmount();

@@ -34,6 +34,7 @@ class GrpcVolumeClient final : public VolumeClient {
   }
 
   BlobStore* blobs() override { return &blobs_; }
+  void SetRetryFor(absl::Duration retry_for) override { api_->SetRetryFor(retry_for); }
 
  private:
   std::unique_ptr<VolumeApiClient> api_;

@@ -39,6 +39,9 @@ class VolumeClient {
   // MissingObjects). Owned by the client; valid for its lifetime. Only
   // Get/Put/Contains/Touch are supported; the rest answer Unimplemented.
   virtual BlobStore* blobs() = 0;
+  // How long calls (including those waiting now) wait for an unreachable
+  // control plane; the unmount path shortens it to its final-commit budget.
+  virtual void SetRetryFor(absl::Duration retry_for) {}
 };
 
 [[nodiscard]] absl::StatusOr<std::unique_ptr<VolumeClient>> NewGrpcVolumeClient(
