@@ -1,6 +1,6 @@
 #include "cli/commands.h"
 
-#include <malloc.h>
+#include <signal.h>
 
 #include <cstdio>
 #include <iostream>
@@ -13,13 +13,14 @@
 #include "cli/client.h"
 #include "cli/mount_commands.h"
 #include "cli/output.h"
-#include "cli/transfer.h"
 #include "core/data_dir.h"
 #include "core/fsck.h"
 #include "core/path.h"
+#include "core/process.h"
 #include "core/size.h"
 #include "core/rpc_client.h"
 #include "core/status.h"
+#include "core/transfer.h"
 #include "operator/flags.h"
 #include "operator/server.h"
 
@@ -32,6 +33,9 @@ constexpr char kGlobalHelp[] =
     "  -n, --namespace NS   namespace / environment (env CAIRN_NAMESPACE, default \"default\")\n"
     "  --token-file FILE    bearer token file (env CAIRN_TOKEN or CAIRN_TOKEN_FILE)\n"
     "  --ca-file FILE       PEM roots: connect with TLS (env CAIRN_CA_FILE)\n"
+    "  --server-wait SECONDS  how long a command waits for an unreachable or\n"
+    "                       restarting server before it fails (env\n"
+    "                       CAIRN_SERVER_WAIT, default 15)\n"
     "  -h, --help           show help for the command\n";
 
 constexpr char kTopHelp[] =
@@ -176,20 +180,14 @@ absl::Status VolumeCreate(Client& client, const Args& a) {
     }
     if (std::string_view(flag) == "--max-file-size") limits.set_max_file_size(*value);
   }
-  api::Volume volume;
-  auto context = client.Context();
-  CAIRN_RETURN_IF_ERROR(client.Check(client.stub().CreateVolume(context.get(), request, &volume)));
+  CAIRN_ASSIGN_OR_RETURN(api::Volume volume, client.CreateVolume(request));
   std::printf("Created volume %s (%s, version %u) in namespace %s\n", volume.name().c_str(),
               volume.id().c_str(), volume.version(), volume.namespace_().c_str());
   return absl::OkStatus();
 }
 
 absl::Status VolumeList(Client& client, const Args& a) {
-  api::ListVolumesRequest request;
-  request.set_namespace_(client.options().ns);
-  api::ListVolumesResponse response;
-  auto context = client.Context();
-  CAIRN_RETURN_IF_ERROR(client.Check(client.stub().ListVolumes(context.get(), request, &response)));
+  CAIRN_ASSIGN_OR_RETURN(api::ListVolumesResponse response, client.ListVolumes(client.options().ns));
   std::string out;
   if (a.Has("--json")) {
     std::vector<std::string> items;
@@ -238,14 +236,7 @@ absl::Status VolumeLs(Client& client, const Args& a) {
   api::ListFilesRequest request;
   *request.mutable_volume() = client.Ref(volume);
   request.set_path(normalized);
-  auto context = client.Context();
-  auto reader = client.stub().ListFiles(context.get(), request);
-  std::vector<api::FileEntry> entries;
-  api::ListFilesResponse batch;
-  while (reader->Read(&batch)) {
-    for (api::FileEntry& e : *batch.mutable_entries()) entries.push_back(std::move(e));
-  }
-  CAIRN_RETURN_IF_ERROR(client.Check(reader->Finish()));
+  CAIRN_ASSIGN_OR_RETURN(std::vector<api::FileEntry> entries, client.ListFiles(request));
   std::string out;
   if (a.Has("--json")) {
     std::vector<std::string> items;
@@ -274,23 +265,50 @@ absl::Status VolumeLs(Client& client, const Args& a) {
   return absl::OkStatus();
 }
 
+// A progress bar on a terminal, and a note for each local entry put skips.
+class TerminalObserver final : public TransferObserver {
+ public:
+  void Begin(std::string_view label, uint64_t total_bytes) override {
+    progress_ = std::make_unique<Progress>(std::string(label), total_bytes);
+  }
+  void Add(uint64_t bytes) override { progress_->Add(bytes); }
+  void End() override { progress_->Finish(); }
+  void Skipped(const std::string& path, const absl::Status& why) override {
+    std::fprintf(stderr, "cairn: skipping %s: %s\n", path.c_str(),
+                 std::string(why.message()).c_str());
+  }
+
+ private:
+  std::unique_ptr<Progress> progress_;
+};
+
 absl::Status VolumePut(Client& client, const Args& a) {
+  TerminalObserver observer;
   PutRequest request;
   request.volume = a.positional()[0];
   request.local = a.positional()[1];
   if (a.positional().size() > 2) request.remote = a.positional()[2];
   request.force = a.Has("--force");
-  return Put(client, request);
+  request.observer = &observer;
+  std::string landed;
+  CAIRN_ASSIGN_OR_RETURN(TransferStats stats, Put(client, request, &landed));
+  if (StderrIsTerminal()) {
+    std::fprintf(stderr, "Uploaded %zu file%s (%s) to %s\n", stats.files,
+                 stats.files == 1 ? "" : "s", HumanBytes(stats.bytes).c_str(), landed.c_str());
+  }
+  return absl::OkStatus();
 }
 
 absl::Status VolumeGet(Client& client, const Args& a) {
+  TerminalObserver observer;
   GetRequest request;
   request.volume = a.positional()[0];
   request.remote = a.positional()[1];
   if (a.positional().size() > 2) request.dest = a.positional()[2];
   request.force = a.Has("--force");
+  request.observer = &observer;
   CAIRN_RETURN_IF_ERROR(ValidateVolumeName(request.volume));
-  return Get(client, request);
+  return Get(client, request).status();
 }
 
 absl::Status VolumeCp(Client& client, const Args& a) {
@@ -305,9 +323,7 @@ absl::Status VolumeCp(Client& client, const Args& a) {
   CAIRN_RETURN_IF_ERROR(NormalizePath(p.back()).status());
   request.set_destination(p.back());
   request.set_recursive(a.Has("--recursive"));
-  api::CommitResponse response;
-  auto context = client.Context();
-  return client.Check(client.stub().CopyFiles(context.get(), request, &response));
+  return client.CopyFiles(request).status();
 }
 
 absl::Status VolumeRm(Client& client, const Args& a) {
@@ -317,18 +333,13 @@ absl::Status VolumeRm(Client& client, const Args& a) {
   *request.mutable_volume() = client.Ref(a.positional()[0]);
   request.set_path(path);
   request.set_recursive(a.Has("--recursive"));
-  api::CommitResponse response;
-  auto context = client.Context();
-  return client.Check(client.stub().RemoveFile(context.get(), request, &response));
+  return client.RemoveFile(request).status();
 }
 
 // NotFound (with the name and namespace) if the volume does not exist.
 absl::StatusOr<api::Volume> Lookup(Client& client, const std::string& name) {
-  api::GetVolumeRequest request;
-  *request.mutable_volume() = client.Ref(name);
-  api::Volume volume;
-  auto context = client.Context();
-  absl::Status s = client.Check(client.stub().GetVolume(context.get(), request, &volume));
+  absl::StatusOr<api::Volume> volume = client.GetVolume(client.Ref(name));
+  const absl::Status& s = volume.status();
   if (absl::IsNotFound(s)) {
     return absl::NotFoundError(absl::StrCat("volume '", name, "' not found in namespace ",
                                             client.options().ns));
@@ -349,9 +360,7 @@ absl::Status VolumeRename(Client& client, const Args& a) {
   api::RenameVolumeRequest request;
   request.mutable_volume()->set_id(volume.id());
   request.set_new_name(to);
-  api::Volume renamed;
-  auto context = client.Context();
-  CAIRN_RETURN_IF_ERROR(client.Check(client.stub().RenameVolume(context.get(), request, &renamed)));
+  CAIRN_ASSIGN_OR_RETURN(api::Volume renamed, client.RenameVolume(request));
   std::printf("Renamed volume %s to %s\n", from.c_str(), renamed.name().c_str());
   return absl::OkStatus();
 }
@@ -373,9 +382,7 @@ absl::Status VolumeDelete(Client& client, const Args& a) {
   api::DeleteVolumeRequest request;
   request.mutable_volume()->set_id(volume->id());
   request.set_allow_missing(a.Has("--allow-missing"));
-  api::DeleteVolumeResponse response;
-  auto context = client.Context();
-  CAIRN_RETURN_IF_ERROR(client.Check(client.stub().DeleteVolume(context.get(), request, &response)));
+  CAIRN_RETURN_IF_ERROR(client.DeleteVolume(request).status());
   std::printf("Deleted volume %s\n", name.c_str());
   return absl::OkStatus();
 }
@@ -448,12 +455,12 @@ absl::Status ExtractGlobals(std::vector<std::string>& args, ClientOptions& optio
       options.ns = NamespaceOrDefault(options.ns);
     } else if (name == "--token-file") {
       CAIRN_ASSIGN_OR_RETURN(std::string file, take());
-      std::FILE* f = std::fopen(file.c_str(), "r");
-      if (f == nullptr) return ErrnoToStatus(errno, absl::StrCat("cannot read token file ", file));
-      char buf[4096];
-      size_t n = std::fread(buf, 1, sizeof(buf), f);
-      std::fclose(f);
-      options.token = std::string(absl::StripAsciiWhitespace(absl::string_view(buf, n)));
+      CAIRN_ASSIGN_OR_RETURN(options.token, ReadTokenFile(file));
+    } else if (name == "--server-wait") {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, take());
+      absl::StatusOr<absl::Duration> wait = ParseSeconds(v);
+      if (!wait.ok()) return UsageError(absl::StrCat("--server-wait: ", wait.status().message()));
+      options.retry_for = *wait;
     } else if (name == "--ca-file") {
       CAIRN_ASSIGN_OR_RETURN(options.ca_file, take());
     } else {
@@ -501,7 +508,7 @@ int RunVolume(const ClientOptions& options, const std::vector<std::string>& args
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(options);
   if (!client.ok()) return Fail(client.status(), sub_hint);
   absl::Status status = HandlerFor(sub)(**client, *parsed);
-  if (!status.ok()) return Fail(status, sub_hint);
+  if (!status.ok()) return Fail(ForPerson(**client, status), sub_hint);
   return 0;
 }
 
@@ -524,7 +531,13 @@ int RunServer(const std::vector<std::string>& args) {
     }
     return Fail(options.status(), hint);
   }
-  absl::Status status = operator_::RunUntilSignal(*options);
+  // Before the server starts a thread: only the wait below takes the signals.
+  BlockTerminationSignals();
+  absl::Status status = operator_::RunServer(*options, [] {
+    int sig = WaitForTerminationSignal();
+    std::fprintf(stderr, "cairn server: %s received, shutting down\n",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+  });
   if (!status.ok()) return Fail(status, hint);
   return 0;
 }
@@ -569,12 +582,6 @@ int RunFsck(const std::vector<std::string>& args) {
 }  // namespace
 
 int Main(const std::vector<std::string>& argv) {
-  // Transfers allocate and free 4 MiB chunk buffers at a high rate; glibc
-  // would serve each from a fresh mmap (≈1,000 page faults per chunk,
-  // measured as half the CPU of a get). Keep them on the heap instead.
-  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
-  ::mallopt(M_TOP_PAD, 64 << 20);
   std::vector<std::string> args = argv;
   absl::StatusOr<ClientOptions> options = ClientOptionsFromEnv();
   if (!options.ok()) return Fail(options.status(), "");

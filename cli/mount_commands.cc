@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/json.h"
 #include "mounter/control.h"
 #include "mounter/mounter.h"
 
@@ -49,19 +50,11 @@ std::string ReadStatus(const std::string& mountpoint) {
   return buf;
 }
 
-// The string value of "key" in the flat status JSON (good enough for the
-// fields we print: no nested objects, escapes left as they are).
+// The string value of "key" in the mount's status JSON; empty if absent or
+// the status is not JSON.
 std::string JsonField(const std::string& json, const std::string& key) {
-  std::string needle = "\"" + key + "\":\"";
-  size_t at = json.find(needle);
-  if (at == std::string::npos) return "";
-  at += needle.size();
-  std::string out;
-  for (size_t i = at; i < json.size() && json[i] != '"'; ++i) {
-    if (json[i] == '\\' && i + 1 < json.size()) ++i;
-    out += json[i];
-  }
-  return out;
+  absl::StatusOr<nlohmann::json> parsed = ParseJson(json);
+  return parsed.ok() ? JsonStringField(*parsed, key) : "";
 }
 
 // The command `cairn shell` runs, for the signal handler that forwards

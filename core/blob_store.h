@@ -131,7 +131,4 @@ class Env;
 [[nodiscard]] absl::StatusOr<std::unique_ptr<BlobStore>> OpenLocalBlobStore(
     const std::filesystem::path& root, Env* env = nullptr);
 
-// In memory; for unit tests.
-std::unique_ptr<BlobStore> NewMemBlobStore();
-
 }  // namespace cairn

@@ -1,3 +1,4 @@
+#include "core/testing/mem_stores.h"
 #include "core/blob_store.h"
 
 #include <sys/stat.h>

@@ -1,5 +1,7 @@
 #include "core/data_dir.h"
 
+#include "core/master_key_source.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -17,8 +19,14 @@ namespace cairn {
 absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::path& dir,
                                                        const MasterKey& master,
                                                        DataDirOptions options) {
-  options.master = &master;
+  FixedMasterKeySource keys(master);
+  options.keys = &keys;
   return Open(dir, options);
+}
+
+absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::path& dir,
+                                                       MasterKeySource* keys) {
+  return Open(dir, DataDirOptions{.keys = keys});
 }
 
 absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::path& dir,
@@ -31,7 +39,6 @@ absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::pa
     return absl::Status(made.code(),
                         absl::StrCat("create data directory ", dir.string(), ": ", made.message()));
   }
-  std::error_code ec;
 
   // flock, not fcntl locks: it belongs to the open file description, so it
   // is neither dropped when some other fd of the file is closed nor shared
@@ -48,36 +55,25 @@ absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::pa
     return ErrnoToStatus(errno, absl::StrCat("flock ", lock_path.string()));
   }
 
-  const std::filesystem::path key_path = dir / "master.key";
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<MetaStore> meta,
                          OpenSqliteMetaStore(dir / "meta.db", options.sqlite));
-  if (const MasterKey* given = options.master; given != nullptr) {
-    CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, meta->ListVolumes(""));
-    if (!volumes.empty() && !given->Unwrap(volumes.front().id, volumes.front().wrapped_key).ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the master key given does not open the volumes in data directory ", dir.string(),
-          " (volume ", volumes.front().id, " was made under another master key)"));
-    }
-    CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<BlobStore> blobs,
-                           OpenLocalBlobStore(dir / "blobs", options.env));
-    CAIRN_LOG_INFO("opened data directory %s (master key supplied)", dir.string());
-    return std::unique_ptr<DataDir>(
-        new DataDir(dir, lock.release(), std::move(meta), std::move(blobs), *given));
+  FileMasterKeySource file_keys(dir / "master.key");
+  MetaStore* meta_ptr = meta.get();
+  CAIRN_ASSIGN_OR_RETURN(
+      MasterKey master,
+      (options.keys != nullptr ? options.keys : &file_keys)
+          ->Load([meta_ptr]() -> absl::StatusOr<bool> {
+            CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, meta_ptr->ListVolumes(""));
+            return !volumes.empty();
+          }));
+  CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, meta->ListVolumes(""));
+  if (!volumes.empty() && !master.Unwrap(volumes.front().id, volumes.front().wrapped_key).ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the master key does not open the volumes in data directory ", dir.string(),
+        " (volume ", volumes.front().id, " was made under another master key)"));
   }
-  // A missing master key next to existing volumes means the key was lost or
-  // the directory was copied without it. Minting a new one would silently
-  // make every volume unreadable, so refuse and say what to restore.
-  const bool had_key = std::filesystem::exists(key_path, ec);
-  if (!had_key) {
-    CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, meta->ListVolumes(""));
-    if (!volumes.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "master key ", key_path.string(), " is missing but the data directory holds ",
-          volumes.size(), " volume(s); restore the key file (a new key cannot read them)"));
-    }
-  }
-  CAIRN_ASSIGN_OR_RETURN(MasterKey master, MasterKey::LoadOrCreate(key_path));
-  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<BlobStore> blobs, OpenLocalBlobStore(dir / "blobs", options.env));
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<BlobStore> blobs,
+                         OpenLocalBlobStore(dir / "blobs", options.env));
   CAIRN_LOG_INFO("opened data directory %s", dir.string());
   return std::unique_ptr<DataDir>(new DataDir(dir, lock.release(), std::move(meta),
                                               std::move(blobs), std::move(master)));

@@ -19,6 +19,8 @@
 
 namespace cairn {
 
+class MasterKeySource;
+
 struct DataDirOptions {
   // File operations of the blob store (null: PosixEnv()). Not owned; must
   // outlive the DataDir. The lock and master key always use the real
@@ -26,21 +28,26 @@ struct DataDirOptions {
   // and synced before first use.
   Env* env = nullptr;
   SqliteOptions sqlite;
-  // A master key kept elsewhere (null: DIR/master.key). Not owned.
-  const MasterKey* master = nullptr;
+  // Where the master key comes from (null: DIR/master.key). Not owned;
+  // used only during Open.
+  MasterKeySource* keys = nullptr;
 };
 
 class DataDir {
  public:
   // Creates the directory and its contents if missing. FailedPrecondition
-  // "data directory DIR is in use by another process" if locked.
+  // "data directory DIR is in use by another process" if locked. The master
+  // key comes from options.keys or, when null, from DIR/master.key.
+  // FailedPrecondition if the directory holds a volume whose data key the
+  // master key cannot unwrap (it was made under another master key), so a
+  // wrong key is refused at start instead of surfacing as unreadable
+  // volumes later.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<DataDir>> Open(
       const std::filesystem::path& dir, const DataDirOptions& options = {});
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<DataDir>> Open(
+      const std::filesystem::path& dir, MasterKeySource* keys);
   // The same with a master key kept elsewhere (a Kubernetes Secret):
-  // DIR/master.key is neither read nor written. FailedPrecondition if the
-  // directory holds a volume whose data key `master` cannot unwrap (it was
-  // made under another master key), so a wrong key is refused at start
-  // instead of surfacing as unreadable volumes later.
+  // DIR/master.key is neither read nor written.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<DataDir>> Open(
       const std::filesystem::path& dir, const MasterKey& master,
       DataDirOptions options = {});

@@ -1,5 +1,6 @@
 // Unit tests for the Engine: volume lifecycle (C1, C9), commits onto the
 // current head (C2, C4), atomicity, limits per version (C7) and GC (C8).
+#include "core/testing/mem_stores.h"
 #include "core/engine.h"
 
 #include <atomic>

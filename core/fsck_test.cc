@@ -1,5 +1,6 @@
 // Unit tests for fsck: a clean store, orphans, dangling and corrupt objects,
 // and leftovers of deleted volumes.
+#include "core/testing/mem_stores.h"
 #include "core/fsck.h"
 
 #include <string>

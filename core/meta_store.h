@@ -120,7 +120,4 @@ struct SqliteOptions {
 [[nodiscard]] absl::StatusOr<std::unique_ptr<MetaStore>> OpenSqliteMetaStore(
     const std::filesystem::path& db_path, const SqliteOptions& options = {});
 
-// In memory; for unit tests.
-std::unique_ptr<MetaStore> NewMemMetaStore();
-
 }  // namespace cairn

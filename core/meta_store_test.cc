@@ -1,3 +1,4 @@
+#include "core/testing/mem_stores.h"
 #include "core/meta_store.h"
 
 #include <sqlite3.h>

@@ -1,5 +1,6 @@
 // Unit tests for directory objects, file chunking and ApplyChanges: every
 // Change kind and flag, limits, totals, and that only changed paths load.
+#include "core/testing/mem_stores.h"
 #include "core/tree.h"
 
 #include <atomic>

@@ -237,37 +237,42 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(const Option
     if (server->metrics_port_ == server->port_) continue;
     server->log_file_ = options.data_dir.parent_path() /
                         absl::StrCat(options.data_dir.filename().string(), "-server.log");
-    std::vector<std::string> argv = {CairnBinary().string(), "server", "--data",
-                                     options.data_dir.string(), "--listen", server->address(),
-                                     "--metrics-listen",
-                                     absl::StrCat("127.0.0.1:", server->metrics_port_)};
-    if (!options.token.empty()) {
-      fs::path token_file = options.data_dir.parent_path() /
-                            absl::StrCat(options.data_dir.filename().string(), "-token");
-      WriteWholeFile(token_file, options.token + "\n");
-      argv.push_back("--token-file");
-      argv.push_back(token_file.string());
-    }
-    for (const std::string& a : options.extra_args) argv.push_back(a);
-    auto child = Child::Spawn(argv, {}, server->log_file_);
-    if (!child.ok()) return child.status();
-    server->child_ = std::move(*child);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    bool ready = false;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (server->child_->Exited()) break;
-      if (server->HttpGet("/readyz").first == 200) {
-        ready = true;
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    if (ready) return server;
-    last = absl::UnavailableError(absl::StrCat("cairn server did not become ready; log:\n",
-                                               server->Log()));
-    server->Stop(SIGKILL);
+    last = server->Launch();
+    if (last.ok()) return server;
   }
   return last;
+}
+
+absl::Status ServerProcess::StartAgain() {
+  if (child_) return absl::FailedPreconditionError("the server is still running");
+  return Launch();
+}
+
+absl::Status ServerProcess::Launch() {
+  std::vector<std::string> argv = {CairnBinary().string(), "server", "--data",
+                                   options_.data_dir.string(), "--listen", address(),
+                                   "--metrics-listen", absl::StrCat("127.0.0.1:", metrics_port_)};
+  if (!options_.token.empty()) {
+    fs::path token_file = options_.data_dir.parent_path() /
+                          absl::StrCat(options_.data_dir.filename().string(), "-token");
+    WriteWholeFile(token_file, options_.token + "\n");
+    argv.push_back("--token-file");
+    argv.push_back(token_file.string());
+  }
+  for (const std::string& a : options_.extra_args) argv.push_back(a);
+  auto child = Child::Spawn(argv, {}, log_file_);
+  if (!child.ok()) return child.status();
+  child_ = std::move(*child);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (child_->Exited()) break;
+    if (HttpGet("/readyz").first == 200) return absl::OkStatus();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  absl::Status failed =
+      absl::UnavailableError(absl::StrCat("cairn server did not become ready; log:\n", Log()));
+  Stop(SIGKILL);
+  return failed;
 }
 
 ServerProcess::~ServerProcess() {

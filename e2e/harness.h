@@ -93,12 +93,17 @@ class ServerProcess {
   int Stop(int sig = SIGTERM);
   // Sends `sig` without waiting (SIGSTOP/SIGCONT: a control plane that hangs).
   void Signal(int sig);
+
+  // After Stop: starts the server again on the same ports and data
+  // directory and waits for /readyz (outage tests).
+  [[nodiscard]] absl::Status StartAgain();
   std::string Log() const;
   // GET on the metrics port; status code and body.
   std::pair<int, std::string> HttpGet(const std::string& path) const;
 
  private:
   ServerProcess() = default;
+  absl::Status Launch();
   std::unique_ptr<Child> child_;
   Options options_;
   std::filesystem::path log_file_;

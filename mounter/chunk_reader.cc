@@ -1,7 +1,5 @@
 #include "mounter/chunk_reader.h"
 
-#include <malloc.h>
-
 #include <utility>
 
 #include "core/log.h"
@@ -15,13 +13,6 @@ thread_local bool tls_prefetching = false;
 ChunkReader::ChunkReader(ObjectStore* objects, DiskCache* cache, uint64_t max_bytes,
                          int prefetch_threads)
     : objects_(objects), cache_(cache), max_bytes_(max_bytes) {
-  // Chunks are 4 MiB strings allocated and freed all the time. Above glibc's
-  // mmap threshold each one is a fresh mmap: a page fault and a page clear
-  // per 4 KiB, which a profile of sequential reads put at over 10 % of the
-  // mounter's CPU. Keep them in the heap and let the heap hold on to freed
-  // memory (the memory LRU bounds how much is live anyway).
-  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);  // the maximum glibc accepts on 64-bit
-  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
   for (int i = 0; i < prefetch_threads; ++i) workers_.emplace_back([this] { Worker(); });
 }
 

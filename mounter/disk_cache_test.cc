@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "core/testing/mem_stores.h"
 #include "core/crypto.h"
 #include "core/testing/temp_dir.h"
 #include "gtest/gtest.h"

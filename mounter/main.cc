@@ -3,10 +3,12 @@
 #include <string>
 #include <vector>
 
+#include "core/process.h"
 #include "core/rpc_client.h"
 #include "mounter/mounter.h"
 
 int main(int argc, char** argv) {
+  cairn::TuneAllocatorForChunks();
   std::vector<std::string> args(argv + 1, argv + argc);
   auto client = cairn::ClientOptionsFromEnv();
   if (!client.ok()) {

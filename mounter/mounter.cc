@@ -212,6 +212,7 @@ absl::StatusOr<MountOptions> ParseMountArgs(const std::vector<std::string>& args
                                             ClientOptions client) {
   MountOptions o;
   o.client = std::move(client);
+  o.client.retry_for = kDefaultReadTimeout;
   if (const char* dir = std::getenv("CAIRN_CACHE_DIR"); dir != nullptr && *dir != '\0') {
     o.cache_dir = dir;
   }
@@ -256,6 +257,13 @@ absl::StatusOr<MountOptions> ParseMountArgs(const std::vector<std::string>& args
         return absl::InvalidArgumentError(absl::StrCat("--final-commit-timeout: bad value ", v));
       }
       o.final_commit_timeout = absl::Seconds(seconds);
+    } else if (a == "--read-timeout") {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+      double seconds;
+      if (!absl::SimpleAtod(v, &seconds) || seconds <= 0) {
+        return absl::InvalidArgumentError(absl::StrCat("--read-timeout: bad value ", v));
+      }
+      o.client.retry_for = absl::Seconds(seconds);
     } else if (a == "-n" || a == "--namespace") {
       CAIRN_ASSIGN_OR_RETURN(o.client.ns, next());
     } else if (a == "--server") {
@@ -494,6 +502,10 @@ int RunMounter(const MountOptions& options) {
     absl::MutexLock lock(&bg_mu);
     bg_stop = true;
   }
+  // A background commit waiting out an outage must not hold the unmount for
+  // the whole --read-timeout: from here on, calls wait at most as long as
+  // the final commit may take.
+  (*client)->SetRetryFor(std::min(options.client.retry_for, options.final_commit_timeout));
   // A background commit in flight finishes first (its RPCs have deadlines).
   progress.Phase("waiting for a background commit in flight");
   background.join();

@@ -19,7 +19,12 @@
 
 namespace cairn::mounter {
 
+inline constexpr absl::Duration kDefaultReadTimeout = absl::Seconds(60);
+
 struct MountOptions {
+  // client.retry_for is the mount's --read-timeout: reads of uncached data
+  // and commits wait that long for a control plane that is down or
+  // restarting before they fail.
   ClientOptions client;
   std::string volume;  // a name in client.ns, or an ID ("vo-…")
   std::filesystem::path mountpoint;
@@ -55,6 +60,9 @@ inline constexpr char kMountUsage[] =
     "  --commit-interval SECONDS  background commit period while dirty (default 5)\n"
     "  --final-commit-timeout S   how long the final commit may retry (default 30);\n"
     "                             then the changes stay in the node journal\n"
+    "  --read-timeout SECONDS     how long a read of uncached data, or a commit,\n"
+    "                             waits for an unreachable control plane before\n"
+    "                             failing (EAGAIN for a read; default 60)\n"
     "  -n, --namespace NS         namespace (env CAIRN_NAMESPACE, default \"default\")\n"
     "  --server HOST:PORT         control plane (env CAIRN_SERVER, default 127.0.0.1:7420)\n"
     "  --cache-dir DIR            node-local chunk cache shared by all mounts\n"

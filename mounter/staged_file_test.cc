@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "core/testing/mem_stores.h"
 #include "core/blob_store.h"
 #include "core/crypto.h"
 #include "core/files.h"

@@ -1,7 +1,10 @@
 // VolumeClient: the mounter's narrow view of the control plane (DESIGN.md §3):
 // open a volume (data key, head, limits), read the head, commit a change set,
-// and a BlobStore of sealed objects. One real implementation over gRPC;
-// tests of the mounter library may substitute their own.
+// and a BlobStore of sealed objects. The real implementation is a thin
+// adapter over the shared core client (core/volume_api_client.h), which sets
+// deadlines and waits out a control-plane restart (ClientOptions::retry_for,
+// the mount's --read-timeout) before a call fails with UNAVAILABLE; tests of
+// the mounter library may substitute their own.
 //
 // Thread-safe: every method may be called from any thread concurrently.
 #pragma once
@@ -35,8 +38,11 @@ class VolumeClient {
       std::string_view idempotency_key) = 0;
   // Sealed objects of any volume, over the API (GetObjects / PutObjects /
   // MissingObjects). Owned by the client; valid for its lifetime. Only
-  // Get/Put/Contains are supported; the rest answer Unimplemented.
+  // Get/Put/Contains/Touch are supported; the rest answer Unimplemented.
   virtual BlobStore* blobs() = 0;
+  // How long calls (including those waiting now) wait for an unreachable
+  // control plane; the unmount path shortens it to its final-commit budget.
+  virtual void SetRetryFor(absl::Duration retry_for) {}
 };
 
 [[nodiscard]] absl::StatusOr<std::unique_ptr<VolumeClient>> NewGrpcVolumeClient(

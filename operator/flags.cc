@@ -12,7 +12,10 @@ std::string ServerFlagsHelp() {
       "  --listen HOST:PORT      Volume API address (default ", kDefaultListen, ")\n",
       "  --metrics-listen HOST:PORT\n"
       "                          /metrics, /healthz, /readyz (default ",
-      kDefaultMetricsListen, "; \"\" disables)\n",
+      kDefaultMetricsListen, "; \"\" disables). Off loopback it needs a token\n"
+      "                          (scrapers send it as a bearer token) or\n"
+      "  --metrics-public        serve /metrics off loopback to anyone (they name\n"
+      "                          namespaces and volumes)\n",
       "  --token-file FILE       bearer token clients must send (else CAIRN_TOKEN or\n"
       "                          CAIRN_TOKEN_FILE); without one only loopback is allowed\n"
       "  --tls-cert FILE         PEM certificate chain (with --tls-key): serve TLS\n"
@@ -53,6 +56,9 @@ absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& a
       CAIRN_ASSIGN_OR_RETURN(options.listen, take());
     } else if (flag == "--metrics-listen") {
       CAIRN_ASSIGN_OR_RETURN(options.metrics_listen, take());
+    } else if (flag == "--metrics-public") {
+      if (has_value) return absl::InvalidArgumentError("--metrics-public takes no value");
+      options.metrics_public = true;
     } else if (flag == "--token-file") {
       CAIRN_ASSIGN_OR_RETURN(token_file, take());
     } else if (flag == "--tls-cert") {

@@ -6,7 +6,10 @@
 #include <string>
 #include <vector>
 
+#include <signal.h>
+
 #include "absl/synchronization/mutex.h"
+#include "core/process.h"
 #include "operator/controller/run.h"
 #include "operator/flags.h"
 #include "operator/server.h"
@@ -82,7 +85,14 @@ int main(int argc, char** argv) {
       });
     };
   }
-  absl::Status status = cairn::operator_::RunUntilSignal(*options, attach);
+  // Before any thread starts: only the wait below takes the signals.
+  cairn::BlockTerminationSignals();
+  cairn::TuneAllocatorForChunks();
+  absl::Status status = cairn::operator_::RunServer(*options, [] {
+    int sig = cairn::WaitForTerminationSignal();
+    std::fprintf(stderr, "cairn-operator: %s received, shutting down\n",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+  }, attach);
   if (!status.ok()) {
     std::fprintf(stderr, "cairn-operator: error: %s\n", std::string(status.message()).c_str());
     return 1;

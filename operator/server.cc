@@ -1,14 +1,8 @@
 #include "operator/server.h"
 
-#include <httplib.h>
-#include <malloc.h>
-#include <pthread.h>
 #include <arpa/inet.h>
-#include <signal.h>
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -17,6 +11,7 @@
 #include "core/log.h"
 #include "core/status.h"
 #include "core/grpc_server.h"
+#include "core/rpc_client.h"
 #include "operator/service_metrics.h"
 #include "operator/volume_service.h"
 
@@ -26,20 +21,7 @@ namespace {
 // Commits of large trees (10,000+ entries with inline data) are big.
 constexpr int kMaxReceiveBytes = 1 << 30;
 
-std::string S(std::string_view v) { return std::string(v); }
-
-absl::StatusOr<std::string> ReadFile(const std::string& path, std::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::FailedPreconditionError(absl::StrCat("cannot read ", S(what), " ", path));
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
-
-struct HostPort {
-  std::string host;
-  int port = 0;
-};
+}  // namespace
 
 absl::StatusOr<HostPort> SplitHostPort(const std::string& address) {
   HostPort hp;
@@ -65,26 +47,17 @@ absl::StatusOr<HostPort> SplitHostPort(const std::string& address) {
   return hp;
 }
 
-}  // namespace
-
 absl::StatusOr<std::string> LoadServerToken(const std::string& token_file) {
-  std::string token;
-  std::string source;
-  if (!token_file.empty()) {
-    CAIRN_ASSIGN_OR_RETURN(token, ReadFile(token_file, "token file"));
-    source = token_file;
-  } else if (const char* env = std::getenv("CAIRN_TOKEN"); env != nullptr && *env != '\0') {
-    token = env;
-    source = "CAIRN_TOKEN";
-  } else if (const char* f = std::getenv("CAIRN_TOKEN_FILE"); f != nullptr && *f != '\0') {
-    CAIRN_ASSIGN_OR_RETURN(token, ReadFile(f, "token file"));
-    source = f;
-  } else {
-    return std::string();
+  if (!token_file.empty()) return ReadTokenFile(token_file);
+  if (const char* env = std::getenv("CAIRN_TOKEN"); env != nullptr && *env != '\0') {
+    std::string token(absl::StripAsciiWhitespace(env));
+    if (token.empty()) return absl::InvalidArgumentError("token from CAIRN_TOKEN is empty");
+    return token;
   }
-  token = std::string(absl::StripAsciiWhitespace(token));
-  if (token.empty()) return absl::InvalidArgumentError(absl::StrCat("token from ", source, " is empty"));
-  return token;
+  if (const char* f = std::getenv("CAIRN_TOKEN_FILE"); f != nullptr && *f != '\0') {
+    return ReadTokenFile(f);
+  }
+  return std::string();
 }
 
 bool IsLoopbackAddress(const std::string& host_port) {
@@ -104,31 +77,42 @@ absl::Status ValidateListenAddress(const std::string& host_port) {
   return SplitHostPort(host_port).status();
 }
 
+absl::StatusOr<std::unique_ptr<DataDir>> OpenBackend(const std::filesystem::path& data_dir,
+                                                     MasterKeySource* keys) {
+  if (data_dir.empty()) return absl::InvalidArgumentError("--data DIR is required");
+  return DataDir::Open(data_dir, keys);
+}
+
 struct Server::Impl {
   std::unique_ptr<DataDir> data;
   std::unique_ptr<ServiceMetrics> metrics;
   std::unique_ptr<VolumeServiceImpl> service;
   std::unique_ptr<GrpcServer> grpc;
-  std::unique_ptr<httplib::Server> http;
-  absl::Notification ready;
-  absl::Mutex gc_mu;
-  bool gc_stop ABSL_GUARDED_BY(gc_mu) = false;
 };
 
 Server::Server() : impl_(std::make_unique<Impl>()) {}
 
-Server::~Server() {
-  Shutdown();
-}
+Server::~Server() { Shutdown(); }
 
-absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
+                                                      MasterKeySource* keys) {
   if (options.data_dir.empty()) return absl::InvalidArgumentError("--data DIR is required");
-  CAIRN_ASSIGN_OR_RETURN(HostPort listen, SplitHostPort(options.listen));
+  CAIRN_RETURN_IF_ERROR(ValidateListenAddress(options.listen));
   if (options.token.empty() && !IsLoopbackAddress(options.listen)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "refusing to listen on ", options.listen,
         " without a token: anyone who can reach it could read every volume. Pass --token-file "
         "FILE (or set CAIRN_TOKEN), or listen on 127.0.0.1"));
+  }
+  const bool metrics_off_loopback =
+      !options.metrics_listen.empty() && !IsLoopbackAddress(options.metrics_listen);
+  if (metrics_off_loopback) CAIRN_RETURN_IF_ERROR(ValidateListenAddress(options.metrics_listen));
+  if (metrics_off_loopback && options.token.empty() && !options.metrics_public) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "refusing to serve metrics on ", options.metrics_listen,
+        " without a token: they name every namespace and volume. Pass --token-file FILE "
+        "(scrapers then send it as a bearer token), --metrics-public to publish them anyway, "
+        "or listen on 127.0.0.1"));
   }
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
     return absl::InvalidArgumentError("--tls-cert and --tls-key must be given together");
@@ -137,9 +121,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   std::unique_ptr<Server> server(new Server());
   server->options_ = options;
   Impl& impl = *server->impl_;
-  CAIRN_ASSIGN_OR_RETURN(impl.data, options.master_key.has_value()
-                                        ? DataDir::Open(options.data_dir, *options.master_key)
-                                        : DataDir::Open(options.data_dir));
+  std::optional<FixedMasterKeySource> given_key;
+  if (keys == nullptr && options.master_key.has_value()) {
+    given_key.emplace(*options.master_key);
+    keys = &*given_key;
+  }
+  CAIRN_ASSIGN_OR_RETURN(impl.data, OpenBackend(options.data_dir, keys));
   impl.metrics = std::make_unique<ServiceMetrics>(server->registry_);
   impl.service =
       std::make_unique<VolumeServiceImpl>(&impl.data->engine(), impl.metrics.get(), options.token);
@@ -156,72 +143,50 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   server->port_ = impl.grpc->port();
 
   if (!options.metrics_listen.empty()) {
-    CAIRN_ASSIGN_OR_RETURN(HostPort http, SplitHostPort(options.metrics_listen));
-    impl.http = std::make_unique<httplib::Server>();
-    metrics::Registry* registry = &server->registry_;
-    Impl* impl_ptr = server->impl_.get();
-    impl.http->Get("/metrics", [registry](const httplib::Request&, httplib::Response& res) {
-      res.set_content(registry->Render(), "text/plain; version=0.0.4; charset=utf-8");
-    });
-    impl.http->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("ok\n", "text/plain");
-    });
-    std::function<absl::Status()> check = options.readiness_check;
-    impl.http->Get("/readyz", [impl_ptr, check](const httplib::Request&, httplib::Response& res) {
-      absl::Status extra = check ? check() : absl::OkStatus();
-      if (impl_ptr->ready.HasBeenNotified() && !extra.ok()) {
-        res.status = 503;
-        res.set_content(absl::StrCat("not ready: ", std::string(extra.message()), "\n"), "text/plain");
-      } else if (impl_ptr->ready.HasBeenNotified()) {
-        res.set_content("ok\n", "text/plain");
-      } else {
-        res.status = 503;
-        res.set_content("not ready\n", "text/plain");
-      }
-    });
-    int bound = http.port == 0 ? impl.http->bind_to_any_port(http.host)
-                               : (impl.http->bind_to_port(http.host, http.port) ? http.port : -1);
-    if (bound <= 0) {
+    HttpEndpoints::Options http_options;
+    http_options.listen = options.metrics_listen;
+    // A token protects /metrics wherever it listens, unless published.
+    if (!options.metrics_public) http_options.token = options.token;
+    absl::StatusOr<std::unique_ptr<HttpEndpoints>> http =
+        HttpEndpoints::Start(http_options, &server->registry_);
+    if (!http.ok()) {
       server->Shutdown();
-      return absl::UnavailableError(
-          absl::StrCat("cannot listen for metrics on ", options.metrics_listen));
+      return http.status();
     }
-    server->metrics_port_ = bound;
-    httplib::Server* http_server = impl.http.get();
-    server->http_thread_ = std::thread([http_server] { http_server->listen_after_bind(); });
+    server->http_ = std::move(*http);
+    server->metrics_port_ = server->http_->port();
+    // Ready means the store answers, not just that the process started: a
+    // cheap metadata read (a lookup of an ID that never exists).
+    MetaStore* meta = &impl.data->meta();
+    server->http_->AddReadinessCheck("store", [meta]() -> absl::Status {
+      absl::StatusOr<VolumeRecord> probe = meta->GetVolumeById("vo-readiness-probe");
+      if (probe.ok() || absl::IsNotFound(probe.status())) return absl::OkStatus();
+      return probe.status();
+    });
+    if (options.readiness_check) {
+      server->http_->AddReadinessCheck("kubernetes", options.readiness_check);
+    }
   }
-  if (options.gc_interval.count() > 0) {
-    server->gc_thread_ = std::thread([s = server.get()] { s->GcLoop(); });
-  }
-  impl.ready.Notify();
+  Engine* engine = &impl.data->engine();
+  ServiceMetrics* metrics = impl.metrics.get();
+  const std::chrono::seconds grace = options.gc_grace;
+  server->runner_.Add("garbage collection", absl::Seconds(options.gc_interval.count()),
+                      [engine, metrics, grace]() -> absl::Status {
+                        CAIRN_ASSIGN_OR_RETURN(GcStats stats, engine->CollectGarbage(grace));
+                        metrics->gc_runs.WithLabels({}).Increment();
+                        metrics->gc_blobs_deleted.WithLabels({}).Increment(stats.blobs_deleted);
+                        if (stats.blobs_deleted > 0 || stats.volumes_purged > 0) {
+                          CAIRN_LOG_INFO("gc: %d blobs (%d bytes) deleted, %d deleted volumes purged",
+                                         stats.blobs_deleted, stats.bytes_freed,
+                                         stats.volumes_purged);
+                        }
+                        return absl::OkStatus();
+                      });
   CAIRN_LOG_INFO("cairn server: data %s, Volume API on %s (port %d)%s, metrics on %s",
                  options.data_dir.string(), options.listen, server->port_,
                  options.tls_cert_file.empty() ? "" : " with TLS",
                  options.metrics_listen.empty() ? "(off)" : options.metrics_listen);
   return server;
-}
-
-void Server::GcLoop() {
-  while (true) {
-    {
-      absl::MutexLock lock(&impl_->gc_mu);
-      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(impl_->gc_mu) { return impl_->gc_stop; };
-      impl_->gc_mu.AwaitWithTimeout(absl::Condition(&stop),
-                                    absl::Seconds(options_.gc_interval.count()));
-      if (impl_->gc_stop) return;
-    }
-    absl::StatusOr<GcStats> stats = impl_->data->engine().CollectGarbage(options_.gc_grace);
-    if (!stats.ok()) {
-      CAIRN_LOG_WARNING("garbage collection failed: %s", stats.status().ToString());
-      continue;
-    }
-    impl_->metrics->gc_runs.WithLabels({}).Increment();
-    impl_->metrics->gc_blobs_deleted.WithLabels({}).Increment(stats->blobs_deleted);
-    if (stats->blobs_deleted > 0 || stats->volumes_purged > 0) {
-      CAIRN_LOG_INFO("gc: %d blobs (%d bytes) deleted, %d deleted volumes purged",
-                     stats->blobs_deleted, stats->bytes_freed, stats->volumes_purged);
-    }
-  }
 }
 
 void Server::Shutdown() {
@@ -234,13 +199,8 @@ void Server::Shutdown() {
     // In-flight calls get a few seconds to finish; then they are cancelled.
     impl_->grpc->Shutdown(absl::Seconds(5));
   }
-  if (impl_->http) impl_->http->stop();
-  if (http_thread_.joinable()) http_thread_.join();
-  {
-    absl::MutexLock lock(&impl_->gc_mu);
-    impl_->gc_stop = true;
-  }
-  if (gc_thread_.joinable()) gc_thread_.join();
+  if (http_) http_->Stop();
+  runner_.Stop();
   impl_->grpc.reset();
   impl_->service.reset();
   impl_->data.reset();  // releases the data directory lock
@@ -251,20 +211,8 @@ void Server::Wait() { stopped_.WaitForNotification(); }
 
 Engine& Server::engine() { return impl_->data->engine(); }
 
-absl::Status RunUntilSignal(const ServerOptions& options, const AttachFn& attach) {
-  // Blocked before any thread starts, so every thread inherits the mask and
-  // only sigwait below receives them.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-  // Blobs are read and written as 4 MiB buffers; keep them off per-call
-  // mmap (see cli/commands.cc Main for the measurement).
-  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
-  ::mallopt(M_TOP_PAD, 64 << 20);
+absl::Status RunServer(const ServerOptions& options, const std::function<void()>& wait_for_stop,
+                       const AttachFn& attach) {
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Start(options));
   std::function<void()> stop_attached;
   if (attach) {
@@ -275,9 +223,7 @@ absl::Status RunUntilSignal(const ServerOptions& options, const AttachFn& attach
     }
     stop_attached = *std::move(stopper);
   }
-  int sig = 0;
-  sigwait(&set, &sig);
-  CAIRN_LOG_INFO("%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  wait_for_stop();
   if (stop_attached) stop_attached();
   server->Shutdown();
   CAIRN_LOG_INFO("stopped");

@@ -1,11 +1,19 @@
-// Server: the standalone control plane. Owns a DataDir (embedded SQLite +
-// local blob store), serves the Volume API over gRPC, /metrics /healthz
-// /readyz over HTTP, and runs garbage collection periodically.
+// Server: the standalone control plane, composed of parts other components
+// reuse:
+//   - the backend: a DataDir (SQLite + local blob store), its master key
+//     from a MasterKeySource (core/master_key_source.h; a file by default);
+//   - the Volume API on a GrpcServer (core/grpc_server.h);
+//   - HttpEndpoints: /metrics, /healthz, /readyz with pluggable readiness
+//     checks (the store's is registered here as "store");
+//   - a PeriodicRunner (garbage collection is one task).
+// The operator adds its controller with http().AddReadinessCheck(...) and
+// runner().Add(...).
 //
 // Start() returns once both listeners are bound (so a caller can connect at
 // once); Shutdown() stops accepting, lets in-flight calls finish (bounded),
-// stops GC and the HTTP server, and is idempotent. Wait() blocks until
-// Shutdown() has completed. Thread-safe.
+// stops the periodic tasks and the HTTP server, and is idempotent. Wait()
+// blocks until Shutdown() has completed. Thread-safe. Signals and allocator
+// tuning are the mains' business.
 #pragma once
 
 #include <chrono>
@@ -14,20 +22,15 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "core/data_dir.h"
+#include "core/master_key_source.h"
 #include "core/metrics.h"
-
-namespace grpc {
-class Server;
-}
-namespace httplib {
-class Server;
-}
+#include "operator/http_endpoints.h"
+#include "operator/periodic_runner.h"
 
 namespace cairn::operator_ {
 
@@ -38,6 +41,10 @@ struct ServerOptions {
   std::filesystem::path data_dir;
   std::string listen = kDefaultListen;                 // HOST:PORT; port 0 picks one
   std::string metrics_listen = kDefaultMetricsListen;  // empty: no HTTP endpoint
+  // Off loopback, /metrics needs the token unless this is set (the metrics
+  // name namespaces and volumes); without a token, listening there is
+  // refused unless this is set.
+  bool metrics_public = false;
   std::string token;                                   // empty: loopback only
   std::string tls_cert_file;                           // both or neither
   std::string tls_key_file;
@@ -57,14 +64,28 @@ struct ServerOptions {
 // an error.
 [[nodiscard]] absl::StatusOr<std::string> LoadServerToken(const std::string& token_file);
 
+struct HostPort {
+  std::string host;
+  int port = 0;
+};
+// "HOST:PORT" or "[V6]:PORT"; InvalidArgument otherwise.
+[[nodiscard]] absl::StatusOr<HostPort> SplitHostPort(const std::string& address);
 // True for 127.0.0.0/8, ::1 and "localhost".
 bool IsLoopbackAddress(const std::string& host_port);
 // InvalidArgument unless `host_port` is HOST:PORT (or [V6]:PORT).
 [[nodiscard]] absl::Status ValidateListenAddress(const std::string& host_port);
 
+// The backend factory: the data directory and its engine. `keys` null: the
+// key file in the data directory.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<DataDir>> OpenBackend(
+    const std::filesystem::path& data_dir, MasterKeySource* keys = nullptr);
+
 class Server {
  public:
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
+  // `keys`: where the master key comes from (null: DIR/master.key); used
+  // only during Start.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Server>> Start(
+      const ServerOptions& options, MasterKeySource* keys = nullptr);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -77,32 +98,35 @@ class Server {
   metrics::Registry& registry() { return registry_; }
   // The store's engine, valid until Shutdown().
   Engine& engine();
+  // Null when metrics_listen is empty.
+  HttpEndpoints* http() { return http_.get(); }
+  PeriodicRunner& runner() { return runner_; }
 
  private:
   struct Impl;
   Server();
-  void GcLoop();
 
   ServerOptions options_;
   metrics::Registry registry_;
   std::unique_ptr<Impl> impl_;
+  std::unique_ptr<HttpEndpoints> http_;
+  PeriodicRunner runner_;
   int port_ = 0;
   int metrics_port_ = 0;
-  std::thread http_thread_;
-  std::thread gc_thread_;
   absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   absl::Notification stopped_;
 };
 
-// Starts a Server and runs it until SIGINT or SIGTERM, then shuts it down
-// gracefully. Used by both `cairn server` and `cairn-operator`. `attach`,
-// if given, starts more work on the running server (the Kubernetes
-// controller) and returns what stops it; it runs before the signal wait and
-// its stopper before the server shuts down. An error from `attach` stops
-// the server and is returned.
+// Starts a Server, runs `attach` (if given: more work on the running
+// server, such as the Kubernetes controller; it returns what stops it),
+// then `wait_for_stop` (the main's signal wait), then stops the attached
+// work and shuts the server down gracefully. Used by both `cairn server`
+// and `cairn-operator`. An error from `attach` stops the server and is
+// returned.
 using AttachFn = std::function<absl::StatusOr<std::function<void()>>(Server&)>;
-[[nodiscard]] absl::Status RunUntilSignal(const ServerOptions& options,
-                                          const AttachFn& attach = nullptr);
+[[nodiscard]] absl::Status RunServer(const ServerOptions& options,
+                                     const std::function<void()>& wait_for_stop,
+                                     const AttachFn& attach = nullptr);
 
 }  // namespace cairn::operator_

@@ -7,6 +7,7 @@
 
 #include <memory>
 
+#include "core/testing/mem_stores.h"
 #include "core/crypto.h"
 #include "core/files.h"
 #include "core/remote_blob_store.h"
@@ -73,7 +74,8 @@ class VolumeServiceTest : public ::testing::Test {
     *open.mutable_volume() = Ref(volume);
     api::OpenVolumeResponse opened;
     CAIRN_RETURN_IF_ERROR(FromGrpc(stub_->OpenVolume(Ctx().get(), open, &opened)));
-    RemoteBlobStore remote(channel_, ClientOptions());
+    std::unique_ptr<VolumeApiClient> client = VolumeApiClient::OverChannel(channel_, {});
+    RemoteBlobStore remote(client.get());
     CAIRN_ASSIGN_OR_RETURN(DataKey key, DataKey::FromBytes(opened.data_key()));
     ObjectStore objects(&remote, opened.volume().id(), key);
     CAIRN_ASSIGN_OR_RETURN(objects::Entry entry, StoreBytes(objects, content, 0644, 1));

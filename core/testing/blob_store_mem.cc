@@ -6,7 +6,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "core/blob_store.h"
+#include "core/testing/mem_stores.h"
 #include "core/path.h"
 #include "core/status.h"
 

@@ -1,4 +1,4 @@
-#include "cli/transfer.h"
+#include "core/transfer.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -20,7 +20,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "cli/output.h"
 #include "core/crypto.h"
 #include "core/digest.h"
 #include "core/fd.h"
@@ -31,7 +30,7 @@
 #include "core/status.h"
 #include "core/tree.h"
 
-namespace cairn::cli {
+namespace cairn {
 namespace {
 
 namespace fs = std::filesystem;
@@ -50,7 +49,46 @@ constexpr size_t kSmallFilesPerUnit = 64;
 // Workers overlap hashing/sealing (CPU) with the server's blob writes and
 // fsyncs (I/O), so more of them than cores pays off. CAIRN_TRANSFER_THREADS
 // overrides (benchmarks, slow links).
-size_t WorkerCount() {
+size_t WorkerCount() { return TransferWorkerCount(); }
+
+// The observer's calls, each made once.
+class Progress {
+ public:
+  Progress(TransferObserver* observer, std::string_view label, uint64_t total)
+      : observer_(observer) {
+    if (observer_ != nullptr) observer_->Begin(label, total);
+  }
+  ~Progress() { Finish(); }
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+  void Add(uint64_t bytes) {
+    if (observer_ != nullptr) observer_->Add(bytes);
+  }
+  void Finish() {
+    if (observer_ != nullptr && !finished_) observer_->End();
+    finished_ = true;
+  }
+
+ private:
+  TransferObserver* const observer_;
+  bool finished_ = false;
+};
+
+// A unit of upload work is redone from the local file when the server went
+// away mid-stream (UNAVAILABLE); MissingObjects skips what already landed.
+// Each call inside already waited up to retry_for for the server.
+absl::Status RetryUnavailable(const std::function<absl::Status()>& unit) {
+  absl::Status s;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    s = unit();
+    if (!absl::IsUnavailable(s)) return s;
+  }
+  return s;
+}
+
+}  // namespace
+
+size_t TransferWorkerCount() {
   static const size_t count = [] {
     if (const char* env = std::getenv("CAIRN_TRANSFER_THREADS"); env != nullptr) {
       int n = std::atoi(env);
@@ -60,6 +98,8 @@ size_t WorkerCount() {
   }();
   return count;
 }
+
+namespace {
 
 std::string S(std::string_view v) { return std::string(v); }
 
@@ -140,21 +180,20 @@ absl::Status WriteAll(int fd, std::string_view data, std::string_view what) {
 // The volume opened for client-side sealing.
 struct OpenedVolume {
   api::OpenVolumeResponse info;
+  VolumeApiClient* client = nullptr;
   std::unique_ptr<RemoteBlobStore> blobs;
   std::unique_ptr<ObjectStore> objects;
   const std::string& id() const { return info.volume().id(); }
   const DataKey& key() const { return objects->key(); }
 };
 
-absl::StatusOr<OpenedVolume> OpenForTransfer(Client& client, const std::string& volume) {
+absl::StatusOr<OpenedVolume> OpenForTransfer(VolumeApiClient& client, const std::string& volume) {
   CAIRN_RETURN_IF_ERROR(ValidateVolumeName(volume));
-  api::OpenVolumeRequest request;
-  *request.mutable_volume() = client.Ref(volume);
   OpenedVolume out;
-  auto context = client.Context();
-  CAIRN_RETURN_IF_ERROR(client.Check(client.stub().OpenVolume(context.get(), request, &out.info)));
+  out.client = &client;
+  CAIRN_ASSIGN_OR_RETURN(out.info, client.OpenVolume(client.Ref(volume)));
   CAIRN_ASSIGN_OR_RETURN(DataKey key, DataKey::FromBytes(out.info.data_key()));
-  out.blobs = std::make_unique<RemoteBlobStore>(client.channel(), client.options());
+  out.blobs = std::make_unique<RemoteBlobStore>(&client);
   out.objects = std::make_unique<ObjectStore>(out.blobs.get(), out.info.volume().id(), key);
   return out;
 }
@@ -217,7 +256,8 @@ absl::StatusOr<UploadItem> ScanOne(const fs::path& local, const std::string& rem
 }
 
 absl::StatusOr<std::vector<UploadItem>> ScanLocal(const fs::path& local,
-                                                  const std::string& target) {
+                                                  const std::string& target,
+                                                  TransferObserver* observer) {
   std::vector<UploadItem> items;
   CAIRN_ASSIGN_OR_RETURN(UploadItem top, ScanOne(local, target));
   const bool is_dir = top.kind == UploadItem::kDirectory;
@@ -233,8 +273,7 @@ absl::StatusOr<std::vector<UploadItem>> ScanLocal(const fs::path& local,
     CAIRN_ASSIGN_OR_RETURN(std::string remote, NormalizePath(JoinPath(target, rel)));
     absl::StatusOr<UploadItem> item = ScanOne(p, remote);
     if (absl::IsInvalidArgument(item.status())) {
-      std::fprintf(stderr, "cairn: skipping %s: %s\n", p.c_str(),
-                   std::string(item.status().message()).c_str());
+      if (observer != nullptr) observer->Skipped(p.string(), item.status());
       continue;
     }
     if (!item.ok()) return item.status();
@@ -261,7 +300,7 @@ absl::Status UploadChunks(OpenedVolume& vol, UploadItem& item, const UploadUnit&
   // durable together when the stream ends (one flush, not one per chunk).
   // Chunks are read, addressed, checked and sealed kChunksPerCheck at a time,
   // so a worker holds only that many in memory.
-  std::unique_ptr<RemoteBlobStore::PutStream> stream;
+  std::unique_ptr<VolumeApiClient::PutStream> stream;
   std::string plain[kChunksPerCheck];
   Digest addresses[kChunksPerCheck];
   uint64_t bytes = 0;
@@ -280,10 +319,12 @@ absl::Status UploadChunks(OpenedVolume& vol, UploadItem& item, const UploadUnit&
     }
     // Chunks the server already has (an earlier, interrupted put, or the
     // same content elsewhere in the volume) are not sent again.
-    CAIRN_ASSIGN_OR_RETURN(std::vector<Digest> missing, vol.blobs->Missing(vol.id(), group));
+    CAIRN_ASSIGN_OR_RETURN(std::vector<Digest> missing, vol.client->MissingObjects(vol.id(), group));
     for (size_t k = 0; k < count; ++k) {
       if (std::find(missing.begin(), missing.end(), addresses[k]) == missing.end()) continue;
-      if (stream == nullptr) stream = vol.blobs->OpenPutStream(vol.id());
+      if (stream == nullptr) {
+        CAIRN_ASSIGN_OR_RETURN(stream, vol.client->OpenPutStream(vol.id()));
+      }
       CAIRN_RETURN_IF_ERROR(stream->Write(addresses[k], vol.key().Seal(addresses[k], plain[k])));
     }
   }
@@ -444,7 +485,7 @@ absl::StatusOr<std::vector<std::string>> FetchChunks(OpenedVolume& vol,
     addresses.push_back(d);
   }
   CAIRN_ASSIGN_OR_RETURN(std::vector<std::string> sealed,
-                         vol.blobs->GetMany(vol.id(), addresses));
+                         vol.client->GetObjects(vol.id(), addresses));
   std::vector<std::string> plain;
   for (size_t k = 0; k < count; ++k) {
     CAIRN_ASSIGN_OR_RETURN(std::string p, vol.key().Open(addresses[k], sealed[k]));
@@ -488,7 +529,8 @@ absl::Status StreamToStdout(OpenedVolume& vol, const objects::Entry& file) {
 
 }  // namespace
 
-absl::Status Put(Client& client, const PutRequest& request) {
+absl::StatusOr<TransferStats> Put(VolumeApiClient& client, const PutRequest& request,
+                                  std::string* landed) {
   std::string remote_raw = request.remote.empty() ? "/" : request.remote;
   CAIRN_ASSIGN_OR_RETURN(std::string remote, NormalizePath(remote_raw));
   if (absl::EndsWith(remote_raw, "/")) {
@@ -509,9 +551,9 @@ absl::Status Put(Client& client, const PutRequest& request) {
     api::StatRequest stat_request;
     *stat_request.mutable_volume() = client.Ref(request.volume);
     stat_request.set_path(remote);
-    api::FileEntry existing;
-    auto context = client.Context();
-    absl::Status s = client.Check(client.stub().Stat(context.get(), stat_request, &existing));
+    absl::StatusOr<api::FileEntry> stat = client.Stat(stat_request);
+    const absl::Status& s = stat.status();
+    const api::FileEntry existing = stat.ok() ? *stat : api::FileEntry();
     // A file on the way to REMOTE: the commit would replace it with a
     // directory, so it is an existing file like any other.
     if (absl::IsFailedPrecondition(s) && !request.force) {
@@ -535,7 +577,7 @@ absl::Status Put(Client& client, const PutRequest& request) {
     if (!s.ok() && !absl::IsNotFound(s) && !absl::IsFailedPrecondition(s)) return s;
   }
 
-  CAIRN_ASSIGN_OR_RETURN(std::vector<UploadItem> items, ScanLocal(request.local, remote));
+  CAIRN_ASSIGN_OR_RETURN(std::vector<UploadItem> items, ScanLocal(request.local, remote, request.observer));
   if (S_ISDIR(st.st_mode) && !request.force) {
     // A directory of the tree landing on a file: the commit would replace
     // the file with the directory, so it is refused like an existing file.
@@ -578,10 +620,13 @@ absl::Status Put(Client& client, const PutRequest& request) {
   }
   if (!small.small_items.empty()) units.push_back(std::move(small));
 
-  Progress progress(absl::StrCat("put ", RemoteDisplay(request.volume, remote)), total);
+  Progress progress(request.observer, absl::StrCat("put ", RemoteDisplay(request.volume, remote)),
+                    total);
   CAIRN_RETURN_IF_ERROR(ParallelFor(units.size(), [&](size_t u) -> absl::Status {
     const UploadUnit& unit = units[u];
-    if (unit.chunk_count > 0) return UploadChunks(vol, items[unit.item], unit, progress);
+    if (unit.chunk_count > 0) {
+      return RetryUnavailable([&] { return UploadChunks(vol, items[unit.item], unit, progress); });
+    }
     for (size_t i : unit.small_items) CAIRN_RETURN_IF_ERROR(UploadSmall(vol, items[i], progress));
     return absl::OkStatus();
   }));
@@ -606,20 +651,18 @@ absl::Status Put(Client& client, const PutRequest& request) {
       c->set_keep_directories(true);
     }
   }
-  api::CommitResponse committed;
-  auto context = client.Context();
-  CAIRN_RETURN_IF_ERROR(
-      AddForceHint(client.Check(client.stub().Commit(context.get(), commit, &committed))));
-  if (StderrIsTerminal()) {
-    size_t files = 0;
-    for (const UploadItem& item : items) files += item.kind != UploadItem::kDirectory;
-    std::fprintf(stderr, "Uploaded %zu file%s (%s) to %s\n", files, files == 1 ? "" : "s",
-                 HumanBytes(total).c_str(), RemoteDisplay(request.volume, remote).c_str());
-  }
-  return absl::OkStatus();
+  // One key per put: a commit whose reply was lost is answered with the
+  // snapshot it made when resent, not applied twice.
+  commit.set_idempotency_key(Sha256(RandomBytes(16)).ToHex());
+  CAIRN_RETURN_IF_ERROR(AddForceHint(client.Commit(commit).status()));
+  TransferStats stats;
+  for (const UploadItem& item : items) stats.files += item.kind != UploadItem::kDirectory;
+  stats.bytes = total;
+  if (landed != nullptr) *landed = RemoteDisplay(request.volume, remote);
+  return stats;
 }
 
-absl::Status Get(Client& client, const GetRequest& request) {
+absl::StatusOr<TransferStats> Get(VolumeApiClient& client, const GetRequest& request) {
   CAIRN_ASSIGN_OR_RETURN(std::string remote, NormalizePath(request.remote));
   CAIRN_ASSIGN_OR_RETURN(OpenedVolume vol, OpenForTransfer(client, request.volume));
   CAIRN_ASSIGN_OR_RETURN(Digest root, Digest::FromRaw(vol.info.head().root()));
@@ -635,7 +678,8 @@ absl::Status Get(Client& client, const GetRequest& request) {
       return absl::FailedPreconditionError(absl::StrCat(
           RemoteDisplay(request.volume, remote), " is not a file; only a file can go to stdout"));
     }
-    return StreamToStdout(vol, *top);
+    CAIRN_RETURN_IF_ERROR(StreamToStdout(vol, *top));
+    return TransferStats{.files = 1, .bytes = top->size()};
   }
 
   const std::string dest_raw = request.dest.empty() ? "." : request.dest;
@@ -741,7 +785,8 @@ absl::Status Get(Client& client, const GetRequest& request) {
   }
   if (!small.small.empty()) units.push_back(std::move(small));
 
-  Progress progress(absl::StrCat("get ", RemoteDisplay(request.volume, remote)), total);
+  Progress progress(request.observer, absl::StrCat("get ", RemoteDisplay(request.volume, remote)),
+                    total);
   auto write_small = [&](const DownloadItem& item) -> absl::Status {
     const objects::Entry& e = item.entry;
     if (e.type() == objects::SYMLINK) {
@@ -813,7 +858,8 @@ absl::Status Get(Client& client, const GetRequest& request) {
       if (p != nullptr && p->fd.valid()) ::unlink(p->tmp.c_str());
     }
   }
-  return status;
+  CAIRN_RETURN_IF_ERROR(status);
+  return TransferStats{.files = items.size(), .bytes = total};
 }
 
-}  // namespace cairn::cli
+}  // namespace cairn

@@ -8,7 +8,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "core/meta_store.h"
+#include "core/testing/mem_stores.h"
 #include "core/status.h"
 
 namespace cairn {
