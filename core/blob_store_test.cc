@@ -527,6 +527,9 @@ class RenameHookEnv final : public Env {
     }
     return base_.Rename(from, to);
   }
+  absl::Status Link(const std::filesystem::path& from, const std::filesystem::path& to) override {
+    return base_.Link(from, to);
+  }
   absl::Status RemoveFile(const std::filesystem::path& p) override { return base_.RemoveFile(p); }
   absl::Status CreateDir(const std::filesystem::path& p) override { return base_.CreateDir(p); }
   absl::Status SyncDir(const std::filesystem::path& p) override { return base_.SyncDir(p); }

@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "core/testing/mem_stores.h"
 #include "core/crypto.h"
 #include "core/data_dir.h"
 #include "core/files.h"

@@ -7,6 +7,7 @@
 #include <map>
 #include <string>
 
+#include "core/testing/mem_stores.h"
 #include "core/engine.h"
 #include "core/files.h"
 #include "core/testing/temp_dir.h"

@@ -1,4 +1,5 @@
 // rm and cp rules against a real head (in-memory stores).
+#include "core/testing/mem_stores.h"
 #include "core/file_ops.h"
 
 #include <cerrno>

@@ -25,6 +25,7 @@
 
 #include <fuzzer/FuzzedDataProvider.h>
 
+#include "core/testing/mem_stores.h"
 #include "core/blob_store.h"
 #include "core/crypto.h"
 #include "core/meta_store.h"

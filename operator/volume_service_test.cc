@@ -187,7 +187,8 @@ TEST_F(VolumeServiceTest, CommitWithARepeatedKeyIsAppliedOnce) {
   *open.mutable_volume() = Ref("v");
   api::OpenVolumeResponse opened;
   ASSERT_TRUE(stub_->OpenVolume(Ctx().get(), open, &opened).ok());
-  RemoteBlobStore remote(channel_, ClientOptions());
+  std::unique_ptr<VolumeApiClient> client = VolumeApiClient::OverChannel(channel_, {});
+  RemoteBlobStore remote(client.get());
   ObjectStore objects(&remote, v.id(), DataKey::FromBytes(opened.data_key()).value());
   api::CommitRequest commit;
   commit.set_volume_id(v.id());

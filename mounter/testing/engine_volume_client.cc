@@ -1,6 +1,7 @@
 #include "mounter/testing/engine_volume_client.h"
 
 #include "absl/strings/str_cat.h"
+#include "core/testing/mem_stores.h"
 #include "core/crypto.h"
 #include "core/status.h"
 

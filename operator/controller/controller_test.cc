@@ -9,6 +9,7 @@
 #include <atomic>
 #include <thread>
 
+#include "core/testing/mem_stores.h"
 #include "core/blob_store.h"
 #include "core/crypto.h"
 #include "core/meta_store.h"
