@@ -38,8 +38,8 @@ class DataDir {
   // Creates the directory and its contents if missing. FailedPrecondition
   // "data directory DIR is in use by another process" if locked. The master
   // key comes from options.keys or, when null, from DIR/master.key.
-  // FailedPrecondition if the directory holds a volume whose data key the
-  // master key cannot unwrap (it was made under another master key), so a
+  // With options.keys, FailedPrecondition if the directory holds a volume
+  // whose data key the master key cannot unwrap (it was made under another master key), so a
   // wrong key is refused at start instead of surfacing as unreadable
   // volumes later.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<DataDir>> Open(

@@ -46,7 +46,7 @@ absl::StatusOr<std::unique_ptr<HttpEndpoints>> HttpEndpoints::Start(const Option
       res.set_content("ok\n", "text/plain");
     } else {
       res.status = 503;
-      res.set_content(absl::StrCat(ready.message(), "\n"), "text/plain");
+      res.set_content(absl::StrCat("not ready: ", ready.message(), "\n"), "text/plain");
     }
   });
   const int bound = where.port == 0
