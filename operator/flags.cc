@@ -10,7 +10,7 @@ std::string ServerFlagsHelp() {
   return absl::StrCat(
       "  --data DIR              data directory (created if missing; required)\n"
       "  --listen HOST:PORT      Volume API address (default ", kDefaultListen, ")\n",
-      "  --metrics-listen HOST:PORT\n"
+      "  --metrics-listen HOST:PORT, --metrics HOST:PORT\n"
       "                          /metrics, /healthz, /readyz (default ",
       kDefaultMetricsListen, "; \"\" disables). Off loopback it needs a token\n"
       "                          (scrapers send it as a bearer token) or\n"
@@ -54,7 +54,7 @@ absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& a
       options.data_dir = v;
     } else if (flag == "--listen") {
       CAIRN_ASSIGN_OR_RETURN(options.listen, take());
-    } else if (flag == "--metrics-listen") {
+    } else if (flag == "--metrics-listen" || flag == "--metrics") {
       CAIRN_ASSIGN_OR_RETURN(options.metrics_listen, take());
     } else if (flag == "--metrics-public") {
       if (has_value) return absl::InvalidArgumentError("--metrics-public takes no value");
