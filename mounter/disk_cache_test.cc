@@ -16,10 +16,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The cache evicts in the background while this walks, so a file may vanish
+// between listing and sizing it: it counts as gone.
 uint64_t CachedBytes(const fs::path& dir) {
   uint64_t total = 0;
-  for (const auto& e : fs::recursive_directory_iterator(dir / "blobs")) {
-    if (e.is_regular_file()) total += e.file_size();
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir / "blobs", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    std::error_code size_ec;
+    const uintmax_t size = it->is_regular_file(size_ec) ? it->file_size(size_ec) : 0;
+    if (!size_ec) total += size;
   }
   return total;
 }
