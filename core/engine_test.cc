@@ -267,6 +267,9 @@ TEST_F(EngineTest, ConcurrentCommitsToDistinctPathsAllSurvive) {
 // nothing behind that no snapshot references: fsck finds no orphans.
 TEST_F(EngineTest, ConcurrentCommitsLeaveNoOrphans) {
   VolumeRecord v = MakeVolume("busy");
+  // The fixture's object store cache is not thread-safe: fill it before the
+  // writers start (ObjectStore itself is).
+  Objects(v);
   constexpr int kThreads = 8, kEach = 6;
   std::vector<std::thread> threads;
   std::atomic<int> failures{0};
