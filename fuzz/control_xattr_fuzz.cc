@@ -94,8 +94,10 @@ class EngineVolumeClient : public cairn::mounter::VolumeClient {
     return ToApi(*head);
   }
   absl::StatusOr<cairn::api::Snapshot> Commit(std::string_view volume_id, uint64_t base_seq,
-                                              const cairn::objects::ChangeSet& changes) override {
-    absl::StatusOr<cairn::SnapshotRecord> next = engine_->Commit(volume_id, changes);
+                                              const cairn::objects::ChangeSet& changes,
+                                              std::string_view idempotency_key) override {
+    absl::StatusOr<cairn::SnapshotRecord> next =
+        engine_->Commit(volume_id, changes, idempotency_key);
     if (!next.ok()) return next.status();
     return ToApi(*next);
   }
