@@ -49,23 +49,11 @@ std::pair<std::string, std::string> Split(std::string_view path) {
   return {std::string(path.substr(0, slash)), std::string(path.substr(slash + 1))};
 }
 
+// The inside of a JSON string literal (core/json.h; bytes that are not
+// UTF-8, as names may be, become U+FFFD so the status stays valid JSON).
 std::string JsonEscape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
+  std::string quoted = JsonQuote(s);
+  return quoted.substr(1, quoted.size() - 2);
 }
 
 std::string TimeJson(absl::Time t) {
