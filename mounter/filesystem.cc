@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "core/json.h"
 #include "core/crypto.h"
 #include "core/files.h"
 #include "core/log.h"
