@@ -31,10 +31,17 @@
 //   half-switched tree. Refused with EBUSY ("volume busy") while files are
 //   open. Kernel caches are invalidated through the Notifier afterwards.
 //
+// Code: the operations are in filesystem.cc; the inode table and tree in
+// filesystem_tree.cc; the change log, journal, replay and recovery in
+// filesystem_log.cc; the committer in filesystem_commit.cc; reload in
+// filesystem_reload.cc; the in-band controls and status in
+// filesystem_control.cc. Node and Handle: filesystem_internal.h.
+//
 // Thread-safety: all public methods may be called concurrently.
 // Lock order: commit_mu_ → mu_ → handles_mu_ → status_mu_ → StagedFile::mu_ →
-// ChunkReader::mu_; Journal::mu_ is taken under mu_ and holds nothing else. Network and disk I/O happen outside mu_ except while
-// reloading (which holds mu_ exclusively on purpose).
+// ChunkReader::mu_; Journal::mu_ is taken under mu_ and holds nothing else.
+// Network and disk I/O happen outside mu_ except while reloading (which
+// holds mu_ exclusively on purpose).
 #pragma once
 
 #include <sys/stat.h>
@@ -209,6 +216,8 @@ class Filesystem {
   statvfs_like StatFs();
 
  private:
+  // Defined in mounter/filesystem_internal.h (with how Node's fields are
+  // guarded by mu_).
   struct Node;
   struct Handle;
   struct PendingChange {
@@ -231,7 +240,7 @@ class Filesystem {
   Filesystem(VolumeClient* client, ObjectStore* objects, ChunkReader* reader,
              const api::OpenVolumeResponse& opened, FsOptions options);
 
-  // Tree helpers (mu_ held as annotated).
+  // ---- Inode table and tree (filesystem_tree.cc); mu_ held as annotated.
   std::shared_ptr<Node> FindLocked(uint64_t ino) ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // OK if `node` is the current node for its inode number; ESTALE if a
   // reload replaced it after the caller's Get() (mu_ was released between).
@@ -253,8 +262,6 @@ class Filesystem {
   std::string PathLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   std::string VolumePathLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   struct stat AttrLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::shared_ptr<Node>> ChildForWrite(uint64_t parent, std::string_view name,
-                                                      std::shared_ptr<Node>* dir);
   absl::Status CheckCreateLocked(const Node& dir, std::string_view name)
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // ENAMETOOLONG if dir/name, plus `below` bytes of path under it, would be
@@ -263,16 +270,21 @@ class Filesystem {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Bytes of the longest loaded path below `node` ("/a/b" → 4).
   size_t LongestBelowLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // Logs a MKDIR carrying the directory's mode and mtime (mkdir, chmod,
-  // utimens of a directory).
-  void LogMkdirLocked(const Node& dir) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A node created by this mount (mkdir, symlink, create): a fresh inode
-  // number, the permission bits of `mode`, times now.
+  // number, the permission bits of `mode`, times now. No lock: nobody else
+  // can reach it yet.
   std::shared_ptr<Node> NewLocalNode(objects::EntryType type, mode_t mode);
   void AttachLocked(const std::shared_ptr<Node>& dir, const std::string& name,
                     const std::shared_ptr<Node>& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DetachLocked(const std::shared_ptr<Node>& dir, const std::string& name)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::shared_ptr<Node>> WalkLocked(std::string_view path, bool create_dirs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // ---- Change log, journal, replay and recovery (filesystem_log.cc).
+  // Logs a MKDIR carrying the directory's mode and mtime (mkdir, chmod,
+  // utimens of a directory).
+  void LogMkdirLocked(const Node& dir) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LogLocked(objects::Change change, std::shared_ptr<Node> node = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Journal records of a node's current content (mu_ held so the node's
@@ -283,10 +295,15 @@ class Filesystem {
   void JournalLocked(const absl::Status& status);
   void MarkContentDirtyLocked(const std::shared_ptr<Node>& node)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::shared_ptr<StagedFile>> EnsureStaged(const std::shared_ptr<Node>& node);
   absl::Status ReplayLocked(const PendingChange& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::shared_ptr<Node>> WalkLocked(std::string_view path, bool create_dirs)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Journal: changes up to `seq` are done; an empty journal when nothing
+  // is pending any more, a rewritten one when it grew far past that.
+  void DoneLocked(uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  void ResetJournalIfCleanLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // Drops changes that a later REMOVE in the same log makes irrelevant.
+  static void Coalesce(std::vector<PendingChange>& log);
+
+  // ---- Committer (filesystem_commit.cc); commit_mu_ held.
   absl::Status CommitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
   // Takes the log (coalesced) and appends it to prepared_ with entries built.
   absl::Status PrepareLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
@@ -295,20 +312,23 @@ class Filesystem {
   // Success of the first `n` prepared changes as snapshot `snapshot`.
   void CommittedLocked(size_t n, const api::Snapshot& snapshot, absl::Time start)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
-  // Journal: changes up to `seq` are done; an empty journal when nothing
-  // is pending any more, a rewritten one when it grew far past that.
-  void DoneLocked(uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
-  void ResetJournalIfCleanLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
-  // Drops changes that a later REMOVE in the same log makes irrelevant.
-  static void Coalesce(std::vector<PendingChange>& log);
+
+  // ---- File and namespace operations (filesystem.cc).
+  absl::StatusOr<std::shared_ptr<Node>> ChildForWrite(uint64_t parent, std::string_view name,
+                                                      std::shared_ptr<Node>* dir);
+  absl::StatusOr<std::shared_ptr<StagedFile>> EnsureStaged(const std::shared_ptr<Node>& node);
   // Registers an open handle on `node` (mu_ held, at least shared, so that a
   // reload sees it).
   uint64_t AddHandleLocked(const std::shared_ptr<Node>& node, bool writable)
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status ReadOnlyCheck() const;
-  std::string StuckJsonLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(status_mu_);
+
+  // ---- Reload (filesystem_reload.cc).
   // The path of one open file, for "volume busy" messages.
   std::string OpenPathExample(bool mu_held);
+
+  // ---- Controls and status (filesystem_control.cc).
+  std::string StuckJsonLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(status_mu_);
 
   VolumeClient* const client_;
   ObjectStore* const objects_;

@@ -7,6 +7,10 @@
 root=$(cd "$(dirname "$0")/.." && pwd)
 {
   grep -h '^cairn_test(' "$root/core/CMakeLists.txt" "$root/mounter/CMakeLists.txt" |
-    grep -v 'LABELS crash'
-  grep -h '^cairn_test(mount_e2e_test' "$root/e2e/CMakeLists.txt"
-} | sed 's/^cairn_test(\([a-z_0-9]*\) .*/\1/' | tr '\n' ' '
+    grep -v 'LABELS crash' | sed 's/^cairn_test(\([a-z_0-9]*\) .*/\1/'
+  # e2e/CMakeLists.txt makes mount_PART_e2e_test of each e2e/mount_PART_test.cc.
+  for f in "$root"/e2e/mount_*_test.cc; do
+    part=${f##*/mount_}
+    echo "mount_${part%_test.cc}_e2e_test"
+  done
+} | tr '\n' ' '

@@ -1,0 +1,126 @@
+// Internal to the Filesystem implementation (mounter/filesystem*.cc): the
+// inode tree's Node and the open-file Handle, and the small helpers the
+// parts share. Nothing outside those files includes this.
+//
+// Thread-safety: a Node's mutable fields are guarded by the owning
+// Filesystem's mu_ and reachable only through View(fs) (mu_ held at least
+// shared) and Edit(fs) (mu_ held exclusively), so clang's -Wthread-safety
+// checks every access; an ABSL_GUARDED_BY on a nested type's member cannot
+// name the outer object's mutex, an accessor taking the Filesystem can.
+// `ino` and `type` never change after construction; the atomics need no
+// lock. A Node is owned by shared_ptrs (the inode table, its parent's
+// children, pending changes, handles); `parent` and `extra_links` point to
+// directories that outlive it while it is attached.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "core/status.h"
+#include "mounter/filesystem.h"
+
+namespace cairn::mounter {
+
+inline constexpr uint32_t kDefaultDirMode = 0755;
+inline constexpr size_t kMaxName = 255;
+
+inline absl::Status Errno(int err, std::string_view what) { return ErrnoToStatus(err, what); }
+
+inline int64_t NowNs() { return absl::ToUnixNanos(absl::Now()); }
+
+inline std::string Join(std::string_view dir, std::string_view name) {
+  if (dir.empty()) return std::string(name);
+  if (name.empty()) return std::string(dir);
+  return absl::StrCat(std::string(dir), "/", std::string(name));
+}
+
+// "a/b/c" → {"a/b", "c"}; "c" → {"", "c"}.
+inline std::pair<std::string, std::string> Split(std::string_view path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string_view::npos) return {"", std::string(path)};
+  return {std::string(path.substr(0, slash)), std::string(path.substr(slash + 1))};
+}
+
+// A commit that failed for a transient reason (control plane unreachable,
+// cancelled, timed out) answers EIO: EAGAIN does not survive the kernel's
+// xattr path as itself, and callers read the reason from the status.
+inline absl::Status ForControl(absl::Status status) {
+  int err = StatusToErrno(status);
+  if (err == EAGAIN || err == ENOSYS) return WithErrno(std::move(status), EIO);
+  return status;
+}
+
+// LookupPath, with every directory on the way loaded through the reader
+// first: it repairs damaged node-cache copies, and LookupPath then finds
+// them in the ObjectStore's cache of parsed directories.
+absl::StatusOr<objects::Entry> LookupRepairing(ChunkReader& reader, ObjectStore& objects,
+                                               const Digest& root, std::string_view path);
+
+struct Filesystem::Node {
+  struct Fields;
+  Node(uint64_t ino, objects::EntryType type) : ino(ino), type(type) {}
+  // A node with its fields set before anyone else can reach it.
+  Node(uint64_t ino, objects::EntryType type, Fields fields);
+
+  struct Fields {
+    uint32_t mode = 0644;  // permission bits only
+    int64_t mtime_ns = 0;
+    int64_t ctime_ns = 0;
+    // FILE: the base content (chunks or inline), until staged.
+    std::shared_ptr<const objects::Entry> base;
+    std::shared_ptr<StagedFile> staged;
+    std::string symlink;
+    // DIRECTORY
+    Digest tree;
+    bool loaded = false;
+    std::map<std::string, std::shared_ptr<Node>> children;
+    // Position. `parent` is valid while attached (a parent outlives its
+    // children: a non-empty directory cannot be detached).
+    bool attached = false;
+    Node* parent = nullptr;
+    std::string name;
+    std::vector<std::pair<Node*, std::string>> extra_links;  // v2 hard links
+    uint64_t link_id = 0;
+    bool put_pending = false;  // a PUT of this node is in the change log
+    uint64_t jid = 0;          // names the node in the journal (0: not yet)
+  };
+  const Fields& View(const Filesystem& fs) const ABSL_SHARED_LOCKS_REQUIRED(fs.mu_) {
+    return fields_;
+  }
+  Fields& Edit(const Filesystem& fs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(fs.mu_) { return fields_; }
+
+  const uint64_t ino;
+  const objects::EntryType type;
+  // Kernel references and open handles.
+  std::atomic<uint64_t> nlookup{0};
+  std::atomic<int> open{0};
+  // Operations changing the staged content without an open handle
+  // (truncate by path) between staging it and logging the change: a commit
+  // finishing meanwhile must not swap the staged file out (see SetAttr).
+  std::atomic<int> modifying{0};
+
+ private:
+  Fields fields_;
+};
+
+inline Filesystem::Node::Node(uint64_t ino, objects::EntryType type, Fields fields)
+    : ino(ino), type(type), fields_(std::move(fields)) {}
+
+struct Filesystem::Handle {
+  std::shared_ptr<Node> node;
+  bool writable = false;
+  // End of the last read: a read starting there is sequential (readahead).
+  std::atomic<uint64_t> next_read{0};
+};
+
+}  // namespace cairn::mounter

@@ -1,0 +1,307 @@
+// The inode table and the tree: nodes by inode number, their paths and
+// attributes, lazy loading of base directories, attach/detach, and the
+// checks a new name must pass (filesystem.h "Tree helpers").
+#include "mounter/filesystem.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "core/path.h"
+#include "core/status.h"
+#include "core/tree.h"
+#include "mounter/filesystem_internal.h"
+
+namespace cairn::mounter {
+
+absl::StatusOr<objects::Entry> LookupRepairing(ChunkReader& reader, ObjectStore& objects,
+                                               const Digest& root, std::string_view path) {
+  Digest dir = root;
+  for (std::string_view name : SplitPath(path)) {
+    CAIRN_ASSIGN_OR_RETURN(auto listing, reader.Directory(dir));
+    auto it = std::find_if(listing->entries().begin(), listing->entries().end(),
+                           [&](const objects::Entry& e) { return e.name() == name; });
+    if (it == listing->entries().end() || it->type() != objects::DIRECTORY) break;
+    CAIRN_ASSIGN_OR_RETURN(dir, Digest::FromRaw(it->tree()));
+  }
+  return LookupPath(objects, root, path);
+}
+
+std::shared_ptr<Filesystem::Node> Filesystem::FindLocked(uint64_t ino) {
+  auto it = inodes_.find(ino);
+  return it == inodes_.end() ? nullptr : it->second;
+}
+
+absl::Status Filesystem::CheckCurrentLocked(const Node& node) const {
+  auto it = inodes_.find(node.ino);
+  if (it != inodes_.end() && it->second.get() == &node) return absl::OkStatus();
+  // Replaced by a reload (or forgotten) since the caller looked it up: its
+  // path may be wrong now. ESTALE makes the kernel revalidate the path and
+  // retry once (retry_estale), which finds the current node.
+  return Errno(ESTALE, absl::StrCat("inode ", node.ino, " changed (reload)"));
+}
+
+absl::StatusOr<std::shared_ptr<Filesystem::Node>> Filesystem::Get(uint64_t ino) {
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (auto node = FindLocked(ino)) return node;
+  }
+  // An inode the kernel still names from before a reload: resolve its path
+  // in the new tree (which hands out the same number for the same path).
+  absl::MutexLock lock(&mu_);
+  if (auto node = FindLocked(ino)) return node;
+  auto hint = path_hint_.find(ino);
+  if (hint != path_hint_.end()) {
+    auto node = WalkLocked(hint->second, /*create_dirs=*/false);
+    if (node.ok() && (*node)->ino == ino) return *node;
+  }
+  return Errno(ESTALE, absl::StrCat("inode ", ino));
+}
+
+std::string Filesystem::PathLocked(const Node& node) const {
+  std::vector<std::string_view> parts;
+  const Node* n = &node;
+  while (n != nullptr && n->ino != kRootIno && n->View(*this).attached &&
+         n->View(*this).parent != nullptr) {
+    parts.push_back(n->View(*this).name);
+    n = n->View(*this).parent;
+  }
+  std::string out;
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+    if (!out.empty()) out += '/';
+    out.append(*it);
+  }
+  return out;
+}
+
+std::string Filesystem::VolumePathLocked(const Node& node) const {
+  return Join(options_.sub_path, PathLocked(node));
+}
+
+struct stat Filesystem::AttrLocked(const Node& node) const {
+  const Node::Fields& f = node.View(*this);
+  struct stat st {};
+  st.st_ino = node.ino;
+  st.st_uid = options_.uid;
+  st.st_gid = options_.gid;
+  st.st_blksize = 128 << 10;
+  switch (node.type) {
+    case objects::DIRECTORY:
+      st.st_mode = S_IFDIR | f.mode;
+      st.st_nlink = 2;
+      st.st_size = 4096;
+      break;
+    case objects::SYMLINK:
+      st.st_mode = S_IFLNK | 0777;
+      st.st_nlink = 1;
+      st.st_size = f.symlink.size();
+      break;
+    default:
+      st.st_mode = S_IFREG | f.mode;
+      st.st_nlink = 1 + f.extra_links.size();
+      st.st_size = f.staged ? f.staged->size() : (f.base ? f.base->size() : 0);
+      break;
+  }
+  if (node.type != objects::DIRECTORY && !f.attached) st.st_nlink = 0;
+  st.st_blocks = (st.st_size + 511) / 512;
+  st.st_mtim.tv_sec = f.mtime_ns / 1000000000;
+  st.st_mtim.tv_nsec = f.mtime_ns % 1000000000;
+  st.st_atim = st.st_mtim;
+  st.st_ctim.tv_sec = f.ctime_ns / 1000000000;
+  st.st_ctim.tv_nsec = f.ctime_ns % 1000000000;
+  return st;
+}
+
+uint64_t Filesystem::InoForLocked(const Node& parent, std::string_view name,
+                                  objects::EntryType type) {
+  if (!ino_hint_.empty()) {
+    auto hint = ino_hint_.find(Join(PathLocked(parent), name));
+    if (hint != ino_hint_.end() && hint->second.type == type &&
+        !inodes_.contains(hint->second.ino)) {
+      return hint->second.ino;
+    }
+  }
+  return next_ino_.fetch_add(1);
+}
+
+std::shared_ptr<Filesystem::Node> Filesystem::NewNodeLocked(const std::shared_ptr<Node>& parent,
+                                                            std::string_view name,
+                                                            const objects::Entry& entry) {
+  const objects::EntryType type =
+      entry.type() == objects::ENTRY_TYPE_UNSPECIFIED ? objects::FILE : entry.type();
+  auto node = std::make_shared<Node>(InoForLocked(*parent, name, type), type);
+  node->Edit(*this).mode = entry.mode() & 07777;
+  if (node->View(*this).mode == 0 && node->type == objects::DIRECTORY) {
+    node->Edit(*this).mode = kDefaultDirMode;
+  }
+  node->Edit(*this).mtime_ns = entry.mtime_ns();
+  node->Edit(*this).ctime_ns = entry.mtime_ns();
+  switch (node->type) {
+    case objects::DIRECTORY:
+      if (auto d = Digest::FromRaw(entry.tree()); d.ok()) {
+        node->Edit(*this).tree = *d;
+      } else {
+        node->Edit(*this).loaded = true;  // no tree: an empty directory
+      }
+      break;
+    case objects::SYMLINK:
+      node->Edit(*this).symlink = entry.symlink_target();
+      break;
+    default:
+      node->Edit(*this).base = std::make_shared<const objects::Entry>(entry);
+      node->Edit(*this).link_id = entry.link_id();
+      break;
+  }
+  return node;
+}
+
+void Filesystem::PopulateLocked(const std::shared_ptr<Node>& dir,
+                                const objects::Directory& listing) {
+  if (dir->View(*this).loaded) return;
+  for (const objects::Entry& entry : listing.entries()) {
+    if (dir->View(*this).children.contains(entry.name())) continue;
+    auto node = NewNodeLocked(dir, entry.name(), entry);
+    AttachLocked(dir, entry.name(), node);
+  }
+  dir->Edit(*this).loaded = true;
+}
+
+absl::Status Filesystem::EnsureLoaded(const std::shared_ptr<Node>& dir) {
+  Digest tree;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (dir->type != objects::DIRECTORY) return Errno(ENOTDIR, "not a directory");
+    if (dir->View(*this).loaded) return absl::OkStatus();
+    tree = dir->View(*this).tree;
+  }
+  CAIRN_ASSIGN_OR_RETURN(auto listing, reader_->Directory(tree));
+  absl::MutexLock lock(&mu_);
+  PopulateLocked(dir, *listing);
+  return absl::OkStatus();
+}
+
+absl::Status Filesystem::EnsureLoadedLocked(const std::shared_ptr<Node>& dir) {
+  if (dir->type != objects::DIRECTORY) return Errno(ENOTDIR, "not a directory");
+  if (dir->View(*this).loaded) return absl::OkStatus();
+  CAIRN_ASSIGN_OR_RETURN(auto listing, reader_->Directory(dir->View(*this).tree));
+  PopulateLocked(dir, *listing);
+  return absl::OkStatus();
+}
+
+void Filesystem::AttachLocked(const std::shared_ptr<Node>& dir, const std::string& name,
+                              const std::shared_ptr<Node>& node) {
+  dir->Edit(*this).children[name] = node;
+  if (!node->View(*this).attached) {
+    node->Edit(*this).attached = true;
+    node->Edit(*this).parent = dir.get();
+    node->Edit(*this).name = name;
+  } else {
+    node->Edit(*this).extra_links.emplace_back(dir.get(), name);
+  }
+  inodes_[node->ino] = node;
+}
+
+void Filesystem::DetachLocked(const std::shared_ptr<Node>& dir, const std::string& name) {
+  auto it = dir->View(*this).children.find(name);
+  if (it == dir->View(*this).children.end()) return;
+  std::shared_ptr<Node> node = it->second;
+  dir->Edit(*this).children.erase(it);
+  if (node->View(*this).parent == dir.get() && node->View(*this).name == name) {
+    if (!node->View(*this).extra_links.empty()) {
+      node->Edit(*this).parent = node->View(*this).extra_links.back().first;
+      node->Edit(*this).name = node->View(*this).extra_links.back().second;
+      node->Edit(*this).extra_links.pop_back();
+    } else {
+      node->Edit(*this).attached = false;
+      node->Edit(*this).parent = nullptr;
+    }
+  } else {
+    auto& links = node->Edit(*this).extra_links;
+    links.erase(std::remove(links.begin(), links.end(), std::make_pair(dir.get(), name)),
+                links.end());
+  }
+  if (!node->View(*this).attached && node->nlookup.load() == 0 && node->open.load() == 0) {
+    auto found = inodes_.find(node->ino);
+    if (found != inodes_.end() && found->second == node) inodes_.erase(found);
+  }
+}
+
+absl::Status Filesystem::CheckPathLengthLocked(const Node& dir, std::string_view name,
+                                               size_t below) const {
+  // The control plane refuses a change whose path from the volume root is
+  // over kMaxPathLength bytes; refuse it here, where the caller can see it.
+  size_t len = VolumePathLocked(dir).size();
+  len += (len == 0 ? 0 : 1) + name.size() + below;
+  if (len > kMaxPathLength) {
+    return Errno(ENAMETOOLONG, absl::StrCat("path from the volume root would be ", len,
+                                            " bytes; the maximum is ", kMaxPathLength));
+  }
+  return absl::OkStatus();
+}
+
+size_t Filesystem::LongestBelowLocked(const Node& node) const {
+  // Only what is loaded: an unloaded directory's own entries are known to
+  // fit where they are, and a longer path below it is refused when made.
+  size_t longest = 0;
+  for (const auto& [name, child] : node.View(*this).children) {
+    size_t len = 1 + name.size();
+    if (child->type == objects::DIRECTORY) len += LongestBelowLocked(*child);
+    longest = std::max(longest, len);
+  }
+  return longest;
+}
+
+absl::Status Filesystem::CheckCreateLocked(const Node& dir, std::string_view name) {
+  if (name.size() > kMaxName) return Errno(ENAMETOOLONG, "name");
+  if (!dir.View(*this).attached) return Errno(ENOENT, "directory was removed");
+  CAIRN_RETURN_IF_ERROR(CheckPathLengthLocked(dir, name, 0));
+  if (dir.View(*this).children.contains(std::string(name))) return Errno(EEXIST, name);
+  if (limits_.max_dir_entries != 0 && dir.View(*this).children.size() >= limits_.max_dir_entries) {
+    return Errno(ENOSPC, absl::StrCat("directory holds the maximum of ", limits_.max_dir_entries,
+                                      " entries"));
+  }
+  if (limits_.max_inodes != 0 && inode_count_ >= static_cast<int64_t>(limits_.max_inodes)) {
+    return Errno(ENOSPC, absl::StrCat("volume holds the maximum of ", limits_.max_inodes,
+                                      " inodes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<Filesystem::Node>> Filesystem::WalkLocked(std::string_view path,
+                                                                         bool create_dirs) {
+  std::shared_ptr<Node> cur = root_;
+  if (path.empty()) return cur;
+  for (absl::string_view piece :
+       absl::StrSplit(absl::string_view(path.data(), path.size()), '/', absl::SkipEmpty())) {
+    std::string_view part(piece.data(), piece.size());
+    CAIRN_RETURN_IF_ERROR(EnsureLoadedLocked(cur));
+    auto it = cur->View(*this).children.find(std::string(part));
+    if (it == cur->View(*this).children.end()) {
+      if (!create_dirs) return Errno(ENOENT, path);
+      auto dir = std::make_shared<Node>(InoForLocked(*cur, part, objects::DIRECTORY),
+                                        objects::DIRECTORY);
+      dir->Edit(*this).mode = kDefaultDirMode;
+      dir->Edit(*this).mtime_ns = dir->Edit(*this).ctime_ns = NowNs();
+      dir->Edit(*this).loaded = true;
+      AttachLocked(cur, std::string(part), dir);
+      cur = dir;
+      continue;
+    }
+    cur = it->second;
+    if (cur->type != objects::DIRECTORY) {
+      // Keep walking only to report; the last component may be a file.
+      if (part.end() != path.end()) return Errno(ENOTDIR, path);
+    }
+  }
+  return cur;
+}
+
+std::shared_ptr<Filesystem::Node> Filesystem::NewLocalNode(objects::EntryType type,
+                                                           mode_t mode) {
+  Node::Fields fields;
+  fields.mode = mode & 07777;
+  fields.mtime_ns = fields.ctime_ns = NowNs();
+  return std::make_shared<Node>(next_ino_.fetch_add(1), type, std::move(fields));
+}
+
+}  // namespace cairn::mounter
