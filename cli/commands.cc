@@ -223,6 +223,14 @@ const char* TypeName(objects::EntryType t) {
       return "dir";
     case objects::SYMLINK:
       return "symlink";
+    case objects::FIFO:
+      return "fifo";
+    case objects::SOCKET:
+      return "socket";
+    case objects::CHAR_DEVICE:
+      return "char-device";
+    case objects::BLOCK_DEVICE:
+      return "block-device";
     default:
       return "unknown";
   }
@@ -245,6 +253,8 @@ absl::Status VolumeLs(Client& client, const Args& a) {
           "{\"path\":", JsonString(e.path()), ",\"type\":", JsonString(TypeName(e.type())),
           ",\"size\":", e.size(), ",\"mtime\":", JsonString(HumanTime(e.mtime_ns())),
           ",\"mtime_ns\":", e.mtime_ns(), ",\"mode\":", e.mode(),
+          e.has_uid() ? absl::StrCat(",\"uid\":", e.uid()) : "",
+          e.has_gid() ? absl::StrCat(",\"gid\":", e.gid()) : "",
           e.type() == objects::SYMLINK
               ? absl::StrCat(",\"symlink_target\":", JsonString(e.symlink_target()))
               : "",

@@ -45,6 +45,17 @@ absl::Status PutIfAbsent(BlobStore& blobs, std::string_view volume_id, const Dig
   return blobs.Put(volume_id, address, key.Seal(address, plaintext));
 }
 
+// Whether any entry uses a field or type that format 2 introduced.
+bool UsesFormat2(const objects::Directory& dir) {
+  for (const objects::Entry& e : dir.entries()) {
+    if (e.has_uid() || e.has_gid() || e.atime_ns() != 0 || e.ctime_ns() != 0 || e.rdev() != 0 ||
+        e.type() > objects::SYMLINK) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 struct ObjectStore::Cache {
@@ -112,10 +123,12 @@ absl::StatusOr<Digest> ObjectStore::PutDirectory(const objects::Directory& dir) 
           absl::StrCat("directory entries not sorted and unique at \"", name, "\""));
     }
   }
-  std::string plaintext = SerializeDeterministic(dir);
+  auto stored = std::make_shared<objects::Directory>(dir);
+  stored->set_format(UsesFormat2(dir) ? kDirectoryFormat : 0);
+  std::string plaintext = SerializeDeterministic(*stored);
   Digest address = key_.Address(plaintext);
   CAIRN_RETURN_IF_ERROR(PutIfAbsent(*blobs_, volume_id_, address, key_, plaintext));
-  cache_->Insert(address, std::make_shared<const objects::Directory>(dir));
+  cache_->Insert(address, std::move(stored));
   return address;
 }
 
@@ -127,6 +140,12 @@ absl::StatusOr<std::shared_ptr<const objects::Directory>> ObjectStore::GetDirect
   if (!dir->ParseFromString(plaintext)) {
     return absl::DataLossError(absl::StrCat("object ", address.ToHex(), " of volume ", volume_id_,
                                             " is not a directory object"));
+  }
+  if (dir->format() > kDirectoryFormat) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "directory object ", address.ToHex(), " of volume ", volume_id_, " has format ",
+        dir->format(), ", newer than this build reads (", kDirectoryFormat,
+        "): upgrade Cairn to read this volume"));
   }
   std::shared_ptr<const objects::Directory> result = std::move(dir);
   cache_->Insert(address, result);

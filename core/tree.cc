@@ -293,6 +293,19 @@ class Builder {
               absl::StrCat("\"", path, "\": malformed tree address"));
         }
         return absl::OkStatus();
+      case objects::FIFO:
+      case objects::SOCKET:
+      case objects::CHAR_DEVICE:
+      case objects::BLOCK_DEVICE: {
+        bool device = e.type() == objects::CHAR_DEVICE || e.type() == objects::BLOCK_DEVICE;
+        if (e.size() != 0 || e.chunks_size() != 0 || !e.inline_data().empty() ||
+            !e.symlink_target().empty() || !e.tree().empty() || e.link_id() != 0 ||
+            (!device && e.rdev() != 0)) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "\"", path, "\": a special file carries no content, target, tree or link"));
+        }
+        return absl::OkStatus();
+      }
       default:
         return absl::InvalidArgumentError(
             absl::StrCat("\"", path, "\": entry has no valid type"));
@@ -355,11 +368,14 @@ class Builder {
     if (it != parent->entries.end() && it->second.entry.type() == objects::DIRECTORY) {
       // Merge: keep the contents, take the requested metadata.
       Entry& e = it->second.entry;
+      // Before format 2, mode 0 meant "unchanged"; an entry carrying an
+      // owner is from a writer that always sends the full mode, 0 included.
       uint32_t mode = in.mode() & 07777;
-      if (mode != 0 && mode != e.mode()) {
+      if ((mode != 0 || in.has_uid()) && mode != e.mode()) {
         e.set_mode(mode);
         parent->dirty = true;
       }
+      if (CopyIdentity(in, e)) parent->dirty = true;
       if (in.mtime_ns() != 0) {
         if (in.mtime_ns() != e.mtime_ns()) {
           e.set_mtime_ns(in.mtime_ns());
@@ -372,8 +388,34 @@ class Builder {
       }
       return absl::OkStatus();
     }
-    Replace(*parent, name, NewDirectory(name, in.mode(), in.mtime_ns()));
+    Slot slot = NewDirectory(name, in.mode(), in.mtime_ns());
+    if (in.has_uid()) slot.entry.set_mode(in.mode() & 07777);
+    CopyIdentity(in, slot.entry);
+    Replace(*parent, name, std::move(slot));
     return absl::OkStatus();
+  }
+
+  // The POSIX identity fields of `in` that are set, onto `out`. Returns
+  // whether `out` changed.
+  static bool CopyIdentity(const Entry& in, Entry& out) {
+    bool changed = false;
+    if (in.has_uid() && (!out.has_uid() || out.uid() != in.uid())) {
+      out.set_uid(in.uid());
+      changed = true;
+    }
+    if (in.has_gid() && (!out.has_gid() || out.gid() != in.gid())) {
+      out.set_gid(in.gid());
+      changed = true;
+    }
+    if (in.atime_ns() != 0 && in.atime_ns() != out.atime_ns()) {
+      out.set_atime_ns(in.atime_ns());
+      changed = true;
+    }
+    if (in.ctime_ns() != 0 && in.ctime_ns() != out.ctime_ns()) {
+      out.set_ctime_ns(in.ctime_ns());
+      changed = true;
+    }
+    return changed;
   }
 
   absl::Status Remove(const Change& change) {
@@ -535,7 +577,11 @@ class Builder {
           slot.entry.set_tree(slot.child->address.RawString());
           slot.entry.set_subtree_inodes(slot.child->totals.inodes);
           slot.entry.set_subtree_bytes(slot.child->totals.bytes);
-          if (slot.child->names_changed) slot.entry.set_mtime_ns(now_);
+          if (slot.child->names_changed) {
+            slot.entry.set_mtime_ns(now_);
+            // ctime follows a name change too, where the entry records one.
+            if (slot.entry.ctime_ns() != 0) slot.entry.set_ctime_ns(now_);
+          }
           changed = true;
         }
       }

@@ -766,5 +766,134 @@ TEST_F(TreeTest, SameContentSameAddressOtherKeyOtherAddress) {
   EXPECT_EQ(objects_.GetChunk(*a).value(), "payload");
 }
 
+// A directory object exactly as builds before format 2 encoded it (frozen
+// bytes, not produced by today's encoder): one file "a", mode 0644, mtime
+// 1000 ns, inline content "hi".
+constexpr unsigned char kFormat1Directory[] = {
+    0x0a, 0x11,                    // entries, 17 bytes
+    0x0a, 0x01, 'a',               // name
+    0x10, 0x01,                    // type FILE
+    0x18, 0xa4, 0x03,              // mode 0644
+    0x20, 0xe8, 0x07,              // mtime_ns 1000
+    0x28, 0x02,                    // size 2
+    0x3a, 0x02, 'h', 'i'};         // inline_data
+
+TEST_F(TreeTest, DirectoryWrittenBeforeFormat2ReadsWithoutOwner) {
+  std::string old(reinterpret_cast<const char*>(kFormat1Directory), sizeof(kFormat1Directory));
+  // Directory objects are sealed like chunks: store the frozen plaintext.
+  Digest old_root = objects_.PutChunk(old).value();
+  absl::StatusOr<Entry> a = LookupPath(objects_, old_root, "a");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_FALSE(a->has_uid());
+  EXPECT_FALSE(a->has_gid());
+  EXPECT_EQ(a->mode(), 0644u);
+  EXPECT_EQ(a->atime_ns(), 0);
+  EXPECT_EQ(a->ctime_ns(), 0);
+  EXPECT_EQ(objects_.GetDirectory(old_root).value()->format(), 0u);
+  // Rewriting it unchanged gives the same bytes, so the same address: an
+  // old volume's objects dedup with what this build writes.
+  EXPECT_EQ(objects_.PutDirectory(*objects_.GetDirectory(old_root).value()).value(), old_root);
+
+  // A commit onto the old tree keeps the old entry owner-less and marks the
+  // rewritten object as format 2.
+  root_ = old_root;
+  Change owned = PutFile("b", "x");
+  owned.mutable_entry()->set_uid(1000);
+  owned.mutable_entry()->set_gid(2000);
+  ASSERT_TRUE(Apply({owned}).ok());
+  EXPECT_FALSE(LookupPath(objects_, root_, "a")->has_uid());
+  EXPECT_EQ(LookupPath(objects_, root_, "b")->uid(), 1000u);
+  EXPECT_EQ(LookupPath(objects_, root_, "b")->gid(), 2000u);
+  EXPECT_EQ(objects_.GetDirectory(root_).value()->format(), ObjectStore::kDirectoryFormat);
+  EXPECT_EQ(Read(), (Tree{{"a", "F:hi"}, {"b", "F:x"}}));
+}
+
+TEST_F(TreeTest, DirectoryOfANewerFormatIsRefused) {
+  objects::Directory future;
+  future.set_format(ObjectStore::kDirectoryFormat + 1);
+  Digest address = objects_.PutChunk(future.SerializeAsString()).value();
+  absl::StatusOr<std::shared_ptr<const objects::Directory>> dir = objects_.GetDirectory(address);
+  EXPECT_EQ(dir.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(dir.status().message(), HasSubstr("upgrade Cairn"));
+}
+
+TEST_F(TreeTest, PosixIdentityAndSpecialFilesRoundTrip) {
+  Change file = PutFile("f", "c");
+  Entry& fe = *file.mutable_entry();
+  fe.set_mode(06755);
+  fe.set_uid(0);  // root is an owner, not "unknown"
+  fe.set_gid(5);
+  fe.set_atime_ns(int64_t{4102444800} * 1000000000 + 7);  // 2100-01-01, past 2038
+  fe.set_ctime_ns(3);
+  auto special = [](const std::string& path, objects::EntryType type, uint64_t rdev) {
+    Change c;
+    c.set_kind(Change::PUT);
+    c.set_path(path);
+    c.mutable_entry()->set_type(type);
+    c.mutable_entry()->set_mode(0640);
+    c.mutable_entry()->set_uid(1000);
+    c.mutable_entry()->set_gid(1000);
+    c.mutable_entry()->set_rdev(rdev);
+    return c;
+  };
+  ASSERT_TRUE(Apply({file, special("p", objects::FIFO, 0), special("s", objects::SOCKET, 0),
+                     special("c", objects::CHAR_DEVICE, 0x0103),
+                     special("b", objects::BLOCK_DEVICE, 0x0801)})
+                  .ok());
+  Entry f = LookupPath(objects_, root_, "f").value();
+  EXPECT_EQ(f.mode(), 06755u);
+  ASSERT_TRUE(f.has_uid());
+  EXPECT_EQ(f.uid(), 0u);
+  EXPECT_EQ(f.gid(), 5u);
+  EXPECT_EQ(f.atime_ns(), int64_t{4102444800} * 1000000000 + 7);
+  EXPECT_EQ(f.ctime_ns(), 3);
+  EXPECT_EQ(LookupPath(objects_, root_, "p")->type(), objects::FIFO);
+  EXPECT_EQ(LookupPath(objects_, root_, "s")->type(), objects::SOCKET);
+  EXPECT_EQ(LookupPath(objects_, root_, "c")->rdev(), 0x0103u);
+  EXPECT_EQ(LookupPath(objects_, root_, "b")->type(), objects::BLOCK_DEVICE);
+  // Each special file is an inode with no bytes.
+  absl::StatusOr<Entry> root = LookupPath(objects_, root_, "");
+  EXPECT_EQ(root->subtree_inodes(), 5u);
+  EXPECT_EQ(root->subtree_bytes(), 1u);
+
+  // Content on a special file, or a device number on a FIFO, is refused and
+  // leaves the tree as it was.
+  Digest before = root_;
+  Change bad = special("q", objects::FIFO, 7);
+  EXPECT_EQ(Apply({bad}).status().code(), absl::StatusCode::kInvalidArgument);
+  bad = special("q", objects::SOCKET, 0);
+  bad.mutable_entry()->set_inline_data("x");
+  bad.mutable_entry()->set_size(1);
+  EXPECT_EQ(Apply({bad}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(root_, before);
+}
+
+TEST_F(TreeTest, MkdirTakesOwnerTimesAndAnExplicitModeZero) {
+  ASSERT_TRUE(Apply({PutFile("d/f", "c")}).ok());
+  EXPECT_FALSE(LookupPath(objects_, root_, "d")->has_uid());  // made as a parent
+  Change chown = Mkdir("d", 0);
+  chown.mutable_entry()->set_uid(1000);
+  chown.mutable_entry()->set_gid(3000);
+  chown.mutable_entry()->set_ctime_ns(9);
+  ASSERT_TRUE(Apply({chown}).ok());
+  Entry d = LookupPath(objects_, root_, "d").value();
+  EXPECT_EQ(d.uid(), 1000u);
+  EXPECT_EQ(d.gid(), 3000u);
+  EXPECT_EQ(d.ctime_ns(), 9);
+  EXPECT_EQ(d.mode(), 0u);  // chmod 000 from a writer that sends the owner
+  EXPECT_EQ(Read()["d/f"], "F:c");
+  // Without an owner, mode 0 still means "keep" (writers before format 2).
+  ASSERT_TRUE(Apply({Mkdir("e", 0750)}).ok());
+  ASSERT_TRUE(Apply({Mkdir("e", 0)}).ok());
+  EXPECT_EQ(LookupPath(objects_, root_, "e")->mode(), 0750u);
+  // A new directory from an owner-carrying MKDIR gets exactly that.
+  Change fresh = Mkdir("g", 01777);
+  fresh.mutable_entry()->set_uid(7);
+  fresh.mutable_entry()->set_gid(8);
+  ASSERT_TRUE(Apply({fresh}).ok());
+  EXPECT_EQ(LookupPath(objects_, root_, "g")->mode(), 01777u);
+  EXPECT_EQ(LookupPath(objects_, root_, "g")->uid(), 7u);
+}
+
 }  // namespace
 }  // namespace cairn

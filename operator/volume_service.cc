@@ -59,6 +59,8 @@ api::FileEntry ToApiEntry(const std::string& path, const objects::Entry& e) {
   out.set_mtime_ns(e.mtime_ns());
   out.set_mode(e.mode());
   out.set_symlink_target(e.symlink_target());
+  if (e.has_uid()) out.set_uid(e.uid());
+  if (e.has_gid()) out.set_gid(e.gid());
   return out;
 }
 
