@@ -111,6 +111,10 @@ class VolumeChecker {
           break;
         }
         case objects::SYMLINK:
+        case objects::FIFO:
+        case objects::SOCKET:
+        case objects::CHAR_DEVICE:
+        case objects::BLOCK_DEVICE:
           break;
         default:
           report_.corrupt.push_back(

@@ -47,6 +47,7 @@ absl::Status PutIfAbsent(BlobStore& blobs, std::string_view volume_id, const Dig
 
 // Whether any entry uses a field or type that format 2 introduced.
 bool UsesFormat2(const objects::Directory& dir) {
+  if (dir.has_root()) return true;
   for (const objects::Entry& e : dir.entries()) {
     if (e.has_uid() || e.has_gid() || e.atime_ns() != 0 || e.ctime_ns() != 0 || e.rdev() != 0 ||
         e.type() > objects::SYMLINK) {

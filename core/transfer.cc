@@ -711,13 +711,20 @@ absl::StatusOr<TransferStats> Get(VolumeApiClient& client, const GetRequest& req
           }
           if (e.type() == objects::DIRECTORY) {
             dirs.push_back(local_root / rel);
-          } else {
+          } else if (e.type() == objects::FILE || e.type() == objects::SYMLINK) {
             items.push_back(DownloadItem{e, local_root / rel});
           }
+          // FIFOs, sockets and device nodes have no content to copy; get
+          // leaves them out (docs/cli.md).
           return true;
         }));
     CAIRN_RETURN_IF_ERROR(bad);
   } else {
+    if (top->type() != objects::FILE && top->type() != objects::SYMLINK) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(RemoteDisplay(request.volume, remote),
+                       " is a special file (FIFO, socket or device node); it has no content"));
+    }
     fs::path local = dest;
     if (dest_is_dir || absl::EndsWith(dest_raw, "/")) local = dest / base;
     items.push_back(DownloadItem{*top, local});

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -119,6 +120,7 @@ struct Node {
   bool dirty = false;         // entries differ from the stored object
   bool names_changed = false; // names added or removed: mtime moves to commit time
   size_t base_count = 0;      // entries when loaded; the entry limit applies to growth
+  std::optional<Entry> root;  // the root's own attributes (Directory.root)
   Totals totals;              // filled by Flush
 };
 
@@ -184,6 +186,7 @@ class Builder {
       node->entries.emplace_hint(node->entries.end(), e.name(), Slot{e, nullptr});
     }
     node->base_count = node->entries.size();
+    if (dir->has_root()) node->root = dir->root();
     return node;
   }
 
@@ -360,7 +363,7 @@ class Builder {
   }
 
   absl::Status Mkdir(const std::string& path, const Entry& in) {
-    if (path.empty()) return absl::OkStatus();  // the root always exists
+    if (path.empty()) return SetRootAttributes(in);  // the root always exists
     std::vector<std::string_view> comps = Components(path);
     CAIRN_ASSIGN_OR_RETURN(Node * parent, Parent(comps, /*create=*/true));
     std::string_view name = comps.back();
@@ -392,6 +395,25 @@ class Builder {
     if (in.has_uid()) slot.entry.set_mode(in.mode() & 07777);
     CopyIdentity(in, slot.entry);
     Replace(*parent, name, std::move(slot));
+    return absl::OkStatus();
+  }
+
+  // MKDIR "" from a writer that stores owners (format 2) records the
+  // root's mode, owner and times; from older writers it does nothing, as
+  // it always did.
+  absl::Status SetRootAttributes(const Entry& in) {
+    if (!in.has_uid() && !in.has_gid()) return absl::OkStatus();
+    Entry next = root_->root.value_or(Entry());
+    next.set_type(objects::DIRECTORY);
+    next.set_mode(in.mode() & 07777);
+    if (in.mtime_ns() != 0) next.set_mtime_ns(in.mtime_ns());
+    CopyIdentity(in, next);
+    if (!root_->root || next.SerializeAsString() != root_->root->SerializeAsString()) {
+      root_->root = std::move(next);
+      root_->dirty = true;
+    }
+    // As for any MKDIR: an explicit mtime is set after the name changes.
+    if (in.mtime_ns() != 0) root_->names_changed = false;
     return absl::OkStatus();
   }
 
@@ -599,6 +621,13 @@ class Builder {
     Directory dir;
     dir.mutable_entries()->Reserve(static_cast<int>(node.entries.size()));
     for (const auto& [name, slot] : node.entries) *dir.add_entries() = slot.entry;
+    if (&node == root_.get() && node.root) {
+      if (node.names_changed) {
+        node.root->set_mtime_ns(now_);
+        if (node.root->ctime_ns() != 0) node.root->set_ctime_ns(now_);
+      }
+      *dir.mutable_root() = *node.root;
+    }
     CAIRN_ASSIGN_OR_RETURN(Digest address, objects_.PutDirectory(dir));
     changed = address != node.address;
     node.address = address;
@@ -642,6 +671,11 @@ absl::StatusOr<Entry> LookupPath(ObjectStore& objects, const Digest& root, std::
     // The root has no entry of its own; give it its totals so callers can
     // stat it like any directory.
     CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<const Directory> dir, objects.GetDirectory(root));
+    if (dir->has_root()) {
+      current = dir->root();
+      current.set_type(objects::DIRECTORY);
+      current.set_tree(root.RawString());
+    }
     Totals t = SumEntries(*dir);
     current.set_subtree_inodes(t.inodes);
     current.set_subtree_bytes(t.bytes);

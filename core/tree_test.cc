@@ -895,5 +895,31 @@ TEST_F(TreeTest, MkdirTakesOwnerTimesAndAnExplicitModeZero) {
   EXPECT_EQ(LookupPath(objects_, root_, "g")->uid(), 7u);
 }
 
+TEST_F(TreeTest, RootStoresItsOwnModeAndOwner) {
+  // Before anything sets them: the defaults, and no owner.
+  EXPECT_EQ(LookupPath(objects_, root_, "")->mode(), 0755u);
+  EXPECT_FALSE(LookupPath(objects_, root_, "")->has_uid());
+  ASSERT_TRUE(Apply({Mkdir("", 0)}).ok());  // an old writer's MKDIR "": nothing
+  EXPECT_EQ(root_, objects_.EmptyDirectoryAddress());
+  Change chown = Mkdir("", 02770);
+  chown.mutable_entry()->set_uid(1000);
+  chown.mutable_entry()->set_gid(2000);
+  chown.mutable_entry()->set_mtime_ns(5);
+  ASSERT_TRUE(Apply({chown}).ok());
+  Entry root = LookupPath(objects_, root_, "").value();
+  EXPECT_EQ(root.mode(), 02770u);
+  EXPECT_EQ(root.uid(), 1000u);
+  EXPECT_EQ(root.gid(), 2000u);
+  EXPECT_EQ(root.mtime_ns(), 5);
+  // Kept through later commits; the root's mtime follows its name changes.
+  ASSERT_TRUE(Apply({PutFile("f", "c")}).ok());
+  root = LookupPath(objects_, root_, "").value();
+  EXPECT_EQ(root.uid(), 1000u);
+  EXPECT_EQ(root.mode(), 02770u);
+  EXPECT_GT(root.mtime_ns(), 5);
+  EXPECT_EQ(Read(), (Tree{{"f", "F:c"}}));
+  EXPECT_EQ(root.subtree_inodes(), 1u);
+}
+
 }  // namespace
 }  // namespace cairn

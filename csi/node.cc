@@ -4,6 +4,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -100,7 +101,11 @@ grpc::Status NodeService::NodeGetCapabilities(grpc::ServerContext*,
                                               v1::NodeGetCapabilitiesResponse* resp) {
   for (auto type : {v1::NodeServiceCapability::RPC::GET_VOLUME_STATS,
                     v1::NodeServiceCapability::RPC::VOLUME_CONDITION,
-                    v1::NodeServiceCapability::RPC::SINGLE_NODE_MULTI_WRITER}) {
+                    v1::NodeServiceCapability::RPC::SINGLE_NODE_MULTI_WRITER,
+                    // The kubelet hands the pod's fsGroup to NodePublish
+                    // instead of chowning every file (fsGroupPolicy: File);
+                    // the mounter presents the volume with that group.
+                    v1::NodeServiceCapability::RPC::VOLUME_MOUNT_GROUP}) {
     resp->add_capabilities()->mutable_rpc()->set_type(type);
   }
   return grpc::Status::OK;
@@ -184,9 +189,21 @@ absl::Status NodeService::DoPublish(const v1::NodePublishVolumeRequest& req) {
       return absl::InvalidArgumentError(absl::StrCat("version must be 1 or 2, not \"", v, "\""));
     }
   }
+  const std::string& mount_group = req.volume_capability().mount().volume_mount_group();
+  if (!mount_group.empty()) {
+    uint32_t gid;
+    // (gid_t)-1 means "no group" to chown(2): not a group a volume can show.
+    if (!absl::SimpleAtoi(mount_group, &gid) || gid == UINT32_MAX ||
+        !std::all_of(mount_group.begin(), mount_group.end(),
+                     [](char c) { return absl::ascii_isdigit(static_cast<unsigned char>(c)); })) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "volume_mount_group must be a numeric group ID (the pod's fsGroup), not \"",
+          mount_group, "\""));
+    }
+  }
   std::string fingerprint = absl::StrJoin(
       {by_id ? req.volume_id() : absl::StrCat(ns, "/", name), std::string(read_only ? "ro" : "rw"),
-       sub_path, commit_interval},
+       sub_path, commit_interval, mount_group},
       "|");
 
   absl::MutexLock lock(&mu_);
@@ -266,6 +283,7 @@ absl::Status NodeService::DoPublish(const v1::NodePublishVolumeRequest& req) {
                absl::StrCat(absl::ToDoubleSeconds(options_.final_commit_timeout))};
   if (read_only) spec.args.push_back("--read-only");
   if (!sub_path.empty()) spec.args.insert(spec.args.end(), {"--sub-path", sub_path});
+  if (!mount_group.empty()) spec.args.insert(spec.args.end(), {"--mount-group", mount_group});
   if (!commit_interval.empty()) {
     spec.args.insert(spec.args.end(), {"--commit-interval", commit_interval});
   }

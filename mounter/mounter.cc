@@ -281,6 +281,12 @@ absl::StatusOr<MountOptions> ParseMountArgs(const std::vector<std::string>& args
       CAIRN_RETURN_IF_ERROR(number(&o.uid));
     } else if (a == "--gid") {
       CAIRN_RETURN_IF_ERROR(number(&o.gid));
+    } else if (a == "--mount-group") {
+      CAIRN_RETURN_IF_ERROR(number(&o.mount_group));
+      if (o.mount_group < 0 || o.mount_group >= int64_t{UINT32_MAX}) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--mount-group: not a group ID: ", o.mount_group));
+      }
     } else if (a == "--no-allow-other") {
       o.allow_other = false;
     } else if (a == "--debug" || a == "-d") {

@@ -37,6 +37,10 @@ struct MountOptions {
   uint64_t memory_cache = uint64_t{256} << 20;
   int uid = -1;  // owner shown for every file; -1: the daemon's
   int gid = -1;
+  // Kubernetes fsGroup (CSI volume_mount_group): shown as the group of
+  // every inode that stores none, group bits = owner bits, directories
+  // setgid, and added to what new files inherit. -1: none.
+  int64_t mount_group = -1;
   bool allow_other = true;  // when permitted (root, or user_allow_other)
   bool debug = false;
 };
@@ -69,7 +73,13 @@ inline constexpr char kMountUsage[] =
     "                             (env CAIRN_CACHE_DIR, default /var/cache/cairn)\n"
     "  --cache-size SIZE          bound of that cache (default 10G)\n"
     "  --memory-cache SIZE        decrypted chunks kept in memory (default 256M)\n"
-    "  --uid N, --gid N           owner shown for every file (default: the mounter's)\n"
+    "  --uid N, --gid N           owner shown for files that store none (written\n"
+    "                             before owners were stored, or by `volume put`;\n"
+    "                             default: the mounter's); files created through\n"
+    "                             a mount keep their creator's\n"
+    "  --mount-group GID          present the volume with group GID (Kubernetes\n"
+    "                             fsGroup): files storing no owner show it, with\n"
+    "                             group permissions equal to the owner's\n"
     "  --no-allow-other           only the mounting user may access the mount\n"
     "  -d, --debug                log every FUSE request\n";
 

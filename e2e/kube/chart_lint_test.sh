@@ -35,7 +35,7 @@ all=$(render --set snapshots.enabled=true)
 has() { grep -qE -- "$1" <<<"$all" || fail "rendered chart lacks: $1"; }
 has 'attachRequired: false'
 has 'podInfoOnMount: true'
-has 'fsGroupPolicy: None'
+has 'fsGroupPolicy: File'
 has '- --extra-create-metadata'
 has 'mountPropagation: Bidirectional'
 has 'kind: VolumeSnapshotClass'
