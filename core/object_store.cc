@@ -49,7 +49,7 @@ absl::Status PutIfAbsent(BlobStore& blobs, std::string_view volume_id, const Dig
 bool UsesFormat2(const objects::Directory& dir) {
   if (dir.has_root()) return true;
   for (const objects::Entry& e : dir.entries()) {
-    if (e.has_uid() || e.has_gid() || e.atime_ns() != 0 || e.ctime_ns() != 0 || e.rdev() != 0 ||
+    if (e.has_uid() || e.has_gid() || e.atime_ns() != 0 || e.ctime_ns() != 0 || e.rdev() != 0 || e.has_subdirs() || e.has_nlink() ||
         e.type() > objects::SYMLINK) {
       return true;
     }

@@ -122,6 +122,7 @@ struct Node {
   size_t base_count = 0;      // entries when loaded; the entry limit applies to growth
   std::optional<Entry> root;  // the root's own attributes (Directory.root)
   Totals totals;              // filled by Flush
+  uint32_t subdirs = 0;       // entries that are directories, filled by Flush
 };
 
 class Builder {
@@ -351,6 +352,7 @@ class Builder {
       const Totals& t = g.totals;
       slot.entry.set_subtree_inodes(t.inodes);
       slot.entry.set_subtree_bytes(t.bytes);
+      slot.entry.set_subdirs(g.subdirs);
       slot.entry.clear_chunks();
       slot.entry.clear_inline_data();
     } else {
@@ -502,6 +504,7 @@ class Builder {
 
   struct GraftInfo {
     Totals totals;
+    uint32_t subdirs = 0;  // of the grafted directory itself
     size_t height = 0;  // levels of directories, the grafted one included
   };
 
@@ -561,6 +564,7 @@ class Builder {
               sub.totals.bytes));
         }
         info.height = std::max(info.height, sub.height);
+        ++info.subdirs;
       }
       info.totals.Add(e);
     }
@@ -591,7 +595,9 @@ class Builder {
   absl::StatusOr<bool> Flush(Node& node, const std::string& path) {
     bool changed = node.dirty;
     node.totals = Totals();
+    node.subdirs = 0;
     for (auto& [name, slot] : node.entries) {
+      if (slot.entry.type() == objects::DIRECTORY) ++node.subdirs;
       if (slot.child) {
         std::string child_path = Join(path, name);
         CAIRN_ASSIGN_OR_RETURN(bool child_changed, Flush(*slot.child, child_path));
@@ -599,6 +605,7 @@ class Builder {
           slot.entry.set_tree(slot.child->address.RawString());
           slot.entry.set_subtree_inodes(slot.child->totals.inodes);
           slot.entry.set_subtree_bytes(slot.child->totals.bytes);
+          slot.entry.set_subdirs(slot.child->subdirs);
           if (slot.child->names_changed) {
             slot.entry.set_mtime_ns(now_);
             // ctime follows a name change too, where the entry records one.
@@ -677,6 +684,9 @@ absl::StatusOr<Entry> LookupPath(ObjectStore& objects, const Digest& root, std::
       current.set_tree(root.RawString());
     }
     Totals t = SumEntries(*dir);
+    uint32_t subdirs = 0;
+    for (const Entry& e : dir->entries()) subdirs += e.type() == objects::DIRECTORY ? 1 : 0;
+    current.set_subdirs(subdirs);
     current.set_subtree_inodes(t.inodes);
     current.set_subtree_bytes(t.bytes);
   }

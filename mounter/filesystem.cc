@@ -37,6 +37,7 @@ absl::StatusOr<std::unique_ptr<Filesystem>> Filesystem::Create(
   Digest tree = root;
   uint32_t mode = kDefaultDirMode;
   int64_t mtime_ns = opened.head().created_at_ns();
+  objects::Entry attributes;  // the root's stored owner and times, if any
   if (!options.sub_path.empty()) {
     auto entry = LookupRepairing(*reader, *objects, root, options.sub_path);
     if (!entry.ok()) {
@@ -51,14 +52,20 @@ absl::StatusOr<std::unique_ptr<Filesystem>> Filesystem::Create(
     CAIRN_ASSIGN_OR_RETURN(tree, Digest::FromRaw(entry->tree()));
     if (entry->mode()) mode = entry->mode();
     mtime_ns = entry->mtime_ns();
+    attributes = *entry;
   }
   // Warm the root listing so the first `ls` does not pay for it.
-  CAIRN_RETURN_IF_ERROR(reader->Directory(tree).status());
+  CAIRN_ASSIGN_OR_RETURN(auto listing, reader->Directory(tree));
+  if (options.sub_path.empty() && listing->has_root()) attributes = listing->root();
+  int64_t subdirs = 0;
+  for (const objects::Entry& e : listing->entries()) subdirs += e.type() == objects::DIRECTORY;
   absl::MutexLock lock(&fs->mu_);
   auto node = std::make_shared<Node>(kRootIno, objects::DIRECTORY);
   Node::Fields& f = node->Edit(*fs);
   f.mode = mode;
-  f.mtime_ns = f.ctime_ns = mtime_ns;
+  f.mtime_ns = f.ctime_ns = f.atime_ns = mtime_ns;
+  if (attributes.has_uid()) f.TakeAttributes(attributes);
+  f.subdirs = subdirs;
   f.tree = tree;
   f.attached = true;
   fs->root_ = node;
@@ -150,7 +157,8 @@ absl::StatusOr<std::shared_ptr<StagedFile>> Filesystem::EnsureStaged(
 absl::StatusOr<struct stat> Filesystem::SetAttr(uint64_t ino, const struct stat& attr,
                                                 int to_set) {
   CAIRN_ASSIGN_OR_RETURN(auto node, Get(ino));
-  const int changing = kSetMode | kSetSize | kSetMtime | kSetMtimeNow | kSetAtime | kSetAtimeNow;
+  const int changing = kSetMode | kSetUid | kSetGid | kSetSize | kSetMtime | kSetMtimeNow |
+                       kSetAtime | kSetAtimeNow | kSetCtime;
   if (to_set & changing) CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
   // From staging to logging, the node is pinned: a commit that finished in
   // between would otherwise replace the just-truncated staged file by the
@@ -175,8 +183,35 @@ absl::StatusOr<struct stat> Filesystem::SetAttr(uint64_t ino, const struct stat&
   if (to_set & changing) CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*node));
   int64_t now = NowNs();
   bool changed = false;
+  if (to_set & (kSetUid | kSetGid)) {
+    // The kernel has checked that the caller may (default_permissions).
+    // A node that stored no owner takes what it showed, mode included, so
+    // a chown of one half does not change the other or the permissions.
+    const Presented shown = PresentLocked(*node);
+    Node::Fields& f = node->Edit(*this);
+    f.uid = (to_set & kSetUid) ? attr.st_uid : shown.uid;
+    f.gid = (to_set & kSetGid) ? attr.st_gid : shown.gid;
+    if (!f.has_owner) f.mode = shown.mode;
+    f.has_owner = true;
+    changed = true;
+  }
   if (to_set & kSetMode) {
+    if (node.get() == root_.get() && !node->View(*this).has_owner) {
+      // The volume root's mode is stored only with an owner (MKDIR "" of
+      // format 2): it keeps the one it shows.
+      const Presented shown = PresentLocked(*node);
+      node->Edit(*this).uid = shown.uid;
+      node->Edit(*this).gid = shown.gid;
+      node->Edit(*this).has_owner = true;
+    }
     node->Edit(*this).mode = attr.st_mode & 07777;
+    changed = true;
+  }
+  if (to_set & kSetAtimeNow) {
+    node->Edit(*this).atime_ns = now;
+    changed = true;
+  } else if (to_set & kSetAtime) {
+    node->Edit(*this).atime_ns = int64_t{attr.st_atim.tv_sec} * 1000000000 + attr.st_atim.tv_nsec;
     changed = true;
   }
   if (to_set & kSetMtimeNow) {
@@ -188,13 +223,13 @@ absl::StatusOr<struct stat> Filesystem::SetAttr(uint64_t ino, const struct stat&
   } else if (to_set & kSetSize) {
     node->Edit(*this).mtime_ns = now;
   }
-  if (to_set & kSetSize) changed = true;
+  // chown(f, -1, -1) and the like: nothing but ctime changes, and it must.
+  if (to_set & (kSetSize | kSetCtime)) changed = true;
   if (changed) {
     node->Edit(*this).ctime_ns = now;
     if (node->type == objects::DIRECTORY) {
-      if (node.get() != root_.get() || !options_.sub_path.empty()) {
-        LogMkdirLocked(*node);
-      }
+      // The volume root too: MKDIR "" records its attributes (format 2).
+      LogMkdirLocked(*node);
     } else {
       MarkContentDirtyLocked(node);
     }
@@ -212,7 +247,7 @@ absl::StatusOr<std::string> Filesystem::ReadLink(uint64_t ino) {
 // ---- Namespace ----------------------------------------------------------
 
 absl::StatusOr<struct stat> Filesystem::MkDir(uint64_t parent, std::string_view name,
-                                              mode_t mode) {
+                                              mode_t mode, std::optional<Caller> caller) {
   CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
   CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
   CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
@@ -221,6 +256,7 @@ absl::StatusOr<struct stat> Filesystem::MkDir(uint64_t parent, std::string_view 
   CAIRN_RETURN_IF_ERROR(CheckCreateLocked(*dir, name));
   auto node = NewLocalNode(objects::DIRECTORY, mode);
   node->Edit(*this).loaded = true;
+  OwnNewLocked(*dir, *node, caller);
   AttachLocked(dir, std::string(name), node);
   ++inode_count_;
   dir->Edit(*this).mtime_ns = dir->Edit(*this).ctime_ns = node->View(*this).mtime_ns;
@@ -230,7 +266,8 @@ absl::StatusOr<struct stat> Filesystem::MkDir(uint64_t parent, std::string_view 
 }
 
 absl::StatusOr<struct stat> Filesystem::Symlink(std::string_view target, uint64_t parent,
-                                                std::string_view name) {
+                                                std::string_view name,
+                                                std::optional<Caller> caller) {
   CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
   if (target.size() > 4095) return Errno(ENAMETOOLONG, "symlink target");
   CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
@@ -240,11 +277,63 @@ absl::StatusOr<struct stat> Filesystem::Symlink(std::string_view target, uint64_
   CAIRN_RETURN_IF_ERROR(CheckCreateLocked(*dir, name));
   auto node = NewLocalNode(objects::SYMLINK, 0777);
   node->Edit(*this).symlink = std::string(target);
+  OwnNewLocked(*dir, *node, caller);
   AttachLocked(dir, std::string(name), node);
   ++inode_count_;
+  dir->Edit(*this).mtime_ns = dir->Edit(*this).ctime_ns = node->View(*this).mtime_ns;
   MarkContentDirtyLocked(node);
+  node->Edit(*this).ctime_ns = node->View(*this).mtime_ns;  // a new inode: all three times equal
   node->nlookup.fetch_add(1);
   return AttrLocked(*node);
+}
+
+absl::StatusOr<struct stat> Filesystem::Mknod(uint64_t parent, std::string_view name,
+                                              mode_t mode, dev_t rdev,
+                                              std::optional<Caller> caller) {
+  objects::EntryType type;
+  switch (mode & S_IFMT) {
+    case S_IFREG: {
+      CAIRN_ASSIGN_OR_RETURN(Created created, Create(parent, name, mode, O_WRONLY, caller));
+      Release(created.fh);
+      return created.attr;
+    }
+    case S_IFIFO: type = objects::FIFO; break;
+    case S_IFSOCK: type = objects::SOCKET; break;
+    case S_IFCHR: type = objects::CHAR_DEVICE; break;
+    case S_IFBLK: type = objects::BLOCK_DEVICE; break;
+    default:
+      return Errno(EINVAL, absl::StrFormat("mknod of file type 0%o", mode & S_IFMT));
+  }
+  CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
+  if (name.size() > kMaxName) return Errno(ENAMETOOLONG, "name");
+  CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
+  CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
+  absl::MutexLock lock(&mu_);
+  CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*dir));
+  CAIRN_RETURN_IF_ERROR(CheckCreateLocked(*dir, name));
+  auto node = NewLocalNode(type, mode);
+  if (type == objects::CHAR_DEVICE || type == objects::BLOCK_DEVICE) {
+    node->Edit(*this).rdev = rdev;
+  }
+  OwnNewLocked(*dir, *node, caller);
+  AttachLocked(dir, std::string(name), node);
+  ++inode_count_;
+  dir->Edit(*this).mtime_ns = dir->Edit(*this).ctime_ns = node->View(*this).mtime_ns;
+  MarkContentDirtyLocked(node);
+  node->Edit(*this).ctime_ns = node->View(*this).mtime_ns;  // a new inode: all three times equal
+  node->nlookup.fetch_add(1);
+  return AttrLocked(*node);
+}
+
+void Filesystem::OwnNewLocked(const Node& dir, Node& node, const std::optional<Caller>& caller) {
+  if (!caller) return;
+  const Presented parent = PresentLocked(dir);
+  const bool setgid = (parent.mode & S_ISGID) != 0;
+  Node::Fields& f = node.Edit(*this);
+  f.has_owner = true;
+  f.uid = caller->uid;
+  f.gid = setgid ? parent.gid : caller->gid;
+  if (setgid && node.type == objects::DIRECTORY) f.mode |= S_ISGID;
 }
 
 absl::StatusOr<struct stat> Filesystem::Link(uint64_t ino, uint64_t parent,
@@ -267,7 +356,8 @@ absl::StatusOr<struct stat> Filesystem::Link(uint64_t ino, uint64_t parent,
   AttachLocked(dir, std::string(name), node);
   ++inode_count_;
   node->Edit(*this).put_pending = false;  // re-log a PUT for every name, carrying the link id
-  MarkContentDirtyLocked(node);
+  MarkContentDirtyLocked(node);           // moves its ctime
+  dir->Edit(*this).mtime_ns = dir->Edit(*this).ctime_ns = node->View(*this).ctime_ns;
   node->nlookup.fetch_add(1);
   return AttrLocked(*node);
 }
@@ -284,9 +374,12 @@ absl::Status Filesystem::Unlink(uint64_t parent, std::string_view name) {
   objects::Change change;
   change.set_kind(objects::Change::REMOVE);
   change.set_path(Join(VolumePathLocked(*dir), name));
+  const int64_t now = NowNs();
+  // Its link count changes: so does its ctime (seen through other names).
+  it->second->Edit(*this).ctime_ns = now;
   DetachLocked(dir, std::string(name));
   --inode_count_;
-  dir->Edit(*this).mtime_ns = dir->Edit(*this).ctime_ns = NowNs();
+  dir->Edit(*this).mtime_ns = dir->Edit(*this).ctime_ns = now;
   LogLocked(std::move(change));
   return absl::OkStatus();
 }
@@ -384,6 +477,7 @@ absl::Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t
   dir->Edit(*this).mtime_ns = dir->Edit(*this).ctime_ns = now;
   new_dir->Edit(*this).mtime_ns = new_dir->Edit(*this).ctime_ns = now;
   src->Edit(*this).ctime_ns = now;
+  if (dst) dst->Edit(*this).ctime_ns = now;  // one name fewer, seen through others
   LogLocked(std::move(change));
   return absl::OkStatus();
 }
@@ -391,7 +485,8 @@ absl::Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t
 // ---- Files --------------------------------------------------------------
 
 absl::StatusOr<Filesystem::Created> Filesystem::Create(uint64_t parent, std::string_view name,
-                                                       mode_t mode, int flags) {
+                                                       mode_t mode, int flags,
+                                                       std::optional<Caller> caller) {
   CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
   if (name.size() > kMaxName) return Errno(ENAMETOOLONG, "name");
   CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
@@ -407,10 +502,12 @@ absl::StatusOr<Filesystem::Created> Filesystem::Create(uint64_t parent, std::str
     CAIRN_RETURN_IF_ERROR(CheckCreateLocked(*dir, name));
     node = NewLocalNode(objects::FILE, mode);
     node->Edit(*this).staged = std::move(staged);
+    OwnNewLocked(*dir, *node, caller);
     AttachLocked(dir, std::string(name), node);
     ++inode_count_;
     dir->Edit(*this).mtime_ns = dir->Edit(*this).ctime_ns = node->View(*this).mtime_ns;
     MarkContentDirtyLocked(node);
+    node->Edit(*this).ctime_ns = node->View(*this).mtime_ns;  // a new inode: all three times equal
     node->nlookup.fetch_add(1);
     attr = AttrLocked(*node);
     // Registered under mu_, so that a reload (which checks for open handles
@@ -545,10 +642,22 @@ absl::StatusOr<Filesystem::ReadBuffer> Filesystem::Read(uint64_t fh, uint64_t of
   }
   std::shared_ptr<StagedFile> staged;
   std::shared_ptr<const objects::Entry> base;
+  bool touch;
+  const int64_t now = NowNs();
   {
     absl::ReaderMutexLock lock(&mu_);
-    staged = node->View(*this).staged;
-    base = node->View(*this).base;
+    const Node::Fields& f = node->View(*this);
+    staged = f.staged;
+    base = f.base;
+    // relatime: atime moves when it is not after mtime/ctime, or a day old.
+    touch = f.atime_ns <= f.mtime_ns || f.atime_ns <= f.ctime_ns ||
+            now - f.atime_ns >= int64_t{86400} * 1000000000;
+  }
+  if (touch) {
+    // In memory only: no change is logged for a read (it would make every
+    // reader a writer); the atime goes out with the node's next change.
+    absl::MutexLock lock(&mu_);
+    node->Edit(*this).atime_ns = now;
   }
   ReadBuffer out;
   if (staged) {

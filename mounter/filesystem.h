@@ -51,6 +51,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -73,8 +74,14 @@ namespace cairn::mounter {
 struct FsOptions {
   bool read_only = false;
   std::string sub_path;              // normalised; "" is the volume root
-  uid_t uid = 0;                     // owner reported for every inode
+  // Owner shown for inodes that store none (entries from before owners
+  // were stored, `cairn volume put`, the root of a new volume).
+  uid_t uid = 0;
   gid_t gid = 0;
+  // Kubernetes fsGroup (CSI volume_mount_group): inodes that store no
+  // owner show this group, group permissions equal to the owner's, and
+  // directories setgid (docs/csi.md). Nothing is written for it.
+  std::optional<gid_t> mount_group;
   std::filesystem::path staging_dir;  // for StagedFiles; must exist
   // Where uncommitted changes are recorded for crash recovery (its
   // directory is staging_dir); null: not recorded (read-only mounts, tests).
@@ -99,6 +106,16 @@ CommitErrorKind ClassifyCommitError(const absl::Status& status);
 struct Notifier {
   std::function<void(uint64_t ino)> inval_inode;
   std::function<void(uint64_t parent, const std::string& name)> inval_entry;
+};
+
+// Who makes a call (the FUSE request's uid and gid). New inodes are
+// theirs, with the parent's group under a setgid parent. Permission checks
+// are the kernel's (`default_permissions`: mode bits, the caller's
+// supplementary groups, sticky directories, chown/chmod rules, clearing
+// setuid/setgid on write), made against the owners this class reports.
+struct Caller {
+  uid_t uid = 0;
+  gid_t gid = 0;
 };
 
 class Filesystem {
@@ -127,11 +144,21 @@ class Filesystem {
                                                     int to_set);
   [[nodiscard]] absl::StatusOr<std::string> ReadLink(uint64_t ino);
 
-  // ---- Namespace changes.
+  // ---- Namespace changes. Without a Caller (tests, tools) a new inode
+  // stores no owner and shows the default one.
   [[nodiscard]] absl::StatusOr<struct stat> MkDir(uint64_t parent, std::string_view name,
-                                                  mode_t mode);
+                                                  mode_t mode,
+                                                  std::optional<Caller> caller = std::nullopt);
   [[nodiscard]] absl::StatusOr<struct stat> Symlink(std::string_view target, uint64_t parent,
-                                                    std::string_view name);
+                                                    std::string_view name,
+                                                    std::optional<Caller> caller = std::nullopt);
+  // FIFOs, sockets and device nodes: entries only (the kernel opens FIFOs
+  // itself; the mount is nodev, so device nodes never reach a device).
+  // Device nodes need CAP_MKNOD, which the kernel checks. S_IFREG is a
+  // plain create. Other types: EINVAL.
+  [[nodiscard]] absl::StatusOr<struct stat> Mknod(uint64_t parent, std::string_view name,
+                                                  mode_t mode, dev_t rdev,
+                                                  std::optional<Caller> caller = std::nullopt);
   [[nodiscard]] absl::StatusOr<struct stat> Link(uint64_t ino, uint64_t parent,
                                                  std::string_view name);
   [[nodiscard]] absl::Status Unlink(uint64_t parent, std::string_view name);
@@ -146,7 +173,8 @@ class Filesystem {
     uint64_t fh;
   };
   [[nodiscard]] absl::StatusOr<Created> Create(uint64_t parent, std::string_view name,
-                                               mode_t mode, int flags);
+                                               mode_t mode, int flags,
+                                               std::optional<Caller> caller = std::nullopt);
   [[nodiscard]] absl::StatusOr<uint64_t> Open(uint64_t ino, int flags);
   // The bytes of a read: either `owned`, or (for base files) `slices`
   // pointing into decrypted chunks that `chunks` keeps alive, so the reply
@@ -262,6 +290,18 @@ class Filesystem {
   std::string PathLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   std::string VolumePathLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   struct stat AttrLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The owner and mode a node shows (its own, or the mount's defaults and
+  // mount group when it stores none).
+  struct Presented {
+    uid_t uid;
+    gid_t gid;
+    uint32_t mode;
+  };
+  Presented PresentLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Gives a new `node` in `dir` its owner: the caller's, with `dir`'s group
+  // (and, for a directory, setgid) when `dir` is setgid.
+  void OwnNewLocked(const Node& dir, Node& node, const std::optional<Caller>& caller)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckCreateLocked(const Node& dir, std::string_view name)
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // ENAMETOOLONG if dir/name, plus `below` bytes of path under it, would be
@@ -350,6 +390,9 @@ class Filesystem {
   mutable absl::Mutex mu_ ABSL_ACQUIRED_BEFORE(handles_mu_);
   std::shared_ptr<Node> root_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, std::shared_ptr<Node>> inodes_ ABSL_GUARDED_BY(mu_);
+  // Hard links of the base snapshot: link_id → the node its first listed
+  // name made, so further names of it become links of that one inode.
+  absl::flat_hash_map<uint64_t, std::weak_ptr<Node>> base_links_ ABSL_GUARDED_BY(mu_);
   // After a reload: path → inode number from before, so paths keep their
   // numbers, and the reverse for inodes the kernel still names.
   struct InoHint {

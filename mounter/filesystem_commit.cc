@@ -99,6 +99,9 @@ absl::Status Filesystem::PrepareLocked() {
           e.set_type(objects::SYMLINK);
           e.set_mode(0777);
           e.set_symlink_target(n.symlink);
+        } else if (IsSpecialFile(pc.node->type)) {
+          e.set_type(pc.node->type);
+          e.set_mode(n.mode);
         } else {
           if (!n.staged && n.base) e = *n.base;
           e.set_type(objects::FILE);
@@ -108,6 +111,12 @@ absl::Status Filesystem::PrepareLocked() {
         e.clear_name();
         e.set_link_id(n.extra_links.empty() ? (n.link_id && limits_.hard_links ? n.link_id : 0)
                                             : n.link_id);
+        if (e.link_id() != 0) {
+          e.set_nlink(1 + n.extra_links.size());
+        } else {
+          e.clear_nlink();
+        }
+        n.PutAttributes(e);
       }
       p.pending = std::move(pc);
       prepared.push_back(std::move(p));
@@ -147,10 +156,16 @@ absl::Status Filesystem::RebuildLocked(size_t begin, size_t end) {
                              p.staged->Store(*objects_, e.mode(), e.mtime_ns()));
       it = stored.emplace(p.staged.get(), std::move(content)).first;
     }
-    uint64_t link_id = e.link_id();
+    // The content entry, with this change's link id, owner and times.
+    objects::Entry attributes = std::move(e);
     e = it->second;
     e.clear_name();
-    e.set_link_id(link_id);
+    e.set_link_id(attributes.link_id());
+    if (attributes.has_nlink()) e.set_nlink(attributes.nlink());
+    if (attributes.has_uid()) e.set_uid(attributes.uid());
+    if (attributes.has_gid()) e.set_gid(attributes.gid());
+    e.set_atime_ns(attributes.atime_ns());
+    e.set_ctime_ns(attributes.ctime_ns());
   }
   return absl::OkStatus();
 }

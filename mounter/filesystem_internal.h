@@ -13,6 +13,8 @@
 // directories that outlive it while it is attached.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -66,6 +68,19 @@ inline absl::Status ForControl(absl::Status status) {
 absl::StatusOr<objects::Entry> LookupRepairing(ChunkReader& reader, ObjectStore& objects,
                                                const Digest& root, std::string_view path);
 
+// The S_IF* bits of a special file's entry type.
+inline mode_t SpecialFileType(objects::EntryType type) {
+  switch (type) {
+    case objects::FIFO: return S_IFIFO;
+    case objects::SOCKET: return S_IFSOCK;
+    case objects::CHAR_DEVICE: return S_IFCHR;
+    case objects::BLOCK_DEVICE: return S_IFBLK;
+    default: return 0;
+  }
+}
+
+inline bool IsSpecialFile(objects::EntryType type) { return SpecialFileType(type) != 0; }
+
 struct Filesystem::Node {
   struct Fields;
   Node(uint64_t ino, objects::EntryType type) : ino(ino), type(type) {}
@@ -73,9 +88,23 @@ struct Filesystem::Node {
   Node(uint64_t ino, objects::EntryType type, Fields fields);
 
   struct Fields {
-    uint32_t mode = 0644;  // permission bits only
+    uint32_t mode = 0644;  // permission bits with setuid/setgid/sticky (07777)
     int64_t mtime_ns = 0;
     int64_t ctime_ns = 0;
+    // Kept apart from mtime; reads move it relatime-style, in memory only
+    // (no change is logged for a read: it is committed with the node's
+    // next change).
+    int64_t atime_ns = 0;
+    // The stored owner (objects.proto format 2). has_owner false: the entry
+    // stores none (written before owners were, or by `volume put`) and
+    // shows the mount's default owner (Filesystem::PresentLocked).
+    bool has_owner = false;
+    uint32_t uid = 0;
+    uint32_t gid = 0;
+    uint64_t rdev = 0;  // CHAR_DEVICE / BLOCK_DEVICE
+    // DIRECTORY: children that are directories (st_nlink = 2 + this) once
+    // loaded; before, what the entry records, or -1 when it records none.
+    int64_t subdirs = -1;
     // FILE: the base content (chunks or inline), until staged.
     std::shared_ptr<const objects::Entry> base;
     std::shared_ptr<StagedFile> staged;
@@ -91,8 +120,40 @@ struct Filesystem::Node {
     std::string name;
     std::vector<std::pair<Node*, std::string>> extra_links;  // v2 hard links
     uint64_t link_id = 0;
+    // A hard link of the base: the names it had when committed, and how
+    // many of them this mount has listed; the rest count in st_nlink.
+    uint32_t base_links = 0;
+    uint32_t base_names_seen = 0;
+    uint32_t UnseenLinks() const {
+      return base_links > base_names_seen ? base_links - base_names_seen : 0;
+    }
     bool put_pending = false;  // a PUT of this node is in the change log
     uint64_t jid = 0;          // names the node in the journal (0: not yet)
+
+    // Mode, times, owner and device number from a stored entry (absent
+    // times read as its mtime).
+    void TakeAttributes(const objects::Entry& e) {
+      mode = e.mode() & 07777;
+      mtime_ns = e.mtime_ns();
+      ctime_ns = e.ctime_ns() != 0 ? e.ctime_ns() : e.mtime_ns();
+      atime_ns = e.atime_ns() != 0 ? e.atime_ns() : e.mtime_ns();
+      has_owner = e.has_uid() && e.has_gid();
+      uid = e.uid();
+      gid = e.gid();
+      rdev = e.rdev();
+      if (e.has_subdirs()) subdirs = e.subdirs();
+    }
+    // The owner, times and device number into an entry being committed or
+    // journaled (mode and mtime are set by the caller, as before).
+    void PutAttributes(objects::Entry& e) const {
+      if (has_owner) {
+        e.set_uid(uid);
+        e.set_gid(gid);
+      }
+      e.set_atime_ns(atime_ns);
+      e.set_ctime_ns(ctime_ns);
+      e.set_rdev(rdev);
+    }
   };
   const Fields& View(const Filesystem& fs) const ABSL_SHARED_LOCKS_REQUIRED(fs.mu_) {
     return fields_;

@@ -37,6 +37,8 @@ JournalContent Filesystem::ContentLocked(const Node& node) const {
   if (node.type == objects::SYMLINK) {
     e.set_type(objects::SYMLINK);
     e.set_symlink_target(node.View(*this).symlink);
+  } else if (IsSpecialFile(node.type)) {
+    e.set_type(node.type);
   } else {
     if (!node.View(*this).staged && node.View(*this).base) e = *node.View(*this).base;
     e.set_type(objects::FILE);
@@ -46,6 +48,7 @@ JournalContent Filesystem::ContentLocked(const Node& node) const {
   e.set_mode(node.View(*this).mode);
   e.set_mtime_ns(node.View(*this).mtime_ns);
   e.set_link_id(node.View(*this).link_id);
+  node.View(*this).PutAttributes(e);
   return content;
 }
 
@@ -57,6 +60,16 @@ void Filesystem::JournalContentLocked(Node& node) {
 
 void Filesystem::MarkContentDirtyLocked(const std::shared_ptr<Node>& node) {
   node->Edit(*this).ctime_ns = NowNs();
+  if (node->View(*this).UnseenLinks() > 0) {
+    // Names of this base hard link in directories not listed yet would keep
+    // the old content under the same link id, which must mean the same
+    // content: the names this mount changes go on under a new id, and the
+    // others stay a link of their own (docs/mounter.md).
+    base_links_.erase(node->View(*this).link_id);
+    Node::Fields& f = node->Edit(*this);
+    f.link_id = next_link_id_.fetch_add(1);
+    f.base_links = f.base_names_seen = 0;
+  }
   if (node->View(*this).put_pending || !node->View(*this).attached) return;
   node->Edit(*this).put_pending = true;
   std::vector<std::string> paths = {VolumePathLocked(*node)};
@@ -79,6 +92,7 @@ void Filesystem::LogMkdirLocked(const Node& dir) {
   change.mutable_entry()->set_type(objects::DIRECTORY);
   change.mutable_entry()->set_mode(dir.View(*this).mode);
   change.mutable_entry()->set_mtime_ns(dir.View(*this).mtime_ns);
+  dir.View(*this).PutAttributes(*change.mutable_entry());
   LogLocked(std::move(change));
 }
 
@@ -190,12 +204,13 @@ absl::StatusOr<size_t> Filesystem::Recover(RecoveredJournal& journal) {
       if (!node) {
         const objects::Entry& e = rc.content->entry;
         bool symlink = e.type() == objects::SYMLINK;
+        bool special = IsSpecialFile(e.type());
         Node::Fields fields;
-        fields.mode = e.mode() & 07777;
-        fields.ctime_ns = NowNs();
-        fields.mtime_ns = e.mtime_ns();
+        fields.TakeAttributes(e);
         fields.link_id = e.link_id();
-        if (symlink) {
+        if (special) {
+          // An entry only: nothing to restore.
+        } else if (symlink) {
           fields.symlink = e.symlink_target();
         } else if (rc.content->staged) {
           auto staged = StagedFile::Restore(options_.staging_dir, journal.dir,
@@ -210,9 +225,9 @@ absl::StatusOr<size_t> Filesystem::Recover(RecoveredJournal& journal) {
         } else {
           fields.base = std::make_shared<const objects::Entry>(e);
         }
-        auto fresh = std::make_shared<Node>(next_ino_.fetch_add(1),
-                                            symlink ? objects::SYMLINK : objects::FILE,
-                                            std::move(fields));
+        auto fresh = std::make_shared<Node>(
+            next_ino_.fetch_add(1), symlink || special ? e.type() : objects::FILE,
+            std::move(fields));
         node = std::move(fresh);
       }
       pc.node = node;
@@ -270,9 +285,11 @@ absl::Status Filesystem::ReplayLocked(const PendingChange& pc) {
     }
     case objects::Change::MKDIR: {
       CAIRN_ASSIGN_OR_RETURN(auto dir, WalkLocked(path, /*create_dirs=*/true));
-      if (dir->type == objects::DIRECTORY) {
-        dir->Edit(*this).mode = c.entry().mode() & 07777;
-        dir->Edit(*this).mtime_ns = c.entry().mtime_ns();
+      if (dir->type == objects::DIRECTORY && (!path.empty() || c.entry().has_uid())) {
+        Node::Fields& f = dir->Edit(*this);
+        const int64_t subdirs = f.subdirs;
+        f.TakeAttributes(c.entry());
+        f.subdirs = subdirs;
       }
       return absl::OkStatus();
     }

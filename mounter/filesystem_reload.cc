@@ -68,6 +68,7 @@ absl::Status Filesystem::Reload() {
   Digest tree = *root;
   uint32_t root_mode = kDefaultDirMode;
   int64_t root_mtime = head->created_at_ns();
+  objects::Entry root_attributes;  // the root's stored owner and times, if any
   if (!options_.sub_path.empty()) {
     auto entry = LookupRepairing(*reader_, *objects_, *root, options_.sub_path);
     if (!entry.ok()) return fail(entry.status());
@@ -79,8 +80,13 @@ absl::Status Filesystem::Reload() {
     tree = *t;
     root_mode = entry->mode() ? entry->mode() : kDefaultDirMode;
     root_mtime = entry->mtime_ns();
+    root_attributes = *entry;
   }
-  if (auto warm = reader_->Directory(tree); !warm.ok()) return fail(warm.status());
+  auto warm = reader_->Directory(tree);
+  if (!warm.ok()) return fail(warm.status());
+  if (options_.sub_path.empty() && (*warm)->has_root()) root_attributes = (*warm)->root();
+  int64_t root_subdirs = 0;
+  for (const objects::Entry& e : (*warm)->entries()) root_subdirs += e.type() == objects::DIRECTORY;
 
   std::vector<uint64_t> inval_inodes;
   std::vector<std::pair<uint64_t, std::string>> inval_entries;
@@ -131,6 +137,7 @@ absl::Status Filesystem::Reload() {
     auto old_ino_hint = std::exchange(ino_hint_, std::move(ino_hint));
     auto old_path_hint = std::exchange(path_hint_, std::move(path_hint));
     auto old_inodes = std::move(inodes_);
+    auto old_base_links = std::exchange(base_links_, {});
     inodes_ = old_inodes;  // the detach below walks it
     std::shared_ptr<Node> old_root = root_;
     api::Snapshot old_base = base_;
@@ -155,7 +162,10 @@ absl::Status Filesystem::Reload() {
     for (const PendingChange& pc : log_) detach(pc);
     auto node = std::make_shared<Node>(kRootIno, objects::DIRECTORY);
     node->Edit(*this).mode = root_mode;
-    node->Edit(*this).mtime_ns = node->Edit(*this).ctime_ns = root_mtime;
+    node->Edit(*this).mtime_ns = node->Edit(*this).ctime_ns = node->Edit(*this).atime_ns =
+        root_mtime;
+    if (root_attributes.has_uid()) node->Edit(*this).TakeAttributes(root_attributes);
+    node->Edit(*this).subdirs = root_subdirs;
     node->Edit(*this).tree = tree;
     node->Edit(*this).attached = true;
     inodes_.clear();
@@ -179,6 +189,7 @@ absl::Status Filesystem::Reload() {
         place.node->Edit(*this).extra_links = std::move(place.extra_links);
       }
       inodes_ = std::move(old_inodes);
+      base_links_ = std::move(old_base_links);
       ino_hint_ = std::move(old_ino_hint);
       path_hint_ = std::move(old_path_hint);
       root_ = std::move(old_root);

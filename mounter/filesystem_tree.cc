@@ -78,37 +78,81 @@ std::string Filesystem::VolumePathLocked(const Node& node) const {
   return Join(options_.sub_path, PathLocked(node));
 }
 
+Filesystem::Presented Filesystem::PresentLocked(const Node& node) const {
+  const Node::Fields& f = node.View(*this);
+  if (f.has_owner) return {f.uid, f.gid, f.mode};
+  // No stored owner: the mount's default, and under a mount group
+  // (Kubernetes fsGroup, docs/csi.md) that group with the owner's
+  // permissions, directories setgid so that new entries inherit it.
+  Presented p{options_.uid, options_.gid, f.mode};
+  if (options_.mount_group) {
+    p.gid = *options_.mount_group;
+    p.mode |= (f.mode & 0700) >> 3;
+    if (node.type == objects::DIRECTORY) p.mode |= S_ISGID;
+  }
+  return p;
+}
+
 struct stat Filesystem::AttrLocked(const Node& node) const {
   const Node::Fields& f = node.View(*this);
+  const Presented p = PresentLocked(node);
   struct stat st {};
   st.st_ino = node.ino;
-  st.st_uid = options_.uid;
-  st.st_gid = options_.gid;
+  st.st_uid = p.uid;
+  st.st_gid = p.gid;
   st.st_blksize = 128 << 10;
   switch (node.type) {
-    case objects::DIRECTORY:
-      st.st_mode = S_IFDIR | f.mode;
-      st.st_nlink = 2;
+    case objects::DIRECTORY: {
+      st.st_mode = S_IFDIR | p.mode;
+      if (f.loaded) {
+        nlink_t subdirs = 0;
+        for (const auto& [name, child] : f.children) {
+          if (child->type == objects::DIRECTORY) ++subdirs;
+        }
+        st.st_nlink = 2 + subdirs;
+      } else {
+        // 1: "not counted" (what find(1) and others expect of a file
+        // system that cannot tell), for directories stored without a count.
+        st.st_nlink = f.subdirs >= 0 ? 2 + f.subdirs : 1;
+      }
       st.st_size = 4096;
       break;
+    }
     case objects::SYMLINK:
       st.st_mode = S_IFLNK | 0777;
       st.st_nlink = 1;
       st.st_size = f.symlink.size();
       break;
+    case objects::FIFO:
+    case objects::SOCKET:
+    case objects::CHAR_DEVICE:
+    case objects::BLOCK_DEVICE:
+      st.st_mode = SpecialFileType(node.type) | p.mode;
+      st.st_nlink = 1;
+      st.st_rdev = f.rdev;
+      break;
     default:
-      st.st_mode = S_IFREG | f.mode;
-      st.st_nlink = 1 + f.extra_links.size();
+      st.st_mode = S_IFREG | p.mode;
+      st.st_nlink = 1 + f.extra_links.size() + f.UnseenLinks();
       st.st_size = f.staged ? f.staged->size() : (f.base ? f.base->size() : 0);
       break;
   }
   if (node.type != objects::DIRECTORY && !f.attached) st.st_nlink = 0;
   st.st_blocks = (st.st_size + 511) / 512;
-  st.st_mtim.tv_sec = f.mtime_ns / 1000000000;
-  st.st_mtim.tv_nsec = f.mtime_ns % 1000000000;
-  st.st_atim = st.st_mtim;
-  st.st_ctim.tv_sec = f.ctime_ns / 1000000000;
-  st.st_ctim.tv_nsec = f.ctime_ns % 1000000000;
+  auto ts = [](int64_t ns) {
+    struct timespec t;
+    // Floor division: times before 1970 stay exact too.
+    t.tv_sec = ns / 1000000000;
+    t.tv_nsec = ns % 1000000000;
+    if (t.tv_nsec < 0) {
+      t.tv_nsec += 1000000000;
+      t.tv_sec -= 1;
+    }
+    return t;
+  };
+  st.st_mtim = ts(f.mtime_ns);
+  st.st_atim = ts(f.atime_ns);
+  st.st_ctim = ts(f.ctime_ns);
   return st;
 }
 
@@ -130,12 +174,10 @@ std::shared_ptr<Filesystem::Node> Filesystem::NewNodeLocked(const std::shared_pt
   const objects::EntryType type =
       entry.type() == objects::ENTRY_TYPE_UNSPECIFIED ? objects::FILE : entry.type();
   auto node = std::make_shared<Node>(InoForLocked(*parent, name, type), type);
-  node->Edit(*this).mode = entry.mode() & 07777;
-  if (node->View(*this).mode == 0 && node->type == objects::DIRECTORY) {
-    node->Edit(*this).mode = kDefaultDirMode;
+  node->Edit(*this).TakeAttributes(entry);
+  if (node->View(*this).mode == 0 && node->type == objects::DIRECTORY && !entry.has_uid()) {
+    node->Edit(*this).mode = kDefaultDirMode;  // before format 2, 0 meant "not recorded"
   }
-  node->Edit(*this).mtime_ns = entry.mtime_ns();
-  node->Edit(*this).ctime_ns = entry.mtime_ns();
   switch (node->type) {
     case objects::DIRECTORY:
       if (auto d = Digest::FromRaw(entry.tree()); d.ok()) {
@@ -146,6 +188,11 @@ std::shared_ptr<Filesystem::Node> Filesystem::NewNodeLocked(const std::shared_pt
       break;
     case objects::SYMLINK:
       node->Edit(*this).symlink = entry.symlink_target();
+      break;
+    case objects::FIFO:
+    case objects::SOCKET:
+    case objects::CHAR_DEVICE:
+    case objects::BLOCK_DEVICE:
       break;
     default:
       node->Edit(*this).base = std::make_shared<const objects::Entry>(entry);
@@ -160,7 +207,23 @@ void Filesystem::PopulateLocked(const std::shared_ptr<Node>& dir,
   if (dir->View(*this).loaded) return;
   for (const objects::Entry& entry : listing.entries()) {
     if (dir->View(*this).children.contains(entry.name())) continue;
+    const bool linked = entry.type() == objects::FILE && entry.link_id() != 0;
+    if (linked) {
+      auto it = base_links_.find(entry.link_id());
+      std::shared_ptr<Node> existing = it == base_links_.end() ? nullptr : it->second.lock();
+      if (existing && existing->View(*this).attached) {
+        // Another name of an inode already listed: one inode (v2 links).
+        existing->Edit(*this).base_names_seen += 1;
+        AttachLocked(dir, entry.name(), existing);
+        continue;
+      }
+    }
     auto node = NewNodeLocked(dir, entry.name(), entry);
+    if (linked) {
+      node->Edit(*this).base_links = entry.has_nlink() ? entry.nlink() : 0;
+      node->Edit(*this).base_names_seen = 1;
+      base_links_[entry.link_id()] = node;
+    }
     AttachLocked(dir, entry.name(), node);
   }
   dir->Edit(*this).loaded = true;
@@ -281,7 +344,7 @@ absl::StatusOr<std::shared_ptr<Filesystem::Node>> Filesystem::WalkLocked(std::st
       auto dir = std::make_shared<Node>(InoForLocked(*cur, part, objects::DIRECTORY),
                                         objects::DIRECTORY);
       dir->Edit(*this).mode = kDefaultDirMode;
-      dir->Edit(*this).mtime_ns = dir->Edit(*this).ctime_ns = NowNs();
+      dir->Edit(*this).mtime_ns = dir->Edit(*this).ctime_ns = dir->Edit(*this).atime_ns = NowNs();
       dir->Edit(*this).loaded = true;
       AttachLocked(cur, std::string(part), dir);
       cur = dir;
@@ -300,7 +363,7 @@ std::shared_ptr<Filesystem::Node> Filesystem::NewLocalNode(objects::EntryType ty
                                                            mode_t mode) {
   Node::Fields fields;
   fields.mode = mode & 07777;
-  fields.mtime_ns = fields.ctime_ns = NowNs();
+  fields.mtime_ns = fields.ctime_ns = fields.atime_ns = NowNs();
   return std::make_shared<Node>(next_ino_.fetch_add(1), type, std::move(fields));
 }
 

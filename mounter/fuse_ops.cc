@@ -28,6 +28,12 @@ static_assert(Filesystem::kSetCtime == FUSE_SET_ATTR_CTIME);
 
 Filesystem* Fs(fuse_req_t req) { return static_cast<Filesystem*>(fuse_req_userdata(req)); }
 
+// The caller of a creating request: new inodes are theirs.
+Caller Who(fuse_req_t req) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  return Caller{ctx->uid, ctx->gid};
+}
+
 int ErrnoOf(const absl::Status& status) {
   int err = StatusToErrno(status);
   if (err == EIO) CAIRN_LOG_WARNING("I/O error: %s", status.ToString());
@@ -95,16 +101,12 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
   fuse_reply_readlink(req, target->c_str());
 }
 
-void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t) {
-  if (!S_ISREG(mode)) return (void)fuse_reply_err(req, EPERM);
-  auto created = Fs(req)->Create(parent, name, mode, O_WRONLY);
-  if (!created.ok()) return ReplyErr(req, created.status());
-  Fs(req)->Release(created->fh);
-  ReplyEntry(req, created->attr);
+void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  ReplyEntry(req, Fs(req)->Mknod(parent, name, mode, rdev, Who(req)));
 }
 
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
-  ReplyEntry(req, Fs(req)->MkDir(parent, name, mode));
+  ReplyEntry(req, Fs(req)->MkDir(parent, name, mode, Who(req)));
 }
 
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -116,7 +118,7 @@ void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
 }
 
 void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
-  ReplyEntry(req, Fs(req)->Symlink(link, parent, name));
+  ReplyEntry(req, Fs(req)->Symlink(link, parent, name, Who(req)));
 }
 
 void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
@@ -295,7 +297,7 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req
 
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
               fuse_file_info* fi) {
-  auto created = Fs(req)->Create(parent, name, mode, fi->flags);
+  auto created = Fs(req)->Create(parent, name, mode, fi->flags, Who(req));
   if (!created.ok()) return ReplyErr(req, created.status());
   fuse_entry_param e{};
   e.ino = created->attr.st_ino;

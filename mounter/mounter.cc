@@ -394,6 +394,7 @@ int RunMounter(const MountOptions& options) {
   fs_options.sub_path = options.sub_path;
   fs_options.uid = options.uid >= 0 ? options.uid : ::geteuid();
   fs_options.gid = options.gid >= 0 ? options.gid : ::getegid();
+  if (options.mount_group >= 0) fs_options.mount_group = static_cast<gid_t>(options.mount_group);
   fs_options.staging_dir = (*journal)->dir();
   if (!options.read_only) fs_options.journal = journal->get();
   auto filesystem = Filesystem::Create(client->get(), &objects, &reader, *opened, fs_options);

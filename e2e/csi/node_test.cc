@@ -311,6 +311,35 @@ TEST_F(CsiNodeTest, MissingVolumeIsNotFoundAndNothingIsMounted) {
   EXPECT_TRUE(Unpublish(req.volume_id(), t).ok());
 }
 
+// fsGroup is delegated to the driver (VOLUME_MOUNT_GROUP): the kubelet does
+// not chown, the mount shows the group (docs/csi.md).
+TEST_F(CsiNodeTest, VolumeMountGroupIsAdvertisedAndPresented) {
+  v1::NodeGetCapabilitiesRequest creq;
+  v1::NodeGetCapabilitiesResponse cresp;
+  ASSERT_TRUE(plugin_->node().NodeGetCapabilities(Ctx().get(), creq, &cresp).ok());
+  bool advertised = false;
+  for (const auto& c : cresp.capabilities()) {
+    advertised |= c.rpc().type() == v1::NodeServiceCapability::RPC::VOLUME_MOUNT_GROUP;
+  }
+  EXPECT_TRUE(advertised);
+
+  Cli({"volume", "create", "grouped"});
+  fs::path t = Target("grouped");
+  auto req = PublishByName("grouped", t);
+  req.mutable_volume_capability()->mutable_mount()->set_volume_mount_group("2000");
+  grpc::Status st = Publish(req);
+  ASSERT_TRUE(st.ok()) << st.error_message() << plugin_->Log();
+  struct stat s;
+  ASSERT_EQ(::stat(t.c_str(), &s), 0);
+  EXPECT_EQ(s.st_gid, 2000u);
+  EXPECT_EQ(s.st_mode & 07777, 02775u);
+  EXPECT_TRUE(Publish(req).ok());  // the same again: fine
+  auto other = req;
+  other.mutable_volume_capability()->mutable_mount()->set_volume_mount_group("3000");
+  EXPECT_EQ(Publish(other).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_TRUE(Unpublish("handle-grouped", t).ok());
+}
+
 TEST_F(CsiNodeTest, BadInputIsRefusedWithTheRightCode) {
   Cli({"volume", "create", "vol"});
   fs::path t = Target("bad");
@@ -339,6 +368,11 @@ TEST_F(CsiNodeTest, BadInputIsRefusedWithTheRightCode) {
   req = PublishByName("vol", t);
   (*req.mutable_volume_context())["commitInterval"] = "soon";
   expect(req, grpc::StatusCode::INVALID_ARGUMENT, "commitInterval");
+  for (const char* group : {"staff", "-1", "4294967295", "12a", " 5"}) {
+    req = PublishByName("vol", t);
+    req.mutable_volume_capability()->mutable_mount()->set_volume_mount_group(group);
+    expect(req, grpc::StatusCode::INVALID_ARGUMENT, "volume_mount_group");
+  }
   EXPECT_FALSE(fs::exists(t));
 
   // A target outside --kubelet-dir.

@@ -288,7 +288,7 @@ void PhaseRoot() {
   Moved("read d/t2 (atime older than mtime)", "d/t2", [] { return ReadAll("d/t2"); });
   Moved("read d/t2 again", "d/t2", [] { return ReadAll("d/t2"); });
   Moved("write d/t2 (atime)", "d/t2", [] { return Append("d/t2", "w"); });
-  Res("utimens d/t3 create", Create("d/t3", 0644, "t"));
+  Res("utimens d/t3 create", Create("d/t3", 0644));
   {
     struct stat st = Lstat("d/t3");
     Say("new file atime==mtime==ctime",
@@ -444,7 +444,7 @@ void PhaseVerify() {
     struct stat st = Lstat("d/t1");
     Say("times d/t1 atime", TimeStr(st.st_atim));
     st = Lstat("d/t2");
-    Say("times d/t2 mtime", TimeStr(st.st_mtim));
+    Say("d/t2 mtime within a day", std::abs(st.st_mtim.tv_sec - std::time(nullptr)) < 86400 ? "yes" : "no");
     Say("d/t2 atime after mtime", Ns(st.st_atim) > Ns(st.st_mtim) ? "yes" : "no");
   }
   {
