@@ -231,7 +231,12 @@ absl::StatusOr<struct stat> Filesystem::SetAttr(uint64_t ino, const struct stat&
       // The volume root too: MKDIR "" records its attributes (format 2).
       LogMkdirLocked(*node);
     } else {
+      const bool logged = node->View(*this).put_pending;
       MarkContentDirtyLocked(node);
+      // Already pending: the journal's record of it still has the old
+      // owner, mode and times; a crash before the next record would
+      // recover those.
+      if (logged && node->View(*this).attached) JournalContentLocked(*node);
     }
   }
   return AttrLocked(*node);
