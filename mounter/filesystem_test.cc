@@ -4,6 +4,7 @@
 #include "mounter/filesystem.h"
 
 #include <fcntl.h>
+#include <sys/sysmacros.h>
 
 #include <atomic>
 #include <thread>
@@ -60,6 +61,9 @@ class FilesystemTest : public ::testing::Test {
     options.staging_dir = journal ? journal->dir() : dir_.path() / "staging";
     options.journal = journal;
     options.journal_compact_bytes = compact_bytes;
+    options.uid = 7;
+    options.gid = 8;
+    options.mount_group = mount_group_;
     std::filesystem::create_directories(options.staging_dir);
     auto fs = Filesystem::Create(&client_, objects_.get(), reader_.get(), opened_, options);
     ASSERT_TRUE(fs.ok()) << fs.status();
@@ -102,6 +106,7 @@ class FilesystemTest : public ::testing::Test {
     return head.ok() ? head->seq() : ~uint64_t{0};
   }
 
+  std::optional<gid_t> mount_group_;
   cairn::testing::TempDir dir_;
   testing::EngineVolumeClient client_;
   bool created_ = false;
@@ -369,4 +374,85 @@ TEST_F(FilesystemTest, ControlAttributesWithAndWithoutTheUserPrefix) {
 }
 
 }  // namespace
+TEST_F(FilesystemTest, OwnersModesAndSpecialFilesAreCommittedAndShownByTheNextMount) {
+  const Caller user{1000, 1000};
+  auto dir = fs_->MkDir(Filesystem::kRootIno, "g", 0775, user);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  EXPECT_EQ(dir->st_uid, 1000u);
+  EXPECT_EQ(dir->st_gid, 1000u);
+  struct stat want{};
+  want.st_gid = 2000;
+  want.st_mode = 02775;
+  ASSERT_TRUE(fs_->SetAttr(dir->st_ino, want, Filesystem::kSetGid | Filesystem::kSetMode).ok());
+  // Under a setgid directory: the directory's group, and setgid on subdirectories.
+  auto file = fs_->Create(dir->st_ino, "f", 0640, O_WRONLY, user);
+  ASSERT_TRUE(file.ok()) << file.status();
+  fs_->Release(file->fh);
+  EXPECT_EQ(file->attr.st_gid, 2000u);
+  auto sub = fs_->MkDir(dir->st_ino, "sub", 0755, user);
+  ASSERT_TRUE(sub.ok());
+  EXPECT_EQ(sub->st_mode & 07777, 02755u);
+  auto fifo = fs_->Mknod(dir->st_ino, "p", S_IFIFO | 0600, 0, user);
+  ASSERT_TRUE(fifo.ok()) << fifo.status();
+  EXPECT_TRUE(S_ISFIFO(fifo->st_mode));
+  auto dev = fs_->Mknod(dir->st_ino, "c", S_IFCHR | 0600, makedev(1, 3), Caller{0, 0});
+  ASSERT_TRUE(dev.ok()) << dev.status();
+  EXPECT_EQ(dev->st_rdev, makedev(1, 3));
+  // An unknown file type is refused and leaves nothing.
+  auto bad = fs_->Mknod(dir->st_ino, "x", 0170000 | 0600, 0, user);
+  EXPECT_EQ(StatusToErrno(bad.status()), EINVAL);
+  EXPECT_EQ(StatusToErrno(fs_->Lookup(dir->st_ino, "x").status()), ENOENT);
+  // Without a caller (no FUSE request): no owner stored, the default shown.
+  ASSERT_TRUE(fs_->MkDir(Filesystem::kRootIno, "plain", 0755).ok());
+  ASSERT_TRUE(fs_->Commit().ok());
+
+  Open();
+  auto g = fs_->Lookup(Filesystem::kRootIno, "g");
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->st_uid, 1000u);
+  EXPECT_EQ(g->st_gid, 2000u);
+  EXPECT_EQ(g->st_mode & 07777, 02775u);
+  EXPECT_EQ(g->st_nlink, 3u);  // 2 + the subdirectory
+  auto f = fs_->Lookup(g->st_ino, "f");
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->st_uid, 1000u);
+  EXPECT_EQ(f->st_gid, 2000u);
+  EXPECT_EQ(f->st_mode & 07777, 0640u);
+  auto c = fs_->Lookup(g->st_ino, "c");
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(S_ISCHR(c->st_mode));
+  EXPECT_EQ(c->st_rdev, makedev(1, 3));
+  EXPECT_EQ(c->st_uid, 0u);
+  EXPECT_TRUE(S_ISFIFO(fs_->Lookup(g->st_ino, "p")->st_mode));
+  auto plain = fs_->Lookup(Filesystem::kRootIno, "plain");
+  EXPECT_EQ(plain->st_uid, 7u);
+  EXPECT_EQ(plain->st_gid, 8u);
+}
+
+TEST_F(FilesystemTest, MountGroupIsShownOnEntriesWithoutAnOwnerOnly) {
+  ASSERT_TRUE(fs_->MkDir(Filesystem::kRootIno, "plain", 0755).ok());
+  auto owned = fs_->MkDir(Filesystem::kRootIno, "owned", 0700, Caller{1000, 1000});
+  ASSERT_TRUE(owned.ok());
+  ASSERT_TRUE(fs_->Commit().ok());
+  mount_group_ = 2000;
+  Open();
+  auto root = fs_->GetAttr(Filesystem::kRootIno);
+  ASSERT_TRUE(root.ok());
+  EXPECT_EQ(root->st_uid, 7u);
+  EXPECT_EQ(root->st_gid, 2000u);
+  EXPECT_EQ(root->st_mode & 07777, 02775u);
+  auto plain = fs_->Lookup(Filesystem::kRootIno, "plain");
+  EXPECT_EQ(plain->st_gid, 2000u);
+  EXPECT_EQ(plain->st_mode & 07777, 02775u);
+  auto kept = fs_->Lookup(Filesystem::kRootIno, "owned");
+  EXPECT_EQ(kept->st_gid, 1000u);
+  EXPECT_EQ(kept->st_mode & 07777, 0700u);
+  // A pod's new file in the (presented setgid) root takes the group.
+  auto file = fs_->Create(Filesystem::kRootIno, "new", 0644, O_WRONLY, Caller{1000, 1000});
+  ASSERT_TRUE(file.ok());
+  fs_->Release(file->fh);
+  EXPECT_EQ(file->attr.st_uid, 1000u);
+  EXPECT_EQ(file->attr.st_gid, 2000u);
+}
+
 }  // namespace cairn::mounter
