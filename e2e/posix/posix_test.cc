@@ -295,6 +295,42 @@ TEST_F(PosixTest, MountGroupPresentsTheVolumeToAPodsFsGroup) {
   EXPECT_FALSE(fs::exists(m / "shared/nope"));
 }
 
+// The Volume API path: `ls --json` shows stored owners (none for what put
+// stored), `get` leaves special files out of a directory and refuses one
+// named alone, writing nothing.
+TEST_F(PosixTest, CliShowsOwnersAndLeavesSpecialFilesOut) {
+  fs::path m = Mount("cli");
+  ASSERT_EQ(::mkdir((m / "d").c_str(), 0755), 0);
+  WriteWholeFile(m / "d/f", "f");
+  ASSERT_EQ(::chown((m / "d/f").c_str(), 1000, 2000), 0);
+  ASSERT_EQ(::mkfifo((m / "d/p").c_str(), 0644), 0);
+  int fd = ::open(m.c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_EQ(::fsync(fd), 0);
+  ::close(fd);
+  fs::path local = dir_.path() / "put.txt";
+  WriteWholeFile(local, "p");
+  ASSERT_EQ(RunCli(*server_, {"volume", "put", "posix", local.string(), "d/put.txt"}).exit_code, 0);
+
+  RunResult ls = RunCli(*server_, {"volume", "ls", "posix", "d", "--json"});
+  ASSERT_EQ(ls.exit_code, 0) << ls.err;
+  EXPECT_NE(ls.out.find("\"path\":\"d/f\",\"type\":\"file\""), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find("\"uid\":1000,\"gid\":2000"), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find("\"type\":\"fifo\""), std::string::npos) << ls.out;
+  size_t put = ls.out.find("\"path\":\"d/put.txt\"");
+  ASSERT_NE(put, std::string::npos);
+  EXPECT_EQ(ls.out.find("uid", put), std::string::npos) << "put stores no owner: " << ls.out;
+
+  fs::path out = dir_.path() / "got";
+  RunResult get = RunCli(*server_, {"volume", "get", "posix", "d", out.string()});
+  ASSERT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_EQ(ReadWholeFile(out / "f"), "f");
+  EXPECT_FALSE(fs::exists(fs::symlink_status(out / "p")));
+  RunResult one = RunCli(*server_, {"volume", "get", "posix", "d/p", (dir_.path() / "p").string()});
+  EXPECT_NE(one.exit_code, 0);
+  EXPECT_NE(one.err.find("special file"), std::string::npos) << one.err;
+  EXPECT_FALSE(fs::exists(fs::symlink_status(dir_.path() / "p")));
+}
+
 // SIGKILL of the mounter with owners, modes, times and special files only
 // in its journal: the next mount recovers them exactly and commits them; a
 // fresh mount shows them; fsck finds the data directory consistent.
