@@ -203,8 +203,11 @@ absl::Status NodeService::DoPublish(const v1::NodePublishVolumeRequest& req) {
   }
   std::string fingerprint = absl::StrJoin(
       {by_id ? req.volume_id() : absl::StrCat(ns, "/", name), std::string(read_only ? "ro" : "rw"),
-       sub_path, commit_interval, mount_group},
+       sub_path, commit_interval},
       "|");
+  // Only when set, so publications recorded before the group existed keep
+  // their fingerprint and a repeated publish of them stays OK.
+  if (!mount_group.empty()) absl::StrAppend(&fingerprint, "|group=", mount_group);
 
   absl::MutexLock lock(&mu_);
   if (auto it = state_.publications.find(target.string()); it != state_.publications.end()) {
