@@ -78,6 +78,13 @@ absl::StatusOr<CsiOptions> ParseCsiArgs(const std::vector<std::string>& args,
     } else if (a == "--registration-dir") {
       CAIRN_ASSIGN_OR_RETURN(std::string v, next());
       o.registration_dir = fs::absolute(v);
+    } else if (a == "--kubelet-registration-path") {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+      if (!fs::path(v).is_absolute()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--kubelet-registration-path must be an absolute path, not ", v));
+      }
+      o.registration_path = fs::path(v).lexically_normal();
     } else if (a == "--mounter") {
       CAIRN_ASSIGN_OR_RETURN(std::string v, next());
       o.mounter = v;
@@ -329,6 +336,8 @@ int RunPlugin(const CsiOptions& given) {
   if (!options.registration_dir.empty()) {
     std::string socket;
     IsUnixAddress(options.endpoint, &socket);
+    // The kubelet dials what GetInfo names, in its own mount namespace.
+    if (!options.registration_path.empty()) socket = options.registration_path.string();
     registration = std::make_unique<RegistrationService>(socket);
     GrpcServerOptions reg;
     reg.address = absl::StrCat("unix://",

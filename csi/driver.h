@@ -66,6 +66,9 @@ struct CsiOptions {
   std::filesystem::path state_dir = "/var/lib/cairn-csi";
   std::filesystem::path kubelet_dir;    // empty: targets anywhere
   std::filesystem::path registration_dir;  // empty: no kubelet registration socket
+  // The CSI socket as the kubelet sees it (a container sees it elsewhere);
+  // empty: the --endpoint path.
+  std::filesystem::path registration_path;
   std::filesystem::path mounter = "cairn-mount";  // resolved next to cairn-csi if relative
   std::filesystem::path cache_dir = "/var/cache/cairn";
   absl::Duration mount_timeout = absl::Seconds(30);
@@ -90,6 +93,8 @@ inline constexpr char kCsiUsage[] =
     "  --kubelet-dir DIR           refuse target paths outside DIR\n"
     "  --registration-dir DIR      serve kubelet plugin registration on\n"
     "                              DIR/csi.cairn.dev-reg.sock\n"
+    "  --kubelet-registration-path PATH  the CSI socket's path on the node, told to\n"
+    "                              the kubelet (default: the --endpoint path)\n"
     "  --mounter PATH              cairn-mount binary (default: next to cairn-csi)\n"
     "  --cache-dir DIR             node-local chunk cache for mounters (default /var/cache/cairn)\n"
     "  --mount-timeout SECONDS     how long a mount may take to become ready (default 30)\n"

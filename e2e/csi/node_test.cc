@@ -453,5 +453,23 @@ TEST_F(CsiNodeTest, ServesKubeletPluginRegistration) {
   EXPECT_THAT(plugin_->Log(), HasSubstr("registered with the kubelet"));
 }
 
+// In a container the plugin's socket is at /csi/csi.sock while the kubelet
+// finds it under its own directory: GetInfo must name the kubelet's path.
+TEST_F(CsiNodeTest, RegistrationNamesTheSocketAsTheKubeletSeesIt) {
+  fs::path reg = dir_.path() / "plugins_registry";
+  plugin_->child().Signal(SIGTERM);
+  plugin_->child().Wait();
+  StartPlugin({"--registration-dir", reg.string(), "--kubelet-registration-path",
+               "/var/lib/kubelet/plugins/csi.cairn.dev/csi.sock"});
+  auto channel = grpc::CreateChannel("unix://" + (reg / "csi.cairn.dev-reg.sock").string(),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = ::pluginregistration::Registration::NewStub(channel);
+  ::pluginregistration::InfoRequest ireq;
+  ::pluginregistration::PluginInfo info;
+  grpc::Status st = stub->GetInfo(Ctx().get(), ireq, &info);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(info.endpoint(), "/var/lib/kubelet/plugins/csi.cairn.dev/csi.sock");
+}
+
 }  // namespace
 }  // namespace cairn::e2e
