@@ -91,6 +91,16 @@ absl::StatusOr<CsiOptions> ParseCsiArgs(const std::vector<std::string>& args,
     } else if (a == "--cache-dir") {
       CAIRN_ASSIGN_OR_RETURN(std::string v, next());
       o.cache_dir = fs::absolute(v);
+    } else if (a == "--mounter-cgroup-root") {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+      o.mounter_cgroup_root = fs::absolute(v);
+    } else if (a == "--mounter-cgroup") {
+      CAIRN_ASSIGN_OR_RETURN(o.mounter_cgroup, next());
+      if (o.mounter_cgroup.empty() || o.mounter_cgroup == "." || o.mounter_cgroup == ".." ||
+          o.mounter_cgroup.find('/') != std::string::npos) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--mounter-cgroup must be one path component, not \"", o.mounter_cgroup, "\""));
+      }
     } else if (a == "--mount-timeout") {
       CAIRN_RETURN_IF_ERROR(seconds(&o.mount_timeout));
     } else if (a == "--final-commit-timeout") {
@@ -308,7 +318,13 @@ int RunPlugin(const CsiOptions& given) {
   auto api = VolumeApi::Connect(options.client);
   if (!api.ok()) return fail("control plane", api.status());
   StateFile state(options.state_dir / "state.json");
-  ProcessLauncher launcher;
+  std::vector<fs::path> mounter_cgroups;
+  if (!options.mounter_cgroup_root.empty() && options.mode != Mode::kController) {
+    auto cgroups = PrepareMounterCgroups(options.mounter_cgroup_root, options.mounter_cgroup);
+    if (!cgroups.ok()) return fail("mounter cgroups", cgroups.status());
+    mounter_cgroups = std::move(*cgroups);
+  }
+  ProcessLauncher launcher(std::move(mounter_cgroups));
   bool controller = options.mode != Mode::kNode;
   bool node = options.mode != Mode::kController;
   // The controller's records and the node's share one file format but not
