@@ -144,9 +144,9 @@ make_node() {
   # shellcheck disable=SC2016
   unshare --mount="$RUNDIR/n$n.mnt" --propagation private -- /bin/bash -euc '
     nd=$1; shift
-    for d in '"$(echo $NODE_DIRS)"'; do mount --bind "$nd/root/$d" "/$d"; done
+    for d in '"$(tr -s ' \n' '  ' <<<"$NODE_DIRS")"'; do mount --bind "$nd/root/$d" "/$d"; done
     mount --make-shared /var/lib/kubelet
-    for s in '"$(echo $SYSCTLS)"'; do
+    for s in '"$(tr -s ' \n' '  ' <<<"$SYSCTLS")"'; do
       f=$nd/sysctl/${s//\//.}
       [ -e "$f" ] && mount --bind "$f" "/proc/sys/$s"
     done
@@ -344,9 +344,9 @@ down_quiet() {
     local pid name
     while read -r pid name; do kill -9 -- "-$pid" "$pid" 2>/dev/null || true; done <"$dir/pids"
   fi
-  local n i pids
+  local n pids
   for n in 1 2; do
-    for i in 1 2 3 4 5 6 7 8 9 10; do
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
       pids=$(node_pids "$n" | sort -u)
       [ -z "$pids" ] && break
       # shellcheck disable=SC2086
@@ -384,7 +384,7 @@ dir=${2:-}
 [ -n "$dir" ] || die "usage: cluster.sh up DIR [NODES] | down DIR | node-exec DIR N CMD..."
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
-EXTRA_IMAGE_ARCHIVES=(${CLUSTER_IMAGE_ARCHIVES:-})
+read -ra EXTRA_IMAGE_ARCHIVES <<<"${CLUSTER_IMAGE_ARCHIVES:-}"
 case $cmd in
   up) up "${3:-1}" ;;
   down) down_quiet ;;

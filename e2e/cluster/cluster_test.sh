@@ -195,9 +195,12 @@ $extra
 $vol
 EOF
 }
-inline() {  # inline VOLUME [readOnly]
-  printf '    csi:\n      driver: csi.cairn.dev\n      readOnly: %s\n      volumeAttributes: {volume: %s}\n' \
-    "${2:-false}" "$1"
+# inline VOLUME [readOnly] [commitInterval]: an inline ephemeral volume.
+# A long commitInterval leaves only the pod's own sync and the final
+# commit at unpublish, so the checks below see which of them committed.
+inline() {
+  printf '    csi:\n      driver: csi.cairn.dev\n      readOnly: %s\n      volumeAttributes: {volume: %s, commitInterval: "%s"}\n' \
+    "${2:-false}" "$1" "${3:-5}"
 }
 ready() { k wait --for=condition=Ready "pod/$1" --timeout="${2:-120s}" >/dev/null || fail "pod $1 not Ready"; }
 ex() { local p=$1; shift; k exec "$p" -- "$@"; }
@@ -231,7 +234,7 @@ t_pod=$((SECONDS - t0))  # pod created -> its first answer from the mount
 [ -z "$listing" ] || fail "g sees files in a new volume: $listing"
 commits_before=$(metric_count shared)
 commits_before=${commits_before:-0}
-pod f n1 "$(inline shared)"
+pod f n1 "$(inline shared false 3600)"
 ready f
 ex f sh -c 'echo hello > /data/bar.txt && sync /data' || fail "f could not write and commit bar.txt"
 ex g sh -c '[ ! -e /data/bar.txt ]' || fail "g sees bar.txt before it reloads (C3)"
@@ -242,7 +245,7 @@ log "f/g: g saw nothing, f committed, g still nothing, g reloaded and read hello
 
 # --- 4. read-only and subPath ---------------------------------------------------
 pod ro n1 "$(inline shared true)"
-pod sub n1 "$(inline shared)" "      subPath: sub"
+pod sub n1 "$(inline shared false 3600)" "      subPath: sub"
 ready ro
 ready sub
 [ "$(ex ro cat /data/bar.txt)" = hello ] || fail "the read-only pod cannot read bar.txt"
@@ -258,9 +261,11 @@ ex g setxattr /data user.cairn.reload 1
 log "read-only mount refused a write (EROFS); subPath write landed in sub/"
 
 # --- 5. pod deletion commits ----------------------------------------------------
-# No sync: the kubelet's NodeUnpublish makes the final commit. The interval
-# commit could beat it, so the write goes in right before the delete.
+# No sync and no background commit (f's commitInterval is an hour): the
+# kubelet's NodeUnpublish makes the final commit.
 ex f sh -c 'echo bye > /data/final.txt'
+ex g setxattr /data user.cairn.reload 1
+ex g sh -c '[ ! -e /data/final.txt ]' || fail "final.txt was committed before f was deleted"
 k delete pod f --wait=true --timeout=60s >/dev/null
 pod f2 n1 "$(inline shared)"
 ready f2
