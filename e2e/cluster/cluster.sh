@@ -15,6 +15,7 @@
 #     directories under DIR/nN, the kubelet directory a shared mount (so
 #     Bidirectional propagation works), and the /proc/sys files the kubelet
 #     writes are files under DIR/nN (the host's sysctls stay untouched);
+#   - its own PID namespace (containerd and kubelet under one init), and
 #   - its own cgroup root /cairn-nN in every cgroup v1 hierarchy.
 # The API server listens on 10.96.0.1:443, the ClusterIP of the `kubernetes`
 # Service, on the host bridge, so in-cluster clients reach it without a
@@ -146,10 +147,6 @@ make_node() {
     nd=$1; shift
     for d in '"$(tr -s ' \n' '  ' <<<"$NODE_DIRS")"'; do mount --bind "$nd/root/$d" "/$d"; done
     mount --make-shared /var/lib/kubelet
-    for s in '"$(tr -s ' \n' '  ' <<<"$SYSCTLS")"'; do
-      f=$nd/sysctl/${s//\//.}
-      [ -e "$f" ] && mount --bind "$f" "/proc/sys/$s"
-    done
     true' _ "$nd"
   cat >"$nd/root/etc/cni/net.d/10-bridge.conflist" <<EOF
 {
@@ -221,10 +218,28 @@ nodeStatusReportFrequency: 10s
 EOF
 }
 
+# Node N's own PID namespace: its /proc shows only the node's processes, so
+# nothing here ever reads /proc entries of the machine's other processes
+# (one stuck in the kernel, e.g. on a hung FUSE request, blocks every
+# reader of its /proc links, and the kubelet reads them at start), and the
+# node ends as a whole with its init. Mounts keep propagating: the new
+# mount namespace (for the new /proc) keeps /var/lib/kubelet shared.
 start_node() {
   local n=$1 nd=$dir/n$1
-  start "containerd-n$n" nsenter --net=/run/netns/cairn-n"$n" --mount="$RUNDIR/n$n.mnt" -- \
-    containerd --config "$nd/containerd.toml"
+  # shellcheck disable=SC2016
+  start "node-n$n" nsenter --net=/run/netns/cairn-n"$n" --mount="$RUNDIR/n$n.mnt" -- \
+    unshare --pid --fork --mount-proc --propagation unchanged -- /bin/bash -euc '
+      nd=$1 kubelet=$2 kubeconfig=$3 n=$4 ip=$5
+      for s in '"$(tr -s ' \n' '  ' <<<"$SYSCTLS")"'; do
+        f=$nd/sysctl/${s//\//.}
+        [ -e "$f" ] && mount --bind "$f" "/proc/sys/$s"
+      done
+      containerd --config "$nd/containerd.toml" >"$nd/../logs/containerd-n$n.log" 2>&1 &
+      # The images are imported from outside first; then the kubelet.
+      until [ -e "$nd/kubelet.go" ]; do sleep 0.2; done
+      "$kubelet" --config "$nd/kubelet.yaml" --kubeconfig "$kubeconfig" \
+        --hostname-override "n$n" --node-ip "$ip" --v=1 >"$nd/../logs/kubelet-n$n.log" 2>&1 &
+      wait' _ "$nd" "$kubelet" "$dir/admin.kubeconfig" "$n" "$(node_ip "$n")"
   local sock=$nd/root/run/containerd/containerd.sock
   wait_for 60 "containerd on node $n" ctr --address "$sock" version
   local a
@@ -232,9 +247,7 @@ start_node() {
     ctr --address "$sock" -n k8s.io images import "$a" >/dev/null ||
       die "ctr images import $a failed on node $n"
   done
-  start "kubelet-n$n" nsenter --net=/run/netns/cairn-n"$n" --mount="$RUNDIR/n$n.mnt" -- \
-    "$kubelet" --config "$nd/kubelet.yaml" --kubeconfig "$dir/admin.kubeconfig" \
-    --hostname-override "n$n" --node-ip "$(node_ip "$n")" --v=1
+  touch "$nd/kubelet.go"
 }
 
 up() {
@@ -324,22 +337,29 @@ node_pids() {
   local n=$1 netino="" mntino="" pid
   [ -e /run/netns/cairn-n"$n" ] && netino=$(stat -Lc %i /run/netns/cairn-n"$n" 2>/dev/null || true)
   [ -e "$RUNDIR/n$n.mnt" ] && mntino=$(stat -Lc %i "$RUNDIR/n$n.mnt" 2>/dev/null || true)
+  local net mnt
   for pid in /proc/[0-9]*; do
     pid=${pid#/proc/}
     [ "$pid" = $$ ] && continue
-    if { [ -n "$netino" ] && [ "$(stat -Lc %i /proc/"$pid"/ns/net 2>/dev/null)" = "$netino" ]; } ||
-      { [ -n "$mntino" ] && [ "$mntino" != 0 ] &&
-        [ "$(stat -Lc %i /proc/"$pid"/ns/mnt 2>/dev/null)" = "$mntino" ]; }; then
+    # Bounded: reading the namespaces of a process stuck in the kernel (a
+    # hung FUSE request of anyone's on this machine) blocks.
+    { read -r net; read -r mnt; } < <(timeout 2 stat -Lc %i /proc/"$pid"/ns/net \
+      /proc/"$pid"/ns/mnt 2>/dev/null || true)
+    if { [ -n "$netino" ] && [ "${net:-}" = "$netino" ]; } ||
+      { [ -n "$mntino" ] && [ "${mnt:-}" = "$mntino" ]; }; then
       echo "$pid"
     fi
+    net='' mnt=''
   done
   if [ -d /sys/fs/cgroup/pids/cairn-n"$n" ]; then
     find /sys/fs/cgroup/pids/cairn-n"$n" -name cgroup.procs -exec cat {} + 2>/dev/null || true
   fi
 }
 
+# Fails (after doing all it can) when anything of the cluster survives.
 down_quiet() {
   [ -n "$dir" ] || return 0
+  local problems=()
   if [ -f "$dir/pids" ]; then
     local pid name
     while read -r pid name; do kill -9 -- "-$pid" "$pid" 2>/dev/null || true; done <"$dir/pids"
@@ -353,7 +373,8 @@ down_quiet() {
       kill -9 $pids 2>/dev/null || true
       sleep 0.3
     done
-    [ -z "$(node_pids "$n")" ] || log "warning: processes of node $n survive: $(node_pids "$n" | tr '\n' ' ')"
+    pids=$(node_pids "$n" | sort -u | tr '\n' ' ')
+    [ -z "$pids" ] || problems+=("processes of node $n survive: $pids")
     # The mount namespace goes with its last process and its nsfs bind;
     # every mount inside it (containers' rootfs, FUSE mounts) goes with it.
     if [ -e "$RUNDIR/n$n.mnt" ]; then
@@ -375,7 +396,16 @@ down_quiet() {
   done
   local leftover
   leftover=$(findmnt -rn -o TARGET | grep -F "$dir/" || true)
-  [ -z "$leftover" ] || die "mounts under $dir survive: $leftover"
+  [ -z "$leftover" ] || problems+=("mounts under $dir survive: $leftover")
+  for n in 1 2; do
+    [ ! -e /run/netns/cairn-n"$n" ] || problems+=("netns cairn-n$n survives")
+    [ ! -d /sys/fs/cgroup/memory/cairn-n"$n" ] || problems+=("cgroup /cairn-n$n survives")
+  done
+  ! ip link show "$BRIDGE" >/dev/null 2>&1 || problems+=("link $BRIDGE survives")
+  if ((${#problems[@]})); then
+    printf 'cluster: teardown incomplete: %s\n' "${problems[@]}" >&2
+    return 1
+  fi
   rm -rf "$dir/n1" "$dir/n2" "$dir/etcd" "$dir/pki" "$dir/apiserver-certs" "$dir/pids" "$dir/env"
 }
 
