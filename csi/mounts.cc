@@ -234,6 +234,9 @@ absl::StatusOr<MounterId> ProcessLauncher::Launch(const LaunchSpec& spec, absl::
     if (!procs) {
       int err = errno;
       ::kill(mounter, SIGKILL);
+      // It may have mounted already; nothing of it stays behind.
+      for (int i = 0; i < 100 && ::kill(mounter, 0) == 0; ++i) absl::SleepFor(absl::Milliseconds(20));
+      (void)LazyUnmount(spec.target);
       return ErrnoToStatus(err, absl::StrCat("cannot move the mounter into cgroup ", cg.string()));
     }
   }
