@@ -78,12 +78,29 @@ absl::StatusOr<CsiOptions> ParseCsiArgs(const std::vector<std::string>& args,
     } else if (a == "--registration-dir") {
       CAIRN_ASSIGN_OR_RETURN(std::string v, next());
       o.registration_dir = fs::absolute(v);
+    } else if (a == "--kubelet-registration-path") {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+      if (!fs::path(v).is_absolute()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--kubelet-registration-path must be an absolute path, not ", v));
+      }
+      o.registration_path = fs::path(v).lexically_normal();
     } else if (a == "--mounter") {
       CAIRN_ASSIGN_OR_RETURN(std::string v, next());
       o.mounter = v;
     } else if (a == "--cache-dir") {
       CAIRN_ASSIGN_OR_RETURN(std::string v, next());
       o.cache_dir = fs::absolute(v);
+    } else if (a == "--mounter-cgroup-root") {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+      o.mounter_cgroup_root = fs::absolute(v);
+    } else if (a == "--mounter-cgroup") {
+      CAIRN_ASSIGN_OR_RETURN(o.mounter_cgroup, next());
+      if (o.mounter_cgroup.empty() || o.mounter_cgroup == "." || o.mounter_cgroup == ".." ||
+          o.mounter_cgroup.find('/') != std::string::npos) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--mounter-cgroup must be one path component, not \"", o.mounter_cgroup, "\""));
+      }
     } else if (a == "--mount-timeout") {
       CAIRN_RETURN_IF_ERROR(seconds(&o.mount_timeout));
     } else if (a == "--final-commit-timeout") {
@@ -301,7 +318,13 @@ int RunPlugin(const CsiOptions& given) {
   auto api = VolumeApi::Connect(options.client);
   if (!api.ok()) return fail("control plane", api.status());
   StateFile state(options.state_dir / "state.json");
-  ProcessLauncher launcher;
+  std::vector<fs::path> mounter_cgroups;
+  if (!options.mounter_cgroup_root.empty() && options.mode != Mode::kController) {
+    auto cgroups = PrepareMounterCgroups(options.mounter_cgroup_root, options.mounter_cgroup);
+    if (!cgroups.ok()) return fail("mounter cgroups", cgroups.status());
+    mounter_cgroups = std::move(*cgroups);
+  }
+  ProcessLauncher launcher(std::move(mounter_cgroups));
   bool controller = options.mode != Mode::kNode;
   bool node = options.mode != Mode::kController;
   // The controller's records and the node's share one file format but not
@@ -329,6 +352,8 @@ int RunPlugin(const CsiOptions& given) {
   if (!options.registration_dir.empty()) {
     std::string socket;
     IsUnixAddress(options.endpoint, &socket);
+    // The kubelet dials what GetInfo names, in its own mount namespace.
+    if (!options.registration_path.empty()) socket = options.registration_path.string();
     registration = std::make_unique<RegistrationService>(socket);
     GrpcServerOptions reg;
     reg.address = absl::StrCat("unix://",

@@ -66,8 +66,14 @@ struct CsiOptions {
   std::filesystem::path state_dir = "/var/lib/cairn-csi";
   std::filesystem::path kubelet_dir;    // empty: targets anywhere
   std::filesystem::path registration_dir;  // empty: no kubelet registration socket
+  // The CSI socket as the kubelet sees it (a container sees it elsewhere);
+  // empty: the --endpoint path.
+  std::filesystem::path registration_path;
   std::filesystem::path mounter = "cairn-mount";  // resolved next to cairn-csi if relative
   std::filesystem::path cache_dir = "/var/cache/cairn";
+  // Non-empty: mounters join NAME cgroups under this root (PrepareMounterCgroups).
+  std::filesystem::path mounter_cgroup_root;
+  std::string mounter_cgroup = "cairn-mounters";
   absl::Duration mount_timeout = absl::Seconds(30);
   absl::Duration final_commit_timeout = absl::Seconds(30);
   std::string version = "0.1.0";
@@ -90,8 +96,14 @@ inline constexpr char kCsiUsage[] =
     "  --kubelet-dir DIR           refuse target paths outside DIR\n"
     "  --registration-dir DIR      serve kubelet plugin registration on\n"
     "                              DIR/csi.cairn.dev-reg.sock\n"
+    "  --kubelet-registration-path PATH  the CSI socket's path on the node, told to\n"
+    "                              the kubelet (default: the --endpoint path)\n"
     "  --mounter PATH              cairn-mount binary (default: next to cairn-csi)\n"
     "  --cache-dir DIR             node-local chunk cache for mounters (default /var/cache/cairn)\n"
+    "  --mounter-cgroup-root DIR   move each mounter into cgroups under DIR (the node's\n"
+    "                              /sys/fs/cgroup), out of this container's, so that it\n"
+    "                              outlives the container (with hostPID)\n"
+    "  --mounter-cgroup NAME       the cgroup's name in each hierarchy (default cairn-mounters)\n"
     "  --mount-timeout SECONDS     how long a mount may take to become ready (default 30)\n"
     "  --final-commit-timeout S    how long an unpublish may retry its commit (default 30)\n";
 

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -226,6 +227,19 @@ absl::StatusOr<MounterId> ProcessLauncher::Launch(const LaunchSpec& spec, absl::
     return absl::InternalError("could not start the mounter process");
   }
   MounterId id{mounter, 0};
+  for (const auto& cg : cgroups_) {
+    // The whole thread group moves; the mounter may have started already.
+    std::ofstream procs(cg / "cgroup.procs");
+    procs << mounter << std::flush;
+    if (!procs) {
+      int err = errno;
+      ::kill(mounter, SIGKILL);
+      // It may have mounted already; nothing of it stays behind.
+      for (int i = 0; i < 100 && ::kill(mounter, 0) == 0; ++i) absl::SleepFor(absl::Milliseconds(20));
+      (void)LazyUnmount(spec.target);
+      return ErrnoToStatus(err, absl::StrCat("cannot move the mounter into cgroup ", cg.string()));
+    }
+  }
   // The start time is read while the child certainly exists: it is not
   // reaped by anyone but init, and init only reaps after exit; a mounter
   // that already exited shows up as not ready below.
@@ -240,6 +254,53 @@ absl::StatusOr<MounterId> ProcessLauncher::Launch(const LaunchSpec& spec, absl::
                                                    tail.empty() ? "" : "; mounter log: ", tail));
   }
   return id;
+}
+
+absl::StatusOr<std::vector<std::filesystem::path>> PrepareMounterCgroups(
+    const std::filesystem::path& root, const std::string& name) {
+  namespace fs = std::filesystem;
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the mounters' cgroup name must be one path component, not \"", name, "\""));
+  }
+  std::vector<fs::path> parents;
+  std::error_code ec;
+  if (fs::exists(root / "cgroup.procs", ec)) {
+    parents.push_back(root);  // cgroup v2: one hierarchy
+  } else {
+    for (const auto& e : fs::directory_iterator(root, ec)) {
+      // Skip the v1 aliases (cpu -> cpu,cpuacct): the same hierarchy twice.
+      if (e.is_symlink() || !e.is_directory()) continue;
+      if (fs::exists(e.path() / "cgroup.procs")) parents.push_back(e.path());
+    }
+  }
+  if (parents.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(root.string(), " holds no cgroup hierarchy (mount the node's /sys/fs/cgroup there)"));
+  }
+  std::sort(parents.begin(), parents.end());
+  std::vector<fs::path> out;
+  for (const auto& parent : parents) {
+    fs::path dir = parent / name;
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+      return ErrnoToStatus(errno, absl::StrCat("mkdir ", dir.string()));
+    }
+    for (const char* f : {"cpuset.cpus", "cpuset.mems"}) {
+      if (!fs::exists(dir / f)) continue;
+      std::ifstream in(dir / f);
+      std::string mine;
+      std::getline(in, mine);
+      if (!mine.empty()) continue;
+      std::ifstream from(parent / f);
+      std::string value;
+      std::getline(from, value);
+      std::ofstream to(dir / f);
+      to << value << std::flush;
+      if (!to) return ErrnoToStatus(errno, absl::StrCat("write ", (dir / f).string()));
+    }
+    out.push_back(dir);
+  }
+  return out;
 }
 
 absl::Status ProcessLauncher::Stop(const MounterId& id, absl::Duration timeout) {

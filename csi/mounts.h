@@ -10,6 +10,8 @@
 //
 // Thread-safety: the free functions are thread-safe; ProcessLauncher holds
 // no mutable state and may be used from any thread.
+// The process launcher can also move mounters out of the plugin's cgroups
+// (PrepareMounterCgroups), so that they outlive the plugin's container.
 #pragma once
 
 #include <sys/types.h>
@@ -71,9 +73,35 @@ class MounterLauncher {
 // Real mounters as detached processes.
 class ProcessLauncher : public MounterLauncher {
  public:
+  ProcessLauncher() = default;
+  // Every mounter started joins each cgroup directory in `cgroups` (from
+  // PrepareMounterCgroups) right after it is forked, before Launch waits
+  // for its mount; if that fails the mounter is killed and Launch fails.
+  explicit ProcessLauncher(std::vector<std::filesystem::path> cgroups)
+      : cgroups_(std::move(cgroups)) {}
+
   absl::StatusOr<MounterId> Launch(const LaunchSpec& spec, absl::Duration timeout) override;
   absl::Status Stop(const MounterId& id, absl::Duration timeout) override;
+
+ private:
+  const std::vector<std::filesystem::path> cgroups_;
 };
+
+// Why mounters leave the plugin's cgroups: double fork and setsid detach a
+// mounter from cairn-csi, but a container runtime that removes the plugin's
+// container (pod deletion, DaemonSet upgrade) kills every process in the
+// container's cgroup, mounters included, and with them every pod's mount.
+//
+// The cgroups for mounters, one per hierarchy under `root` (the node's
+// cgroup file system as this process sees it, e.g. a hostPath mount of
+// /sys/fs/cgroup): ROOT/NAME on cgroup v2, ROOT/H/NAME for every v1
+// hierarchy H. Creates those that are missing; a new v1 cpuset cgroup gets
+// its parent's cpus and mems (no task may join one without). NAME is one
+// path component. InvalidArgument for a bad NAME, FailedPrecondition when
+// `root` holds no cgroup hierarchy, the errno's status when one cannot be
+// made.
+[[nodiscard]] absl::StatusOr<std::vector<std::filesystem::path>> PrepareMounterCgroups(
+    const std::filesystem::path& root, const std::string& name);
 
 // Blocks until `target` serves a Cairn mount, the process `id` is gone
 // (FailedPrecondition), or `timeout` passes (DeadlineExceeded).

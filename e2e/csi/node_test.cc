@@ -9,6 +9,7 @@
 #include <cstring>
 #include <thread>
 
+#include "absl/strings/str_split.h"
 #include "e2e/csi/csi_fixture.h"
 #include "gmock/gmock.h"
 #include "proto/pluginregistration.grpc.pb.h"
@@ -485,6 +486,77 @@ TEST_F(CsiNodeTest, ServesKubeletPluginRegistration) {
   ASSERT_TRUE(stub->NotifyRegistrationStatus(Ctx().get(), status, &sresp).ok());
   EXPECT_THAT(plugin_->Log(), HasSubstr("version mismatch"));
   EXPECT_THAT(plugin_->Log(), HasSubstr("registered with the kubelet"));
+}
+
+// In a container the plugin's socket is at /csi/csi.sock while the kubelet
+// finds it under its own directory: GetInfo must name the kubelet's path.
+TEST_F(CsiNodeTest, RegistrationNamesTheSocketAsTheKubeletSeesIt) {
+  fs::path reg = dir_.path() / "plugins_registry";
+  plugin_->child().Signal(SIGTERM);
+  plugin_->child().Wait();
+  StartPlugin({"--registration-dir", reg.string(), "--kubelet-registration-path",
+               "/var/lib/kubelet/plugins/csi.cairn.dev/csi.sock"});
+  auto channel = grpc::CreateChannel("unix://" + (reg / "csi.cairn.dev-reg.sock").string(),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = ::pluginregistration::Registration::NewStub(channel);
+  ::pluginregistration::InfoRequest ireq;
+  ::pluginregistration::PluginInfo info;
+  grpc::Status st = stub->GetInfo(Ctx().get(), ireq, &info);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(info.endpoint(), "/var/lib/kubelet/plugins/csi.cairn.dev/csi.sock");
+}
+
+
+// A runtime that removes the plugin's container kills every process in the
+// container's cgroups: with --mounter-cgroup-root each mounter lives in the
+// named cgroup of every hierarchy instead, and the mount still serves.
+TEST_F(CsiNodeTest, MountersLeaveThePluginsCgroups) {
+  if (!fs::exists("/sys/fs/cgroup/cgroup.procs") && !fs::exists("/sys/fs/cgroup/memory/cgroup.procs")) {
+    GTEST_SKIP() << "no cgroup file system at /sys/fs/cgroup";
+  }
+  std::string name = absl::StrCat("cairn-csi-test-", ::getpid());
+  plugin_->child().Signal(SIGTERM);
+  plugin_->child().Wait();
+  StartPlugin({"--mounter-cgroup-root", "/sys/fs/cgroup", "--mounter-cgroup", name});
+  Cli({"volume", "create", "caged"});
+  fs::path t = Target("caged");
+  ASSERT_TRUE(Publish(PublishByName("caged", t)).ok()) << plugin_->Log();
+  pid_t pid = 0;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    std::string cmd = ReadWholeFile(e.path() / "cmdline");
+    if (cmd.find("cairn-mount") != std::string::npos && cmd.find(t.string()) != std::string::npos) {
+      pid = std::stoi(e.path().filename().string());
+    }
+  }
+  ASSERT_GT(pid, 0);
+  // /proc/PID/cgroup: "ID:CONTROLLERS:PATH" per hierarchy; every one but
+  // the v1 named ones this plugin has no say over ends in our name.
+  std::string cgroups = ReadWholeFile(fs::path("/proc") / std::to_string(pid) / "cgroup");
+  int ours = 0;
+  for (absl::string_view line : absl::StrSplit(cgroups, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> f = absl::StrSplit(line, absl::MaxSplits(':', 2));
+    ASSERT_EQ(f.size(), 3u) << line;
+    if (f[1] == "rdma" || f[1] == "misc") continue;  // not mounted everywhere
+    EXPECT_EQ(f[2], "/" + name) << "the mounter is not in our cgroup: " << line;
+    ++ours;
+  }
+  EXPECT_GT(ours, 0) << cgroups;
+  WriteWholeFile(t / "x.txt", "x\n");
+  EXPECT_EQ(ReadWholeFile(t / "x.txt"), "x\n");
+  EXPECT_TRUE(Unpublish("handle-caged", t).ok());
+  for (const auto& h : fs::directory_iterator("/sys/fs/cgroup")) {
+    if (!h.is_symlink() && fs::exists(h.path() / name)) ::rmdir((h.path() / name).c_str());
+  }
+  if (fs::exists(fs::path("/sys/fs/cgroup") / name)) ::rmdir((fs::path("/sys/fs/cgroup") / name).c_str());
+}
+
+TEST_F(CsiNodeTest, BadMounterCgroupNameIsRefused) {
+  for (const char* bad : {"", "..", "a/b", "."}) {
+    RunResult r = RunProcess({BuiltBinary("csi/cairn-csi").string(), "--node-id", "n",
+                              "--mounter-cgroup", bad});
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.err;
+    EXPECT_THAT(r.err, HasSubstr("--mounter-cgroup must be one path component")) << bad;
+  }
 }
 
 }  // namespace

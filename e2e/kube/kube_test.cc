@@ -603,7 +603,7 @@ TEST_F(KubeTest, MasterKeyFromASecret) {
   absl::StatusOr<Json> secret =
       cluster().client().Get(absl::StrCat("/api/v1/namespaces/", ns_, "/secrets/cairn-master-key"));
   ASSERT_TRUE(secret.ok()) << secret.status();
-  EXPECT_FALSE(kube::GetStringAt(*secret, {"data", "master.key"}).empty());
+  EXPECT_FALSE(kube::GetStringAt(*secret, {"data", "master-key"}).empty());
   EXPECT_FALSE(fs::exists(o.data_dir / "master.key"));
   ASSERT_EQ(Apply(VolumeYaml(ns_, "sealed", "")).exit_code, 0);
   WaitVolume("sealed", IsReady);

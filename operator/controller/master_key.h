@@ -1,7 +1,7 @@
 // The master key from a Kubernetes Secret (--master-key-secret NS/NAME), so
 // the key that unwraps every volume's data key lives apart from the data.
 //
-// The Secret holds 32 random bytes under data["master.key"]. If the Secret
+// The Secret holds 32 random bytes under data["master-key"]. If the Secret
 // does not exist it is created with a fresh key — only when `may_create`
 // (the data directory holds no volumes yet: a new key could not open old
 // ones); two replicas racing to create it both end up with the one stored.
@@ -17,7 +17,7 @@
 
 namespace cairn::controller {
 
-inline constexpr char kMasterKeyField[] = "master.key";
+inline constexpr char kMasterKeyField[] = "master-key";
 
 // "NS/NAME" → {NS, NAME}; InvalidArgument otherwise.
 [[nodiscard]] absl::StatusOr<std::pair<std::string, std::string>> ParseSecretRef(

@@ -43,9 +43,13 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-control-plane" (include "cairn.fullname" .) -}}
 {{- end -}}
 
-{{/* The Volume API address the CSI plugin dials (cluster DNS). */}}
+{{/* The Volume API address the CSI plugin dials (cluster DNS unless controlPlane.address). */}}
 {{- define "cairn.serverAddress" -}}
+{{- if .Values.controlPlane.address -}}
+{{- .Values.controlPlane.address -}}
+{{- else -}}
 {{- printf "%s.%s.svc:%d" (include "cairn.controlPlane" .) .Release.Namespace (int .Values.controlPlane.port) -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "cairn.csiSocketDir" -}}
