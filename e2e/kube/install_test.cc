@@ -462,6 +462,14 @@ TEST_F(InstallTest, SnapshotOfABoundClaimRestoresIntoANewClaim) {
   const std::string content = kube::GetStringAt(snap, {"status", "boundVolumeSnapshotContentName"});
   ASSERT_FALSE(content.empty()) << kube::Dump(snap);
 
+  // The snapshot is a volume of the plugin's own namespace (D17).
+  auto snapshot_volumes = [&] {
+    RunResult l = RunCli(*server_, {"-n", "cairn-csi-snapshots", "volume", "list", "--json"});
+    Json j = kube::ParseJson(l.out);
+    return j.is_array() ? j.size() : 0u;
+  };
+  EXPECT_EQ(snapshot_volumes(), 1u);
+
   // The source moves on; the snapshot must not.
   WriteWholeFile(dir_->path() / "v2.txt", "after the snapshot\n");
   ASSERT_EQ(RunCli(*server_, {"-n", kNs, "volume", "put", "origin",
@@ -491,6 +499,8 @@ TEST_F(InstallTest, SnapshotOfABoundClaimRestoresIntoANewClaim) {
             .Get("/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents/" + content)
             .status());
   })) << "VolumeSnapshotContent " << content << " stays";
+  EXPECT_TRUE(Eventually([&] { return snapshot_volumes() == 0; }))
+      << "the snapshot's Cairn volume outlived its VolumeSnapshot (deletionPolicy Delete)";
   got = RunCli(*server_, {"-n", kNs, "volume", "get", "restored", "/f.txt", "-"});
   EXPECT_EQ(got.out, "as snapshotted\n") << got.err;
   DeletePvc("restored");
