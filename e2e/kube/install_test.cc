@@ -7,6 +7,8 @@
 // processes, talking to a real cairn-csi controller backed by a real
 // `cairn server`. Nothing is faked; the tools come from scripts/go-tools.sh
 // and a missing one FAILS the test when CI=true.
+#include <signal.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,6 +19,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "core/testing/temp_dir.h"
@@ -111,12 +114,7 @@ class InstallTest : public ::testing::Test {
         {}, d / "kube-controller-manager.log");
     if (!kcm.ok()) return kcm.status().ToString();
     controller_manager_ = kcm->release();
-    auto prov = Child::Spawn({(*tools_)["external-provisioner"].string(), "--kubeconfig", kubeconfig,
-                              "--csi-address", plugin_->socket().string(),
-                              "--extra-create-metadata", "--timeout=60s", "--v=3"},
-                             {}, d / "external-provisioner.log");
-    if (!prov.ok()) return prov.status().ToString();
-    provisioner_ = prov->release();
+    if (std::string e = StartProvisioner(); !e.empty()) return e;
     RunResult r = cluster_->Kubectl({"create", "namespace", kNs});
     if (r.exit_code != 0) return "creating the namespace: " + r.err;
     return "";
@@ -149,10 +147,31 @@ class InstallTest : public ::testing::Test {
                            {}, d / "snapshot-controller.log");
     if (!sc.ok()) return sc.status().ToString();
     snapshot_controller_ = sc->release();
-    auto ss = Child::Spawn({(*tools_)["csi-snapshotter"].string(), "--kubeconfig", kubeconfig,
-                            "--csi-address", plugin_->socket().string(), "--extra-create-metadata",
+    return StartSnapshotter();
+  }
+
+  // The sidecars exit when they lose the driver's socket (in a pod, the
+  // kubelet restarts them); these start one again, appending to its log.
+  static std::string StartProvisioner() {
+    delete provisioner_;
+    provisioner_ = nullptr;
+    auto prov = Child::Spawn({(*tools_)["external-provisioner"].string(), "--kubeconfig",
+                              cluster_->kubeconfig().string(), "--csi-address",
+                              plugin_->socket().string(), "--extra-create-metadata",
+                              "--timeout=60s", "--v=3"},
+                             {}, dir_->path() / "external-provisioner.log");
+    if (!prov.ok()) return prov.status().ToString();
+    provisioner_ = prov->release();
+    return "";
+  }
+  static std::string StartSnapshotter() {
+    delete snapshotter_;
+    snapshotter_ = nullptr;
+    auto ss = Child::Spawn({(*tools_)["csi-snapshotter"].string(), "--kubeconfig",
+                            cluster_->kubeconfig().string(), "--csi-address",
+                            plugin_->socket().string(), "--extra-create-metadata",
                             "--leader-election=false", "--timeout=60s", "--v=3"},
-                           {}, d / "csi-snapshotter.log");
+                           {}, dir_->path() / "csi-snapshotter.log");
     if (!ss.ok()) return ss.status().ToString();
     snapshotter_ = ss->release();
     return "";
@@ -206,6 +225,15 @@ class InstallTest : public ::testing::Test {
   void DeleteClasses() {
     for (const std::string& c : classes_) (void)cluster_->Kubectl({"delete", "storageclass", c});
     classes_.clear();
+  }
+
+  // examples/FILE as shipped, moved from namespace default to the test's.
+  void ApplyExample(const std::string& file) {
+    std::string yaml = ReadWholeFile(fs::path(CAIRN_SOURCE_DIR) / "examples" / file);
+    ASSERT_TRUE(absl::StrContains(yaml, "namespace: default")) << file;
+    absl::StrReplaceAll({{"namespace: default", absl::StrCat("namespace: ", kNs)}}, &yaml);
+    RunResult r = cluster_->Kubectl({"apply", "-f", "-"}, yaml);
+    ASSERT_EQ(r.exit_code, 0) << file << ": " << r.err;
   }
 
   void CreatePvc(const std::string& name, const std::string& storage_class,
@@ -418,9 +446,11 @@ TEST_F(InstallTest, ClaimsWithOneVolumeNameShareOneVolume) {
   DeleteClasses();
 }
 
-// A VolumeSnapshot of a bound claim (the chart's VolumeSnapshotClass, the
-// real snapshot-controller and csi-snapshotter) restores into a new claim
-// with the snapshot's files; later writes to the source do not reach it.
+// examples/pvc-dynamic.yaml, volumesnapshot.yaml and pvc-from-snapshot.yaml
+// as a user applies them (moved to the test's namespace), with the chart's
+// StorageClass and VolumeSnapshotClass and the real snapshot-controller and
+// csi-snapshotter: the restored claim holds the snapshot's files, and later
+// writes to the source do not reach it.
 TEST_F(InstallTest, SnapshotOfABoundClaimRestoresIntoANewClaim) {
   std::string err = BootSnapshots();
   if (!err.empty()) {
@@ -429,29 +459,23 @@ TEST_F(InstallTest, SnapshotOfABoundClaimRestoresIntoANewClaim) {
     }
     FAIL() << err;
   }
-  StorageClass("cairn-snap", {"storageClass.parameters.deletionPolicy=Delete"});
+  StorageClass("cairn", {"storageClass.parameters.deletionPolicy=Delete"});
   ApplyFromChart("templates/storageclass.yaml",
                  {"storageClass.create=false", "snapshots.enabled=true"});
-  CreatePvc("origin", "cairn-snap");
-  Json pv = PvOf(WaitBound("origin"));
+  ApplyExample("pvc-dynamic.yaml");
+  Json pv = PvOf(WaitBound("models"));
   const std::string handle = HandleOf(pv);
   WriteWholeFile(dir_->path() / "v1.txt", "as snapshotted\n");
-  ASSERT_EQ(RunCli(*server_, {"-n", kNs, "volume", "put", "origin",
+  ASSERT_EQ(RunCli(*server_, {"-n", kNs, "volume", "put", "models",
                               (dir_->path() / "v1.txt").string(), "/f.txt"})
                 .exit_code,
             0);
 
-  RunResult r = cluster_->Kubectl(
-      {"apply", "-f", "-"},
-      absl::StrCat("apiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshot\nmetadata:\n"
-                   "  name: origin-snap\n  namespace: ", kNs,
-                   "\nspec:\n  volumeSnapshotClassName: cairn\n  source:\n"
-                   "    persistentVolumeClaimName: origin\n"));
-  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ApplyExample("volumesnapshot.yaml");
   Json snap;
   ASSERT_TRUE(Eventually(
       [&] {
-        auto got = cluster_->client().Get(SnapshotPath(kNs, "origin-snap"));
+        auto got = cluster_->client().Get(SnapshotPath(kNs, "models-snapshot"));
         if (!got.ok()) return false;
         snap = *got;
         const Json* ready = kube::Find(snap, {"status", "readyToUse"});
@@ -461,7 +485,6 @@ TEST_F(InstallTest, SnapshotOfABoundClaimRestoresIntoANewClaim) {
       << kube::Dump(snap);
   const std::string content = kube::GetStringAt(snap, {"status", "boundVolumeSnapshotContentName"});
   ASSERT_FALSE(content.empty()) << kube::Dump(snap);
-
   // The snapshot is a volume of the plugin's own namespace (D17).
   auto snapshot_volumes = [&] {
     RunResult l = RunCli(*server_, {"-n", "cairn-csi-snapshots", "volume", "list", "--json"});
@@ -472,26 +495,25 @@ TEST_F(InstallTest, SnapshotOfABoundClaimRestoresIntoANewClaim) {
 
   // The source moves on; the snapshot must not.
   WriteWholeFile(dir_->path() / "v2.txt", "after the snapshot\n");
-  ASSERT_EQ(RunCli(*server_, {"-n", kNs, "volume", "put", "origin",
+  ASSERT_EQ(RunCli(*server_, {"-n", kNs, "volume", "put", "models",
                               (dir_->path() / "v2.txt").string(), "/f.txt", "-f"})
                 .exit_code,
             0);
 
-  CreatePvc("restored", "cairn-snap",
-            "  dataSource:\n    apiGroup: snapshot.storage.k8s.io\n    kind: VolumeSnapshot\n"
-            "    name: origin-snap\n");
-  Json rpv = PvOf(WaitBound("restored"));
+  ApplyExample("pvc-from-snapshot.yaml");
+  Json rpv = PvOf(WaitBound("models-restored"));
   const std::string rhandle = HandleOf(rpv);
   ASSERT_TRUE(rhandle.starts_with("vo-")) << kube::Dump(rpv);
   EXPECT_NE(rhandle, handle);
-  RunResult got = RunCli(*server_, {"-n", kNs, "volume", "get", "restored", "/f.txt", "-"});
+  RunResult got = RunCli(*server_, {"-n", kNs, "volume", "get", "models-restored", "/f.txt", "-"});
   EXPECT_EQ(got.out, "as snapshotted\n") << got.err;
-  got = RunCli(*server_, {"-n", kNs, "volume", "get", "origin", "/f.txt", "-"});
+  got = RunCli(*server_, {"-n", kNs, "volume", "get", "models", "/f.txt", "-"});
   EXPECT_EQ(got.out, "after the snapshot\n") << got.err;
 
-  // deletionPolicy Delete on the class: the snapshot's content goes with it,
-  // and the restored claim keeps its data.
-  r = cluster_->Kubectl({"delete", "volumesnapshot", "-n", kNs, "origin-snap", "--timeout=60s"});
+  // The class's deletionPolicy Delete: the snapshot's content and its Cairn
+  // volume go with it, and the restored claim keeps its data.
+  RunResult r =
+      cluster_->Kubectl({"delete", "volumesnapshot", "-n", kNs, "models-snapshot", "--timeout=60s"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(Eventually([&] {
     return kube::IsNotFound(
@@ -501,13 +523,78 @@ TEST_F(InstallTest, SnapshotOfABoundClaimRestoresIntoANewClaim) {
   })) << "VolumeSnapshotContent " << content << " stays";
   EXPECT_TRUE(Eventually([&] { return snapshot_volumes() == 0; }))
       << "the snapshot's Cairn volume outlived its VolumeSnapshot (deletionPolicy Delete)";
-  got = RunCli(*server_, {"-n", kNs, "volume", "get", "restored", "/f.txt", "-"});
+  got = RunCli(*server_, {"-n", kNs, "volume", "get", "models-restored", "/f.txt", "-"});
   EXPECT_EQ(got.out, "as snapshotted\n") << got.err;
-  DeletePvc("restored");
-  DeletePvc("origin");
+  DeletePvc("models-restored");
+  DeletePvc("models");
   EXPECT_TRUE(Eventually([&] { return !HasCairnVolumeId(rhandle) && !HasCairnVolumeId(handle); }));
   (void)cluster_->Kubectl({"delete", "volumesnapshotclass", "cairn"});
-  DeleteClasses();
+}
+
+// SIGKILL of the cairn-csi controller while claims are being provisioned:
+// after it restarts on the same state directory (as a restarted container
+// does), every claim binds to its own volume, no stray volume is left, and
+// deletionPolicy Delete still removes each one with its claim.
+TEST_F(InstallTest, SigkillOfTheControllerWhileProvisioningConverges) {
+  StorageClass("cairn-kill", {"storageClass.parameters.deletionPolicy=Delete"});
+  constexpr int kClaims = 6;
+  std::vector<std::string> names;
+  for (int i = 0; i < kClaims; ++i) {
+    names.push_back(absl::StrCat("burst-", i));
+    CreatePvc(names.back(), "cairn-kill");
+  }
+  // Let some CreateVolume calls be in flight, then kill mid-way.
+  Eventually([&] { return absl::StrContains(plugin_->Log(), "CreateVolume"); },
+             std::chrono::seconds(30));
+  plugin_->child().Signal(SIGKILL);
+  plugin_->child().Wait();
+  const std::string old_log = plugin_->Log();
+  size_t done = 0;
+  for (size_t at = old_log.find("CreateVolume pvc-"); at != std::string::npos;
+       at = old_log.find("CreateVolume pvc-", at + 1)) {
+    ++done;
+  }
+  std::fprintf(stderr, "cairn-csi killed after %zu of %d volumes were provisioned\n", done, kClaims);
+  delete plugin_;
+  plugin_ = nullptr;
+  auto p = Plugin::Start(dir_->path() / "csi", server_->address(), {"--mode", "controller"});
+  ASSERT_TRUE(p.ok()) << p.status();
+  plugin_ = p->release();
+  // The provisioner exits once it notices the lost connection (or carries
+  // on if it reconnects); give it the time to notice, restart it if it went.
+  (void)Eventually([&] { return provisioner_->Exited(); }, std::chrono::seconds(10));
+  if (provisioner_->Exited()) {
+    ASSERT_EQ(StartProvisioner(), "");
+  }
+  if (snapshotter_ != nullptr && snapshotter_->Exited()) {
+    ASSERT_EQ(StartSnapshotter(), "");
+  }
+
+  std::set<std::string> handles;
+  std::map<std::string, std::string> pv_of;
+  for (const std::string& n : names) {
+    Json pv = PvOf(WaitBound(n, std::chrono::seconds(120)));
+    handles.insert(HandleOf(pv));
+    pv_of[n] = kube::GetStringAt(pv, {"metadata", "name"});
+  }
+  EXPECT_EQ(handles.size(), static_cast<size_t>(kClaims)) << "two claims share a volume";
+  auto vols = CairnVolumes();
+  for (const std::string& n : names) {
+    ASSERT_EQ(vols.count(n), 1u) << n;
+    EXPECT_TRUE(handles.contains(vols[n])) << n << " -> " << vols[n];
+  }
+  size_t burst = std::count_if(vols.begin(), vols.end(),
+                               [](const auto& e) { return e.first.starts_with("burst-"); });
+  EXPECT_EQ(burst, static_cast<size_t>(kClaims)) << "stray volumes after the kill";
+
+  for (const std::string& n : names) DeletePvc(n);
+  EXPECT_TRUE(Eventually([&] {
+    auto now = CairnVolumes();
+    return std::none_of(now.begin(), now.end(),
+                        [](const auto& e) { return e.first.starts_with("burst-"); });
+  })) << "volumes created across the kill outlived their claims under deletionPolicy Delete; "
+         "controller log before the kill:\n"
+      << old_log;
 }
 
 }  // namespace
