@@ -10,9 +10,9 @@
 #   3. helm install; every object of the release exists;
 #   4. helm upgrade with changed values keeps the master key and API token
 #      bytes;
-#   5. helm uninstall removes the workloads and keeps the master key, token
-#      and data claim; a second install under the same name takes them over
-#      unchanged;
+#   5. helm uninstall removes the workloads and keeps the master key, token,
+#      data claim and the CSI controller's state claim; a second install
+#      under the same name takes them over unchanged;
 #   6. bad values are refused before anything reaches the cluster.
 # Works in a fresh namespace per run, cairn-chart-check-<random> (deleted at
 # the end, also on failure; without a controller-manager it stays
@@ -110,7 +110,8 @@ ok "helm install: $("$helm" get manifest "$RELEASE" -n "$NS" | grep -c '^kind: '
 ok "helm upgrade with new values: master key and token unchanged"
 
 "$helm" uninstall "$RELEASE" -n "$NS" >/dev/null || die "helm uninstall"
-for o in "secret/$RELEASE-master-key" "secret/$RELEASE-api-token" "pvc/$RELEASE-control-plane-data"; do
+for o in "secret/$RELEASE-master-key" "secret/$RELEASE-api-token" "pvc/$RELEASE-control-plane-data" \
+  "pvc/$RELEASE-csi-controller-state"; do
   "$kubectl" get -n "$NS" "$o" >/dev/null 2>&1 || die "helm uninstall deleted $o"
 done
 if "$kubectl" get -n "$NS" "deployment/$RELEASE-control-plane" >/dev/null 2>&1; then
@@ -119,7 +120,7 @@ fi
 "$helm" install "$RELEASE" charts/cairn -n "$NS" --set image.pullPolicy=Never >/dev/null ||
   die "second helm install (over the kept Secrets and claim)"
 [ "$(secret "$RELEASE-master-key" master-key)" = "$key1" ] || die "reinstall replaced the master key"
-ok "helm uninstall keeps master key, token and data claim; reinstall reuses them"
+ok "helm uninstall keeps master key, token, data and controller state claims; reinstall reuses them"
 
 if out=$("$helm" upgrade "$RELEASE" charts/cairn -n "$NS" --set controlPlane.replicas=2 2>&1); then
   die "upgrade to 2 embedded replicas was accepted"

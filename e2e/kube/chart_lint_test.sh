@@ -71,6 +71,20 @@ expect_error "registration" --set csi.node.registration=none
 expect_error "kubeletDir" --set kubeletDir=relative/path
 expect_error "version" --set storageClass.parameters.version=3
 expect_error "unknownKey" --set unknownKey=1
+expect_error "/csi/controller/replicas" --set csi.controller.replicas=2
+
+# The controller's record of what it provisioned is on a claim of its own,
+# kept on uninstall, and the Deployment lets go of it before a new pod
+# starts; without persistence it is an emptyDir.
+ctl=$(render -s templates/csi-controller.yaml)
+grep -q 'claimName: t-cairn-csi-controller-state' <<<"$ctl" || fail "controller state not on its claim"
+awk '/^kind: PersistentVolumeClaim/,/^spec:/' <<<"$ctl" | grep -q 'helm.sh/resource-policy: keep' ||
+  fail "controller state claim not kept on uninstall"
+awk '/^kind: Deployment/,0' <<<"$ctl" | grep -q 'type: Recreate' || fail "controller Deployment not Recreate"
+ctl=$(render -s templates/csi-controller.yaml --set csi.controller.state.persistence=false)
+if grep -q 'PersistentVolumeClaim\|claimName' <<<"$ctl"; then
+  fail "state.persistence=false still uses a claim"
+fi
 
 # The default image tag is appVersion, and build-image.sh tags the image
 # with the project version: the two must agree.
