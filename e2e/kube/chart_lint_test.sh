@@ -78,9 +78,10 @@ expect_error "/csi/controller/replicas" --set csi.controller.replicas=2
 # starts; without persistence it is an emptyDir.
 ctl=$(render -s templates/csi-controller.yaml)
 grep -q 'claimName: t-cairn-csi-controller-state' <<<"$ctl" || fail "controller state not on its claim"
-awk '/^kind: PersistentVolumeClaim/,/^spec:/' <<<"$ctl" | grep -q 'helm.sh/resource-policy: keep' ||
+# (grep reads to the end: an early exit would SIGPIPE awk under pipefail.)
+awk '/^kind: PersistentVolumeClaim/,/^spec:/' <<<"$ctl" | grep 'helm.sh/resource-policy: keep' >/dev/null ||
   fail "controller state claim not kept on uninstall"
-awk '/^kind: Deployment/,0' <<<"$ctl" | grep -q 'type: Recreate' || fail "controller Deployment not Recreate"
+awk '/^kind: Deployment/,0' <<<"$ctl" | grep 'type: Recreate' >/dev/null || fail "controller Deployment not Recreate"
 ctl=$(render -s templates/csi-controller.yaml --set csi.controller.state.persistence=false)
 if grep -q 'PersistentVolumeClaim\|claimName' <<<"$ctl"; then
   fail "state.persistence=false still uses a claim"
