@@ -105,7 +105,7 @@ ok "helm install: $("$helm" get manifest "$RELEASE" -n "$NS" | grep -c '^kind: '
   --set controlPlane.metricsPort=9421 >/dev/null || die "helm upgrade"
 [ "$(secret "$RELEASE-master-key" master-key)" = "$key1" ] || die "helm upgrade changed the master key"
 [ "$(secret "$RELEASE-api-token" token)" = "$tok1" ] || die "helm upgrade changed the API token"
-"$kubectl" get daemonset -n "$NS" "$RELEASE-csi-node" -o yaml | grep -q node-driver-registrar ||
+"$kubectl" get daemonset -n "$NS" "$RELEASE-csi-node" -o yaml | grep node-driver-registrar >/dev/null ||
   die "helm upgrade did not apply the new values"
 ok "helm upgrade with new values: master key and token unchanged"
 
