@@ -58,6 +58,23 @@ void FillVolume(const Provisioned& p, v1::Volume* out) {
   (*out->mutable_volume_context())[kCtxNamespace] = p.ns;
 }
 
+// Claims that share one named volume share its volume ID, so a repeated
+// DeleteVolume (which a CO may send, and the external-provisioner does) cannot
+// be told from another claim's: counting them could delete the volume under
+// a live claim. So once a second claim binds a volume, no DeleteVolume
+// removes it; it is deleted through the Volume API (or a Volume resource).
+void KeepIfShared(PluginState& next, const std::string& volume_id) {
+  int bindings = 0;
+  for (const auto& [name, e] : next.provisioned) bindings += e.volume_id == volume_id ? 1 : 0;
+  if (bindings < 2) return;
+  for (auto& [name, e] : next.provisioned) {
+    if (e.volume_id != volume_id || !e.delete_on_delete) continue;
+    e.delete_on_delete = false;
+    CAIRN_LOG_INFO("volume %s/%s (%s) is shared by claims: DeleteVolume will keep it", e.ns, e.name,
+                   volume_id);
+  }
+}
+
 grpc::Status Reply(std::string_view rpc, const absl::Status& st) {
   if (!st.ok()) CAIRN_LOG_WARNING("%s: %s", rpc, st.ToString());
   return ToGrpc(st);
@@ -160,6 +177,7 @@ absl::Status ControllerService::DoCreate(const v1::CreateVolumeRequest& req,
         p.volume_id = made->id();
         PluginState next = state_;
         next.provisioned[p.request_name] = p;
+        KeepIfShared(next, p.volume_id);
         if (absl::Status st = state_file_->Save(next); !st.ok()) {
           return absl::UnavailableError(absl::StrCat("cannot record the new volume: ", st.message()));
         }
@@ -293,6 +311,7 @@ absl::Status ControllerService::DoCreate(const v1::CreateVolumeRequest& req,
   p.source = source;
   PluginState next = state_;
   next.provisioned[p.request_name] = p;
+  KeepIfShared(next, p.volume_id);
   if (absl::Status st = state_file_->Save(next); !st.ok()) {
     if (created) (void)api_->Delete(p.volume_id);
     return absl::UnavailableError(absl::StrCat("cannot record the new volume: ", st.message()));
@@ -315,7 +334,7 @@ absl::Status ControllerService::DoDelete(const std::string& volume_id) {
   absl::MutexLock lock(&mu_);
   // Claims that share one named volume share its ID, so a DeleteVolume
   // cannot say which claim it ends: it drops one binding, the creator's
-  // last, and the volume goes (policy Delete) only with the last binding.
+  // last. A volume ever bound twice is kept (KeepIfShared).
   PluginState next = state_;
   auto victim = next.provisioned.end();
   for (auto it = next.provisioned.begin(); it != next.provisioned.end(); ++it) {
@@ -339,7 +358,7 @@ absl::Status ControllerService::DoDelete(const std::string& volume_id) {
     CAIRN_LOG_INFO("DeleteVolume %s: released claim %s, kept %s/%s (%s)", volume_id,
                    gone.request_name, gone.ns, gone.name,
                    still_bound ? "other claims bind it"
-                               : (gone.created ? "policy Retain" : "not created by this driver"));
+                               : (gone.created ? "policy Retain, or shared by claims" : "not created by this driver"));
   }
   if (next.provisioned.size() != state_.provisioned.size()) {
     CAIRN_RETURN_IF_ERROR(state_file_->Save(next));
