@@ -114,9 +114,41 @@ class InstallTest : public ::testing::Test {
         {}, d / "kube-controller-manager.log");
     if (!kcm.ok()) return kcm.status().ToString();
     controller_manager_ = kcm->release();
-    if (std::string e = StartProvisioner(); !e.empty()) return e;
     RunResult r = cluster_->Kubectl({"create", "namespace", kNs});
     if (r.exit_code != 0) return "creating the namespace: " + r.err;
+    if (std::string e = SidecarCredentials(); !e.empty()) return e;
+    if (std::string e = StartProvisioner(); !e.empty()) return e;
+    return "";
+  }
+
+  // The sidecars run as the chart's CSI controller ServiceAccount with the
+  // chart's RBAC (snapshots on), not as an admin: what they need and the
+  // chart grants must agree. A kubeconfig with a token for that account.
+  // Release "sidecars", so the cluster-wide names do not collide with the
+  // chart check's release "cairn".
+  static std::string SidecarCredentials() {
+    const std::string sa = "sidecars-cairn-csi-controller";
+    RunResult r = cluster_->Kubectl({"create", "serviceaccount", sa, "-n", kNs});
+    if (r.exit_code != 0) return "creating the ServiceAccount: " + r.err;
+    RunResult rbac = RunProcess({Helm(), "template", "sidecars",
+                                 (fs::path(CAIRN_SOURCE_DIR) / "charts/cairn").string(), "--namespace",
+                                 kNs, "--kube-version", "1.34.4", "-s", "templates/rbac.yaml",
+                                 "--set", "snapshots.enabled=true"});
+    if (rbac.exit_code != 0) return "helm template rbac.yaml: " + rbac.err;
+    r = cluster_->Kubectl({"apply", "-f", "-"}, rbac.out);
+    if (r.exit_code != 0) return "applying the chart's RBAC: " + r.err;
+    r = cluster_->Kubectl({"create", "token", sa, "-n", kNs, "--duration=4h"});
+    std::string token(absl::StripAsciiWhitespace(r.out));
+    if (r.exit_code != 0 || token.empty()) return "a token for " + sa + ": " + r.err;
+    *sidecar_kubeconfig_ = dir_->path() / "csi-controller.kubeconfig";
+    WriteWholeFile(*sidecar_kubeconfig_,
+                   absl::StrCat("apiVersion: v1\nkind: Config\ncurrent-context: sa\n"
+                                "clusters:\n- name: e2e\n  cluster:\n    server: ",
+                                cluster_->server_url(), "\n    certificate-authority: ",
+                                (dir_->path() / "cluster/pki/ca.crt").string(),
+                                "\ncontexts:\n- name: sa\n  context: {cluster: e2e, user: sa}\n"
+                                "users:\n- name: sa\n  user:\n    token: ",
+                                token, "\n"));
     return "";
   }
 
@@ -156,7 +188,7 @@ class InstallTest : public ::testing::Test {
     delete provisioner_;
     provisioner_ = nullptr;
     auto prov = Child::Spawn({(*tools_)["external-provisioner"].string(), "--kubeconfig",
-                              cluster_->kubeconfig().string(), "--csi-address",
+                              sidecar_kubeconfig_->string(), "--csi-address",
                               plugin_->socket().string(), "--extra-create-metadata",
                               "--timeout=60s", "--v=3"},
                              {}, dir_->path() / "external-provisioner.log");
@@ -168,7 +200,7 @@ class InstallTest : public ::testing::Test {
     delete snapshotter_;
     snapshotter_ = nullptr;
     auto ss = Child::Spawn({(*tools_)["csi-snapshotter"].string(), "--kubeconfig",
-                            cluster_->kubeconfig().string(), "--csi-address",
+                            sidecar_kubeconfig_->string(), "--csi-address",
                             plugin_->socket().string(), "--extra-create-metadata",
                             "--leader-election=false", "--timeout=60s", "--v=3"},
                            {}, dir_->path() / "csi-snapshotter.log");
@@ -187,6 +219,13 @@ class InstallTest : public ::testing::Test {
 
   void TearDown() override {
     if (cluster_ != nullptr) DeleteClasses();
+    // The chart's RBAC must cover everything the sidecars tried.
+    for (const char* log : {"external-provisioner.log", "csi-snapshotter.log"}) {
+      std::string text = ReadWholeFile(dir_->path() / log);
+      size_t at = text.find("forbidden");
+      EXPECT_EQ(at, std::string::npos)
+          << log << ": " << text.substr(at == std::string::npos ? 0 : (at > 300 ? at - 300 : 0), 600);
+    }
     if (HasFailure() && cluster_ != nullptr) {
       for (const char* log : {"kube-controller-manager.log", "external-provisioner.log",
                               "snapshot-controller.log", "csi-snapshotter.log"}) {
@@ -317,6 +356,7 @@ class InstallTest : public ::testing::Test {
   static cairn::testing::TempDir* dir_;
   static std::string* error_;
   static std::map<std::string, fs::path>* tools_;
+  static fs::path* sidecar_kubeconfig_;
   static KubeCluster* cluster_;
   static ServerProcess* server_;
   static Plugin* plugin_;
@@ -328,6 +368,7 @@ cairn::testing::TempDir* InstallTest::dir_ = nullptr;
 std::string* InstallTest::error_ = nullptr;
 std::map<std::string, fs::path>* InstallTest::tools_ = new std::map<std::string, fs::path>();
 KubeCluster* InstallTest::cluster_ = nullptr;
+fs::path* InstallTest::sidecar_kubeconfig_ = new fs::path();
 ServerProcess* InstallTest::server_ = nullptr;
 Plugin* InstallTest::plugin_ = nullptr;
 Child* InstallTest::controller_manager_ = nullptr;
