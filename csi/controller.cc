@@ -58,6 +58,23 @@ void FillVolume(const Provisioned& p, v1::Volume* out) {
   (*out->mutable_volume_context())[kCtxNamespace] = p.ns;
 }
 
+// Claims that share one named volume share its volume ID, so a repeated
+// DeleteVolume (which a CO may send, and the external-provisioner does) cannot
+// be told from another claim's: counting them could delete the volume under
+// a live claim. So once a second claim binds a volume, no DeleteVolume
+// removes it; it is deleted through the Volume API (or a Volume resource).
+void KeepIfShared(PluginState& next, const std::string& volume_id) {
+  int bindings = 0;
+  for (const auto& [name, e] : next.provisioned) bindings += e.volume_id == volume_id ? 1 : 0;
+  if (bindings < 2) return;
+  for (auto& [name, e] : next.provisioned) {
+    if (e.volume_id != volume_id || !e.delete_on_delete) continue;
+    e.delete_on_delete = false;
+    CAIRN_LOG_INFO("volume %s/%s (%s) is shared by claims: DeleteVolume will keep it", e.ns, e.name,
+                   volume_id);
+  }
+}
+
 grpc::Status Reply(std::string_view rpc, const absl::Status& st) {
   if (!st.ok()) CAIRN_LOG_WARNING("%s: %s", rpc, st.ToString());
   return ToGrpc(st);
@@ -142,27 +159,85 @@ absl::Status ControllerService::DoCreate(const v1::CreateVolumeRequest& req,
   std::string fingerprint = Fingerprint(req);
 
   absl::MutexLock lock(&mu_);
+  api::VolumeRef ref;
+  ref.set_namespace_(ns);
+  ref.set_name(name);
   if (auto it = state_.provisioned.find(req.name()); it != state_.provisioned.end()) {
     if (it->second.fingerprint != fingerprint) {
       return absl::AlreadyExistsError(absl::StrCat(
           "volume request \"", req.name(), "\" already exists with different parameters or capacity"));
     }
-    // Still there? A volume deleted behind our back is created again.
-    auto existing = api_->Get([&] {
-      api::VolumeRef r;
-      r.set_id(it->second.volume_id);
-      return r;
-    }());
-    if (existing.ok()) {
-      FillVolume(it->second, resp->mutable_volume());
-      return absl::OkStatus();
+    if (it->second.volume_id.empty()) {
+      // An intent (see RecordIntent): an earlier attempt was creating
+      // ns/name and did not get to record the result. The same parameters
+      // give the same ns/name, so a volume there is the one it made.
+      auto made = api_->Get(ref);
+      if (made.ok()) {
+        Provisioned p = it->second;
+        p.volume_id = made->id();
+        PluginState next = state_;
+        next.provisioned[p.request_name] = p;
+        KeepIfShared(next, p.volume_id);
+        if (absl::Status st = state_file_->Save(next); !st.ok()) {
+          return absl::UnavailableError(absl::StrCat("cannot record the new volume: ", st.message()));
+        }
+        state_ = std::move(next);
+        CAIRN_LOG_INFO("CreateVolume %s -> %s/%s (%s, created by an interrupted attempt)", req.name(),
+                       ns, name, p.volume_id);
+        FillVolume(p, resp->mutable_volume());
+        return absl::OkStatus();
+      }
+      if (made.status().code() != absl::StatusCode::kNotFound) return made.status();
+    } else {
+      // Still there? A volume deleted behind our back is created again.
+      auto existing = api_->Get([&] {
+        api::VolumeRef r;
+        r.set_id(it->second.volume_id);
+        return r;
+      }());
+      if (existing.ok()) {
+        FillVolume(it->second, resp->mutable_volume());
+        return absl::OkStatus();
+      }
+      if (existing.status().code() != absl::StatusCode::kNotFound) return existing.status();
     }
-    if (existing.status().code() != absl::StatusCode::kNotFound) return existing.status();
     state_.provisioned.erase(it);
   }
-  api::VolumeRef ref;
-  ref.set_namespace_(ns);
-  ref.set_name(name);
+  Provisioned p;
+  p.request_name = req.name();
+  p.ns = ns;
+  p.name = name;
+  p.fingerprint = fingerprint;
+  p.capacity_bytes = cap.required_bytes() > 0 ? cap.required_bytes() : cap.limit_bytes();
+  p.delete_on_delete = policy == "Delete";
+  // Write-ahead: before creating ns/name, record that this request is about
+  // to (an entry without a volume ID). A crash after the create but before
+  // the record below would otherwise leave a volume that the retry finds
+  // and binds as someone else's, so policy Delete would never remove it.
+  auto record_intent = [&]() -> absl::Status {
+    Provisioned intent = p;
+    intent.created = true;
+    PluginState next = state_;
+    next.provisioned[intent.request_name] = intent;
+    if (absl::Status st = state_file_->Save(next); !st.ok()) {
+      return absl::UnavailableError(absl::StrCat("cannot record the volume request: ", st.message()));
+    }
+    state_ = std::move(next);
+    return absl::OkStatus();
+  };
+  // A create that surely failed leaves no intent behind; one whose outcome
+  // is unknown keeps it for the retry to resolve.
+  auto drop_intent_unless_unknown = [&](const absl::Status& st) {
+    absl::StatusCode c = st.code();
+    if (c == absl::StatusCode::kUnavailable || c == absl::StatusCode::kDeadlineExceeded ||
+        c == absl::StatusCode::kUnknown || c == absl::StatusCode::kAborted) {
+      return;
+    }
+    PluginState next = state_;
+    if (next.provisioned.erase(p.request_name) > 0 && state_file_->Save(next).ok()) {
+      state_ = std::move(next);
+    }
+  };
   bool created = false;
   std::string source;
   absl::StatusOr<api::Volume> volume;
@@ -187,7 +262,17 @@ absl::Status ControllerService::DoCreate(const v1::CreateVolumeRequest& req,
     if (!ValidateVolumeId(from).ok()) {
       return absl::NotFoundError(absl::StrCat("no source volume or snapshot \"", from, "\""));
     }
+    // A volume already there is someone else's: refuse before the intent,
+    // which a retry would otherwise take as ours.
+    if (auto there = api_->Get(ref); there.ok()) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "volume ", ns, "/", name, " exists; a volume made from a snapshot or clone must be new"));
+    } else if (there.status().code() != absl::StatusCode::kNotFound) {
+      return there.status();
+    }
+    CAIRN_RETURN_IF_ERROR(record_intent());
     volume = api_->Clone(from, ns, name);
+    if (!volume.ok()) drop_intent_unless_unknown(volume.status());
     if (!volume.ok() && volume.status().code() == absl::StatusCode::kNotFound) {
       return absl::NotFoundError(absl::StrCat("the content source ", source.substr(source.find(':') + 1),
                                               " does not exist"));
@@ -206,7 +291,9 @@ absl::Status ControllerService::DoCreate(const v1::CreateVolumeRequest& req,
     create.set_namespace_(ns);
     create.set_name(name);
     create.set_version(version);
+    CAIRN_RETURN_IF_ERROR(record_intent());
     volume = api_->Create(create);
+    if (!volume.ok()) drop_intent_unless_unknown(volume.status());
     created = volume.ok();
     // Another claim (or a person) created it between our look-up and our
     // create: bind it like any existing volume.
@@ -219,18 +306,12 @@ absl::Status ControllerService::DoCreate(const v1::CreateVolumeRequest& req,
     return absl::AlreadyExistsError(absl::StrCat("volume ", ns, "/", name, " exists as version ",
                                                  volume->version(), ", not ", version));
   }
-  Provisioned p;
-  p.request_name = req.name();
   p.volume_id = volume->id();
-  p.ns = ns;
-  p.name = name;
-  p.fingerprint = fingerprint;
-  p.capacity_bytes = cap.required_bytes() > 0 ? cap.required_bytes() : cap.limit_bytes();
   p.created = created;
-  p.delete_on_delete = policy == "Delete";
   p.source = source;
   PluginState next = state_;
   next.provisioned[p.request_name] = p;
+  KeepIfShared(next, p.volume_id);
   if (absl::Status st = state_file_->Save(next); !st.ok()) {
     if (created) (void)api_->Delete(p.volume_id);
     return absl::UnavailableError(absl::StrCat("cannot record the new volume: ", st.message()));
@@ -253,7 +334,7 @@ absl::Status ControllerService::DoDelete(const std::string& volume_id) {
   absl::MutexLock lock(&mu_);
   // Claims that share one named volume share its ID, so a DeleteVolume
   // cannot say which claim it ends: it drops one binding, the creator's
-  // last, and the volume goes (policy Delete) only with the last binding.
+  // last. A volume ever bound twice is kept (KeepIfShared).
   PluginState next = state_;
   auto victim = next.provisioned.end();
   for (auto it = next.provisioned.begin(); it != next.provisioned.end(); ++it) {
@@ -277,7 +358,7 @@ absl::Status ControllerService::DoDelete(const std::string& volume_id) {
     CAIRN_LOG_INFO("DeleteVolume %s: released claim %s, kept %s/%s (%s)", volume_id,
                    gone.request_name, gone.ns, gone.name,
                    still_bound ? "other claims bind it"
-                               : (gone.created ? "policy Retain" : "not created by this driver"));
+                               : (gone.created ? "policy Retain, or shared by claims" : "not created by this driver"));
   }
   if (next.provisioned.size() != state_.provisioned.size()) {
     CAIRN_RETURN_IF_ERROR(state_file_->Save(next));
@@ -328,7 +409,9 @@ grpc::Status ControllerService::ListVolumes(grpc::ServerContext*,
     }
     absl::MutexLock lock(&mu_);
     std::map<std::string, const Provisioned*> by_id;
-    for (const auto& [name, p] : state_.provisioned) by_id.emplace(p.volume_id, &p);
+    for (const auto& [name, p] : state_.provisioned) {
+      if (!p.volume_id.empty()) by_id.emplace(p.volume_id, &p);  // not an unresolved intent
+    }
     auto it = token.empty() ? by_id.begin() : by_id.upper_bound(token);
     size_t max = req->max_entries() > 0 ? static_cast<size_t>(req->max_entries()) : SIZE_MAX;
     for (; it != by_id.end() && static_cast<size_t>(resp->entries_size()) < max; ++it) {

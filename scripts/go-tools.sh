@@ -9,6 +9,9 @@
 #
 # Tools: csi-sanity etcd kube-apiserver kubectl kubelet kube-controller-manager
 #        kube-scheduler helm external-provisioner versitygw
+#        snapshot-controller csi-snapshotter
+#        snapshot-crds (prints the directory of the VolumeSnapshot CRDs of
+#        the same external-snapshotter release, from the module cache)
 # Quiet on a cache hit; a build logs to <cache>/tools/<tool>-<version>.log
 # and prints that log if it fails. See ../shared/KUBE-TOOLS.md for why each
 # is built the way it is.
@@ -21,6 +24,7 @@ readonly KUBE_STAGING_VERSION=v0.34.4
 readonly HELM_VERSION=v3.22.0
 readonly PROVISIONER_VERSION=v5.3.0
 readonly VERSITYGW_VERSION=v1.8.0
+readonly SNAPSHOTTER_VERSION=v8.2.0
 
 cache=${CAIRN_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cairn}
 mkdir -p "$cache/tools" "$cache/go/mod" "$cache/go/build"
@@ -137,6 +141,25 @@ EOF
       [ -f "$modfile" ] || { echo "go-tools: cannot fetch the go.mod of $mod" >&2; exit 1; }
       grep '^replace ' "$modfile" | wrapper_build external-provisioner "$PROVISIONER_VERSION" \
         "$mod" "$PROVISIONER_VERSION" "$mod/cmd/csi-provisioner"
+      ;;
+    snapshot-controller | csi-snapshotter)
+      # Like the provisioner; its go.mod also replaces the client module
+      # with ./client, which is a module of its own at the same version.
+      mod=github.com/kubernetes-csi/external-snapshotter/v8
+      modfile=$(cd "$cache" && go mod download -json "$mod@$SNAPSHOTTER_VERSION" |
+        sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+      [ -f "$modfile" ] || { echo "go-tools: cannot fetch the go.mod of $mod" >&2; exit 1; }
+      { grep '^replace ' "$modfile" | grep -v ' => \./'
+        echo "replace github.com/kubernetes-csi/external-snapshotter/client/v8 => github.com/kubernetes-csi/external-snapshotter/client/v8 $SNAPSHOTTER_VERSION"
+      } | wrapper_build "$tool" "$SNAPSHOTTER_VERSION" "$mod" "$SNAPSHOTTER_VERSION" "$mod/cmd/$tool"
+      ;;
+    snapshot-crds)
+      dir=$(cd "$cache" && go mod download -json \
+        "github.com/kubernetes-csi/external-snapshotter/client/v8@$SNAPSHOTTER_VERSION" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+      [ -f "$dir/config/crd/snapshot.storage.k8s.io_volumesnapshots.yaml" ] ||
+        { echo "go-tools: no VolumeSnapshot CRDs in $dir" >&2; exit 1; }
+      echo "$dir/config/crd"
       ;;
     *) echo "go-tools: unknown tool '$tool'" >&2; exit 2 ;;
   esac

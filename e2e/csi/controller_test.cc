@@ -96,6 +96,21 @@ TEST_F(CsiControllerTest, DeletePolicyRemovesOnlyWhatTheDriverCreated) {
   EXPECT_EQ(lresp.entries(0).volume().volume_id(), created.volume().volume_id());
 }
 
+// A CO may repeat DeleteVolume for one PV; with claims sharing a volume ID a
+// repeat looks like the other claim's, so a shared volume is never deleted.
+TEST_F(CsiControllerTest, RepeatedDeleteVolumeNeverRemovesASharedVolume) {
+  v1::CreateVolumeResponse first, second;
+  ASSERT_TRUE(Create(Request("pvc-1", {{"volumeName", "team"}, {"deletionPolicy", "Delete"}}),
+                     &first).ok());
+  ASSERT_TRUE(Create(Request("pvc-2", {{"volumeName", "team"}, {"deletionPolicy", "Delete"}}),
+                     &second).ok());
+  ASSERT_EQ(first.volume().volume_id(), second.volume().volume_id());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(Delete(first.volume().volume_id()).ok());
+    EXPECT_THAT(List("default"), HasSubstr("team")) << "after DeleteVolume #" << i + 1;
+  }
+}
+
 TEST_F(CsiControllerTest, CreateDeleteWithPolicyDeleteRemovesTheVolume) {
   v1::CreateVolumeResponse resp;
   ASSERT_TRUE(Create(Request("pvc-gone", {{"deletionPolicy", "Delete"}}), &resp).ok());

@@ -53,7 +53,7 @@ k2=$(render -s templates/secrets.yaml | awk '/master-key:/ {print $2}')
 [ "$(printf %s "$k1" | base64 -d | wc -c)" = 32 ] || fail "master key is not 32 bytes: '$k1'"
 [ "$k1" != "$k2" ] || fail "two fresh renders made the same master key"
 # Plain manifests render no Secret at all.
-if render --set masterKey.create=false --set apiToken.create=false | grep -q '^kind: Secret'; then
+if render --set masterKey.create=false --set apiToken.create=false | grep '^kind: Secret' >/dev/null; then
   fail "create=false still renders a Secret"
 fi
 
@@ -71,6 +71,21 @@ expect_error "registration" --set csi.node.registration=none
 expect_error "kubeletDir" --set kubeletDir=relative/path
 expect_error "version" --set storageClass.parameters.version=3
 expect_error "unknownKey" --set unknownKey=1
+expect_error "/csi/controller/replicas" --set csi.controller.replicas=2
+
+# The controller's record of what it provisioned is on a claim of its own,
+# kept on uninstall, and the Deployment lets go of it before a new pod
+# starts; without persistence it is an emptyDir.
+ctl=$(render -s templates/csi-controller.yaml)
+grep -q 'claimName: t-cairn-csi-controller-state' <<<"$ctl" || fail "controller state not on its claim"
+# (grep reads to the end: an early exit would SIGPIPE awk under pipefail.)
+awk '/^kind: PersistentVolumeClaim/,/^spec:/' <<<"$ctl" | grep 'helm.sh/resource-policy: keep' >/dev/null ||
+  fail "controller state claim not kept on uninstall"
+awk '/^kind: Deployment/,0' <<<"$ctl" | grep 'type: Recreate' >/dev/null || fail "controller Deployment not Recreate"
+ctl=$(render -s templates/csi-controller.yaml --set csi.controller.state.persistence=false)
+if grep -q 'PersistentVolumeClaim\|claimName' <<<"$ctl"; then
+  fail "state.persistence=false still uses a claim"
+fi
 
 # The default image tag is appVersion, and build-image.sh tags the image
 # with the project version: the two must agree.

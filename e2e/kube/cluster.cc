@@ -170,6 +170,8 @@ absl::Status KubeCluster::StartApiServer() {
            absl::StrCat("--service-account-key-file=", (pki / "sa.pub").string()),
            absl::StrCat("--service-account-signing-key-file=", (pki / "sa.key").string()),
            "--endpoint-reconciler-type=none",
+           // As on any cluster that runs CSI node plugins: their mounts need it.
+           "--allow-privileged=true",
            absl::StrCat("--cert-dir=", (dir_ / "apiserver-certs").string())},
           {}, dir_ / "kube-apiserver.log"));
   return WaitReady(std::chrono::seconds(120));

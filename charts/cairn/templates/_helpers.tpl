@@ -56,6 +56,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s/plugins/csi.cairn.dev" .Values.kubeletDir -}}
 {{- end -}}
 
+{{- define "cairn.controllerStateClaim" -}}
+{{- default (printf "%s-csi-controller-state" (include "cairn.fullname" .)) .Values.csi.controller.state.existingClaim -}}
+{{- end -}}
+
 {{- define "cairn.dataClaim" -}}
 {{- default (printf "%s-data" (include "cairn.controlPlane" .)) .Values.storage.embedded.existingClaim -}}
 {{- end -}}
