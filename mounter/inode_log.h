@@ -37,6 +37,9 @@
 
 namespace cairn::mounter {
 
+// The log's file name in a mount's journal directory.
+inline constexpr char kInodeLogName[] = "inodes";
+
 class InodeLog {
  public:
   struct Record {

@@ -39,6 +39,9 @@ struct MountOptions {
   int gid = -1;
   bool allow_other = true;  // when permitted (root, or user_allow_other)
   bool debug = false;
+  // Run under a holder of the FUSE connection (mounter/holder.h) that
+  // restarts a mounter which dies, on the same connection.
+  bool handover = false;
 };
 
 inline constexpr char kMountUsage[] =
@@ -71,6 +74,11 @@ inline constexpr char kMountUsage[] =
     "  --memory-cache SIZE        decrypted chunks kept in memory (default 256M)\n"
     "  --uid N, --gid N           owner shown for every file (default: the mounter's)\n"
     "  --no-allow-other           only the mounting user may access the mount\n"
+    "  --handover                 keep the mount alive across a mounter crash: a\n"
+    "                             small holder process keeps the FUSE connection\n"
+    "                             and starts a new mounter on it; SIGUSR2 to the\n"
+    "                             holder (the pid this command started as)\n"
+    "                             upgrades the mounter to the binary now at its path\n"
     "  -d, --debug                log every FUSE request\n";
 
 // `args` excludes the program name. `client` supplies defaults (environment)
@@ -83,7 +91,11 @@ inline constexpr char kMountUsage[] =
 [[nodiscard]] absl::Status CleanStaleMount(const std::filesystem::path& mountpoint);
 
 // Runs until unmounted or signalled. Returns the process exit code: 0 after a
-// clean unmount with everything committed, 1 otherwise.
+// clean unmount with everything committed, 1 otherwise. With
+// `options.handover`, the calling process becomes the holder (it must have
+// no threads yet) and the mounter runs in a child; a mounter started by a
+// holder (kHandoverFdEnv set) takes its connection over if it has one, and
+// returns kHandedOverExit when asked to hand over (SIGUSR1).
 int RunMounter(const MountOptions& options);
 
 }  // namespace cairn::mounter
