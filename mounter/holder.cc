@@ -160,7 +160,14 @@ int RunHolder(const HolderOptions& options) {
         if (::read(signals.get(), &info, sizeof info) != sizeof info) continue;
         int sig = static_cast<int>(info.ssi_signo);
         if (sig == SIGUSR2) {
+          // Only a connection that served can be handed over: a worker
+          // still mounting would take the mount down with it.
           if (stopping) continue;
+          if (!held.fuse_fd.valid()) {
+            CAIRN_LOG_WARNING("holder of %s: upgrade requested before the mount serves; ignored",
+                              where);
+            continue;
+          }
           CAIRN_LOG_INFO("holder of %s: upgrade requested; worker %d hands over", where, pid);
           ::kill(pid, SIGUSR1);
         } else if (sig != SIGCHLD) {

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <optional>
 
@@ -45,9 +46,7 @@ absl::StatusOr<std::unique_ptr<InodeLog>> InodeLog::Create(const fs::path& file,
   std::string all;
   for (const Record& r : inherited) {
     all += Encode(r);
-    log->place_[r.ino] = {r.parent, r.name};
-    log->at_[{r.parent, r.name}] = r.ino;
-    log->type_[r.ino] = r.type;
+    log->PlaceLocked(r.ino, Place{r.parent, NameHash(r.name), r.type});
   }
   if (!all.empty()) {
     for (size_t done = 0; done < all.size();) {
@@ -77,35 +76,40 @@ void InodeLog::AppendLocked(const Record& r) {
   }
 }
 
+uint64_t InodeLog::NameHash(std::string_view name) { return std::hash<std::string_view>{}(name); }
+
+void InodeLog::PlaceLocked(uint64_t ino, const Place& place) {
+  place_[ino] = place;
+  at_[{place.parent, place.name}] = ino;
+}
+
 void InodeLog::Named(uint64_t ino, uint64_t parent, std::string_view name, uint32_t type) {
+  Place place{parent, NameHash(name), type};
   absl::MutexLock lock(&mu_);
   auto it = place_.find(ino);
-  if (it != place_.end() && it->second.first == parent && it->second.second == name &&
-      type_[ino] == type) {
+  if (it != place_.end() && it->second.parent == parent && it->second.name == place.name &&
+      it->second.type == type) {
     return;
   }
-  Record r{ino, parent, type, std::string(name)};
-  AppendLocked(r);
-  place_[ino] = {parent, r.name};
-  at_[{parent, r.name}] = ino;
-  type_[ino] = type;
+  AppendLocked(Record{ino, parent, type, std::string(name)});
+  PlaceLocked(ino, place);
 }
 
 void InodeLog::Renamed(uint64_t parent, std::string_view name, uint64_t new_parent,
                        std::string_view new_name) {
+  uint64_t hash = NameHash(name);
   absl::MutexLock lock(&mu_);
-  auto it = at_.find(std::make_pair(parent, std::string(name)));
+  auto it = at_.find(std::make_pair(parent, hash));
   if (it == at_.end()) return;
   uint64_t ino = it->second;
   at_.erase(it);
   auto place = place_.find(ino);
-  if (place == place_.end() || place->second.first != parent || place->second.second != name) {
+  if (place == place_.end() || place->second.parent != parent || place->second.name != hash) {
     return;  // the kernel knows that inode under another name by now
   }
-  Record r{ino, new_parent, type_[ino], std::string(new_name)};
-  AppendLocked(r);
-  place->second = {new_parent, r.name};
-  at_[{new_parent, r.name}] = ino;
+  uint32_t type = place->second.type;
+  AppendLocked(Record{ino, new_parent, type, std::string(new_name)});
+  PlaceLocked(ino, Place{new_parent, NameHash(new_name), type});
 }
 
 absl::Status InodeLog::status() {

@@ -87,10 +87,19 @@ class InodeLog {
   absl::Mutex mu_;
   ScopedFd fd_ ABSL_GUARDED_BY(mu_);
   absl::Status status_ ABSL_GUARDED_BY(mu_);
-  // The newest record per inode, and which inode each (parent, name) names.
-  absl::flat_hash_map<uint64_t, std::pair<uint64_t, std::string>> place_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::pair<uint64_t, std::string>, uint64_t> at_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<uint64_t, uint32_t> type_ ABSL_GUARDED_BY(mu_);
+  // The newest record per inode, and which inode each (parent, name)
+  // names. Names are kept as 64-bit hashes: the maps cover every inode the
+  // kernel has seen (a million after `ls -l` of a big directory), and a
+  // collision costs at most one record not written.
+  struct Place {
+    uint64_t parent = 0;
+    uint64_t name = 0;  // NameHash
+    uint32_t type = 0;
+  };
+  static uint64_t NameHash(std::string_view name);
+  void PlaceLocked(uint64_t ino, const Place& place) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::flat_hash_map<uint64_t, Place> place_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::pair<uint64_t, uint64_t>, uint64_t> at_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace cairn::mounter
