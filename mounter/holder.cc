@@ -179,8 +179,11 @@ int RunHolder(const HolderOptions& options) {
         if (r == pid) running = false;
       }
     }
-    bool crashed = WIFSIGNALED(status);
     bool handed = WIFEXITED(status) && WEXITSTATUS(status) == kHandedOverExit;
+    // A replacement that gave up before serving (the control plane was
+    // unreachable while it opened the volume, say) leaves a live connection
+    // behind: try again, like after a crash, rather than end the mount.
+    bool crashed = WIFSIGNALED(status) || (!handed && !served && held.fuse_fd.valid());
     if (stopping || !(crashed || handed)) {
       if (handed) return 1;  // its changes wait in the journal for the next mount
       return ExitCodeOf(status);
@@ -192,8 +195,8 @@ int RunHolder(const HolderOptions& options) {
     }
     absl::Duration wait = absl::ZeroDuration();
     if (crashed) {
-      CAIRN_LOG_WARNING("holder of %s: worker %d %s; starting another on the same connection",
-                        where, pid, DescribeStatus(status));
+      CAIRN_LOG_WARNING("holder of %s: worker %d %s%s; starting another on the same connection",
+                        where, pid, DescribeStatus(status), served ? "" : " before serving");
       if (!served && absl::Now() - started < kQuickDeath) {
         if (++quick_deaths >= kMaxQuickDeaths) {
           CAIRN_LOG_ERROR("holder of %s: %d workers in a row died before serving; closing the "

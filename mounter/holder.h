@@ -16,9 +16,11 @@
 //
 // Signals: SIGTERM, SIGINT, SIGHUP are passed to the worker (which
 // unmounts and makes its final commit) and end the holder with the
-// worker's exit code; SIGUSR2 upgrades. A worker exiting on its own (the
-// mount was unmounted) ends the holder with its code. A worker that dies
-// before it serves, five times in a row, ends the holder with 1: the
+// worker's exit code; SIGUSR2 upgrades. A worker exiting on its own after
+// it served (the mount was unmounted) ends the holder with its code; a
+// replacement that exits before it serves is retried like a crash. Five
+// workers in a row that end before serving end the holder with 1 (with
+// pauses of 0.5 to 4 s between them, while the pod's requests wait): the
 // connection is closed and the pod's requests fail instead of hanging.
 #pragma once
 
