@@ -302,6 +302,7 @@ int RunPlugin(const CsiOptions& given) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
   auto fail = [](std::string_view what, const absl::Status& st) {
@@ -366,7 +367,16 @@ int RunPlugin(const CsiOptions& given) {
                  controller && node ? "controller+node" : (controller ? "controller" : "node"),
                  options.endpoint);
   int sig = 0;
-  while (sigwait(&sigs, &sig) != 0) {
+  for (;;) {
+    if (sigwait(&sigs, &sig) != 0) continue;
+    if (sig != SIGUSR2) break;
+    if (!node) {
+      CAIRN_LOG_WARNING("SIGUSR2: no node service here, so no mounters to upgrade");
+      continue;
+    }
+    CAIRN_LOG_INFO("SIGUSR2: upgrading mounters to %s", options.mounter.string());
+    size_t asked = node_service.UpgradeMounters();
+    CAIRN_LOG_INFO("asked %d mounters to hand over", asked);
   }
   CAIRN_LOG_INFO("signal %d: stopping; mounts keep serving", sig);
   if (registration_server) registration_server->Shutdown(absl::Seconds(2));

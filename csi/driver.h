@@ -84,7 +84,9 @@ inline constexpr char kCsiUsage[] =
     "\n"
     "The Cairn CSI plugin (driver csi.cairn.dev): Identity, Controller and Node\n"
     "services on a unix socket. Each NodePublishVolume starts a detached cairn-mount\n"
-    "that survives restarts of this process; state lives in --state-dir.\n"
+    "that survives restarts of this process, under a holder that keeps the mount\n"
+    "alive when the mounter dies; state lives in --state-dir. SIGUSR2 upgrades every\n"
+    "mounter on the node to the binary now at --mounter, keeping open files open.\n"
     "\n"
     "Options:\n"
     "  --endpoint unix:///PATH     CSI socket (default unix:///csi/csi.sock)\n"
@@ -198,6 +200,10 @@ class NodeService final : public ::csi::v1::Node::Service {
   // Reads the state file and re-adopts the mounters that still serve;
   // records whose mounter is gone stay, so unpublish can clean up.
   [[nodiscard]] absl::Status Init();
+  // Has every published mount hand over to a mounter started from the
+  // binary now at --mounter (the pods' open files stay open). Returns how
+  // many were asked.
+  size_t UpgradeMounters();
   grpc::Status NodePublishVolume(grpc::ServerContext*, const ::csi::v1::NodePublishVolumeRequest*,
                                  ::csi::v1::NodePublishVolumeResponse*) override;
   grpc::Status NodeUnpublishVolume(grpc::ServerContext*,
@@ -241,7 +247,8 @@ class RegistrationService final : public ::pluginregistration::Registration::Ser
   bool registered_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// Serves until SIGTERM or SIGINT; returns the process exit code.
+// Serves until SIGTERM or SIGINT; returns the process exit code. SIGUSR2
+// upgrades every mounter of the node (NodeService::UpgradeMounters).
 int RunPlugin(const CsiOptions& options);
 
 // Validates a CSI volume capability for a FUSE mount: mount access only,

@@ -309,10 +309,22 @@ absl::Status ProcessLauncher::Stop(const MounterId& id, absl::Duration timeout) 
   absl::Time deadline = absl::Now() + timeout;
   while (IsAlive(id) && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
   if (!IsAlive(id)) return absl::OkStatus();
+  // The holder and the mounter it runs share a process group (the
+  // launcher's setsid); kill both, not the holder alone.
+  pid_t group = ::getpgid(id.pid);
+  if (group > 1 && group != ::getpgid(0)) ::kill(-group, SIGKILL);
   ::kill(id.pid, SIGKILL);
   for (int i = 0; i < 250 && IsAlive(id); ++i) absl::SleepFor(absl::Milliseconds(20));
   return absl::DeadlineExceededError(absl::StrCat("mounter ", id.pid, " did not stop within ",
                                                   absl::FormatDuration(timeout), "; killed"));
+}
+
+absl::Status ProcessLauncher::Upgrade(const MounterId& id) {
+  if (!IsAlive(id)) {
+    return absl::FailedPreconditionError(absl::StrCat("mounter ", id.pid, " is not running"));
+  }
+  if (::kill(id.pid, SIGUSR2) != 0) return ErrnoToStatus(errno, "signal the mount's holder");
+  return absl::OkStatus();
 }
 
 }  // namespace cairn::csi

@@ -1,7 +1,9 @@
 // Mount-table queries and the mounter launcher of the CSI node service.
 //
-// A publish is one `cairn-mount` process per target path (each pod gets its
-// own snapshot view and commit/reload, C3). MounterLauncher is the seam: a
+// A publish is one `cairn-mount --handover` per target path (each pod gets
+// its own snapshot view and commit/reload, C3): the process started is the
+// mount's holder, which keeps the FUSE connection and runs the mounter that
+// serves it, restarting it on the same connection if it dies. MounterLauncher is the seam: a
 // detached process today, a mount pod later. The process launcher detaches
 // the mounter completely (double fork + setsid: own session and process
 // group, parent is init), so a SIGKILL or upgrade of cairn-csi leaves every
@@ -68,6 +70,11 @@ class MounterLauncher {
   // SIGTERM (the mounter unmounts and makes its final commit), waits up to
   // `timeout`, then SIGKILL. OK once the process is gone.
   [[nodiscard]] virtual absl::Status Stop(const MounterId& id, absl::Duration timeout) = 0;
+  // Replaces the mounter serving `id`'s mount by a fresh one on the same
+  // FUSE connection (docs/decisions.md D16): open files stay open. Returns
+  // once asked; the hand-over itself takes about a mounter start.
+  // FailedPrecondition if `id` is not running.
+  [[nodiscard]] virtual absl::Status Upgrade(const MounterId& id) = 0;
 };
 
 // Real mounters as detached processes.
@@ -82,6 +89,9 @@ class ProcessLauncher : public MounterLauncher {
 
   absl::StatusOr<MounterId> Launch(const LaunchSpec& spec, absl::Duration timeout) override;
   absl::Status Stop(const MounterId& id, absl::Duration timeout) override;
+  // SIGUSR2 to the mount's holder (mounter/holder.h), which has the
+  // mounter hand over to the binary now at its path.
+  absl::Status Upgrade(const MounterId& id) override;
 
  private:
   const std::vector<std::filesystem::path> cgroups_;

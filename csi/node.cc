@@ -96,6 +96,23 @@ absl::Status NodeService::Init() {
   return absl::OkStatus();
 }
 
+size_t NodeService::UpgradeMounters() {
+  absl::MutexLock lock(&mu_);
+  size_t asked = 0;
+  for (const auto& [target, p] : state_.publications) {
+    if (!IsAlive(p.mounter)) continue;
+    if (auto st = launcher_->Upgrade(p.mounter); !st.ok()) {
+      CAIRN_LOG_WARNING("upgrade of the mounter of %s at %s: %s", p.cairn_id, target,
+                        st.ToString());
+      continue;
+    }
+    CAIRN_LOG_INFO("upgrading the mounter of %s at %s (holder %d)", p.cairn_id, target,
+                   p.mounter.pid);
+    ++asked;
+  }
+  return asked;
+}
+
 grpc::Status NodeService::NodeGetCapabilities(grpc::ServerContext*,
                                               const v1::NodeGetCapabilitiesRequest*,
                                               v1::NodeGetCapabilitiesResponse* resp) {
@@ -284,6 +301,9 @@ absl::Status NodeService::DoPublish(const v1::NodePublishVolumeRequest& req) {
                options_.client.server, "--cache-dir", options_.cache_dir.string(),
                "--final-commit-timeout",
                absl::StrCat(absl::ToDoubleSeconds(options_.final_commit_timeout))};
+  // A mounter that dies or is upgraded hands the pod's mount over instead
+  // of breaking it (docs/csi.md "Restarts and failures").
+  spec.args.push_back("--handover");
   if (read_only) spec.args.push_back("--read-only");
   if (!sub_path.empty()) spec.args.insert(spec.args.end(), {"--sub-path", sub_path});
   if (!mount_group.empty()) spec.args.insert(spec.args.end(), {"--mount-group", mount_group});

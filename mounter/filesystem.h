@@ -243,6 +243,19 @@ class Filesystem {
   };
   statvfs_like StatFs();
 
+  // ---- Hand-over (docs/decisions.md D16).
+  // A node ID the kernel knows from the mounter this one takes over from:
+  // its path below the mount root and its S_IFMT type bits.
+  struct KnownInode {
+    std::string path;
+    uint64_t ino = 0;
+    uint32_t type = 0;
+  };
+  // Call before serving and before Recover: the same paths get the same
+  // node IDs (recovered files included), a node ID the kernel names is
+  // found by its path, and new node IDs are above all of them.
+  void SeedInodes(const std::vector<KnownInode>& known);
+
  private:
   // Defined in mounter/filesystem_internal.h (with how Node's fields are
   // guarded by mu_).
@@ -336,6 +349,10 @@ class Filesystem {
   void MarkContentDirtyLocked(const std::shared_ptr<Node>& node)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ReplayLocked(const PendingChange& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Journal node id → the node ID the kernel knows for where that node ends
+  // up in `journal` (SeedInodes), for the nodes Recover creates.
+  absl::flat_hash_map<uint64_t, uint64_t> KnownInodesOf(const RecoveredJournal& journal)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Journal: changes up to `seq` are done; an empty journal when nothing
   // is pending any more, a rewritten one when it grew far past that.
   void DoneLocked(uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);

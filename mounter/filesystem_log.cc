@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/log.h"
@@ -189,6 +190,55 @@ void Filesystem::ResetJournalIfCleanLocked() {
   journal_compacted_size_ = options_.journal->size();
 }
 
+absl::flat_hash_map<uint64_t, uint64_t> Filesystem::KnownInodesOf(
+    const RecoveredJournal& journal) {
+  // Where each journaled node ends up once the journal's renames and
+  // removals are applied (a file written as a temporary and renamed is
+  // known to the kernel by its final name).
+  absl::flat_hash_map<uint64_t, std::string> at;
+  auto under = [](const std::string& path, const std::string& dir) {
+    return path.size() > dir.size() && path.starts_with(dir) && path[dir.size()] == '/';
+  };
+  for (const RecoveredChange& rc : journal.changes) {
+    const objects::Change& c = rc.change;
+    if (c.kind() == objects::Change::PUT) {
+      at[rc.node] = c.path();
+    } else if (c.kind() == objects::Change::RENAME) {
+      for (auto& [id, path] : at) {
+        if (path == c.path()) {
+          path = c.to();
+        } else if (under(path, c.path())) {
+          path = c.to() + path.substr(c.path().size());
+        }
+      }
+    } else if (c.kind() == objects::Change::REMOVE) {
+      for (auto& [id, path] : at) {
+        if (path == c.path() || under(path, c.path())) path.clear();
+      }
+    }
+  }
+  absl::flat_hash_map<uint64_t, uint64_t> out;
+  absl::ReaderMutexLock lock(&mu_);
+  if (ino_hint_.empty()) return out;
+  absl::flat_hash_set<uint64_t> taken;
+  const std::string& sub = options_.sub_path;
+  for (const auto& [id, volume_path] : at) {
+    if (volume_path.empty()) continue;
+    std::string path = volume_path;
+    if (!sub.empty()) {
+      if (!under(volume_path, sub)) continue;
+      path = volume_path.substr(sub.size() + 1);
+    }
+    auto hint = ino_hint_.find(path);
+    if (hint == ino_hint_.end() || hint->second.type == objects::DIRECTORY ||
+        inodes_.contains(hint->second.ino) || !taken.insert(hint->second.ino).second) {
+      continue;
+    }
+    out[id] = hint->second.ino;
+  }
+  return out;
+}
+
 absl::StatusOr<size_t> Filesystem::Recover(RecoveredJournal& journal) {
   CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
   absl::MutexLock commit_lock(&commit_mu_);
@@ -196,6 +246,7 @@ absl::StatusOr<size_t> Filesystem::Recover(RecoveredJournal& journal) {
   // outside mu_. One node per journaled node id, so hard links stay one.
   absl::flat_hash_map<uint64_t, std::shared_ptr<Node>> nodes;
   std::vector<PendingChange> changes;
+  absl::flat_hash_map<uint64_t, uint64_t> known_ino = KnownInodesOf(journal);
   for (RecoveredChange& rc : journal.changes) {
     PendingChange pc;
     pc.change = rc.change;
@@ -225,9 +276,10 @@ absl::StatusOr<size_t> Filesystem::Recover(RecoveredJournal& journal) {
         } else {
           fields.base = std::make_shared<const objects::Entry>(e);
         }
+        auto known = known_ino.find(rc.node);
         auto fresh = std::make_shared<Node>(
-            next_ino_.fetch_add(1), symlink || special ? e.type() : objects::FILE,
-            std::move(fields));
+            known != known_ino.end() ? known->second : next_ino_.fetch_add(1),
+            symlink || special ? e.type() : objects::FILE, std::move(fields));
         node = std::move(fresh);
       }
       pc.node = node;

@@ -357,6 +357,51 @@ TEST_F(FilesystemTest, JournalIsRewrittenDownToWhatIsPendingAndRecovers) {
   EXPECT_EQ(HeadFile("f3"), std::string(500, 'a' + 3));
 }
 
+// A mounter taking over a connection (hand-over) is told the node IDs the
+// kernel knows: base files, and files it recovers from the dead mounter's
+// journal (written as a temporary and renamed), answer under those IDs,
+// even when the kernel names one before looking anything up.
+TEST_F(FilesystemTest, SeededInodesKeepTheKernelsNodeIds) {
+  ASSERT_TRUE(fs_->MkDir(Filesystem::kRootIno, "dir", 0755).ok());
+  WriteFile("base.txt", "base");
+  ASSERT_TRUE(fs_->Commit().ok());
+  auto journal = Journal::Create(dir_.path() / "staging-h" / "m1");
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  Open({}, journal->get());
+  WriteFile("tmp", "written before the crash");
+  ASSERT_TRUE(fs_->Rename(Filesystem::kRootIno, "tmp", Filesystem::kRootIno, "final", 0).ok());
+  auto read = Journal::Read((*journal)->dir());
+  ASSERT_TRUE(read.ok()) << read.status();
+
+  fs_.reset();
+  auto second = Journal::Create(dir_.path() / "staging-h" / "m2");
+  ASSERT_TRUE(second.ok());
+  Open({}, second->get());
+  fs_->SeedInodes({{"dir", 40, S_IFDIR}, {"base.txt", 41, S_IFREG}, {"final", 42, S_IFREG}});
+  ASSERT_TRUE(fs_->Recover(*read).ok());
+  // Named by ID first (a getattr of a cached dentry), then looked up.
+  auto base = fs_->GetAttr(41);
+  ASSERT_TRUE(base.ok()) << base.status();
+  EXPECT_EQ(base->st_size, 4);
+  auto dir = fs_->Lookup(Filesystem::kRootIno, "dir");
+  ASSERT_TRUE(dir.ok());
+  EXPECT_EQ(dir->st_ino, 40u);
+  auto recovered = fs_->Lookup(Filesystem::kRootIno, "final");
+  ASSERT_TRUE(recovered.ok()) << recovered.status();
+  EXPECT_EQ(recovered->st_ino, 42u);
+  auto fh = fs_->Open(42, O_RDONLY);
+  ASSERT_TRUE(fh.ok()) << fh.status();
+  auto data = fs_->Read(*fh, 0, 100);
+  ASSERT_TRUE(data.ok());
+  EXPECT_EQ(data->Flatten(), "written before the crash");
+  fs_->Release(*fh);
+  // New node IDs start above the known ones.
+  auto created = fs_->Create(Filesystem::kRootIno, "new", 0644, O_WRONLY);
+  ASSERT_TRUE(created.ok());
+  EXPECT_GT(created->attr.st_ino, 42u);
+  fs_->Release(created->fh);
+}
+
 TEST_F(FilesystemTest, ControlAttributesWithAndWithoutTheUserPrefix) {
   WriteFile("a", "x");
   ASSERT_TRUE(fs_->SetXattr(Filesystem::kRootIno, "cairn.commit", "1").ok());

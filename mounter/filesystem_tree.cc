@@ -58,6 +58,21 @@ absl::StatusOr<std::shared_ptr<Filesystem::Node>> Filesystem::Get(uint64_t ino) 
   return Errno(ESTALE, absl::StrCat("inode ", ino));
 }
 
+void Filesystem::SeedInodes(const std::vector<KnownInode>& known) {
+  absl::MutexLock lock(&mu_);
+  uint64_t next = next_ino_.load();
+  for (const KnownInode& k : known) {
+    if (k.ino == kRootIno || k.path.empty()) continue;
+    objects::EntryType type = S_ISDIR(k.type)   ? objects::DIRECTORY
+                              : S_ISLNK(k.type) ? objects::SYMLINK
+                                                : objects::FILE;
+    ino_hint_[k.path] = InoHint{k.ino, type};
+    path_hint_[k.ino] = k.path;
+    next = std::max(next, k.ino + 1);
+  }
+  next_ino_.store(next);
+}
+
 std::string Filesystem::PathLocked(const Node& node) const {
   std::vector<std::string_view> parts;
   const Node* n = &node;

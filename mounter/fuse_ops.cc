@@ -1,5 +1,6 @@
 #include "mounter/fuse_ops.h"
 
+#include <fcntl.h>
 #include <sys/statvfs.h>
 
 #include <cerrno>
@@ -26,7 +27,28 @@ static_assert(Filesystem::kSetAtimeNow == FUSE_SET_ATTR_ATIME_NOW);
 static_assert(Filesystem::kSetMtimeNow == FUSE_SET_ATTR_MTIME_NOW);
 static_assert(Filesystem::kSetCtime == FUSE_SET_ATTR_CTIME);
 
-Filesystem* Fs(fuse_req_t req) { return static_cast<Filesystem*>(fuse_req_userdata(req)); }
+FuseContext* Ctx(fuse_req_t req) { return static_cast<FuseContext*>(fuse_req_userdata(req)); }
+Filesystem* Fs(fuse_req_t req) { return Ctx(req)->fs(); }
+
+// The kernel learns a node ID from this reply: remember where, for a
+// mounter that takes this connection over.
+void Named(fuse_req_t req, const struct stat& attr, fuse_ino_t parent, const char* name) {
+  if (InodeLog* log = Ctx(req)->inodes()) log->Named(attr.st_ino, parent, name, attr.st_mode & S_IFMT);
+}
+
+// The Filesystem's handle for the kernel's `fi->fh`. One the kernel got
+// from the mounter this one took over from is opened again here (node ID
+// and open flags come with the request; fsync carries no flags, and needs
+// no write access).
+absl::StatusOr<uint64_t> HandleOf(fuse_req_t req, fuse_ino_t ino, const fuse_file_info* fi,
+                                  int flags) {
+  FuseContext* ctx = Ctx(req);
+  if (auto ours = ctx->Inward(fi->fh)) return *ours;
+  CAIRN_ASSIGN_OR_RETURN(uint64_t fh, Fs(req)->Open(ino, flags & ~(O_TRUNC | O_CREAT | O_EXCL)));
+  uint64_t kept = ctx->Adopt(fi->fh, fh);
+  if (kept != fh) Fs(req)->Release(fh);  // another request adopted it first
+  return kept;
+}
 
 // The caller of a creating request: new inodes are theirs.
 Caller Who(fuse_req_t req) {
@@ -44,8 +66,10 @@ void ReplyErr(fuse_req_t req, const absl::Status& status) {
   fuse_reply_err(req, ErrnoOf(status));
 }
 
-void ReplyEntry(fuse_req_t req, const absl::StatusOr<struct stat>& attr) {
+void ReplyEntry(fuse_req_t req, const absl::StatusOr<struct stat>& attr, fuse_ino_t parent,
+                const char* name) {
   if (!attr.ok()) return ReplyErr(req, attr.status());
+  Named(req, *attr, parent, name);
   fuse_entry_param e{};
   e.ino = attr->st_ino;
   e.generation = 1;
@@ -74,7 +98,7 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  ReplyEntry(req, Fs(req)->Lookup(parent, name));
+  ReplyEntry(req, Fs(req)->Lookup(parent, name), parent, name);
 }
 
 void OpForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
@@ -102,11 +126,11 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
 }
 
 void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
-  ReplyEntry(req, Fs(req)->Mknod(parent, name, mode, rdev, Who(req)));
+  ReplyEntry(req, Fs(req)->Mknod(parent, name, mode, rdev, Who(req)), parent, name);
 }
 
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
-  ReplyEntry(req, Fs(req)->MkDir(parent, name, mode, Who(req)));
+  ReplyEntry(req, Fs(req)->MkDir(parent, name, mode, Who(req)), parent, name);
 }
 
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -118,30 +142,36 @@ void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
 }
 
 void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
-  ReplyEntry(req, Fs(req)->Symlink(link, parent, name, Who(req)));
+  ReplyEntry(req, Fs(req)->Symlink(link, parent, name, Who(req)), parent, name);
 }
 
 void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
               const char* newname, unsigned int flags) {
-  fuse_reply_err(req, ErrnoOf(Fs(req)->Rename(parent, name, newparent, newname, flags)));
+  absl::Status st = Fs(req)->Rename(parent, name, newparent, newname, flags);
+  if (st.ok()) {
+    if (InodeLog* log = Ctx(req)->inodes()) log->Renamed(parent, name, newparent, newname);
+  }
+  fuse_reply_err(req, ErrnoOf(st));
 }
 
 void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
-  ReplyEntry(req, Fs(req)->Link(ino, newparent, newname));
+  ReplyEntry(req, Fs(req)->Link(ino, newparent, newname), newparent, newname);
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto fh = Fs(req)->Open(ino, fi->flags);
   if (!fh.ok()) return ReplyErr(req, fh.status());
-  fi->fh = *fh;
+  fi->fh = Ctx(req)->Outward(*fh);
   // Content changes only through this mount (the kernel sees those writes)
   // or a reload (which invalidates): let the page cache keep it.
   fi->keep_cache = 1;
   if (fuse_reply_open(req, fi) == -ENOENT) Fs(req)->Release(*fh);  // interrupted
 }
 
-void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
-  auto data = Fs(req)->Read(fi->fh, off, size);
+void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  auto fh = HandleOf(req, ino, fi, fi->flags);
+  if (!fh.ok()) return ReplyErr(req, fh.status());
+  auto data = Fs(req)->Read(*fh, off, size);
   if (!data.ok()) return ReplyErr(req, data.status());
   if (data->slices.empty()) {
     fuse_reply_buf(req, data->owned.data(), data->owned.size());
@@ -154,9 +184,11 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
   fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
 }
 
-void OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
+void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
              fuse_file_info* fi) {
-  auto n = Fs(req)->Write(fi->fh, off, std::string_view(buf, size));
+  auto fh = HandleOf(req, ino, fi, fi->flags);
+  if (!fh.ok()) return ReplyErr(req, fh.status());
+  auto n = Fs(req)->Write(*fh, off, std::string_view(buf, size));
   if (!n.ok()) return ReplyErr(req, n.status());
   fuse_reply_write(req, *n);
 }
@@ -164,20 +196,32 @@ void OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off
 void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 
 void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  Fs(req)->Release(fi->fh);
+  // A handle of the mounter taken over that this one never used is
+  // nothing to release here.
+  if (auto fh = Ctx(req)->Forget(fi->fh)) Fs(req)->Release(*fh);
   fuse_reply_err(req, 0);
 }
 
 // fsync of a file makes its data and change durable in the node journal
 // (docs/mounter.md "Durability"); publishing is the commit's job.
-void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
-  fuse_reply_err(req, ErrnoOf(Fs(req)->FsyncFile(fi->fh)));
+void OpFsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info* fi) {
+  auto fh = HandleOf(req, ino, fi, O_RDONLY);
+  if (!fh.ok()) return ReplyErr(req, fh.status());
+  fuse_reply_err(req, ErrnoOf(Fs(req)->FsyncFile(*fh)));
 }
 
-struct DirHandle {
-  std::vector<Filesystem::DirEntry> entries;
-  bool read = false;  // a read at offset 0 happened
-};
+using DirHandle = FuseContext::DirHandle;
+
+// The directory handle of `fi`; one the mounter this one took over from
+// opened is listed again (offsets index into a fresh listing).
+absl::StatusOr<DirHandle*> FindDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (DirHandle* h = Ctx(req)->FindDir(fi->fh)) return h;
+  CAIRN_ASSIGN_OR_RETURN(auto entries, Fs(req)->ListDir(ino));
+  auto handle = std::make_unique<DirHandle>();
+  handle->entries = std::move(entries);
+  handle->read = true;
+  return Ctx(req)->AdoptDir(fi->fh, std::move(handle));
+}
 
 // The listing is taken at opendir and offsets index into it (stable
 // telldir/seekdir). A later read from offset 0 is a rewinddir, after which
@@ -193,13 +237,16 @@ void RewindIfAtStart(fuse_req_t req, fuse_ino_t ino, off_t off, DirHandle* handl
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto entries = Fs(req)->ListDir(ino);
   if (!entries.ok()) return ReplyErr(req, entries.status());
-  auto* handle = new DirHandle{std::move(*entries)};
-  fi->fh = reinterpret_cast<uint64_t>(handle);
-  if (fuse_reply_open(req, fi) == -ENOENT) delete handle;
+  auto handle = std::make_unique<DirHandle>();
+  handle->entries = std::move(*entries);
+  fi->fh = Ctx(req)->AddDir(std::move(handle));
+  if (fuse_reply_open(req, fi) == -ENOENT) Ctx(req)->RemoveDir(fi->fh);
 }
 
 void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  auto* handle = reinterpret_cast<DirHandle*>(fi->fh);
+  auto found = FindDir(req, ino, fi);
+  if (!found.ok()) return ReplyErr(req, found.status());
+  DirHandle* handle = *found;
   RewindIfAtStart(req, ino, off, handle);
   std::string buf(size, '\0');
   size_t used = 0;
@@ -218,7 +265,9 @@ void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file
 // is a kernel reference, counted like a lookup.
 void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                    fuse_file_info* fi) {
-  auto* handle = reinterpret_cast<DirHandle*>(fi->fh);
+  auto found = FindDir(req, ino, fi);
+  if (!found.ok()) return ReplyErr(req, found.status());
+  DirHandle* handle = *found;
   RewindIfAtStart(req, ino, off, handle);
   std::string buf(size, '\0');
   size_t used = 0;
@@ -237,13 +286,16 @@ void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fuse_add_direntry_plus(req, buf.data() + used, size - used, e.name.c_str(), &p, i + 1);
     if (n > size - used) break;
     used += n;
-    if (!dots) Fs(req)->AddLookup(e.attr.st_ino);
+    if (!dots) {
+      Fs(req)->AddLookup(e.attr.st_ino);
+      Named(req, e.attr, ino, e.name.c_str());
+    }
   }
   fuse_reply_buf(req, buf.data(), used);
 }
 
 void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete reinterpret_cast<DirHandle*>(fi->fh);
+  Ctx(req)->RemoveDir(fi->fh);
   fuse_reply_err(req, 0);
 }
 
@@ -305,8 +357,9 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   e.attr = created->attr;
   e.attr_timeout = kEntryTimeout;
   e.entry_timeout = kEntryTimeout;
-  fi->fh = created->fh;
+  fi->fh = Ctx(req)->Outward(created->fh);
   fi->keep_cache = 1;
+  Named(req, created->attr, parent, name);
   if (fuse_reply_create(req, &e, fi) == -ENOENT) Fs(req)->Release(created->fh);
 }
 
@@ -351,6 +404,68 @@ fuse_lowlevel_ops MakeOps() {
 const fuse_lowlevel_ops& FuseOps() {
   static const fuse_lowlevel_ops ops = MakeOps();
   return ops;
+}
+
+const fuse_custom_io& FuseIoHooks() {
+  static const fuse_custom_io io = [] {
+    fuse_custom_io hooks{};
+    hooks.read = [](int fd, void* buf, size_t len, void* userdata) -> ssize_t {
+      return static_cast<FuseContext*>(userdata)->io()->Read(fd, buf, len);
+    };
+    hooks.writev = [](int fd, struct iovec* iov, int count, void* userdata) -> ssize_t {
+      return static_cast<FuseContext*>(userdata)->io()->Writev(fd, iov, count);
+    };
+    return hooks;
+  }();
+  return io;
+}
+
+uint64_t FuseContext::AddDir(std::unique_ptr<DirHandle> handle) {
+  absl::MutexLock lock(&mu_);
+  uint64_t fh = next_dir_++;
+  dirs_[fh] = std::move(handle);
+  return fh;
+}
+
+FuseContext::DirHandle* FuseContext::FindDir(uint64_t fh) {
+  absl::MutexLock lock(&mu_);
+  auto it = dirs_.find(fh);
+  return it == dirs_.end() ? nullptr : it->second.get();
+}
+
+FuseContext::DirHandle* FuseContext::AdoptDir(uint64_t fh, std::unique_ptr<DirHandle> handle) {
+  absl::MutexLock lock(&mu_);
+  auto& slot = dirs_[fh];
+  if (!slot) slot = std::move(handle);  // two adopting readers: the first one's
+  return slot.get();
+}
+
+void FuseContext::RemoveDir(uint64_t fh) {
+  absl::MutexLock lock(&mu_);
+  dirs_.erase(fh);
+}
+
+std::optional<uint64_t> FuseContext::Inward(uint64_t kernel_fh) {
+  if ((kernel_fh & ~kHandleMask) == handle_base_) return kernel_fh & kHandleMask;
+  absl::MutexLock lock(&mu_);
+  auto it = adopted_.find(kernel_fh);
+  if (it == adopted_.end()) return std::nullopt;
+  return it->second;
+}
+
+uint64_t FuseContext::Adopt(uint64_t kernel_fh, uint64_t fh) {
+  absl::MutexLock lock(&mu_);
+  return adopted_.try_emplace(kernel_fh, fh).first->second;
+}
+
+std::optional<uint64_t> FuseContext::Forget(uint64_t kernel_fh) {
+  if ((kernel_fh & ~kHandleMask) == handle_base_) return kernel_fh & kHandleMask;
+  absl::MutexLock lock(&mu_);
+  auto it = adopted_.find(kernel_fh);
+  if (it == adopted_.end()) return std::nullopt;
+  uint64_t fh = it->second;
+  adopted_.erase(it);
+  return fh;
 }
 
 struct KernelNotifier::State {

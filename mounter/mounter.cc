@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <poll.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -35,6 +37,9 @@
 #include "mounter/disk_cache.h"
 #include "mounter/filesystem.h"
 #include "mounter/fuse_ops.h"
+#include "mounter/handover.h"
+#include "mounter/holder.h"
+#include "mounter/inode_log.h"
 #include "mounter/journal.h"
 #include "mounter/volume_client.h"
 
@@ -140,11 +145,46 @@ class UnmountProgress {
   std::thread thread_;
 };
 
-// A libfuse session, mounted; unmounted and destroyed on destruction.
+// A libfuse session, mounted, or serving a connection taken over
+// (`adopted`: the kernel mount is not libfuse's to undo, LazyUnmount is);
+// unmounted (unless KeepMounted) and destroyed on destruction.
 class FuseSession {
  public:
+  // `io`: hand-over hooks to install (a first worker records INIT), or null.
   static absl::StatusOr<std::unique_ptr<FuseSession>> Mount(const MountOptions& options,
-                                                            Filesystem* fs) {
+                                                            FuseContext* ctx) {
+    CAIRN_ASSIGN_OR_RETURN(fuse_session * se, New(options, ctx));
+    if (fuse_session_mount(se, options.mountpoint.c_str()) != 0) {
+      fuse_session_destroy(se);
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot mount at ", options.mountpoint.string(),
+                       " (is /dev/fuse available and the directory present?)"));
+    }
+    if (ctx->io() != nullptr) {
+      if (int rc = fuse_session_custom_io(se, &FuseIoHooks(), fuse_session_fd(se)); rc != 0) {
+        fuse_session_unmount(se);
+        fuse_session_destroy(se);
+        return ErrnoToStatus(-rc, "fuse_session_custom_io");
+      }
+    }
+    return std::unique_ptr<FuseSession>(new FuseSession(se, options.mountpoint, false));
+  }
+  // Serves the connection of `fuse_fd` (a mount another mounter served);
+  // ctx->io() replays its INIT.
+  static absl::StatusOr<std::unique_ptr<FuseSession>> Adopt(const MountOptions& options,
+                                                            FuseContext* ctx, ScopedFd fuse_fd) {
+    CAIRN_ASSIGN_OR_RETURN(fuse_session * se, New(options, ctx));
+    int fd = fuse_fd.release();
+    if (int rc = fuse_session_custom_io(se, &FuseIoHooks(), fd); rc != 0) {
+      ::close(fd);
+      fuse_session_destroy(se);
+      return ErrnoToStatus(-rc, "fuse_session_custom_io");
+    }
+    return std::unique_ptr<FuseSession>(new FuseSession(se, options.mountpoint, true));
+  }
+
+ private:
+  static absl::StatusOr<fuse_session*> New(const MountOptions& options, FuseContext* ctx) {
     std::vector<std::string> argv = {"cairn-mount"};
     std::string opts = absl::StrCat("fsname=cairn:", options.volume,
                                     ",subtype=cairn,default_permissions,max_read=1048576");
@@ -157,29 +197,35 @@ class FuseSession {
     std::vector<char*> c;
     for (auto& a : argv) c.push_back(a.data());
     fuse_args args = FUSE_ARGS_INIT(static_cast<int>(c.size()), c.data());
-    fuse_session* se = fuse_session_new(&args, &FuseOps(), sizeof(fuse_lowlevel_ops), fs);
+    fuse_session* se = fuse_session_new(&args, &FuseOps(), sizeof(fuse_lowlevel_ops), ctx);
     // Option parsing may have copied the arguments; the copy is ours to free.
     fuse_opt_free_args(&args);
     if (se == nullptr) return absl::InternalError("fuse_session_new failed");
-    if (fuse_session_mount(se, options.mountpoint.c_str()) != 0) {
-      fuse_session_destroy(se);
-      return absl::FailedPreconditionError(
-          absl::StrCat("cannot mount at ", options.mountpoint.string(),
-                       " (is /dev/fuse available and the directory present?)"));
-    }
-    return std::unique_ptr<FuseSession>(new FuseSession(se));
+    return se;
   }
+
+ public:
   ~FuseSession() {
-    fuse_session_unmount(se_);
+    if (!keep_mounted_) Unmount();
     fuse_session_destroy(se_);
   }
   FuseSession(const FuseSession&) = delete;
   FuseSession& operator=(const FuseSession&) = delete;
   fuse_session* get() const { return se_; }
-  void Unmount() { fuse_session_unmount(se_); }
+  void Unmount() {
+    if (std::exchange(unmounted_, true)) return;
+    if (adopted_) {
+      LazyUnmount(mountpoint_);
+    } else {
+      fuse_session_unmount(se_);
+    }
+  }
+  // The next mounter serves this connection: leave the kernel mount alone.
+  void KeepMounted() { keep_mounted_ = true; }
 
  private:
-  explicit FuseSession(fuse_session* se) : se_(se) {}
+  FuseSession(fuse_session* se, fs::path mountpoint, bool adopted)
+      : se_(se), mountpoint_(std::move(mountpoint)), adopted_(adopted) {}
   static bool AllowOtherConfigured() {
     std::ifstream in("/etc/fuse.conf");
     std::string line;
@@ -189,6 +235,10 @@ class FuseSession {
     return false;
   }
   fuse_session* se_;
+  const fs::path mountpoint_;
+  const bool adopted_;
+  bool keep_mounted_ = false;
+  bool unmounted_ = false;
 };
 
 // Lets the kernel read ahead one whole chunk (the default is 128 KiB).
@@ -289,6 +339,8 @@ absl::StatusOr<MountOptions> ParseMountArgs(const std::vector<std::string>& args
       }
     } else if (a == "--no-allow-other") {
       o.allow_other = false;
+    } else if (a == "--handover") {
+      o.handover = true;
     } else if (a == "--debug" || a == "-d") {
       o.debug = true;
     } else if (a == "-h" || a == "--help") {
@@ -331,13 +383,19 @@ absl::Status CleanStaleMount(const fs::path& mountpoint) {
 constexpr absl::Duration kUnmountGrace = absl::Seconds(2);
 
 int RunMounter(const MountOptions& options) {
+  const char* link_env = std::getenv(kHandoverFdEnv);
+  if (options.handover && link_env == nullptr) {
+    return RunHolder({OwnCommandLine(), options.mountpoint});
+  }
   // Signals are taken by one thread with sigwait; block them before any
   // thread (gRPC's included) exists so that none of them runs a handler.
+  // SIGUSR1 (from the holder): hand over to the next mounter.
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGHUP);
+  if (link_env != nullptr) sigaddset(&sigs, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -351,7 +409,28 @@ int RunMounter(const MountOptions& options) {
     CAIRN_LOG_ERROR("%s: %s", what, status.ToString());
     return 1;
   };
-  if (auto st = CleanStaleMount(options.mountpoint); !st.ok()) return fail("mount point", st);
+  // Under a holder: the start message says whether there is a connection
+  // to take over (mounter/handover.h).
+  ScopedFd link;
+  HandoverState offer;
+  if (link_env != nullptr) {
+    int fd = -1;
+    if (!absl::SimpleAtoi(link_env, &fd) || fd < 0) {
+      return fail("hand-over", absl::InvalidArgumentError(absl::StrCat(kHandoverFdEnv, "=", link_env)));
+    }
+    link.reset(fd);
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    ::unsetenv(kHandoverFdEnv);
+    auto got = ReceiveHandover(link.get(), absl::Seconds(30));
+    if (!got.ok()) return fail("hand-over start message", got.status());
+    offer = *std::move(got);
+  }
+  const bool takeover = offer.fuse_fd.valid();
+  // A mount being taken over is alive (its requests wait for us): a stat
+  // of it would wait for this very process.
+  if (!takeover) {
+    if (auto st = CleanStaleMount(options.mountpoint); !st.ok()) return fail("mount point", st);
+  }
 
   auto client = NewGrpcVolumeClient(options.client);
   if (!client.ok()) return fail("connect", client.status());
@@ -384,6 +463,28 @@ int RunMounter(const MountOptions& options) {
   fs::path volume_staging = staging_root / opened->volume().id();
   auto journal = Journal::Create(volume_staging / absl::BytesToHexString(RandomBytes(8)));
   if (!journal.ok()) return fail("staging journal", journal.status());
+  // The node IDs the kernel knows from the mounter taken over (read before
+  // its journal directory is recovered and removed), carried on in ours.
+  std::vector<InodeLog::Record> known_inodes;
+  if (takeover && !offer.journal_dir.empty()) {
+    auto read = InodeLog::Read(offer.journal_dir / kInodeLogName);
+    if (read.ok()) {
+      known_inodes = *std::move(read);
+    } else {
+      CAIRN_LOG_WARNING("hand-over: %s; files the kernel knows by their old node IDs fail with "
+                        "ESTALE until looked up again",
+                        read.status().ToString());
+    }
+  }
+  std::unique_ptr<InodeLog> inode_log;
+  std::unique_ptr<FuseConnectionIo> io;
+  if (link.valid()) {
+    auto created = InodeLog::Create((*journal)->dir() / kInodeLogName, known_inodes);
+    if (!created.ok()) return fail("inode log", created.status());
+    inode_log = *std::move(created);
+    io = takeover ? std::make_unique<FuseConnectionIo>(offer.init_request)
+                  : std::make_unique<FuseConnectionIo>();
+  }
   auto leftovers = Journal::FindLeftovers(volume_staging);
   if (!leftovers.ok()) return fail("staging journal", leftovers.status());
 
@@ -400,6 +501,12 @@ int RunMounter(const MountOptions& options) {
   auto filesystem = Filesystem::Create(client->get(), &objects, &reader, *opened, fs_options);
   if (!filesystem.ok()) return fail("open volume", filesystem.status());
   Filesystem* fsys = filesystem->get();
+  if (!known_inodes.empty()) {
+    std::vector<Filesystem::KnownInode> known;
+    for (const auto& r : InodeLog::Resolve(known_inodes)) known.push_back({r.path, r.ino, r.type});
+    fsys->SeedInodes(known);
+    CAIRN_LOG_INFO("hand-over: %d node IDs the kernel knows taken over", known.size());
+  }
   for (Journal::Leftover& left : *leftovers) {
     RecoveredJournal& old = left.journal();
     if (options.read_only) {
@@ -419,13 +526,17 @@ int RunMounter(const MountOptions& options) {
                                          " writes whose content was never recorded are lost)"));
     left.Discard();
   }
-  if (fsys->Dirty()) {
+  // Not while taking a mount over: its requests wait until we serve, and
+  // the background commit publishes the recovered changes soon enough.
+  if (fsys->Dirty() && !takeover) {
     if (auto st = fsys->Commit(); !st.ok()) {
       CAIRN_LOG_WARNING("commit of recovered changes failed (will retry): %s", st.ToString());
     }
   }
 
-  auto session = FuseSession::Mount(options, fsys);
+  FuseContext context(fsys, io.get(), inode_log.get(), offer.generation);
+  auto session = takeover ? FuseSession::Adopt(options, &context, std::move(offer.fuse_fd))
+                          : FuseSession::Mount(options, &context);
   if (!session.ok()) return fail("mount", session.status());
   fuse_session* se = (*session)->get();
   auto notifier = std::make_unique<KernelNotifier>(se);
@@ -452,6 +563,13 @@ int RunMounter(const MountOptions& options) {
     while (!done.load()) {
       int sig = sigtimedwait(&sigs, nullptr, &tick);
       if (sig <= 0) continue;
+      if (sig == SIGUSR1) {
+        // Stop taking requests; the loop ends once those in hand are
+        // answered, and the next mounter serves the rest.
+        CAIRN_LOG_INFO("handing %s over to the next mounter", options.mountpoint.string());
+        if (io) io->Drain();
+        continue;
+      }
       CAIRN_LOG_INFO("signal %d: unmounting %s", sig, options.mountpoint.string());
       {
         absl::MutexLock lock(&se_mu);
@@ -479,13 +597,73 @@ int RunMounter(const MountOptions& options) {
     }
   });
 
+  // Tells the holder what it needs for the next mounter once the kernel's
+  // INIT is known, then watches for the holder going away.
+  std::thread announce;
+  if (link.valid()) {
+    announce = std::thread([&] {
+      std::optional<std::string> init;
+      while (!done.load() && !(init = io->WaitForInit(absl::Milliseconds(200)))) {
+      }
+      if (!init) return;
+      HandoverState mine;
+      mine.fuse_fd = ScopedFd(::fcntl(fuse_session_fd(se), F_DUPFD_CLOEXEC, 0));
+      mine.init_request = *init;
+      mine.journal_dir = (*journal)->dir();
+      mine.generation = offer.generation;
+      if (auto st = SendHandover(link.get(), mine); !st.ok()) {
+        CAIRN_LOG_WARNING("hand-over: the holder did not take the connection (%s); a crash of "
+                          "this mounter ends the mount",
+                          st.ToString());
+        return;
+      }
+      while (!done.load()) {
+        pollfd p{link.get(), POLLIN, 0};
+        if (::poll(&p, 1, 200) > 0 && (p.revents & (POLLHUP | POLLERR | POLLIN)) != 0) {
+          CAIRN_LOG_WARNING("hand-over: the holder of %s is gone; the mount keeps serving, but a "
+                            "crash of this mounter now ends it",
+                            options.mountpoint.string());
+          return;
+        }
+      }
+    });
+  }
+
   fuse_loop_config* config = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_clone_fd(config, 0);
+  // Under a holder every session thread reads its own clone of the
+  // connection: requests a killed mounter had taken are then ended
+  // (ECONNABORTED) when its descriptors close, instead of waiting forever
+  // on a descriptor the holder keeps open.
+  fuse_loop_cfg_set_clone_fd(config, link.valid() ? 1 : 0);
   fuse_loop_cfg_set_idle_threads(config, 16);
   fuse_loop_cfg_set_max_threads(config, 64);
   int loop = fuse_session_loop_mt(se, config);
   fuse_loop_cfg_destroy(config);
   if (loop != 0) CAIRN_LOG_WARNING("session loop ended with %d", loop);
+  if (io && io->draining()) {
+    // Hand-over: everything taken was answered. What is not committed is
+    // in the journal, which the next mounter recovers and carries on.
+    {
+      absl::MutexLock lock(&se_mu);
+      se_alive = false;
+    }
+    {
+      absl::MutexLock lock(&bg_mu);
+      bg_stop = true;
+    }
+    background.join();
+    notifier.reset();
+    if (auto st = (*journal)->Sync(); !st.ok()) {
+      CAIRN_LOG_ERROR("journal %s: %s", (*journal)->dir().string(), st.ToString());
+    }
+    (*session)->KeepMounted();
+    session->reset();
+    done.store(true);
+    signal_thread.join();
+    if (announce.joinable()) announce.join();
+    CAIRN_LOG_INFO("handed %s over", options.mountpoint.string());
+    return kHandedOverExit;
+  }
   absl::Time unmount_start = absl::Now();
   // The whole unmount, a background commit in flight included, gets the
   // final commit's time plus a little; past it, what is not committed stays
@@ -559,6 +737,7 @@ int RunMounter(const MountOptions& options) {
   done.store(true);
   progress.Phase("stopping the signal thread");
   signal_thread.join();
+  if (announce.joinable()) announce.join();
   progress.Phase("");
   if (absl::Now() - unmount_start > absl::Seconds(1)) {
     CAIRN_LOG_INFO("unmount of %s took %s", options.volume,

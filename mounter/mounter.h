@@ -43,6 +43,9 @@ struct MountOptions {
   int64_t mount_group = -1;
   bool allow_other = true;  // when permitted (root, or user_allow_other)
   bool debug = false;
+  // Run under a holder of the FUSE connection (mounter/holder.h) that
+  // restarts a mounter which dies, on the same connection.
+  bool handover = false;
 };
 
 inline constexpr char kMountUsage[] =
@@ -81,6 +84,11 @@ inline constexpr char kMountUsage[] =
     "                             fsGroup): files storing no owner show it, with\n"
     "                             group permissions equal to the owner's\n"
     "  --no-allow-other           only the mounting user may access the mount\n"
+    "  --handover                 keep the mount alive across a mounter crash: a\n"
+    "                             small holder process keeps the FUSE connection\n"
+    "                             and starts a new mounter on it; SIGUSR2 to the\n"
+    "                             holder (the pid this command started as)\n"
+    "                             upgrades the mounter to the binary now at its path\n"
     "  -d, --debug                log every FUSE request\n";
 
 // `args` excludes the program name. `client` supplies defaults (environment)
@@ -93,7 +101,11 @@ inline constexpr char kMountUsage[] =
 [[nodiscard]] absl::Status CleanStaleMount(const std::filesystem::path& mountpoint);
 
 // Runs until unmounted or signalled. Returns the process exit code: 0 after a
-// clean unmount with everything committed, 1 otherwise.
+// clean unmount with everything committed, 1 otherwise. With
+// `options.handover`, the calling process becomes the holder (it must have
+// no threads yet) and the mounter runs in a child; a mounter started by a
+// holder (kHandoverFdEnv set) takes its connection over if it has one, and
+// returns kHandedOverExit when asked to hand over (SIGUSR1).
 int RunMounter(const MountOptions& options);
 
 }  // namespace cairn::mounter

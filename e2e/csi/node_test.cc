@@ -1,9 +1,11 @@
 // cairn-csi's Node service through real processes: a real control plane,
 // the real plugin, real cairn-mount processes and kernel FUSE mounts.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -11,6 +13,7 @@
 
 #include "absl/strings/str_split.h"
 #include "e2e/csi/csi_fixture.h"
+#include "e2e/handover_probe.h"
 #include "gmock/gmock.h"
 #include "proto/pluginregistration.grpc.pb.h"
 
@@ -88,6 +91,32 @@ class CsiNodeTest : public ::testing::Test {
   std::unique_ptr<Plugin> plugin_;
   std::vector<fs::path> targets_;
 };
+
+// The cairn-mount processes (holder and mounter) serving `target`.
+std::vector<pid_t> MountProcesses(const fs::path& target) {
+  std::vector<pid_t> pids;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    std::string cmd = ReadWholeFile(e.path() / "cmdline");
+    if (cmd.find("cairn-mount") != std::string::npos &&
+        cmd.find(target.string() + std::string(1, '\0')) != std::string::npos) {
+      pids.push_back(std::stoi(e.path().filename().string()));
+    }
+  }
+  return pids;
+}
+
+// The holder of `target`'s mount: the one of its processes whose parent is
+// not one of them.
+pid_t HolderOf(const fs::path& target) {
+  std::vector<pid_t> pids = MountProcesses(target);
+  for (pid_t p : pids) {
+    std::vector<pid_t> children = ChildrenOf(p);
+    for (pid_t c : children) {
+      if (std::find(pids.begin(), pids.end(), c) != pids.end()) return p;
+    }
+  }
+  return 0;
+}
 
 int SyncDir(const fs::path& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
@@ -433,18 +462,15 @@ TEST_F(CsiNodeTest, DeadMounterIsReportedAbnormal) {
   Cli({"volume", "create", "fragile"});
   fs::path t = Target("fragile");
   ASSERT_TRUE(Publish(PublishByName("fragile", t)).ok());
-  // The mounter is the process serving the mount: find it by its arguments.
-  pid_t pid = 0;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    std::string cmd = ReadWholeFile(e.path() / "cmdline");
-    if (cmd.find("cairn-mount") != std::string::npos && cmd.find(t.string()) != std::string::npos) {
-      pid = std::stoi(e.path().filename().string());
+  // The mount is dead once its holder and its mounter both are (a mounter
+  // alone is replaced): find them by their arguments.
+  std::vector<pid_t> pids = MountProcesses(t);
+  ASSERT_EQ(pids.size(), 2u);
+  for (pid_t pid : pids) ::kill(pid, SIGKILL);
+  for (pid_t pid : pids) {
+    for (int i = 0; i < 100 && ::kill(pid, 0) == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-  }
-  ASSERT_GT(pid, 0);
-  ::kill(pid, SIGKILL);
-  for (int i = 0; i < 100 && ::kill(pid, 0) == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   v1::NodeGetVolumeStatsRequest sreq;
   sreq.set_volume_id("handle-fragile");
@@ -456,6 +482,68 @@ TEST_F(CsiNodeTest, DeadMounterIsReportedAbnormal) {
   // Unpublish cleans up the dead mount.
   EXPECT_TRUE(Unpublish("handle-fragile", t).ok());
   EXPECT_FALSE(fs::exists(t));
+}
+
+// A pod reading a published volume when its mounter is SIGKILLed, and
+// again when cairn-csi is asked to upgrade the mounters (SIGUSR2): the
+// reads go on through the same descriptor within 5 s, never ENOTCONN, and
+// a write made durable before the kill is committed by unpublish.
+TEST_F(CsiNodeTest, MounterKilledOrUpgradedUnderAReadingPodIsReplaced) {
+  Cli({"volume", "create", "steady"});
+  fs::path t = Target("steady");
+  ASSERT_TRUE(Publish(PublishByName("steady", t)).ok()) << plugin_->Log();
+  std::string data(3 << 20, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>((i * 2654435761u) >> 13);
+  WriteWholeFile(t / "weights.bin", data);
+  ASSERT_EQ(SyncDir(t), 0);
+  int w = ::open((t / "log.txt").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(w, 0);
+  ASSERT_EQ(::write(w, "step 1\n", 7), 7);
+  ASSERT_EQ(::fsync(w), 0);
+  ::close(w);
+
+  ReadLoop reader(t / "weights.bin", data);
+  ASSERT_EQ(reader.open_errno(), 0) << std::strerror(reader.open_errno());
+  ASSERT_TRUE(reader.WaitForReads(5, std::chrono::seconds(5)));
+  pid_t holder = HolderOf(t);
+  ASSERT_GT(holder, 0);
+  pid_t worker = WaitForNewChild(holder, 0, std::chrono::seconds(5));
+  ASSERT_GT(worker, 0);
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  pid_t second = WaitForNewChild(holder, worker, std::chrono::seconds(10));
+  ASSERT_GT(second, 0);
+  EXPECT_TRUE(reader.WaitForReads(10, std::chrono::seconds(5))) << reader.Describe();
+  // The node plugin sees a healthy volume again.
+  v1::NodeGetVolumeStatsRequest sreq;
+  sreq.set_volume_id("handle-steady");
+  sreq.set_volume_path(t.string());
+  v1::NodeGetVolumeStatsResponse sresp;
+  ASSERT_TRUE(plugin_->node().NodeGetVolumeStats(Ctx().get(), sreq, &sresp).ok());
+  EXPECT_FALSE(sresp.volume_condition().abnormal()) << sresp.volume_condition().message();
+
+  // On-demand upgrade through cairn-csi.
+  plugin_->child().Signal(SIGUSR2);
+  pid_t third = WaitForNewChild(holder, second, std::chrono::seconds(15));
+  ASSERT_GT(third, 0) << plugin_->Log();
+  EXPECT_TRUE(reader.WaitForReads(10, std::chrono::seconds(5))) << reader.Describe();
+  EXPECT_THAT(plugin_->Log(), HasSubstr("asked 1 mounters to hand over"));
+  ASSERT_TRUE(reader.Stop(std::chrono::seconds(15), t)) << reader.Describe();
+  auto errors = reader.errors();
+  EXPECT_EQ(errors.count(ENOTCONN), 0u) << reader.Describe();
+  int other = 0;
+  for (const auto& [err, n] : errors) {
+    if (err != ECONNABORTED) other += n;
+  }
+  EXPECT_EQ(other, 0) << reader.Describe();
+  EXPECT_LE(errors[ECONNABORTED], 1) << reader.Describe();
+  EXPECT_EQ(reader.mismatches(), 0) << reader.Describe();
+  EXPECT_LT(reader.longest_gap(), std::chrono::milliseconds(5000)) << reader.Describe();
+
+  EXPECT_EQ(ReadWholeFile(t / "log.txt"), "step 1\n");
+  grpc::Status st = Unpublish("handle-steady", t);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  RunResult r = RunCli(*server_, {"volume", "get", "steady", "log.txt", "-"});
+  EXPECT_EQ(r.out, "step 1\n") << r.err;
 }
 
 TEST_F(CsiNodeTest, ServesKubeletPluginRegistration) {
