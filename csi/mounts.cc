@@ -172,6 +172,9 @@ absl::StatusOr<MounterId> ProcessLauncher::Launch(const LaunchSpec& spec, absl::
   for (auto& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);
 
+  std::vector<std::string> procs_files;
+  for (const auto& cg : cgroups_) procs_files.push_back((cg / "cgroup.procs").string());
+
   int log = ::open(spec.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   if (log < 0) return ErrnoToStatus(errno, absl::StrCat("open ", spec.log_file.string()));
   int pipefd[2];
@@ -195,6 +198,19 @@ absl::StatusOr<MounterId> ProcessLauncher::Launch(const LaunchSpec& spec, absl::
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // Join the mounters' cgroups here, before the mounter exists: whatever
+    // it forks (the holder's mounter child) is born in them. "0" names the
+    // writing process. A failure travels up the pipe as -errno.
+    for (const auto& file : procs_files) {
+      int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0 || ::write(fd, "0", 1) != 1) {
+        pid_t err = -errno;
+        ssize_t w = ::write(pipefd[1], &err, sizeof(err));
+        (void)w;
+        ::_exit(126);
+      }
+      ::close(fd);
+    }
     pid_t second = ::fork();
     if (second < 0) ::_exit(127);
     if (second > 0) {
@@ -223,23 +239,14 @@ absl::StatusOr<MounterId> ProcessLauncher::Launch(const LaunchSpec& spec, absl::
   int status = 0;
   while (::waitpid(first, &status, 0) < 0 && errno == EINTR) {
   }
-  if (n != sizeof(mounter) || mounter <= 0) {
+  if (n == sizeof(mounter) && mounter < 0) {
+    return ErrnoToStatus(-mounter, absl::StrCat("cannot move the mounter into the cgroups under ",
+                                                cgroups_.front().parent_path().string()));
+  }
+  if (n != sizeof(mounter) || mounter == 0) {
     return absl::InternalError("could not start the mounter process");
   }
   MounterId id{mounter, 0};
-  for (const auto& cg : cgroups_) {
-    // The whole thread group moves; the mounter may have started already.
-    std::ofstream procs(cg / "cgroup.procs");
-    procs << mounter << std::flush;
-    if (!procs) {
-      int err = errno;
-      ::kill(mounter, SIGKILL);
-      // It may have mounted already; nothing of it stays behind.
-      for (int i = 0; i < 100 && ::kill(mounter, 0) == 0; ++i) absl::SleepFor(absl::Milliseconds(20));
-      (void)LazyUnmount(spec.target);
-      return ErrnoToStatus(err, absl::StrCat("cannot move the mounter into cgroup ", cg.string()));
-    }
-  }
   // The start time is read while the child certainly exists: it is not
   // reaped by anyone but init, and init only reaps after exit; a mounter
   // that already exited shows up as not ready below.

@@ -81,9 +81,10 @@ class MounterLauncher {
 class ProcessLauncher : public MounterLauncher {
  public:
   ProcessLauncher() = default;
-  // Every mounter started joins each cgroup directory in `cgroups` (from
-  // PrepareMounterCgroups) right after it is forked, before Launch waits
-  // for its mount; if that fails the mounter is killed and Launch fails.
+  // Every mounter started is born in each cgroup directory in `cgroups`
+  // (from PrepareMounterCgroups), and so is every process it forks: the
+  // launcher's intermediate child joins them before the mounter is forked.
+  // If one cannot be joined, no mounter starts and Launch fails.
   explicit ProcessLauncher(std::vector<std::filesystem::path> cgroups)
       : cgroups_(std::move(cgroups)) {}
 
