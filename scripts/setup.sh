@@ -16,6 +16,7 @@ build_packages=(
 test_packages=(
   fuse3 openssl prometheus bindfs fio util-linux procps
   clang libclang-rt-14-dev
+  buildah debootstrap containerd runc containernetworking-plugins busybox-static iproute2
 )
 case ${1:-} in
   "") packages=("${build_packages[@]}" "${test_packages[@]}") ;;

@@ -10,17 +10,19 @@
 #      suppressed and why)
 #   4. every libFuzzer target briefly over its seed corpus (build-fuzz)
 #   5. the full suite on the release build (build)
+#   6. the cluster tier: real kubelets over containerd, the chart installed
+#      from the image the full suite built, pods mounting (docs/e2e.md)
 # Each stage prints its wall time. Ends with the full suite's ctest summary;
 # exits non-zero at the first stage that fails.
 #
-#   scripts/test.sh [STAGE...]   STAGE: clang asan tsan fuzz full (default: all)
+#   scripts/test.sh [STAGE...]   STAGE: clang asan tsan fuzz full cluster (default: all)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/setup.sh
 
 stages=("$@")
-((${#stages[@]})) || stages=(clang asan tsan fuzz full)
+((${#stages[@]})) || stages=(clang asan tsan fuzz full cluster)
 jobs=$(nproc)
 clang=(-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
 
@@ -72,6 +74,11 @@ stage_full() {
   ctest --test-dir build --output-on-failure -j "$jobs"
 }
 
+stage_cluster() {
+  scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAIRN_WERROR=ON
+  CAIRN_E2E_CLUSTER=1 ctest --test-dir build --output-on-failure -R '^cluster_e2e_test$'
+}
+
 for s in "${stages[@]}"; do
   case $s in
     clang) title="clang -Wthread-safety build" ;;
@@ -79,6 +86,7 @@ for s in "${stages[@]}"; do
     tsan) title="core, mounter and mount tests under TSan" ;;
     fuzz) title="fuzz targets over their corpora" ;;
     full) title="full suite" ;;
+    cluster) title="cluster tier on real kubelets" ;;
     *) echo "scripts/test.sh: unknown stage $s" >&2; exit 2 ;;
   esac
   echo "== $title"
