@@ -17,6 +17,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -25,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "core/crypto.h"
+#include "core/flags.h"
 #include "core/log.h"
 #include "core/object_store.h"
 #include "core/path.h"
@@ -217,80 +219,49 @@ absl::StatusOr<MountOptions> ParseMountArgs(const std::vector<std::string>& args
     o.cache_dir = dir;
   }
   std::vector<std::string> positional;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string a = args[i];
-    std::string value;
-    bool has_inline = false;
-    if (a.starts_with("--") && a.find('=') != std::string::npos) {
-      value = a.substr(a.find('=') + 1);
-      a = a.substr(0, a.find('='));
-      has_inline = true;
-    }
-    auto next = [&]() -> absl::StatusOr<std::string> {
-      if (has_inline) return value;
-      if (i + 1 >= args.size()) return absl::InvalidArgumentError(absl::StrCat(a, " needs a value"));
-      return args[++i];
-    };
-    auto number = [&](auto* out) -> absl::Status {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
-      if (!absl::SimpleAtoi(v, out)) {
-        return absl::InvalidArgumentError(absl::StrCat(a, ": not a number: ", v));
-      }
-      return absl::OkStatus();
-    };
-    if (a == "--read-only" || a == "-r") {
+  FlagCursor flags(args);
+  while (flags.Next()) {
+    if (flags.Is("--read-only") || flags.Is("-r")) {
+      CAIRN_RETURN_IF_ERROR(flags.NoValue());
       o.read_only = true;
-    } else if (a == "--sub-path") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+    } else if (flags.Is("--sub-path")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       CAIRN_ASSIGN_OR_RETURN(o.sub_path, NormalizePath(v));
-    } else if (a == "--commit-interval") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
-      double seconds;
-      if (!absl::SimpleAtod(v, &seconds) || seconds <= 0) {
-        return absl::InvalidArgumentError(absl::StrCat("--commit-interval: bad value ", v));
-      }
-      o.commit_interval = absl::Seconds(seconds);
-    } else if (a == "--final-commit-timeout") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
-      double seconds;
-      if (!absl::SimpleAtod(v, &seconds) || seconds < 0) {
-        return absl::InvalidArgumentError(absl::StrCat("--final-commit-timeout: bad value ", v));
-      }
-      o.final_commit_timeout = absl::Seconds(seconds);
-    } else if (a == "--read-timeout") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
-      double seconds;
-      if (!absl::SimpleAtod(v, &seconds) || seconds <= 0) {
-        return absl::InvalidArgumentError(absl::StrCat("--read-timeout: bad value ", v));
-      }
-      o.client.retry_for = absl::Seconds(seconds);
-    } else if (a == "-n" || a == "--namespace") {
-      CAIRN_ASSIGN_OR_RETURN(o.client.ns, next());
-    } else if (a == "--server") {
-      CAIRN_ASSIGN_OR_RETURN(o.client.server, next());
-    } else if (a == "--cache-dir") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+    } else if (flags.Is("--commit-interval")) {
+      CAIRN_ASSIGN_OR_RETURN(o.commit_interval, flags.Seconds());
+    } else if (flags.Is("--final-commit-timeout")) {
+      CAIRN_ASSIGN_OR_RETURN(o.final_commit_timeout, flags.Seconds(/*allow_zero=*/true));
+    } else if (flags.Is("--read-timeout")) {
+      CAIRN_ASSIGN_OR_RETURN(o.client.retry_for, flags.Seconds());
+    } else if (flags.Is("-n") || flags.Is("--namespace")) {
+      CAIRN_ASSIGN_OR_RETURN(o.client.ns, flags.Value());
+    } else if (flags.Is("--server")) {
+      CAIRN_ASSIGN_OR_RETURN(o.client.server, flags.Value());
+    } else if (flags.Is("--cache-dir")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       o.cache_dir = v;
-    } else if (a == "--cache-size") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+    } else if (flags.Is("--cache-size")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       CAIRN_ASSIGN_OR_RETURN(o.cache_size, ParseSize(v));
-    } else if (a == "--memory-cache") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+    } else if (flags.Is("--memory-cache")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       CAIRN_ASSIGN_OR_RETURN(o.memory_cache, ParseSize(v));
-    } else if (a == "--uid") {
-      CAIRN_RETURN_IF_ERROR(number(&o.uid));
-    } else if (a == "--gid") {
-      CAIRN_RETURN_IF_ERROR(number(&o.gid));
-    } else if (a == "--no-allow-other") {
+    } else if (flags.Is("--uid")) {
+      CAIRN_ASSIGN_OR_RETURN(o.uid, flags.Integer(0, std::numeric_limits<int>::max()));
+    } else if (flags.Is("--gid")) {
+      CAIRN_ASSIGN_OR_RETURN(o.gid, flags.Integer(0, std::numeric_limits<int>::max()));
+    } else if (flags.Is("--no-allow-other")) {
+      CAIRN_RETURN_IF_ERROR(flags.NoValue());
       o.allow_other = false;
-    } else if (a == "--debug" || a == "-d") {
+    } else if (flags.Is("--debug") || flags.Is("-d")) {
+      CAIRN_RETURN_IF_ERROR(flags.NoValue());
       o.debug = true;
-    } else if (a == "-h" || a == "--help") {
-      return absl::InvalidArgumentError("help requested");
-    } else if (a.starts_with("-") && a != "-") {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", a));
+    } else if (flags.IsHelp()) {
+      return HelpRequested();
+    } else if (flags.IsFlag()) {
+      return flags.Unknown();
     } else {
-      positional.push_back(a);
+      positional.push_back(flags.arg());
     }
   }
   if (positional.size() != 2) {
