@@ -364,24 +364,34 @@ int RunMounter(const MountOptions& options) {
   auto filesystem = Filesystem::Create(client->get(), &objects, &reader, *opened, fs_options);
   if (!filesystem.ok()) return fail("open volume", filesystem.status());
   Filesystem* fsys = filesystem->get();
-  for (Journal::Leftover& left : *leftovers) {
-    RecoveredJournal& old = left.journal();
-    if (options.read_only) {
+  if (options.read_only) {
+    for (Journal::Leftover& left : *leftovers) {
       CAIRN_LOG_WARNING("%s holds %d uncommitted changes of an earlier mount of %s; a "
                         "read-write mount of it on this node will recover them",
-                        old.dir.string(), old.changes.size(), options.volume);
-      continue;
+                        left.journal().dir.string(), left.journal().changes.size(),
+                        options.volume);
     }
-    auto taken = fsys->Recover(old);
-    if (!taken.ok()) return fail(absl::StrCat("recover ", old.dir.string()), taken.status());
-    CAIRN_LOG_WARNING("recovered %d uncommitted changes of an earlier mount of %s from %s%s; "
-                      "committing them",
-                      *taken, options.volume, old.dir.string(),
-                      old.dropped_puts == 0
-                          ? std::string()
-                          : absl::StrCat(" (", old.dropped_puts,
-                                         " writes whose content was never recorded are lost)"));
-    left.Discard();
+  } else if (!leftovers->empty()) {
+    // All at once: change sets they sent without an answer go first.
+    std::vector<RecoveredJournal*> journals;
+    for (Journal::Leftover& left : *leftovers) journals.push_back(&left.journal());
+    auto taken = fsys->Recover(journals);
+    if (!taken.ok()) return fail("recover earlier mounts' changes", taken.status());
+    for (Journal::Leftover& left : *leftovers) {
+      const RecoveredJournal& old = left.journal();
+      CAIRN_LOG_WARNING(
+          "recovered %d uncommitted changes of an earlier mount of %s from %s%s%s; "
+          "committing them",
+          old.changes.size(), options.volume, old.dir.string(),
+          old.sent.empty() ? std::string()
+                           : absl::StrCat(" (", old.sent.size(),
+                                          " change sets it sent are resent with their keys)"),
+          old.dropped_puts == 0
+              ? std::string()
+              : absl::StrCat(" (", old.dropped_puts,
+                             " writes whose content was never recorded are lost)"));
+      left.Discard();
+    }
   }
   if (fsys->Dirty()) {
     if (auto st = fsys->Commit(); !st.ok()) {
