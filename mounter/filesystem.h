@@ -303,6 +303,9 @@ class Filesystem {
   // (synced: the control plane may apply it before this mount dies).
   void JournalSentLocked(size_t begin, size_t end, const objects::ChangeSet& changes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // The first seq a change set starting at prepared_[begin] covers: every
+  // change not done before it (also those coalesced away).
+  uint64_t SentFirstSeqLocked(size_t begin) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
   // Journal records of a node's current content (mu_ held so the node's
   // fields are stable; exclusive because it may assign node.jid).
   JournalContent ContentLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);

@@ -29,12 +29,14 @@ uint64_t Filesystem::JournalChangeLocked(const objects::Change& change, Node* no
   return seq;
 }
 
+uint64_t Filesystem::SentFirstSeqLocked(size_t begin) const {
+  return (begin == 0 ? done_seq_ : prepared_[begin - 1].pending.seq) + 1;
+}
+
 void Filesystem::JournalSentLocked(size_t begin, size_t end, const objects::ChangeSet& changes) {
   if (options_.journal == nullptr) return;
-  // The set covers every change not done up to its last one (also those
-  // coalesced away: its REMOVEs stand for them).
-  const uint64_t first = (begin == 0 ? done_seq_ : prepared_[begin - 1].pending.seq) + 1;
-  JournalLocked(options_.journal->AppendSent(first, prepared_[end - 1].pending.seq,
+  JournalLocked(options_.journal->AppendSent(SentFirstSeqLocked(begin),
+                                             prepared_[end - 1].pending.seq,
                                              prepared_[begin].key, changes));
   JournalLocked(options_.journal->Sync());
 }
@@ -189,8 +191,8 @@ void Filesystem::ResetJournalIfCleanLocked() {
     if (!prepared_[begin].key.empty()) {
       objects::ChangeSet changes;
       for (size_t i = begin; i < end; ++i) *changes.add_changes() = prepared_[i].built;
-      const uint64_t first = (begin == 0 ? done_seq_ : prepared_[begin - 1].pending.seq) + 1;
-      records.push_back(Journal::SentRecord(first, prepared_[end - 1].pending.seq,
+      records.push_back(Journal::SentRecord(SentFirstSeqLocked(begin),
+                                            prepared_[end - 1].pending.seq,
                                             prepared_[begin].key, changes));
     }
     begin = end;
