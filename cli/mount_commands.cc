@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/flags.h"
 #include "core/json.h"
 #include "mounter/control.h"
 #include "mounter/mounter.h"
@@ -88,7 +89,7 @@ bool IsMountedAt(const std::string& mountpoint) {
 int RunMount(const ClientOptions& client, const std::vector<std::string>& args) {
   auto options = mounter::ParseMountArgs(args, client);
   if (!options.ok()) {
-    if (options.status().message() == "help requested") {
+    if (IsHelpRequested(options.status())) {
       std::fputs(mounter::kMountUsage, stdout);
       return 0;
     }

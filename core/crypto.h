@@ -12,6 +12,7 @@
 // volume. All functions are thread-safe (OpenSSL EVP contexts are per call).
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -22,6 +23,8 @@
 namespace cairn {
 
 inline constexpr size_t kSealOverhead = 12 + 16;
+// Bytes of `plaintext_size` bytes once sealed (DataKey::Seal).
+constexpr uint64_t SealedSize(uint64_t plaintext_size) { return plaintext_size + kSealOverhead; }
 
 // Cryptographically random bytes (OpenSSL RAND_bytes); aborts on failure.
 std::string RandomBytes(size_t n);

@@ -372,6 +372,11 @@ absl::Status Engine::Upload::Add(const Digest& address, std::string_view sealed)
     return absl::InvalidArgumentError(
         absl::StrCat("object ", address.ToHex(), " is too short to be sealed"));
   }
+  if (sealed.size() > kMaxUploadedObjectBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "object ", address.ToHex(), " is ", sealed.size(), " bytes; an uploaded object is a "
+        "sealed chunk, at most ", kMaxUploadedObjectBytes, " bytes"));
+  }
   if (batch_ == nullptr) batch_ = blobs_->NewBatch(volume_id_);
   CAIRN_RETURN_IF_ERROR(batch_->Add(address, sealed));
   ++added_;

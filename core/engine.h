@@ -110,7 +110,9 @@ class Engine {
   class Upload {
    public:
     static constexpr uint64_t kBlobsPerSync = 64;
-    // InvalidArgument if `sealed` is too short to be a sealed blob.
+    // InvalidArgument if `sealed` is too short to be a sealed blob or
+    // longer than kMaxUploadedObjectBytes (core/files.h); nothing of it is
+    // stored then.
     [[nodiscard]] absl::Status Add(const Digest& address, std::string_view sealed);
     // Returns the number of blobs added.
     [[nodiscard]] absl::StatusOr<uint64_t> Finish();

@@ -104,6 +104,12 @@ class MetaStore {
       std::string_view volume_id, std::string_view idempotency_key,
       Digest* changes_digest = nullptr) = 0;
 
+  // For readiness probes, cheap: OK if the store can serve reads and
+  // writes that last. Unavailable naming what is wrong otherwise (for
+  // SQLite: the database file is gone from its path or replaced, so what is
+  // written would be lost, or a read fails).
+  [[nodiscard]] virtual absl::Status CheckHealth() = 0;
+
   static constexpr int64_t kCommitKeyRetentionNs = int64_t{24} * 3600 * 1000000000;
   static constexpr uint64_t kCommitKeysMaxPerVolume = 100000;
 };

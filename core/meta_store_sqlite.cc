@@ -12,10 +12,12 @@
 // acknowledged commit survives the process being killed or the machine
 // losing power.
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <system_error>
 
@@ -577,6 +579,11 @@ class SqliteMetaStore : public MetaStore {
     }
     sqlite3_extended_result_codes(db_, 1);
     sqlite3_busy_timeout(db_, kBusyTimeoutMs);
+    path_ = path;
+    if (struct stat st; ::stat(path.c_str(), &st) == 0) {
+      dev_ = st.st_dev;
+      ino_ = st.st_ino;
+    }
     // Switching to WAL needs a moment of exclusive access, which the busy
     // handler does not cover; retry while another process opens the file.
     for (int attempt = 0;; ++attempt) {
@@ -750,7 +757,34 @@ class SqliteMetaStore : public MetaStore {
     return st;
   }
 
+  absl::Status CheckHealth() override {
+    absl::MutexLock lock(&mu_);
+    struct stat st;
+    if (::stat(path_.c_str(), &st) != 0) {
+      return absl::UnavailableError(absl::StrCat("metadata database ", path_.string(),
+                                                 " is gone: ", std::strerror(errno)));
+    }
+    if (ino_ == 0) {  // not on disk yet when opened (a VFS that defers writes)
+      dev_ = st.st_dev;
+      ino_ = st.st_ino;
+    }
+    if (st.st_dev != dev_ || st.st_ino != ino_) {
+      return absl::UnavailableError(absl::StrCat(
+          "metadata database ", path_.string(), " was replaced under the running server"));
+    }
+    // A read through SQLite (the schema version: no table scan).
+    absl::StatusOr<std::string> version = QueryText("PRAGMA schema_version");
+    if (!version.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("metadata database ", path_.string(), ": ", version.status().message()));
+    }
+    return absl::OkStatus();
+  }
+
   absl::Mutex mu_;
+  std::filesystem::path path_ ABSL_GUARDED_BY(mu_);
+  dev_t dev_ ABSL_GUARDED_BY(mu_) = 0;  // the file opened, to notice it was removed
+  ino_t ino_ ABSL_GUARDED_BY(mu_) = 0;
   sqlite3* db_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* stmts_[kNumStmts] ABSL_GUARDED_BY(mu_) = {};
 };

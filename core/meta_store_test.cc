@@ -599,6 +599,28 @@ TEST_F(SqliteMetaStoreTest, OldCodeCanDeleteAVolumeWithCommitKeys) {
 }
 
 // DataDir lives on top of the stores; its lock is tested here.
+// The readiness check: a database file removed or replaced under the open
+// store (what is written would be lost) is Unavailable, naming the file;
+// put back, it is healthy again.
+TEST(SqliteMetaStoreHealthTest, NoticesTheFileGoneOrReplaced) {
+  TempDir dir;
+  const std::filesystem::path db = dir.path() / "meta.db";
+  auto store = OpenSqliteMetaStore(db);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_TRUE((*store)->CheckHealth().ok());
+  std::filesystem::rename(db, dir.path() / "moved.db");
+  absl::Status gone = (*store)->CheckHealth();
+  EXPECT_EQ(gone.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(gone.message()), ::testing::HasSubstr("meta.db is gone"));
+  std::filesystem::copy_file(dir.path() / "moved.db", db);
+  absl::Status replaced = (*store)->CheckHealth();
+  EXPECT_EQ(replaced.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(replaced.message()), ::testing::HasSubstr("was replaced"));
+  std::filesystem::remove(db);
+  std::filesystem::rename(dir.path() / "moved.db", db);
+  EXPECT_TRUE((*store)->CheckHealth().ok());
+}
+
 TEST(DataDirTest, CreatesLayout) {
   TempDir dir;
   auto path = dir.path() / "data";

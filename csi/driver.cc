@@ -5,9 +5,9 @@
 
 #include <fstream>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "core/flags.h"
 #include "core/grpc_server.h"
 #include "core/log.h"
 #include "core/status.h"
@@ -23,43 +23,22 @@ absl::StatusOr<CsiOptions> ParseCsiArgs(const std::vector<std::string>& args,
   if (const char* dir = std::getenv("CAIRN_CACHE_DIR"); dir != nullptr && *dir != '\0') {
     o.cache_dir = dir;
   }
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string a = args[i];
-    std::string value;
-    bool has_inline = false;
-    if (a.starts_with("--") && a.find('=') != std::string::npos) {
-      value = a.substr(a.find('=') + 1);
-      a = a.substr(0, a.find('='));
-      has_inline = true;
-    }
-    auto next = [&]() -> absl::StatusOr<std::string> {
-      if (has_inline) return value;
-      if (i + 1 >= args.size()) return absl::InvalidArgumentError(absl::StrCat(a, " needs a value"));
-      return args[++i];
-    };
-    auto seconds = [&](absl::Duration* out) -> absl::Status {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
-      double s;
-      if (!absl::SimpleAtod(v, &s) || s <= 0) {
-        return absl::InvalidArgumentError(absl::StrCat(a, ": bad number of seconds ", v));
-      }
-      *out = absl::Seconds(s);
-      return absl::OkStatus();
-    };
-    if (a == "--endpoint") {
-      CAIRN_ASSIGN_OR_RETURN(o.endpoint, next());
-    } else if (a == "--node-id") {
-      CAIRN_ASSIGN_OR_RETURN(o.node_id, next());
-    } else if (a == "--server") {
-      CAIRN_ASSIGN_OR_RETURN(o.client.server, next());
-    } else if (a == "--token-file") {
-      CAIRN_ASSIGN_OR_RETURN(o.token_file, next());
+  FlagCursor flags(args);
+  while (flags.Next()) {
+    if (flags.Is("--endpoint")) {
+      CAIRN_ASSIGN_OR_RETURN(o.endpoint, flags.Value());
+    } else if (flags.Is("--node-id")) {
+      CAIRN_ASSIGN_OR_RETURN(o.node_id, flags.Value());
+    } else if (flags.Is("--server")) {
+      CAIRN_ASSIGN_OR_RETURN(o.client.server, flags.Value());
+    } else if (flags.Is("--token-file")) {
+      CAIRN_ASSIGN_OR_RETURN(o.token_file, flags.Value());
       std::ifstream in(o.token_file);
       if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read --token-file ", o.token_file));
       std::string token((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
       o.client.token = std::string(absl::StripAsciiWhitespace(token));
-    } else if (a == "--mode") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+    } else if (flags.Is("--mode")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       if (v == "controller") {
         o.mode = Mode::kController;
       } else if (v == "node") {
@@ -69,46 +48,46 @@ absl::StatusOr<CsiOptions> ParseCsiArgs(const std::vector<std::string>& args,
       } else {
         return absl::InvalidArgumentError(absl::StrCat("--mode must be controller, node or all, not ", v));
       }
-    } else if (a == "--state-dir") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+    } else if (flags.Is("--state-dir")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       o.state_dir = fs::absolute(v);
-    } else if (a == "--kubelet-dir") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+    } else if (flags.Is("--kubelet-dir")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       o.kubelet_dir = fs::absolute(v).lexically_normal();
-    } else if (a == "--registration-dir") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+    } else if (flags.Is("--registration-dir")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       o.registration_dir = fs::absolute(v);
-    } else if (a == "--kubelet-registration-path") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+    } else if (flags.Is("--kubelet-registration-path")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       if (!fs::path(v).is_absolute()) {
         return absl::InvalidArgumentError(
             absl::StrCat("--kubelet-registration-path must be an absolute path, not ", v));
       }
       o.registration_path = fs::path(v).lexically_normal();
-    } else if (a == "--mounter") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+    } else if (flags.Is("--mounter")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       o.mounter = v;
-    } else if (a == "--cache-dir") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+    } else if (flags.Is("--cache-dir")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       o.cache_dir = fs::absolute(v);
-    } else if (a == "--mounter-cgroup-root") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+    } else if (flags.Is("--mounter-cgroup-root")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       o.mounter_cgroup_root = fs::absolute(v);
-    } else if (a == "--mounter-cgroup") {
-      CAIRN_ASSIGN_OR_RETURN(o.mounter_cgroup, next());
+    } else if (flags.Is("--mounter-cgroup")) {
+      CAIRN_ASSIGN_OR_RETURN(o.mounter_cgroup, flags.Value());
       if (o.mounter_cgroup.empty() || o.mounter_cgroup == "." || o.mounter_cgroup == ".." ||
           o.mounter_cgroup.find('/') != std::string::npos) {
         return absl::InvalidArgumentError(absl::StrCat(
             "--mounter-cgroup must be one path component, not \"", o.mounter_cgroup, "\""));
       }
-    } else if (a == "--mount-timeout") {
-      CAIRN_RETURN_IF_ERROR(seconds(&o.mount_timeout));
-    } else if (a == "--final-commit-timeout") {
-      CAIRN_RETURN_IF_ERROR(seconds(&o.final_commit_timeout));
-    } else if (a == "-h" || a == "--help") {
-      return absl::InvalidArgumentError("help requested");
+    } else if (flags.Is("--mount-timeout")) {
+      CAIRN_ASSIGN_OR_RETURN(o.mount_timeout, flags.Seconds());
+    } else if (flags.Is("--final-commit-timeout")) {
+      CAIRN_ASSIGN_OR_RETURN(o.final_commit_timeout, flags.Seconds());
+    } else if (flags.IsHelp()) {
+      return HelpRequested();
     } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown argument ", a));
+      return flags.Unknown();
     }
   }
   if (!IsUnixAddress(o.endpoint)) {

@@ -109,7 +109,8 @@ inline constexpr char kCsiUsage[] =
     "  --mount-timeout SECONDS     how long a mount may take to become ready (default 30)\n"
     "  --final-commit-timeout S    how long an unpublish may retry its commit (default 30)\n";
 
-// `args` excludes the program name. InvalidArgument for bad usage.
+// `args` excludes the program name. InvalidArgument for bad usage;
+// HelpRequested() (core/flags.h) for -h/--help.
 [[nodiscard]] absl::StatusOr<CsiOptions> ParseCsiArgs(const std::vector<std::string>& args,
                                                      ClientOptions client);
 

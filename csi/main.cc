@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "core/flags.h"
 #include "core/rpc_client.h"
 #include "csi/driver.h"
 
@@ -14,6 +15,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto options = cairn::csi::ParseCsiArgs(args, *client);
+  if (cairn::IsHelpRequested(options.status())) {
+    std::fputs(cairn::csi::kCsiUsage, stdout);
+    return 0;
+  }
   if (!options.ok()) {
     std::fprintf(stderr, "cairn-csi: %s\n%s", std::string(options.status().message()).c_str(),
                  cairn::csi::kCsiUsage);

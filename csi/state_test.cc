@@ -2,6 +2,7 @@
 
 #include <fstream>
 
+#include "core/flags.h"
 #include "core/testing/temp_dir.h"
 #include "csi/driver.h"
 #include "gtest/gtest.h"
@@ -89,6 +90,13 @@ TEST(CsiArgsTest, ParsesAndRejects) {
   EXPECT_EQ(ParseCsiArgs({"--mode", "node"}, {}).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(ParseCsiArgs({"--mode", "controller"}, {}).ok());
+  EXPECT_EQ(ParseCsiArgs({"--mode", "controller", "--bogus"}, {}).status().message(),
+            "unknown flag '--bogus'");
+  EXPECT_EQ(ParseCsiArgs({"--mode", "controller", "--mount-timeout", "x"}, {}).status().message(),
+            "--mount-timeout: 'x' is not a number of seconds");
+  EXPECT_EQ(ParseCsiArgs({"--mode", "controller", "--endpoint"}, {}).status().message(),
+            "--endpoint needs a value");
+  EXPECT_TRUE(IsHelpRequested(ParseCsiArgs({"--help"}, {}).status()));
 }
 
 TEST(CheckCapabilityTest, MountOnlyKnownFsTypeAndMode) {

@@ -311,28 +311,21 @@ TEST_F(MountTest, ChangeThatCanNeverSucceedIsIsolated) {
 // journal, and the next mount commits them once it answers again.
 TEST_F(MountTest, UnmountAgainstAHungControlPlaneEndsAtTheDeadline) {
   cairn::testing::TempDir own;
-  auto server = ServerProcess::Start({.data_dir = own.path() / "data"});
-  ASSERT_TRUE(server.ok()) << server.status();
   std::string vol = "hung-control-plane";
-  RunResult created = RunCli(**server, {"volume", "create", vol});
-  ASSERT_EQ(created.exit_code, 0) << Describe(created);
-  auto a = MountVolume(vol, {"--final-commit-timeout", "2"}, {}, server->get());
+  auto server = OwnServer(own.path() / "data", vol);
+  ASSERT_NE(server, nullptr);
+  auto a = MountVolume(vol, {"--final-commit-timeout", "2"}, {}, server.get());
   ASSERT_NE(a, nullptr);
   Spit(*a / "pending.txt", "pending");
-  (*server)->Signal(SIGSTOP);
+  server->Signal(SIGSTOP);
   auto start = std::chrono::steady_clock::now();
   int rc = a->Unmount();
   auto took = std::chrono::steady_clock::now() - start;
-  (*server)->Signal(SIGCONT);
+  server->Signal(SIGCONT);
   EXPECT_EQ(rc, 1) << a->Log();
   EXPECT_LT(took, 10s) << a->Log();
   EXPECT_THAT(a->Log(), HasSubstr("giving up"));
-  auto b = MountVolume(vol, {}, {}, server->get());
-  ASSERT_NE(b, nullptr);
-  EXPECT_EQ(Slurp(*b / "pending.txt"), "pending");
-  RunResult got = RunCli(**server, {"volume", "get", vol, "pending.txt", "-"});
-  EXPECT_EQ(got.out, "pending") << Describe(got) << b->Log();
-  EXPECT_EQ(b->Unmount(), 0) << b->Log();
+  ExpectFileInNewMountAndHead(*server, vol, "pending.txt", "pending");
 }
 
 }  // namespace

@@ -122,27 +122,20 @@ TEST_F(MountTest, SigkilledMounterChangesAreRecoveredByTheNextMount) {
 // mount of the volume commits them.
 TEST_F(MountTest, FailedFinalCommitIsRecoveredByTheNextMount) {
   cairn::testing::TempDir own;
-  auto server = ServerProcess::Start({.data_dir = own.path() / "data"});
-  ASSERT_TRUE(server.ok()) << server.status();
   std::string vol = "final-commit-fails";
-  RunResult created = RunCli(**server, {"volume", "create", vol});
-  ASSERT_EQ(created.exit_code, 0) << Describe(created);
-  auto a = MountVolume(vol, {"--final-commit-timeout", "3"}, {}, server->get());
+  auto server = OwnServer(own.path() / "data", vol);
+  ASSERT_NE(server, nullptr);
+  auto a = MountVolume(vol, {"--final-commit-timeout", "3"}, {}, server.get());
   ASSERT_NE(a, nullptr);
   Spit(*a / "pending.txt", "pending");
-  (*server)->Stop(SIGKILL);
+  server->Stop(SIGKILL);
   EXPECT_EQ(a->Unmount(), 1) << a->Log();
   EXPECT_THAT(a->Log(), HasSubstr("stay in"));
   EXPECT_THAT(a->Log(), HasSubstr("unmount of " + vol + ": final commit"));
   // The same data directory again, as after a control plane restart.
-  auto again = ServerProcess::Start({.data_dir = own.path() / "data"});
-  ASSERT_TRUE(again.ok()) << again.status();
-  auto b = MountVolume(vol, {}, {}, again->get());
-  ASSERT_NE(b, nullptr);
-  EXPECT_EQ(Slurp(*b / "pending.txt"), "pending");
-  RunResult got = RunCli(**again, {"volume", "get", vol, "pending.txt", "-"});
-  EXPECT_EQ(got.out, "pending") << Describe(got) << b->Log();
-  EXPECT_EQ(b->Unmount(), 0) << b->Log();
+  auto again = OwnServer(own.path() / "data", "");
+  ASSERT_NE(again, nullptr);
+  ExpectFileInNewMountAndHead(*again, vol, "pending.txt", "pending");
 }
 
 }  // namespace

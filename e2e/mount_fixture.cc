@@ -163,4 +163,27 @@ std::string MountTest::VolumeId(const Mount& m) {
   return status.substr(at, status.find('"', at) - at);
 }
 
+std::unique_ptr<ServerProcess> MountTest::OwnServer(const fs::path& data_dir,
+                                                   const std::string& volume) {
+  auto server = ServerProcess::Start({.data_dir = data_dir});
+  EXPECT_TRUE(server.ok()) << server.status();
+  if (!server.ok()) return nullptr;
+  if (!volume.empty()) {
+    RunResult created = RunCli(**server, {"volume", "create", volume});
+    EXPECT_EQ(created.exit_code, 0) << Describe(created);
+  }
+  return std::move(*server);
+}
+
+void MountTest::ExpectFileInNewMountAndHead(const ServerProcess& server,
+                                            const std::string& volume, const std::string& path,
+                                            const std::string& content) {
+  auto m = MountVolume(volume, {}, {}, &server);
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(Slurp(*m / path), content);
+  RunResult got = RunCli(server, {"volume", "get", volume, path, "-"});
+  EXPECT_EQ(got.out, content) << Describe(got) << m->Log();
+  EXPECT_EQ(m->Unmount(), 0) << m->Log();
+}
+
 }  // namespace cairn::e2e

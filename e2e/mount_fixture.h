@@ -93,6 +93,17 @@ class MountTest : public ::testing::Test {
   // The volume ID a mount reports in its status.
   std::string VolumeId(const Mount& m);
 
+  // A `cairn server` of the test's own on `data_dir` (to stop, kill or hang
+  // without disturbing the suite's), with `volume` created on it unless it
+  // is "" (a restart on the same data). Null, with a test failure
+  // recorded, if it does not start.
+  std::unique_ptr<ServerProcess> OwnServer(const std::filesystem::path& data_dir,
+                                           const std::string& volume);
+  // A new mount of `volume` from `server` shows `path` with `content`, and
+  // so does the volume's head; then it unmounts cleanly.
+  void ExpectFileInNewMountAndHead(const ServerProcess& server, const std::string& volume,
+                                   const std::string& path, const std::string& content);
+
   static inline cairn::testing::TempDir* dir_ = nullptr;
   static inline ServerProcess* server_ = nullptr;
   static inline int counter_ = 0;

@@ -1,6 +1,7 @@
-// The `cairn` command line's parser (cli/args.h): argv is whatever a user
-// or a script types. The input describes a flag table (up to 6 flags) and
-// an argv (NUL-separated).
+// The command-line parsers: the `cairn` subcommands' (cli/args.h) and the
+// binaries' flag reader (core/flags.h). argv is whatever a user or a script
+// types. The input describes a flag table (up to 6 flags) and an argv
+// (NUL-separated).
 //
 // Checks: only declared flags come back; a value flag's value is the text
 // after '=' or the next argument; "--" ends flags; a failure is a usage
@@ -15,6 +16,7 @@
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include "cli/args.h"
+#include "core/flags.h"
 #include "core/size.h"
 
 namespace {
@@ -63,6 +65,49 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else {
       Check(split.name == a && split.value.empty(), "other arguments stay whole");
     }
+  }
+
+  // The binaries' flag reader (core/flags.h) over the same arguments, with
+  // the same table: every argument is visited once or taken as a value, and
+  // a refusal is InvalidArgument naming the flag.
+  {
+    cairn::FlagCursor flags(argv);
+    size_t visited = 0, values = 0, n = 0;
+    while (flags.Next()) {
+      ++visited;
+      Check(visited + values <= argv.size(), "the cursor stays within the arguments");
+      const FlagSpec* spec = nullptr;
+      for (const FlagSpec& s : specs) {
+        if (flags.Is(s.name) || (!s.short_name.empty() && flags.Is(s.short_name))) spec = &s;
+      }
+      absl::Status st;
+      if (spec == nullptr) {
+        st = flags.Unknown();
+        Check(!st.ok(), "an unknown argument is refused");
+      } else if (!spec->takes_value) {
+        st = flags.NoValue();
+      } else {
+        bool inline_value = flags.arg() != flags.flag();
+        absl::Status got;
+        switch (n++ % 3) {
+          case 0: got = flags.Value().status(); break;
+          case 1: got = flags.Integer(-5, 1000).status(); break;
+          default: got = flags.Seconds(false, absl::Hours(1)).status(); break;
+        }
+        // A separate value is consumed even when it does not parse.
+        if (!inline_value && got.message() != flags.flag() + " needs a value") {
+          ++values;
+        }
+        st = got;
+      }
+      if (!st.ok()) {
+        Check(st.code() == absl::StatusCode::kInvalidArgument, "flag errors are InvalidArgument");
+        Check(st.message().find(flags.flag()) != std::string::npos ||
+                  st.message().find(flags.arg()) != std::string::npos,
+              "a flag error names the flag");
+      }
+    }
+    Check(visited + values == argv.size(), "every argument is visited or taken as a value");
   }
 
   absl::StatusOr<Args> parsed = Args::Parse(argv, specs);

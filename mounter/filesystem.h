@@ -24,8 +24,10 @@
 //   change on commit (C3: other mounts' changes appear only on reload).
 // - With a Journal (FsOptions::journal), every logged change and each
 //   file's content state (first change, close of a writing handle, fsync)
-//   is appended to it, and "done" after each commit, so that the next mount
-//   recovers what this one did not commit (Recover; mounter/journal.h).
+//   is appended to it, each change set with its key before it is sent, and
+//   "done" after each commit, so that the next mount recovers what this one
+//   did not commit, resending a set whose answer it never saw with the same
+//   key (Recover; mounter/journal.h).
 // - Reload fetches the head, and under mu_ replaces the tree with the new
 //   base and replays the pending log on top, so no lookup sees a
 //   half-switched tree. Refused with EBUSY ("volume busy") while files are
@@ -220,12 +222,16 @@ class Filesystem {
   // for `report_stuck`, also an error naming changes isolated as stuck since
   // the last such report (the rest was committed).
   [[nodiscard]] absl::Status Commit(bool report_stuck = false);
-  // Takes the changes a mount that ended without committing them left in
-  // its journal (Journal::FindLeftovers): applied to the view the way a
-  // reload replays pending changes, logged and journaled here to be
-  // committed like this mount's own. Returns how many were taken; the
-  // leftover may be discarded after an OK. EROFS on a read-only mount.
-  [[nodiscard]] absl::StatusOr<size_t> Recover(RecoveredJournal& journal);
+  // Takes the changes mounts that ended without committing them left in
+  // their journals (Journal::FindLeftovers): applied to the view the way a
+  // reload replays pending changes, journaled here and committed like this
+  // mount's own. A change set a mount sent without getting the answer
+  // (RecoveredJournal::sent) is committed first, exactly as it was sent and
+  // with its idempotency key, so that one the control plane applied is not
+  // applied again. Returns how many changes were taken; the leftovers may
+  // be discarded after an OK. EROFS on a read-only mount; FailedPrecondition
+  // once this mount has pending changes of its own (call it at mount).
+  [[nodiscard]] absl::StatusOr<size_t> Recover(const std::vector<RecoveredJournal*>& journals);
   // FailedPrecondition + EBUSY ("volume busy: …") while files are open.
   [[nodiscard]] absl::Status Reload();
   bool Dirty();
@@ -271,6 +277,9 @@ class Filesystem {
     PendingChange pending;
     objects::Change built;
     std::shared_ptr<StagedFile> staged;  // PUT: the content it was built from
+    // Non-empty: sent with this idempotency key and not answered for sure;
+    // the leading run of prepared changes with one key is resent exactly.
+    std::string key;
   };
   // A change the control plane refused for good; not sent again.
   struct Stuck {
@@ -340,6 +349,16 @@ class Filesystem {
   void LogMkdirLocked(const Node& dir) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LogLocked(objects::Change change, std::shared_ptr<Node> node = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Journals `change` (of `node`, for a PUT) under a new seq, returned.
+  uint64_t JournalChangeLocked(const objects::Change& change, Node* node)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Journals that prepared_[begin, end) is sent as `changes` with their key
+  // (synced: the control plane may apply it before this mount dies).
+  void JournalSentLocked(size_t begin, size_t end, const objects::ChangeSet& changes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // The first seq a change set starting at prepared_[begin] covers: every
+  // change not done before it (also those coalesced away).
+  uint64_t SentFirstSeqLocked(size_t begin) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
   // Journal records of a node's current content (mu_ held so the node's
   // fields are stable; exclusive because it may assign node.jid).
   JournalContent ContentLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
@@ -426,11 +445,8 @@ class Filesystem {
   // Taken from the log and built, not yet accepted; ahead of log_ in order.
   std::vector<Prepared> prepared_ ABSL_GUARDED_BY(commit_mu_);
   std::atomic<size_t> prepared_count_{0};  // prepared_.size(), for Dirty()/status
-  // The first sent_count_ prepared changes were sent with sent_key_ and
-  // the answer was an error that leaves the outcome open: resend exactly
-  // them with that key. 0: the next send gets a fresh key.
-  size_t sent_count_ ABSL_GUARDED_BY(commit_mu_) = 0;
-  std::string sent_key_ ABSL_GUARDED_BY(commit_mu_);
+  // The last seq journaled as done (DONE record); SENT records start after.
+  uint64_t done_seq_ ABSL_GUARDED_BY(commit_mu_) = 0;
   api::Snapshot base_ ABSL_GUARDED_BY(mu_);
   int64_t inode_count_ ABSL_GUARDED_BY(mu_) = 0;  // C7 inodes: base + local delta
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped by every reload

@@ -192,7 +192,6 @@ void Filesystem::CommittedLocked(size_t n, const api::Snapshot& snapshot, absl::
   DoneLocked(prepared_[n - 1].pending.seq);
   prepared_.erase(prepared_.begin(), prepared_.begin() + n);
   prepared_count_.store(prepared_.size());
-  sent_count_ = 0;
   ResetJournalIfCleanLocked();
   absl::MutexLock lock(&status_mu_);
   last_commit_time_ = absl::Now();
@@ -224,32 +223,47 @@ absl::Status Filesystem::CommitLocked() {
   size_t limit = prepared_.size();
   bool reuploaded = false;
   while (!prepared_.empty()) {
-    size_t n = sent_count_ != 0 ? sent_count_ : std::min(limit, prepared_.size());
-    if (sent_count_ == 0) {
-      sent_key_ = absl::BytesToHexString(RandomBytes(16));
-      sent_count_ = n;
+    // The leading run sent with one key and not answered for sure is resent
+    // exactly, with that key; else up to `limit` changes not sent yet go
+    // out with a new one.
+    size_t n = 1;
+    const bool resend = !prepared_.front().key.empty();
+    if (resend) {
+      while (n < prepared_.size() && prepared_[n].key == prepared_.front().key) ++n;
+    } else {
+      const size_t most = std::min(limit, prepared_.size());
+      while (n < most && prepared_[n].key.empty()) ++n;
     }
     objects::ChangeSet changes;
     for (size_t i = 0; i < n; ++i) *changes.add_changes() = prepared_[i].built;
+    if (!resend) {
+      const std::string key = absl::BytesToHexString(RandomBytes(16));
+      for (size_t i = 0; i < n; ++i) prepared_[i].key = key;
+      JournalSentLocked(0, n, changes);
+    }
     absl::StatusOr<api::Snapshot> result =
-        client_->Commit(volume_id_, base_seq, changes, sent_key_);
+        client_->Commit(volume_id_, base_seq, changes, prepared_.front().key);
     if (result.ok()) {
       CommittedLocked(n, *result, start);
       limit = prepared_.size();
       continue;
     }
+    // Refused, so the key is free (a resend after a crash is refused again).
+    auto forget_key = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_) {
+      for (size_t i = 0; i < n; ++i) prepared_[i].key.clear();
+    };
     switch (ClassifyCommitError(result.status())) {
       case CommitErrorKind::kRetry:
-        // sent_count_/sent_key_ stay: the next attempt resends this set.
+        // The keys stay: the next attempt resends this set.
         return failed(result.status(), n);
       case CommitErrorKind::kReupload:
-        sent_count_ = 0;  // refused, so the key is free; the content changes
+        forget_key();  // and the content changes
         if (reuploaded) return failed(result.status(), n);
         reuploaded = true;
         if (absl::Status st = RebuildLocked(0, n); !st.ok()) return failed(st, n);
         break;
       case CommitErrorKind::kNever:
-        sent_count_ = 0;
+        forget_key();
         if (n > 1) {
           // Commit the first half alone: the log is ordered, so any prefix
           // is a state the mount went through. Halving finds the change.

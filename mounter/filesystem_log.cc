@@ -17,12 +17,29 @@
 namespace cairn::mounter {
 
 void Filesystem::LogLocked(objects::Change change, std::shared_ptr<Node> node) {
+  uint64_t seq = JournalChangeLocked(change, node.get());
+  log_.push_back({std::move(change), std::move(node), seq});
+}
+
+uint64_t Filesystem::JournalChangeLocked(const objects::Change& change, Node* node) {
   uint64_t seq = ++next_seq_;
   if (options_.journal != nullptr) {
     if (node && node->View(*this).jid == 0) node->Edit(*this).jid = ++next_jid_;
     JournalLocked(options_.journal->AppendChange(seq, node ? node->View(*this).jid : 0, change));
   }
-  log_.push_back({std::move(change), std::move(node), seq});
+  return seq;
+}
+
+uint64_t Filesystem::SentFirstSeqLocked(size_t begin) const {
+  return (begin == 0 ? done_seq_ : prepared_[begin - 1].pending.seq) + 1;
+}
+
+void Filesystem::JournalSentLocked(size_t begin, size_t end, const objects::ChangeSet& changes) {
+  if (options_.journal == nullptr) return;
+  JournalLocked(options_.journal->AppendSent(SentFirstSeqLocked(begin),
+                                             prepared_[end - 1].pending.seq,
+                                             prepared_[begin].key, changes));
+  JournalLocked(options_.journal->Sync());
 }
 
 void Filesystem::JournalLocked(const absl::Status& status) {
@@ -152,6 +169,7 @@ void Filesystem::Coalesce(std::vector<PendingChange>& log) {
 }
 
 void Filesystem::DoneLocked(uint64_t seq) {
+  done_seq_ = std::max(done_seq_, seq);
   if (options_.journal == nullptr) return;
   JournalLocked(options_.journal->AppendDone(seq));
 }
@@ -181,6 +199,19 @@ void Filesystem::ResetJournalIfCleanLocked() {
   };
   for (const Prepared& p : prepared_) add(p.pending);
   for (const PendingChange& pc : log_) add(pc);
+  // Sets sent and not answered keep their keys across the rewrite.
+  for (size_t begin = 0; begin < prepared_.size();) {
+    size_t end = begin + 1;
+    while (end < prepared_.size() && prepared_[end].key == prepared_[begin].key) ++end;
+    if (!prepared_[begin].key.empty()) {
+      objects::ChangeSet changes;
+      for (size_t i = begin; i < end; ++i) *changes.add_changes() = prepared_[i].built;
+      records.push_back(Journal::SentRecord(SentFirstSeqLocked(begin),
+                                            prepared_[end - 1].pending.seq,
+                                            prepared_[begin].key, changes));
+    }
+    begin = end;
+  }
   absl::Status st = options_.journal->Rewrite(records);
   if (!st.ok()) {
     CAIRN_LOG_WARNING("rewriting the journal of %s failed (it keeps growing): %s", volume_name_,
@@ -239,70 +270,146 @@ absl::flat_hash_map<uint64_t, uint64_t> Filesystem::KnownInodesOf(
   return out;
 }
 
-absl::StatusOr<size_t> Filesystem::Recover(RecoveredJournal& journal) {
+absl::StatusOr<size_t> Filesystem::Recover(const std::vector<RecoveredJournal*>& journals) {
   CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
   absl::MutexLock commit_lock(&commit_mu_);
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (!prepared_.empty() || !log_.empty()) {
+      return absl::FailedPreconditionError(
+          "recovery of earlier mounts' changes must come before changes of this mount");
+    }
+  }
   // Nodes (and their staged files, moved into our directory) first: I/O,
   // outside mu_. One node per journaled node id, so hard links stay one.
-  absl::flat_hash_map<uint64_t, std::shared_ptr<Node>> nodes;
-  std::vector<PendingChange> changes;
-  absl::flat_hash_map<uint64_t, uint64_t> known_ino = KnownInodesOf(journal);
-  for (RecoveredChange& rc : journal.changes) {
-    PendingChange pc;
-    pc.change = rc.change;
-    if (rc.change.kind() == objects::Change::PUT) {
-      std::shared_ptr<Node>& node = nodes[rc.node];
-      if (!node) {
-        const objects::Entry& e = rc.content->entry;
-        bool symlink = e.type() == objects::SYMLINK;
-        bool special = IsSpecialFile(e.type());
-        Node::Fields fields;
-        fields.TakeAttributes(e);
-        fields.link_id = e.link_id();
-        if (special) {
-          // An entry only: nothing to restore.
-        } else if (symlink) {
-          fields.symlink = e.symlink_target();
-        } else if (rc.content->staged) {
-          auto staged = StagedFile::Restore(options_.staging_dir, journal.dir,
-                                            *rc.content->staged, reader_);
-          if (!staged.ok()) {
-            CAIRN_LOG_ERROR("recovery: content of %s is lost: %s", rc.change.path(),
-                            staged.status().ToString());
-            nodes.erase(rc.node);
-            continue;
+  // The changes keep their old seq until they are journaled here.
+  struct Taken {
+    absl::flat_hash_map<uint64_t, std::shared_ptr<Node>> nodes;
+    std::vector<PendingChange> changes;
+  };
+  std::vector<Taken> taken(journals.size());
+  for (size_t j = 0; j < journals.size(); ++j) {
+    RecoveredJournal& journal = *journals[j];
+    auto& nodes = taken[j].nodes;
+    absl::flat_hash_map<uint64_t, uint64_t> known_ino = KnownInodesOf(journal);
+    for (RecoveredChange& rc : journal.changes) {
+      PendingChange pc;
+      pc.change = rc.change;
+      pc.seq = rc.seq;
+      if (rc.change.kind() == objects::Change::PUT) {
+        std::shared_ptr<Node>& node = nodes[rc.node];
+        if (!node) {
+          const objects::Entry& e = rc.content->entry;
+          bool symlink = e.type() == objects::SYMLINK;
+          bool special = IsSpecialFile(e.type());
+          Node::Fields fields;
+          fields.TakeAttributes(e);
+          fields.link_id = e.link_id();
+          if (special) {
+            // An entry only: nothing to restore.
+          } else if (symlink) {
+            fields.symlink = e.symlink_target();
+          } else if (rc.content->staged) {
+            auto staged = StagedFile::Restore(options_.staging_dir, journal.dir,
+                                              *rc.content->staged, reader_);
+            if (!staged.ok()) {
+              CAIRN_LOG_ERROR("recovery: content of %s is lost: %s", rc.change.path(),
+                              staged.status().ToString());
+              nodes.erase(rc.node);
+              continue;
+            }
+            fields.staged = *std::move(staged);
+          } else {
+            fields.base = std::make_shared<const objects::Entry>(e);
           }
-          fields.staged = *std::move(staged);
-        } else {
-          fields.base = std::make_shared<const objects::Entry>(e);
+          auto known = known_ino.find(rc.node);
+          node = std::make_shared<Node>(
+              known != known_ino.end() ? known->second : next_ino_.fetch_add(1),
+              symlink || special ? e.type() : objects::FILE, std::move(fields));
         }
-        auto known = known_ino.find(rc.node);
-        auto fresh = std::make_shared<Node>(
-            known != known_ino.end() ? known->second : next_ino_.fetch_add(1),
-            symlink || special ? e.type() : objects::FILE, std::move(fields));
-        node = std::move(fresh);
+        pc.node = node;
+        pc.change.clear_entry();
       }
-      pc.node = node;
-      pc.change.clear_entry();
+      taken[j].changes.push_back(std::move(pc));
     }
-    changes.push_back(std::move(pc));
   }
+  size_t count = 0;
   {
     absl::MutexLock lock(&mu_);
-    for (PendingChange& pc : changes) {
-      // The view shows the recovered state; what does not apply to the
-      // current head is still sent, and the control plane decides.
+    // The view shows the recovered state; what does not apply to the
+    // current head is still sent, and the control plane decides.
+    auto replay = [&](const PendingChange& pc) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       if (absl::Status st = ReplayLocked(pc); !st.ok()) {
         CAIRN_LOG_WARNING("recovery: change to %s does not apply to the head: %s",
                           pc.change.path(), st.ToString());
       }
-      if (pc.node) pc.node->Edit(*this).put_pending = true;
-      LogLocked(std::move(pc.change), std::move(pc.node));
+      ++count;
+    };
+    // First every change set that may have been applied, as it was sent
+    // and with its key, ahead of everything else (the journal's seq order is
+    // the commit order, so DONE records keep meaning "all up to here").
+    for (size_t j = 0; j < journals.size(); ++j) {
+      std::vector<PendingChange>& changes = taken[j].changes;
+      for (const RecoveredSent& sent : journals[j]->sent) {
+        if (sent.changes.changes_size() == 0) continue;  // never sent: no key for it
+        const size_t begin = prepared_.size();
+        // Its changes, journaled under new seqs, in order.
+        std::vector<PendingChange> covered;
+        std::erase_if(changes, [&](PendingChange& pc) {
+          if (pc.seq < sent.first_seq || pc.seq > sent.last_seq) return false;
+          covered.push_back(std::move(pc));
+          return true;
+        });
+        for (PendingChange& pc : covered) {
+          replay(pc);
+          pc.seq = JournalChangeLocked(pc.change, pc.node.get());
+        }
+        // One prepared change per change sent; each takes the node and seq
+        // of the logged change it was built from (coalescing only dropped
+        // some, so they match in order).
+        size_t next = 0;
+        for (const objects::Change& built : sent.changes.changes()) {
+          Prepared p;
+          p.built = built;
+          p.key = sent.key;
+          for (size_t k = next; k < covered.size(); ++k) {
+            const objects::Change& c = covered[k].change;
+            if (c.kind() == built.kind() && c.path() == built.path() && c.to() == built.to()) {
+              p.pending = covered[k];
+              next = k + 1;
+              break;
+            }
+          }
+          if (p.pending.node) p.staged = p.pending.node->View(*this).staged;
+          if (p.pending.seq == 0) {
+            p.pending.change = built;  // its node's content was lost
+            p.pending.change.clear_entry();
+            p.pending.seq = next > 0 ? covered[next - 1].seq : 0;
+          }
+          prepared_.push_back(std::move(p));
+        }
+        // DONE after it covers all its changes, also those coalesced away.
+        const uint64_t last = covered.empty() ? ++next_seq_ : covered.back().seq;
+        prepared_.back().pending.seq = std::max(prepared_.back().pending.seq, last);
+        for (size_t i = begin; i < prepared_.size(); ++i) {
+          if (prepared_[i].pending.seq == 0) prepared_[i].pending.seq = last;
+        }
+        JournalSentLocked(begin, prepared_.size(), sent.changes);
+      }
     }
-    for (auto& [id, node] : nodes) JournalContentLocked(*node);
+    // Then the rest, logged like this mount's own.
+    for (Taken& t : taken) {
+      for (PendingChange& pc : t.changes) {
+        replay(pc);
+        if (pc.node) pc.node->Edit(*this).put_pending = true;
+        LogLocked(std::move(pc.change), std::move(pc.node));
+      }
+      for (auto& [id, node] : t.nodes) JournalContentLocked(*node);
+    }
   }
+  prepared_count_.store(prepared_.size());
   if (options_.journal != nullptr) CAIRN_RETURN_IF_ERROR(options_.journal->Sync());
-  return changes.size();
+  return count;
 }
 
 absl::Status Filesystem::ReplayLocked(const PendingChange& pc) {

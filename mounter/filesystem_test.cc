@@ -19,6 +19,7 @@
 #include "core/status.h"
 #include "mounter/control.h"
 #include "mounter/disk_cache.h"
+#include "mounter/journal.h"
 #include "mounter/testing/engine_volume_client.h"
 
 namespace cairn::mounter {
@@ -349,7 +350,7 @@ TEST_F(FilesystemTest, JournalIsRewrittenDownToWhatIsPendingAndRecovers) {
   auto second = Journal::Create(dir_.path() / "staging-j" / "m2");
   ASSERT_TRUE(second.ok());
   Open({}, second->get());
-  auto taken = fs_->Recover(*read);
+  auto taken = fs_->Recover({&*read});
   ASSERT_TRUE(taken.ok()) << taken.status();
   EXPECT_EQ(*taken, 1u);
   ASSERT_TRUE(fs_->Commit().ok());
@@ -378,7 +379,7 @@ TEST_F(FilesystemTest, SeededInodesKeepTheKernelsNodeIds) {
   ASSERT_TRUE(second.ok());
   Open({}, second->get());
   fs_->SeedInodes({{"dir", 40, S_IFDIR}, {"base.txt", 41, S_IFREG}, {"final", 42, S_IFREG}});
-  ASSERT_TRUE(fs_->Recover(*read).ok());
+  ASSERT_TRUE(fs_->Recover({&*read}).ok());
   // Named by ID first (a getattr of a cached dentry), then looked up.
   auto base = fs_->GetAttr(41);
   ASSERT_TRUE(base.ok()) << base.status();
@@ -400,6 +401,78 @@ TEST_F(FilesystemTest, SeededInodesKeepTheKernelsNodeIds) {
   ASSERT_TRUE(created.ok());
   EXPECT_GT(created->attr.st_ino, 42u);
   fs_->Release(created->fh);
+}
+
+// The control plane applied a commit but the mounter died before the
+// answer (and before journaling it done): the next mount resends that
+// change set with its key, so it is applied once, and the rename in it does
+// not run twice (a second run would fail: its source is gone).
+TEST_F(FilesystemTest, RecoveredChangeSetThatWasAppliedIsNotAppliedAgain) {
+  auto journal = Journal::Create(dir_.path() / "staging-k" / "m1");
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  Open({}, journal->get());
+  WriteFile("a", "one");
+  ASSERT_TRUE(fs_->Commit().ok());
+  const uint64_t before = HeadSeq();
+  ASSERT_TRUE(fs_->Rename(Filesystem::kRootIno, "a", Filesystem::kRootIno, "b", 0).ok());
+  WriteFile("c", "two");
+  client_.on_commit = [](const objects::ChangeSet&) {
+    return testing::EngineVolumeClient::CommitFault{absl::UnavailableError("reply lost"),
+                                                    /*applied=*/true};
+  };
+  EXPECT_FALSE(fs_->Commit().ok());
+  client_.on_commit = nullptr;
+  ASSERT_EQ(HeadSeq(), before + 1);  // applied, unacknowledged
+  const std::string sent_key = client_.keys().back();
+
+  // As if this mounter were killed now: a new mount takes its journal over.
+  auto read = Journal::Read((*journal)->dir());
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_EQ(read->sent.size(), 1u);
+  EXPECT_EQ(read->sent[0].key, sent_key);
+  fs_.reset();
+  auto second = Journal::Create(dir_.path() / "staging-k" / "m2");
+  ASSERT_TRUE(second.ok());
+  Open({}, second->get());
+  auto taken = fs_->Recover({&*read});
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  EXPECT_EQ(*taken, 2u);
+  ASSERT_TRUE(fs_->Commit().ok()) << fs_->StatusJson();
+  EXPECT_EQ(client_.keys().back(), sent_key);
+  EXPECT_EQ(HeadSeq(), before + 1);  // one commit made it, not two
+  EXPECT_EQ(fs_->StuckCount(), 0u);
+  EXPECT_FALSE(fs_->Dirty());
+  EXPECT_EQ(HeadFile("b"), "one");
+  EXPECT_EQ(HeadFile("c"), "two");
+  EXPECT_EQ(HeadFile("a"), std::nullopt);
+
+  // And a set that was not applied is applied by the resend, once.
+  ASSERT_TRUE(fs_->Unlink(Filesystem::kRootIno, "c").ok());
+  client_.on_commit = [](const objects::ChangeSet&) {
+    return testing::EngineVolumeClient::CommitFault{absl::UnavailableError("down"), false};
+  };
+  EXPECT_FALSE(fs_->Commit().ok());
+  client_.on_commit = nullptr;
+  auto again = Journal::Read((*second)->dir());
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_EQ(again->sent.size(), 1u);
+  fs_.reset();
+  auto third = Journal::Create(dir_.path() / "staging-k" / "m3");
+  ASSERT_TRUE(third.ok());
+  Open({}, third->get());
+  ASSERT_TRUE(fs_->Recover({&*again}).ok());
+  ASSERT_TRUE(fs_->Commit().ok());
+  EXPECT_EQ(client_.keys().back(), again->sent[0].key);
+  EXPECT_EQ(HeadSeq(), before + 2);
+  EXPECT_EQ(HeadFile("c"), std::nullopt);
+}
+
+// Recovery comes before this mount's own changes: after them, the journal's
+// order would no longer be the commit order.
+TEST_F(FilesystemTest, RecoverAfterOwnChangesIsRefused) {
+  WriteFile("mine", "x");
+  RecoveredJournal empty;
+  EXPECT_EQ(fs_->Recover({&empty}).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(FilesystemTest, ControlAttributesWithAndWithoutTheUserPrefix) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include "absl/container/flat_hash_map.h"
@@ -22,7 +23,7 @@ constexpr char kJournalFile[] = "journal";
 constexpr size_t kSumSize = 8;
 constexpr uint32_t kMaxRecord = 64 << 20;
 
-enum RecordType : char { kChange = 1, kContent = 2, kDone = 3 };
+enum RecordType : char { kChange = 1, kContent = 2, kDone = 3, kSent = 4 };
 
 void PutU64(std::string& out, uint64_t v) {
   char b[8];
@@ -210,6 +211,16 @@ std::string Journal::DoneRecord(uint64_t seq) {
   return p;
 }
 
+std::string Journal::SentRecord(uint64_t first_seq, uint64_t last_seq, std::string_view key,
+                                const objects::ChangeSet& changes) {
+  std::string p(1, kSent);
+  PutU64(p, first_seq);
+  PutU64(p, last_seq);
+  PutBytes(p, key);
+  PutBytes(p, changes.SerializeAsString());
+  return p;
+}
+
 absl::Status Journal::Sync() {
   {
     absl::MutexLock lock(&mu_);
@@ -248,6 +259,7 @@ absl::StatusOr<RecoveredJournal> Journal::Read(const fs::path& dir) {
     objects::Change change;
   };
   std::vector<Logged> logged;
+  std::vector<RecoveredSent> sent;
   absl::flat_hash_map<uint64_t, JournalContent> contents;
   std::string_view rest = data;
   size_t records = 0;
@@ -288,6 +300,20 @@ absl::StatusOr<RecoveredJournal> Journal::Read(const fs::path& dir) {
       case kDone:
         done = std::max(done, r.U64());
         break;
+      case kSent: {
+        RecoveredSent s;
+        s.first_seq = r.U64();
+        s.last_seq = r.U64();
+        s.key = r.Bytes();
+        bool parsed = s.changes.ParseFromString(r.Bytes());
+        if (!r.ok || !parsed || s.first_seq > s.last_seq) break;
+        // The newest send of any of these changes replaces older ones.
+        std::erase_if(sent, [&](const RecoveredSent& o) {
+          return o.first_seq <= s.last_seq && s.first_seq <= o.last_seq;
+        });
+        sent.push_back(std::move(s));
+        break;
+      }
       default:
         break;  // a kind from a newer version: nothing to replay
     }
@@ -297,10 +323,16 @@ absl::StatusOr<RecoveredJournal> Journal::Read(const fs::path& dir) {
     CAIRN_LOG_WARNING("journal %s: ignoring a torn tail of %d bytes after %d records",
                       path.string(), rest.size(), records);
   }
+  for (RecoveredSent& s : sent) {
+    if (s.first_seq > done) out.sent.push_back(std::move(s));
+  }
+  std::sort(out.sent.begin(), out.sent.end(),
+            [](const RecoveredSent& a, const RecoveredSent& b) { return a.first_seq < b.first_seq; });
   for (Logged& l : logged) {
     if (l.seq <= done) continue;
     RecoveredChange rc;
     rc.change = std::move(l.change);
+    rc.seq = l.seq;
     rc.node = l.node;
     if (rc.change.kind() == objects::Change::PUT) {
       auto it = contents.find(l.node);
@@ -353,7 +385,7 @@ absl::StatusOr<std::vector<Journal::Leftover>> Journal::FindLeftovers(const fs::
       continue;
     }
     left.journal_ = std::move(*read);
-    if (left.journal_.changes.empty()) {
+    if (left.journal_.changes.empty() && left.journal_.sent.empty()) {
       left.Discard();
       continue;
     }

@@ -16,6 +16,12 @@
 // - CONTENT (node): the node's metadata and StagedFile state; the newest
 //   one for a node wins.
 // - DONE (seq): every change up to seq is committed (or can never be).
+// - SENT (first, last, key, change set): the changes first..last were sent
+//   to the control plane as this change set (entries built) with this
+//   idempotency key, before the answer came. It may have been applied, so
+//   a recovery resends exactly it with the same key (the control plane
+//   answers a repeat with the snapshot it made). A later SENT overlapping
+//   it, or a DONE at or past `first`, ends it.
 // Appends are write(2) only (a mounter crash keeps them: the page cache
 // survives); Sync() makes everything appended so far durable on the node.
 //
@@ -27,6 +33,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -48,13 +55,22 @@ struct JournalContent {
 
 struct RecoveredChange {
   objects::Change change;
+  uint64_t seq = 0;                      // position in the journal's order
   uint64_t node = 0;                     // PUT: the node id it was logged with
   std::optional<JournalContent> content;  // PUT: the newest content of that node
+};
+
+// A change set whose commit may have been applied (a live SENT record).
+struct RecoveredSent {
+  uint64_t first_seq = 0, last_seq = 0;  // the changes it was built from
+  std::string key;
+  objects::ChangeSet changes;  // as sent
 };
 
 struct RecoveredJournal {
   std::filesystem::path dir;
   std::vector<RecoveredChange> changes;  // after the last DONE, in log order
+  std::vector<RecoveredSent> sent;       // in seq order, not overlapping
   size_t dropped_puts = 0;               // PUTs whose content was never recorded
 };
 
@@ -73,6 +89,8 @@ class Journal {
   static std::string ChangeRecord(uint64_t seq, uint64_t node, const objects::Change& change);
   static std::string ContentRecord(uint64_t node, const JournalContent& content);
   static std::string DoneRecord(uint64_t seq);
+  static std::string SentRecord(uint64_t first_seq, uint64_t last_seq, std::string_view key,
+                                const objects::ChangeSet& changes);
 
   [[nodiscard]] absl::Status AppendChange(uint64_t seq, uint64_t node,
                                           const objects::Change& change) {
@@ -82,6 +100,10 @@ class Journal {
     return Append(ContentRecord(node, content));
   }
   [[nodiscard]] absl::Status AppendDone(uint64_t seq) { return Append(DoneRecord(seq)); }
+  [[nodiscard]] absl::Status AppendSent(uint64_t first_seq, uint64_t last_seq,
+                                        std::string_view key, const objects::ChangeSet& changes) {
+    return Append(SentRecord(first_seq, last_seq, key, changes));
+  }
   // Replaces the journal by exactly `records` (written to a new file,
   // synced, renamed over the old one): keeps a long-lived mount's journal
   // as small as what is pending.

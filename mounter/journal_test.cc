@@ -49,6 +49,42 @@ uint64_t WriteJournal(const fs::path& dir) {
   return size;
 }
 
+// SENT records: the newest send of a change replaces older ones, and a
+// DONE at or past a set's first change ends it.
+TEST(JournalTest, SentChangeSetsLiveUntilDoneOrResent) {
+  cairn::testing::TempDir dir;
+  auto j = Journal::Create(dir.path() / "m");
+  ASSERT_TRUE(j.ok()) << j.status();
+  objects::ChangeSet set;
+  *set.add_changes() = Put("x");
+  for (uint64_t seq = 1; seq <= 6; ++seq) {
+    objects::Change remove;
+    remove.set_kind(objects::Change::REMOVE);
+    remove.set_path(absl::StrCat("p", seq));
+    ASSERT_TRUE((*j)->AppendChange(seq, 0, remove).ok());
+  }
+  ASSERT_TRUE((*j)->AppendSent(1, 2, "k-done", set).ok());
+  ASSERT_TRUE((*j)->AppendDone(2).ok());
+  ASSERT_TRUE((*j)->AppendSent(3, 6, "k-replaced", set).ok());
+  ASSERT_TRUE((*j)->AppendSent(3, 4, "k-live", set).ok());
+  ASSERT_TRUE((*j)->AppendSent(5, 6, "k-later", set).ok());
+  auto read = Journal::Read(dir.path() / "m");
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_EQ(read->sent.size(), 2u);
+  EXPECT_EQ(read->sent[0].key, "k-live");
+  EXPECT_EQ(read->sent[0].first_seq, 3u);
+  EXPECT_EQ(read->sent[0].last_seq, 4u);
+  ASSERT_EQ(read->sent[0].changes.changes_size(), 1);
+  EXPECT_EQ(read->sent[0].changes.changes(0).path(), "x");
+  EXPECT_EQ(read->sent[1].key, "k-later");
+  ASSERT_EQ(read->changes.size(), 4u);
+  EXPECT_EQ(read->changes[0].seq, 3u);
+  ASSERT_TRUE((*j)->AppendDone(5).ok());
+  read = Journal::Read(dir.path() / "m");
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_TRUE(read->sent.empty());  // both decided
+}
+
 TEST(JournalTest, ReadsWhatWasNotDone) {
   cairn::testing::TempDir dir;
   WriteJournal(dir.path() / "m");

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <thread>
 
@@ -27,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "core/crypto.h"
+#include "core/flags.h"
 #include "core/log.h"
 #include "core/object_store.h"
 #include "core/path.h"
@@ -267,88 +269,54 @@ absl::StatusOr<MountOptions> ParseMountArgs(const std::vector<std::string>& args
     o.cache_dir = dir;
   }
   std::vector<std::string> positional;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string a = args[i];
-    std::string value;
-    bool has_inline = false;
-    if (a.starts_with("--") && a.find('=') != std::string::npos) {
-      value = a.substr(a.find('=') + 1);
-      a = a.substr(0, a.find('='));
-      has_inline = true;
-    }
-    auto next = [&]() -> absl::StatusOr<std::string> {
-      if (has_inline) return value;
-      if (i + 1 >= args.size()) return absl::InvalidArgumentError(absl::StrCat(a, " needs a value"));
-      return args[++i];
-    };
-    auto number = [&](auto* out) -> absl::Status {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
-      if (!absl::SimpleAtoi(v, out)) {
-        return absl::InvalidArgumentError(absl::StrCat(a, ": not a number: ", v));
-      }
-      return absl::OkStatus();
-    };
-    if (a == "--read-only" || a == "-r") {
+  FlagCursor flags(args);
+  while (flags.Next()) {
+    if (flags.Is("--read-only") || flags.Is("-r")) {
+      CAIRN_RETURN_IF_ERROR(flags.NoValue());
       o.read_only = true;
-    } else if (a == "--sub-path") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+    } else if (flags.Is("--sub-path")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       CAIRN_ASSIGN_OR_RETURN(o.sub_path, NormalizePath(v));
-    } else if (a == "--commit-interval") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
-      double seconds;
-      if (!absl::SimpleAtod(v, &seconds) || seconds <= 0) {
-        return absl::InvalidArgumentError(absl::StrCat("--commit-interval: bad value ", v));
-      }
-      o.commit_interval = absl::Seconds(seconds);
-    } else if (a == "--final-commit-timeout") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
-      double seconds;
-      if (!absl::SimpleAtod(v, &seconds) || seconds < 0) {
-        return absl::InvalidArgumentError(absl::StrCat("--final-commit-timeout: bad value ", v));
-      }
-      o.final_commit_timeout = absl::Seconds(seconds);
-    } else if (a == "--read-timeout") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
-      double seconds;
-      if (!absl::SimpleAtod(v, &seconds) || seconds <= 0) {
-        return absl::InvalidArgumentError(absl::StrCat("--read-timeout: bad value ", v));
-      }
-      o.client.retry_for = absl::Seconds(seconds);
-    } else if (a == "-n" || a == "--namespace") {
-      CAIRN_ASSIGN_OR_RETURN(o.client.ns, next());
-    } else if (a == "--server") {
-      CAIRN_ASSIGN_OR_RETURN(o.client.server, next());
-    } else if (a == "--cache-dir") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+    } else if (flags.Is("--commit-interval")) {
+      CAIRN_ASSIGN_OR_RETURN(o.commit_interval, flags.Seconds());
+    } else if (flags.Is("--final-commit-timeout")) {
+      CAIRN_ASSIGN_OR_RETURN(o.final_commit_timeout, flags.Seconds(/*allow_zero=*/true));
+    } else if (flags.Is("--read-timeout")) {
+      CAIRN_ASSIGN_OR_RETURN(o.client.retry_for, flags.Seconds());
+    } else if (flags.Is("-n") || flags.Is("--namespace")) {
+      CAIRN_ASSIGN_OR_RETURN(o.client.ns, flags.Value());
+    } else if (flags.Is("--server")) {
+      CAIRN_ASSIGN_OR_RETURN(o.client.server, flags.Value());
+    } else if (flags.Is("--cache-dir")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       o.cache_dir = v;
-    } else if (a == "--cache-size") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+    } else if (flags.Is("--cache-size")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       CAIRN_ASSIGN_OR_RETURN(o.cache_size, ParseSize(v));
-    } else if (a == "--memory-cache") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, next());
+    } else if (flags.Is("--memory-cache")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       CAIRN_ASSIGN_OR_RETURN(o.memory_cache, ParseSize(v));
-    } else if (a == "--uid") {
-      CAIRN_RETURN_IF_ERROR(number(&o.uid));
-    } else if (a == "--gid") {
-      CAIRN_RETURN_IF_ERROR(number(&o.gid));
-    } else if (a == "--mount-group") {
-      CAIRN_RETURN_IF_ERROR(number(&o.mount_group));
-      if (o.mount_group < 0 || o.mount_group >= int64_t{UINT32_MAX}) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--mount-group: not a group ID: ", o.mount_group));
-      }
-    } else if (a == "--no-allow-other") {
+    } else if (flags.Is("--uid")) {
+      CAIRN_ASSIGN_OR_RETURN(o.uid, flags.Integer(0, std::numeric_limits<int>::max()));
+    } else if (flags.Is("--gid")) {
+      CAIRN_ASSIGN_OR_RETURN(o.gid, flags.Integer(0, std::numeric_limits<int>::max()));
+    } else if (flags.Is("--mount-group")) {
+      CAIRN_ASSIGN_OR_RETURN(o.mount_group, flags.Integer(0, int64_t{UINT32_MAX} - 1));
+    } else if (flags.Is("--no-allow-other")) {
+      CAIRN_RETURN_IF_ERROR(flags.NoValue());
       o.allow_other = false;
-    } else if (a == "--handover") {
+    } else if (flags.Is("--handover")) {
+      CAIRN_RETURN_IF_ERROR(flags.NoValue());
       o.handover = true;
-    } else if (a == "--debug" || a == "-d") {
+    } else if (flags.Is("--debug") || flags.Is("-d")) {
+      CAIRN_RETURN_IF_ERROR(flags.NoValue());
       o.debug = true;
-    } else if (a == "-h" || a == "--help") {
-      return absl::InvalidArgumentError("help requested");
-    } else if (a.starts_with("-") && a != "-") {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", a));
+    } else if (flags.IsHelp()) {
+      return HelpRequested();
+    } else if (flags.IsFlag()) {
+      return flags.Unknown();
     } else {
-      positional.push_back(a);
+      positional.push_back(flags.arg());
     }
   }
   if (positional.size() != 2) {
@@ -507,24 +475,34 @@ int RunMounter(const MountOptions& options) {
     fsys->SeedInodes(known);
     CAIRN_LOG_INFO("hand-over: %d node IDs the kernel knows taken over", known.size());
   }
-  for (Journal::Leftover& left : *leftovers) {
-    RecoveredJournal& old = left.journal();
-    if (options.read_only) {
+  if (options.read_only) {
+    for (Journal::Leftover& left : *leftovers) {
       CAIRN_LOG_WARNING("%s holds %d uncommitted changes of an earlier mount of %s; a "
                         "read-write mount of it on this node will recover them",
-                        old.dir.string(), old.changes.size(), options.volume);
-      continue;
+                        left.journal().dir.string(), left.journal().changes.size(),
+                        options.volume);
     }
-    auto taken = fsys->Recover(old);
-    if (!taken.ok()) return fail(absl::StrCat("recover ", old.dir.string()), taken.status());
-    CAIRN_LOG_WARNING("recovered %d uncommitted changes of an earlier mount of %s from %s%s; "
-                      "committing them",
-                      *taken, options.volume, old.dir.string(),
-                      old.dropped_puts == 0
-                          ? std::string()
-                          : absl::StrCat(" (", old.dropped_puts,
-                                         " writes whose content was never recorded are lost)"));
-    left.Discard();
+  } else if (!leftovers->empty()) {
+    // All at once: change sets they sent without an answer go first.
+    std::vector<RecoveredJournal*> journals;
+    for (Journal::Leftover& left : *leftovers) journals.push_back(&left.journal());
+    auto taken = fsys->Recover(journals);
+    if (!taken.ok()) return fail("recover earlier mounts' changes", taken.status());
+    for (Journal::Leftover& left : *leftovers) {
+      const RecoveredJournal& old = left.journal();
+      CAIRN_LOG_WARNING(
+          "recovered %d uncommitted changes of an earlier mount of %s from %s%s%s; "
+          "committing them",
+          old.changes.size(), options.volume, old.dir.string(),
+          old.sent.empty() ? std::string()
+                           : absl::StrCat(" (", old.sent.size(),
+                                          " change sets it sent are resent with their keys)"),
+          old.dropped_puts == 0
+              ? std::string()
+              : absl::StrCat(" (", old.dropped_puts,
+                             " writes whose content was never recorded are lost)"));
+      left.Discard();
+    }
   }
   // Not while taking a mount over: its requests wait until we serve, and
   // the background commit publishes the recovered changes soon enough.

@@ -92,7 +92,8 @@ inline constexpr char kMountUsage[] =
     "  -d, --debug                log every FUSE request\n";
 
 // `args` excludes the program name. `client` supplies defaults (environment)
-// that flags override. InvalidArgument with a message for bad usage.
+// that flags override. InvalidArgument with a message for bad usage;
+// HelpRequested() (core/flags.h) for -h/--help.
 [[nodiscard]] absl::StatusOr<MountOptions> ParseMountArgs(const std::vector<std::string>& args,
                                                           ClientOptions client);
 

@@ -1,7 +1,7 @@
 #include "operator/flags.h"
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "core/flags.h"
 #include "core/status.h"
 
 namespace cairn::operator_ {
@@ -27,50 +27,34 @@ std::string ServerFlagsHelp() {
 absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& args) {
   ServerOptions options;
   std::string token_file;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string flag = args[i];
-    std::string value;
-    bool has_value = false;
-    if (size_t eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-      has_value = true;
-    }
-    auto take = [&]() -> absl::StatusOr<std::string> {
-      if (has_value) return value;
-      if (i + 1 >= args.size()) return absl::InvalidArgumentError(absl::StrCat(flag, " needs a value"));
-      return args[++i];
-    };
-    auto seconds = [&]() -> absl::StatusOr<std::chrono::seconds> {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, take());
-      int64_t n = 0;
-      if (!absl::SimpleAtoi(v, &n) || n < 0) {
-        return absl::InvalidArgumentError(absl::StrCat(flag, ": '", v, "' is not a number of seconds"));
-      }
-      return std::chrono::seconds(n);
-    };
-    if (flag == "--data") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, take());
+  FlagCursor flags(args);
+  auto seconds = [&]() -> absl::StatusOr<std::chrono::seconds> {
+    CAIRN_ASSIGN_OR_RETURN(int64_t n, flags.Integer(0));
+    return std::chrono::seconds(n);
+  };
+  while (flags.Next()) {
+    if (flags.Is("--data")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       options.data_dir = v;
-    } else if (flag == "--listen") {
-      CAIRN_ASSIGN_OR_RETURN(options.listen, take());
-    } else if (flag == "--metrics-listen" || flag == "--metrics") {
-      CAIRN_ASSIGN_OR_RETURN(options.metrics_listen, take());
-    } else if (flag == "--metrics-public") {
-      if (has_value) return absl::InvalidArgumentError("--metrics-public takes no value");
+    } else if (flags.Is("--listen")) {
+      CAIRN_ASSIGN_OR_RETURN(options.listen, flags.Value());
+    } else if (flags.Is("--metrics-listen") || flags.Is("--metrics")) {
+      CAIRN_ASSIGN_OR_RETURN(options.metrics_listen, flags.Value());
+    } else if (flags.Is("--metrics-public")) {
+      CAIRN_RETURN_IF_ERROR(flags.NoValue());
       options.metrics_public = true;
-    } else if (flag == "--token-file") {
-      CAIRN_ASSIGN_OR_RETURN(token_file, take());
-    } else if (flag == "--tls-cert") {
-      CAIRN_ASSIGN_OR_RETURN(options.tls_cert_file, take());
-    } else if (flag == "--tls-key") {
-      CAIRN_ASSIGN_OR_RETURN(options.tls_key_file, take());
-    } else if (flag == "--gc-interval") {
+    } else if (flags.Is("--token-file")) {
+      CAIRN_ASSIGN_OR_RETURN(token_file, flags.Value());
+    } else if (flags.Is("--tls-cert")) {
+      CAIRN_ASSIGN_OR_RETURN(options.tls_cert_file, flags.Value());
+    } else if (flags.Is("--tls-key")) {
+      CAIRN_ASSIGN_OR_RETURN(options.tls_key_file, flags.Value());
+    } else if (flags.Is("--gc-interval")) {
       CAIRN_ASSIGN_OR_RETURN(options.gc_interval, seconds());
-    } else if (flag == "--gc-grace") {
+    } else if (flags.Is("--gc-grace")) {
       CAIRN_ASSIGN_OR_RETURN(options.gc_grace, seconds());
     } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown argument '", args[i], "'"));
+      return flags.Unknown();
     }
   }
   if (options.data_dir.empty()) return absl::InvalidArgumentError("--data DIR is required");

@@ -156,13 +156,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     server->http_ = std::move(*http);
     server->metrics_port_ = server->http_->port();
     // Ready means the store answers, not just that the process started: a
-    // cheap metadata read (a lookup of an ID that never exists).
+    // cheap check that the metadata database is still the one on disk and
+    // reads (MetaStore::CheckHealth).
     MetaStore* meta = &impl.data->meta();
-    server->http_->AddReadinessCheck("store", [meta]() -> absl::Status {
-      absl::StatusOr<VolumeRecord> probe = meta->GetVolumeById("vo-readiness-probe");
-      if (probe.ok() || absl::IsNotFound(probe.status())) return absl::OkStatus();
-      return probe.status();
-    });
+    server->http_->AddReadinessCheck("store", [meta] { return meta->CheckHealth(); });
     if (options.readiness_check) {
       server->http_->AddReadinessCheck("kubernetes", options.readiness_check);
     }

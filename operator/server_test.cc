@@ -126,5 +126,19 @@ TEST(ServerFlagsTest, MetricsPublicIsAFlagWithoutValue) {
       ParseServerFlags({"--data", "/tmp/x", "--metrics-public=yes"}).status()));
 }
 
+TEST(ServerFlagsTest, RefusalsNameTheFlag) {
+  auto message = [](const std::vector<std::string>& args) {
+    return std::string(ParseServerFlags(args).status().message());
+  };
+  EXPECT_EQ(message({"--data", "/tmp/x", "--bogus"}), "unknown flag '--bogus'");
+  EXPECT_EQ(message({"--data", "/tmp/x", "--gc-grace"}), "--gc-grace needs a value");
+  EXPECT_EQ(message({"--data", "/tmp/x", "--gc-grace=soon"}), "--gc-grace: 'soon' is not an integer");
+  EXPECT_EQ(message({"--data", "/tmp/x", "--gc-interval", "-5"}), "--gc-interval: -5 is not at least 0");
+  auto o = ParseServerFlags({"--data=/tmp/x", "--gc-interval", "0", "--gc-grace=60"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->gc_interval, std::chrono::seconds(0));
+  EXPECT_EQ(o->gc_grace, std::chrono::seconds(60));
+}
+
 }  // namespace
 }  // namespace cairn::operator_

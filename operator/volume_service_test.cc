@@ -163,6 +163,37 @@ TEST_F(VolumeServiceTest, CopyFilesSharesChunks) {
   EXPECT_LE(blobs_after, blobs_before + 1);
 }
 
+// An uploaded object larger than the largest sealed chunk is refused, and
+// is not stored; one of exactly that size is taken.
+TEST_F(VolumeServiceTest, PutObjectsRefusesObjectsLargerThanASealedChunk) {
+  api::Volume v = Create("v");
+  auto put = [&](const std::string& address, size_t size) {
+    api::PutObjectsResponse resp;
+    auto ctx = Ctx();
+    auto writer = stub_->PutObjects(ctx.get(), &resp);
+    api::PutObjectsRequest req;
+    req.set_volume_id(v.id());
+    req.set_address(address);
+    req.set_sealed(std::string(size, 's'));
+    writer->Write(req);
+    writer->WritesDone();
+    return writer->Finish();
+  };
+  const std::string big(32, 'b'), max(32, 'm');
+  grpc::Status refused = put(big, kMaxUploadedObjectBytes + 1);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(refused.error_message(), HasSubstr("at most"));
+  EXPECT_TRUE(put(max, kMaxUploadedObjectBytes).ok());
+  api::MissingObjectsRequest missing_req;
+  missing_req.set_volume_id(v.id());
+  missing_req.add_addresses(big);
+  missing_req.add_addresses(max);
+  api::MissingObjectsResponse missing;
+  ASSERT_TRUE(stub_->MissingObjects(Ctx().get(), missing_req, &missing).ok());
+  ASSERT_EQ(missing.missing_size(), 1);
+  EXPECT_EQ(missing.missing(0), big);
+}
+
 TEST_F(VolumeServiceTest, CommitReferencingMissingObjectsFails) {
   api::Volume v = Create("v");
   api::CommitRequest commit;

@@ -77,16 +77,10 @@ absl::StatusOr<api::Snapshot> EngineVolumeClient::Commit(std::string_view volume
   CommitFault fault;
   if (on_commit) fault = on_commit(changes);
   if (!fault.status.ok() && !fault.applied) return fault.status;
-  {
-    absl::MutexLock lock(&mu_);
-    if (auto it = by_key_.find(key); !key.empty() && it != by_key_.end()) return it->second;
-  }
-  CAIRN_ASSIGN_OR_RETURN(SnapshotRecord next, engine_->Commit(volume_id, changes));
+  // The engine deduplicates by key as the server does (and refuses a key
+  // repeated with a different change set).
+  CAIRN_ASSIGN_OR_RETURN(SnapshotRecord next, engine_->Commit(volume_id, changes, key));
   api::Snapshot out = ToApi(next);
-  if (!key.empty()) {
-    absl::MutexLock lock(&mu_);
-    by_key_[key] = out;
-  }
   if (!fault.status.ok()) return fault.status;
   return out;
 }

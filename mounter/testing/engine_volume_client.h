@@ -1,7 +1,8 @@
 // EngineVolumeClient: a VolumeClient for unit tests of the mounter library,
 // backed by an in-process core Engine over in-memory stores. It answers like
 // the control plane (the Engine is the one the server runs), records the
-// idempotency keys it is sent and deduplicates by them as the server does,
+// idempotency keys it is sent and deduplicates by them as the server does
+// (through the Engine),
 // and lets a test intercept commits and blob reads to force an
 // interleaving or a failure. Test-only (cairn_mounter_testing).
 //
@@ -14,7 +15,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "core/blob_store.h"
 #include "core/engine.h"
@@ -81,7 +81,6 @@ class EngineVolumeClient final : public VolumeClient {
   HookedBlobs blobs_{this};
   mutable absl::Mutex mu_;
   std::vector<std::string> keys_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, api::Snapshot> by_key_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace cairn::mounter::testing

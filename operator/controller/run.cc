@@ -2,8 +2,8 @@
 
 #include <cstdlib>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "core/flags.h"
 #include "core/log.h"
 #include "core/status.h"
 #include "operator/controller/master_key.h"
@@ -36,59 +36,44 @@ absl::StatusOr<std::optional<KubeOptions>> TakeKubeFlags(std::vector<std::string
   std::string kubeconfig, context;
   bool no_kube = false;
   std::vector<std::string> rest;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string flag = args[i];
-    std::string value;
-    bool has_value = false;
-    if (size_t eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-      has_value = true;
-    }
-    auto take = [&]() -> absl::StatusOr<std::string> {
-      if (has_value) return value;
-      if (i + 1 >= args.size()) return absl::InvalidArgumentError(absl::StrCat(flag, " needs a value"));
-      return args[++i];
-    };
-    auto seconds = [&]() -> absl::StatusOr<std::chrono::milliseconds> {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, take());
-      double s = 0;
-      if (!absl::SimpleAtod(v, &s) || s <= 0 || s > 86400) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(flag, ": '", v, "' is not a positive number of seconds"));
-      }
-      return std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
-    };
-    if (flag == "--kubeconfig") {
-      CAIRN_ASSIGN_OR_RETURN(kubeconfig, take());
-    } else if (flag == "--kube-context") {
-      CAIRN_ASSIGN_OR_RETURN(context, take());
-    } else if (flag == "--no-kubernetes") {
+  FlagCursor flags(args);
+  auto seconds = [&]() -> absl::StatusOr<std::chrono::milliseconds> {
+    CAIRN_ASSIGN_OR_RETURN(absl::Duration d,
+                           flags.Seconds(/*allow_zero=*/false, absl::Seconds(86400)));
+    return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
+  };
+  while (flags.Next()) {
+    if (flags.Is("--kubeconfig")) {
+      CAIRN_ASSIGN_OR_RETURN(kubeconfig, flags.Value());
+    } else if (flags.Is("--kube-context")) {
+      CAIRN_ASSIGN_OR_RETURN(context, flags.Value());
+    } else if (flags.Is("--no-kubernetes")) {
+      CAIRN_RETURN_IF_ERROR(flags.NoValue());
       no_kube = true;
-    } else if (flag == "--leader-elect") {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, take());
+    } else if (flags.Is("--leader-elect")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       if (v != "true" && v != "false") {
         return absl::InvalidArgumentError("--leader-elect must be true or false");
       }
       o.leader_elect = v == "true";
-    } else if (flag == "--leader-election-namespace") {
-      CAIRN_ASSIGN_OR_RETURN(o.leader.ns, take());
+    } else if (flags.Is("--leader-election-namespace")) {
+      CAIRN_ASSIGN_OR_RETURN(o.leader.ns, flags.Value());
       o.lease_namespace_set = true;
-    } else if (flag == "--leader-election-id") {
-      CAIRN_ASSIGN_OR_RETURN(o.leader.name, take());
-    } else if (flag == "--lease-duration") {
+    } else if (flags.Is("--leader-election-id")) {
+      CAIRN_ASSIGN_OR_RETURN(o.leader.name, flags.Value());
+    } else if (flags.Is("--lease-duration")) {
       CAIRN_ASSIGN_OR_RETURN(o.leader.lease_duration, seconds());
-    } else if (flag == "--renew-deadline") {
+    } else if (flags.Is("--renew-deadline")) {
       CAIRN_ASSIGN_OR_RETURN(o.leader.renew_deadline, seconds());
-    } else if (flag == "--retry-period") {
+    } else if (flags.Is("--retry-period")) {
       CAIRN_ASSIGN_OR_RETURN(o.leader.retry_period, seconds());
-    } else if (flag == "--master-key-secret") {
-      CAIRN_ASSIGN_OR_RETURN(o.master_key_secret, take());
+    } else if (flags.Is("--master-key-secret")) {
+      CAIRN_ASSIGN_OR_RETURN(o.master_key_secret, flags.Value());
       CAIRN_RETURN_IF_ERROR(ParseSecretRef(o.master_key_secret).status());
-    } else if (flag == "--resync") {
+    } else if (flags.Is("--resync")) {
       CAIRN_ASSIGN_OR_RETURN(o.controller.resync, seconds());
     } else {
-      rest.push_back(args[i]);
+      rest.push_back(flags.arg());
     }
   }
   args = rest;
