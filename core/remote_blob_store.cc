@@ -25,6 +25,12 @@ absl::StatusOr<std::string> RemoteBlobStore::Get(std::string_view volume_id,
   return std::move(got->front());
 }
 
+absl::StatusOr<BlobStore::Range> RemoteBlobStore::GetRange(std::string_view volume_id,
+                                                           const Digest& address,
+                                                           uint64_t offset, uint64_t length) {
+  return client_->GetObjectRange(volume_id, address, offset, length);
+}
+
 absl::StatusOr<bool> RemoteBlobStore::Contains(std::string_view volume_id,
                                                const Digest& address) {
   CAIRN_ASSIGN_OR_RETURN(std::vector<Digest> missing, client_->MissingObjects(volume_id, {address}));

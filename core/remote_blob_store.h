@@ -3,7 +3,8 @@
 // ObjectStore). A thin adapter over VolumeApiClient, which does the
 // deadlines and retries.
 //
-// Only the data-path methods work remotely: Put, Get, Contains, Touch.
+// Only the data-path methods work remotely: Put, Get, GetRange, Contains,
+// Touch.
 // List, Delete, ListVolumes and DeleteVolume are the control plane's
 // business and return Unimplemented. The server refreshes the mtime of
 // every blob MissingObjects finds present, so Contains and Touch restart
@@ -27,6 +28,8 @@ class RemoteBlobStore : public BlobStore {
   absl::Status Put(std::string_view volume_id, const Digest& address,
                    std::string_view sealed) override;
   absl::StatusOr<std::string> Get(std::string_view volume_id, const Digest& address) override;
+  absl::StatusOr<Range> GetRange(std::string_view volume_id, const Digest& address,
+                                 uint64_t offset, uint64_t length) override;
   absl::StatusOr<bool> Contains(std::string_view volume_id, const Digest& address) override;
   absl::Status Touch(std::string_view volume_id, const Digest& address) override;
   absl::Status List(std::string_view volume_id,
