@@ -541,7 +541,10 @@ absl::StatusOr<Filesystem::ReadBuffer> Filesystem::Read(uint64_t fh, uint64_t of
     // Kernel readahead issues several reads at once, not always in order:
     // anything within a chunk of the previous end counts as sequential.
     uint64_t prev = it->second->next_read.exchange(off + size);
-    sequential = off == 0 || (off + kChunkSize >= prev && off <= prev + kChunkSize);
+    const bool near = off + kChunkSize >= prev && off <= prev + kChunkSize;
+    int streak = near ? std::min(it->second->near_reads.load() + 1, 4) : 0;
+    it->second->near_reads.store(streak);
+    sequential = off == 0 || streak >= 2;
   }
   std::shared_ptr<StagedFile> staged;
   std::shared_ptr<const objects::Entry> base;
