@@ -4,7 +4,8 @@
 // deadlines and retries.
 //
 // Only the data-path methods work remotely: Put, Get, GetRange, Contains,
-// Touch.
+// Touch, and batches (one PutObjects stream per batch: the server makes its
+// blobs durable together when the stream ends, D7).
 // List, Delete, ListVolumes and DeleteVolume are the control plane's
 // business and return Unimplemented. The server refreshes the mtime of
 // every blob MissingObjects finds present, so Contains and Touch restart
@@ -30,6 +31,7 @@ class RemoteBlobStore : public BlobStore {
   absl::StatusOr<std::string> Get(std::string_view volume_id, const Digest& address) override;
   absl::StatusOr<Range> GetRange(std::string_view volume_id, const Digest& address,
                                  uint64_t offset, uint64_t length) override;
+  std::unique_ptr<Batch> NewBatch(std::string_view volume_id) override;
   absl::StatusOr<bool> Contains(std::string_view volume_id, const Digest& address) override;
   absl::Status Touch(std::string_view volume_id, const Digest& address) override;
   absl::Status List(std::string_view volume_id,

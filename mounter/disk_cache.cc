@@ -315,6 +315,33 @@ absl::StatusOr<std::string> DiskCache::Get(std::string_view volume_id, const Dig
   return sealed;
 }
 
+std::unique_ptr<BlobStore::Batch> DiskCache::NewBatch(std::string_view volume_id) {
+  class CachingBatch final : public Batch {
+   public:
+    CachingBatch(DiskCache* cache, std::string_view volume_id)
+        : cache_(cache), volume_id_(volume_id), remote_(cache->remote_->NewBatch(volume_id)) {}
+    absl::Status Add(const Digest& address, std::string_view sealed) override {
+      CAIRN_RETURN_IF_ERROR(remote_->Add(address, sealed));
+      added_.emplace_back(address, std::string(sealed));
+      return absl::OkStatus();
+    }
+    absl::Status Finish() override {
+      CAIRN_RETURN_IF_ERROR(remote_->Finish());
+      // Through the writer thread: the uploader does not wait for the disk.
+      for (auto& [address, sealed] : added_) cache_->StoreLater(volume_id_, address, sealed);
+      added_.clear();
+      return absl::OkStatus();
+    }
+
+   private:
+    DiskCache* const cache_;
+    const std::string volume_id_;
+    std::unique_ptr<Batch> remote_;
+    std::vector<std::pair<Digest, std::string>> added_;
+  };
+  return std::make_unique<CachingBatch>(this, volume_id);
+}
+
 absl::StatusOr<BlobStore::Range> DiskCache::GetRange(std::string_view volume_id,
                                                      const Digest& address, uint64_t offset,
                                                      uint64_t length) {
