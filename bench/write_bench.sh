@@ -12,8 +12,8 @@
 #
 # Each round, in turn: native (dd bs=4M of a random source file, then
 # fsync), then each build: a fresh mount, the same dd into it, then
-# `sync MOUNTPOINT` (an fsync of the root: commits now, DESIGN.md C6), timed
-# from the start of dd to the commit's return. The page cache is dropped
+# `cairn volume commit MOUNTPOINT` (commits now, DESIGN.md C6), timed from
+# the start of dd to the commit's return. The page cache is dropped
 # before each, the source file re-read into it first (so the source's disk
 # reads are not timed). Reported: median (best) MB/s and ratios of medians;
 # the load average is printed, since other work on a shared machine moves
@@ -100,7 +100,7 @@ for round in $(seq 1 "$REPS"); do
     drop_caches; cat "$WORK/src" >/dev/null
     t0=$(now)
     dd if="$WORK/src" of="$WORK/$v/mnt/big$round" bs=4M status=none
-    sync "$WORK/$v/mnt"
+    cli "$v" volume commit "$WORK/$v/mnt" >/dev/null
     t1=$(now)
     runs[$v]+="$(mbps "$t0" "$t1") "
     unmount_v "$v"
