@@ -1,6 +1,8 @@
 // Single-thread throughput of the chunk crypto on 4 MiB chunks (DESIGN.md
-// §2): DataKey::Seal (AES-256-GCM), Open (decrypt + tag check) and Address
-// (HMAC-SHA-256), plus plain SHA-256 for reference. Compare against
+// §2): DataKey::Seal (AES-256-GCM, blocked form), Open (decrypt + tag
+// checks) and Address (HMAC-SHA-256), the single-block form of older
+// releases beside them, one block of a chunk (a random read's cost), plus
+// plain SHA-256 for reference. Compare against
 // `openssl speed -evp aes-256-gcm` and `openssl speed -evp sha256` on the
 // same machine: our numbers should be close to those at 16 KiB blocks, the
 // remainder being one allocation and copy per call.
@@ -47,6 +49,61 @@ void BM_Open(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kChunk));
 }
 BENCHMARK(BM_Open)->Unit(benchmark::kMillisecond);
+
+// The single-block form older releases wrote (the baseline of the blocked
+// form above, in the same run).
+void BM_SealSingle(benchmark::State& state) {
+  DataKey key = DataKey::Generate();
+  std::string plain = Plaintext();
+  Digest addr = key.Address(plain);
+  for (auto _ : state) {
+    std::string sealed = key.SealSingle(addr, plain);
+    benchmark::DoNotOptimize(sealed.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kChunk));
+}
+BENCHMARK(BM_SealSingle)->Unit(benchmark::kMillisecond);
+
+void BM_OpenSingle(benchmark::State& state) {
+  DataKey key = DataKey::Generate();
+  std::string plain = Plaintext();
+  Digest addr = key.Address(plain);
+  std::string sealed = key.SealSingle(addr, plain);
+  for (auto _ : state) {
+    auto opened = key.Open(addr, sealed);
+    if (!opened.ok()) {
+      state.SkipWithError("open failed");
+      break;
+    }
+    benchmark::DoNotOptimize(opened->data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kChunk));
+}
+BENCHMARK(BM_OpenSingle)->Unit(benchmark::kMillisecond);
+
+// What a random 4 KiB read costs in crypto: one 64 KiB block of a blocked
+// chunk (against BM_OpenSingle, the whole chunk the old form needed).
+void BM_OpenOneBlock(benchmark::State& state) {
+  DataKey key = DataKey::Generate();
+  std::string plain = Plaintext();
+  Digest addr = key.Address(plain);
+  std::string sealed = key.Seal(addr, plain);
+  auto layout = SealedLayout::Parse(sealed, sealed.size());
+  uint64_t block = 0;
+  for (auto _ : state) {
+    block = (block + 17) % layout->block_count();
+    std::string_view run = std::string_view(sealed).substr(
+        layout->SealedOffset(block), layout->SealedOffset(block + 1) - layout->SealedOffset(block));
+    auto opened = key.OpenBlocks(addr, *layout, block, run);
+    if (!opened.ok()) {
+      state.SkipWithError("open failed");
+      break;
+    }
+    benchmark::DoNotOptimize(opened->data());
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+}
+BENCHMARK(BM_OpenOneBlock);
 
 void BM_Address(benchmark::State& state) {
   DataKey key = DataKey::Generate();

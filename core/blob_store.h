@@ -22,6 +22,16 @@
 
 namespace cairn {
 
+// Part of a blob (BlobStore::GetRange).
+struct BlobRange {
+  std::string data;
+  uint64_t total_size = 0;
+};
+
+// The range of `blob` that GetRange returns (OutOfRange past its end).
+[[nodiscard]] absl::StatusOr<BlobRange> CutRange(const Digest& address, std::string blob,
+                                                 uint64_t offset, uint64_t length);
+
 class BlobStore {
  public:
   struct BlobInfo {
@@ -39,6 +49,19 @@ class BlobStore {
   // NotFound if absent.
   [[nodiscard]] virtual absl::StatusOr<std::string> Get(std::string_view volume_id,
                                                         const Digest& address) = 0;
+  // Part of a blob: bytes [offset, offset + length) clipped at its end,
+  // and the blob's total size (a reader needs it to tell the layout of a
+  // sealed object, core/crypto.h). NotFound if absent; OutOfRange if
+  // `offset` is past the end. The default reads the whole blob; stores
+  // that can read a part (pread, an HTTP range) override it.
+  using Range = BlobRange;
+  [[nodiscard]] virtual absl::StatusOr<Range> GetRange(std::string_view volume_id,
+                                                       const Digest& address, uint64_t offset,
+                                                       uint64_t length) {
+    absl::StatusOr<std::string> all = Get(volume_id, address);
+    if (!all.ok()) return all.status();
+    return CutRange(address, *std::move(all), offset, length);
+  }
   [[nodiscard]] virtual absl::StatusOr<bool> Contains(std::string_view volume_id,
                                                       const Digest& address) = 0;
   // Refreshes the mtime of a present blob; NotFound if absent.

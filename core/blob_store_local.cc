@@ -45,6 +45,11 @@ absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.
 
 namespace fs = std::filesystem;
 
+absl::Status PastEnd(const Digest& address, uint64_t offset, uint64_t size) {
+  return absl::OutOfRangeError(absl::StrCat("offset ", offset, " is past the end of object ",
+                                            address.ToHex(), " (", size, " bytes)"));
+}
+
 constexpr char kTempPrefix[] = ".tmp.";
 
 bool IsTempName(std::string_view name) { return name.starts_with(kTempPrefix); }
@@ -125,6 +130,19 @@ class LocalBlobStore : public BlobStore {
     absl::StatusOr<std::string> data = env_.ReadFile(BlobPath(volume_id, address));
     if (absl::IsNotFound(data.status())) return NotFound(volume_id, address);
     return data;
+  }
+
+  absl::StatusOr<Range> GetRange(std::string_view volume_id, const Digest& address,
+                                 uint64_t offset, uint64_t length) override {
+    CAIRN_RETURN_IF_ERROR(ValidateVolumeId(volume_id));
+    Range range;
+    absl::StatusOr<std::string> data =
+        env_.ReadFileRange(BlobPath(volume_id, address), offset, length, &range.total_size);
+    if (absl::IsNotFound(data.status())) return NotFound(volume_id, address);
+    if (!data.ok()) return data.status();
+    if (offset > range.total_size) return PastEnd(address, offset, range.total_size);
+    range.data = *std::move(data);
+    return range;
   }
 
   absl::StatusOr<bool> Contains(std::string_view volume_id, const Digest& address) override {
@@ -448,6 +466,19 @@ std::unique_ptr<BlobStore::Batch> LocalBlobStore::NewBatch(std::string_view volu
 }
 
 }  // namespace
+
+absl::StatusOr<BlobRange> CutRange(const Digest& address, std::string blob, uint64_t offset,
+                                   uint64_t length) {
+  BlobRange range;
+  range.total_size = blob.size();
+  if (offset > blob.size()) return PastEnd(address, offset, blob.size());
+  if (offset == 0 && length >= blob.size()) {
+    range.data = std::move(blob);
+  } else {
+    range.data = blob.substr(offset, length);
+  }
+  return range;
+}
 
 absl::StatusOr<std::unique_ptr<BlobStore>> OpenLocalBlobStore(const std::filesystem::path& root,
                                                               Env* env) {

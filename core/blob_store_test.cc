@@ -16,6 +16,7 @@
 #include "core/crypto.h"
 #include "core/testing/fault_env.h"
 #include "core/testing/temp_dir.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace cairn {
@@ -99,6 +100,28 @@ TEST_P(BlobStoreTest, BatchStoresEveryBlobLikePut) {
   EXPECT_GT(listed.at(AddressOf(blobs[1])).mtime, before);
   EXPECT_EQ(listed.at(AddressOf(blobs.back())).size, blobs.back().size());
   EXPECT_FALSE(store_->NewBatch("../escape")->Add(AddressOf("x"), "x").ok());
+}
+
+TEST_P(BlobStoreTest, GetRangeReadsPartsAndTellsTheSize) {
+  std::string data = Content(7, 300000);
+  Digest a = AddressOf(data);
+  ASSERT_TRUE(store_->Put(kVol, a, data).ok());
+  struct Case {
+    uint64_t offset, length;
+  };
+  for (Case c : {Case{0, 32}, Case{65536 + 32, 65552}, Case{299990, 100}, Case{300000, 5},
+                 Case{0, ~uint64_t{0}}, Case{123, 0}}) {
+    auto got = store_->GetRange(kVol, a, c.offset, c.length);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->total_size, data.size());
+    EXPECT_EQ(got->data, data.substr(c.offset, c.length)) << c.offset << "+" << c.length;
+  }
+  auto past = store_->GetRange(kVol, a, data.size() + 1, 1);
+  EXPECT_EQ(past.status().code(), absl::StatusCode::kOutOfRange) << past.status();
+  EXPECT_THAT(std::string(past.status().message()), ::testing::HasSubstr(a.ToHex()));
+  EXPECT_EQ(store_->GetRange(kVol, AddressOf("absent"), 0, 1).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_FALSE(store_->GetRange("../escape", a, 0, 1).ok());
 }
 
 TEST_P(BlobStoreTest, MissingIsNotFound) {

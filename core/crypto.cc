@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 
 #include <openssl/core_names.h>
@@ -152,6 +153,124 @@ absl::StatusOr<std::string> GcmOpen(std::string_view key, std::string_view aad,
   return out;
 }
 
+// ---- Version 2 (blocked) ------------------------------------------------
+
+constexpr char kMagic[4] = {'C', 'R', 'N', '\x02'};
+constexpr uint32_t kMinBlockShift = 12;  // what a reader accepts
+constexpr uint32_t kMaxBlockShift = 24;
+constexpr size_t kSaltSize = 16;
+constexpr std::string_view kBlockKeyLabel = "cairn blocked chunk key v2";
+static_assert(kSealHeaderSize == sizeof(kMagic) + 1 + 3 + 8 + kSaltSize);
+static_assert(kSealTagSize == kTagSize);
+
+uint64_t BlockCount(uint64_t plaintext_size, uint32_t shift) {
+  // An empty plaintext still has one (empty) block, so its header is bound.
+  if (plaintext_size == 0) return 1;
+  return ((plaintext_size - 1) >> shift) + 1;
+}
+
+void PutU64Le(char* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
+}
+uint64_t GetU64Le(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
+  return v;
+}
+void PutU64Be(unsigned char* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<unsigned char>(v >> (56 - 8 * i));
+}
+
+// HMAC-SHA-256(key, label || address || salt): the key of one sealing of one
+// chunk. The salt makes every sealing's key fresh, so the per-block nonce
+// can simply be the block index.
+std::string DeriveBlockKey(std::string_view aes_key, const Digest& address,
+                           std::string_view salt) {
+  std::unique_ptr<EVP_MAC_CTX, MacCtxDeleter> ctx(EVP_MAC_CTX_new(Hmac()));
+  if (!ctx) CryptoFailure("EVP_MAC_CTX_new");
+  char digest_name[] = "SHA256";
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
+      OSSL_PARAM_construct_end(),
+  };
+  if (EVP_MAC_init(ctx.get(), U(aes_key), aes_key.size(), params) != 1) {
+    CryptoFailure("EVP_MAC_init");
+  }
+  for (std::string_view part : {kBlockKeyLabel, address.raw(), salt}) {
+    if (EVP_MAC_update(ctx.get(), U(part), part.size()) != 1) CryptoFailure("EVP_MAC_update");
+  }
+  std::string out(kAesKeySize, '\0');
+  size_t len = 0;
+  if (EVP_MAC_final(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len, out.size()) !=
+          1 ||
+      len != out.size()) {
+    CryptoFailure("EVP_MAC_final");
+  }
+  return out;
+}
+
+// One AES-256-GCM context keyed once for all blocks of a chunk; each block
+// only resets the IV (no key schedule per block).
+class BlockCipher {
+ public:
+  BlockCipher(std::string_view key, const SealedLayout& layout, const Digest& address,
+              bool encrypt)
+      : ctx_(EVP_CIPHER_CTX_new()), encrypt_(encrypt) {
+    if (!ctx_) CryptoFailure("EVP_CIPHER_CTX_new");
+    int ok = encrypt ? EVP_EncryptInit_ex2(ctx_.get(), AesGcm(), U(key), nullptr, nullptr)
+                     : EVP_DecryptInit_ex2(ctx_.get(), AesGcm(), U(key), nullptr, nullptr);
+    if (ok != 1) CryptoFailure("GCM block key");
+    memcpy(aad_, layout.header().data(), kSealHeaderSize);
+    memcpy(aad_ + kSealHeaderSize, address.raw().data(), Digest::kSize);
+  }
+
+  // Seals block `index`: `in` to `out` (same size), tag to `tag`.
+  void Seal(uint64_t index, std::string_view in, unsigned char* out, unsigned char* tag) {
+    Start(index);
+    if (!CipherUpdate(ctx_.get(), true, out, in)) CryptoFailure("GCM encrypt");
+    int outl = 0;
+    if (EVP_EncryptFinal_ex(ctx_.get(), out + in.size(), &outl) != 1) {
+      CryptoFailure("EVP_EncryptFinal_ex");
+    }
+    if (EVP_CIPHER_CTX_ctrl(ctx_.get(), EVP_CTRL_AEAD_GET_TAG, kTagSize, tag) != 1) {
+      CryptoFailure("GCM get tag");
+    }
+  }
+
+  // Opens block `index` (ciphertext || tag) into `out`; false if the tag
+  // does not verify.
+  bool Open(uint64_t index, std::string_view sealed, unsigned char* out) {
+    Start(index);
+    std::string_view ct = sealed.substr(0, sealed.size() - kTagSize);
+    unsigned char tag[kTagSize];
+    memcpy(tag, sealed.data() + ct.size(), kTagSize);
+    if (!CipherUpdate(ctx_.get(), false, out, ct)) return false;
+    if (EVP_CIPHER_CTX_ctrl(ctx_.get(), EVP_CTRL_AEAD_SET_TAG, kTagSize, tag) != 1) {
+      CryptoFailure("GCM set tag");
+    }
+    int outl = 0;
+    return EVP_DecryptFinal_ex(ctx_.get(), out + ct.size(), &outl) == 1;
+  }
+
+ private:
+  void Start(uint64_t index) {
+    unsigned char iv[kNonceSize] = {};
+    PutU64Be(iv + 4, index);
+    int ok = encrypt_ ? EVP_EncryptInit_ex2(ctx_.get(), nullptr, nullptr, iv, nullptr)
+                      : EVP_DecryptInit_ex2(ctx_.get(), nullptr, nullptr, iv, nullptr);
+    if (ok != 1) CryptoFailure("GCM block IV");
+    PutU64Be(reinterpret_cast<unsigned char*>(aad_) + kSealHeaderSize + Digest::kSize, index);
+    if (!CipherUpdate(ctx_.get(), encrypt_, nullptr, std::string_view(aad_, sizeof(aad_)))) {
+      CryptoFailure("GCM AAD");
+    }
+  }
+
+  CipherCtx ctx_;
+  const bool encrypt_;
+  // header || address || u64 big-endian block index
+  char aad_[kSealHeaderSize + Digest::kSize + 8];
+};
+
 // Reads an existing key file, enforcing size and permissions.
 // NotFound (errno ENOENT) if there is no file.
 absl::StatusOr<std::string> ReadKeyFile(const std::filesystem::path& path) {
@@ -295,18 +414,142 @@ Digest DataKey::Address(std::string_view plaintext) const {
   return Digest::FromArray(out);
 }
 
+absl::StatusOr<SealedLayout> SealedLayout::Parse(std::string_view head, uint64_t total_size) {
+  if (total_size < kSealOverhead) {
+    return absl::InvalidArgumentError(absl::StrCat("sealed blob is ", total_size,
+                                                   " bytes, shorter than the ", kSealOverhead,
+                                                   "-byte nonce and tag"));
+  }
+  SealedLayout layout;
+  layout.sealed_size_ = total_size;
+  if (head.size() < kSealHeaderSize || total_size < kSealHeaderSize + kSealTagSize ||
+      memcmp(head.data(), kMagic, sizeof(kMagic)) != 0) {
+    return layout;  // version 1
+  }
+  const uint32_t shift = static_cast<unsigned char>(head[4]);
+  const uint64_t size = GetU64Le(head.data() + 8);
+  if (shift < kMinBlockShift || shift > kMaxBlockShift || head[5] != 0 || head[6] != 0 ||
+      head[7] != 0 || size > total_size) {
+    return layout;
+  }
+  const uint64_t count = BlockCount(size, shift);
+  if (kSealHeaderSize + size + count * kSealTagSize != total_size) return layout;
+  layout.blocked_ = true;
+  layout.plaintext_size_ = size;
+  layout.shift_ = shift;
+  layout.block_count_ = count;
+  memcpy(layout.header_, head.data(), kSealHeaderSize);
+  return layout;
+}
+
+uint64_t SealedLayout::PlainBlockSize(uint64_t i) const {
+  if (i + 1 < block_count_) return block_size();
+  return plaintext_size_ - (block_count_ - 1) * block_size();
+}
+
+uint64_t SealedLayout::SealedOffset(uint64_t i) const {
+  if (i >= block_count_) return sealed_size_;
+  return kSealHeaderSize + i * (block_size() + kSealTagSize);
+}
+
+std::pair<uint64_t, uint64_t> SealedLayout::BlocksFor(uint64_t offset, uint64_t length) const {
+  if (offset >= plaintext_size_ || length == 0) return {0, 0};
+  uint64_t end = plaintext_size_ - offset < length ? plaintext_size_ : offset + length;
+  return {offset >> shift_, ((end - 1) >> shift_) + 1};
+}
+
+uint64_t SealedSize(uint64_t n) {
+  return kSealHeaderSize + n + BlockCount(n, kSealBlockShift) * kSealTagSize;
+}
+
 std::string DataKey::Seal(const Digest& address, std::string_view plaintext) const {
+  const uint64_t count = BlockCount(plaintext.size(), kSealBlockShift);
+  std::string out(kSealHeaderSize + plaintext.size() + count * kSealTagSize, '\0');
+  char* h = out.data();
+  memcpy(h, kMagic, sizeof(kMagic));
+  h[4] = static_cast<char>(kSealBlockShift);
+  PutU64Le(h + 8, plaintext.size());
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(h) + 16, kSaltSize) != 1) {
+    CryptoFailure("RAND_bytes");
+  }
+  absl::StatusOr<SealedLayout> layout = SealedLayout::Parse(out, out.size());
+  if (!layout.ok() || !layout->blocked()) CryptoFailure("blocked layout");
+  BlockCipher cipher(DeriveBlockKey(std::string_view(bytes_).substr(0, kAesKeySize), address,
+                                    std::string_view(h + 16, kSaltSize)),
+                     *layout, address, /*encrypt=*/true);
+  unsigned char* p = reinterpret_cast<unsigned char*>(out.data());
+  for (uint64_t i = 0; i < count; ++i) {
+    const uint64_t n = layout->PlainBlockSize(i);
+    unsigned char* dst = p + layout->SealedOffset(i);
+    cipher.Seal(i, plaintext.substr(i * kSealBlockSize, n), dst, dst + n);
+  }
+  return out;
+}
+
+std::string DataKey::SealSingle(const Digest& address, std::string_view plaintext) const {
   return GcmSeal(std::string_view(bytes_).substr(0, kAesKeySize), address.raw(), plaintext);
 }
 
 absl::StatusOr<std::string> DataKey::Open(const Digest& address, std::string_view sealed) const {
-  if (sealed.size() < kSealOverhead) {
-    return absl::InvalidArgumentError(absl::StrCat("sealed blob is ", sealed.size(),
-                                                   " bytes, shorter than the ", kSealOverhead,
-                                                   "-byte nonce and tag"));
+  CAIRN_ASSIGN_OR_RETURN(SealedLayout layout, SealedLayout::Parse(sealed, sealed.size()));
+  auto open_single = [&] {
+    return GcmOpen(std::string_view(bytes_).substr(0, kAesKeySize), address.raw(), sealed,
+                   absl::StrCat("blob ", address.ToHex()));
+  };
+  if (!layout.blocked()) return open_single();
+  absl::StatusOr<std::string> plain =
+      OpenBlocks(address, layout, 0, sealed.substr(kSealHeaderSize));
+  if (plain.ok() || !absl::IsDataLoss(plain.status())) return plain;
+  // A version 1 blob whose random nonce happens to read as a well-formed
+  // header of exactly its size (about 2^-64): it is still that blob.
+  if (absl::StatusOr<std::string> single = open_single(); single.ok()) return single;
+  return plain;
+}
+
+absl::StatusOr<std::string> DataKey::OpenBlocks(const Digest& address, const SealedLayout& layout,
+                                                uint64_t first,
+                                                std::string_view sealed_blocks) const {
+  if (!layout.blocked()) {
+    return absl::InvalidArgumentError("a single-block (version 1) blob opens only whole");
   }
-  return GcmOpen(std::string_view(bytes_).substr(0, kAesKeySize), address.raw(), sealed,
-                 absl::StrCat("blob ", address.ToHex()));
+  if (first >= layout.block_count()) {
+    return absl::InvalidArgumentError(absl::StrCat("block ", first, " of a ",
+                                                   layout.block_count(), "-block blob"));
+  }
+  const std::string what = absl::StrCat("blob ", address.ToHex());
+  // Sizes first: how many blocks `sealed_blocks` holds, exactly.
+  uint64_t end = first, plain_size = 0, at = 0;
+  while (at < sealed_blocks.size()) {
+    if (end >= layout.block_count()) {
+      return absl::DataLossError(absl::StrCat(what, ": bytes past its last block"));
+    }
+    const uint64_t n = layout.PlainBlockSize(end) + kSealTagSize;
+    if (sealed_blocks.size() - at < n) {
+      return absl::DataLossError(absl::StrCat(what, ": block ", end, " is truncated"));
+    }
+    at += n;
+    plain_size += n - kSealTagSize;
+    ++end;
+  }
+  if (end == first) return absl::DataLossError(absl::StrCat(what, ": no block to open"));
+  std::string out(plain_size, '\0');
+  BlockCipher cipher(
+      DeriveBlockKey(std::string_view(bytes_).substr(0, kAesKeySize), address,
+                     layout.header().substr(16, kSaltSize)),
+      layout, address, /*encrypt=*/false);
+  unsigned char* dst = reinterpret_cast<unsigned char*>(out.data());
+  at = 0;
+  for (uint64_t i = first; i < end; ++i) {
+    const uint64_t n = layout.PlainBlockSize(i);
+    if (!cipher.Open(i, sealed_blocks.substr(at, n + kSealTagSize), dst)) {
+      return absl::DataLossError(absl::StrCat(
+          what, ": block ", i,
+          " fails to authenticate (corrupt data, wrong key, wrong address or moved block)"));
+    }
+    at += n + kSealTagSize;
+    dst += n;
+  }
+  return out;
 }
 
 absl::StatusOr<MasterKey> MasterKey::LoadOrCreate(const std::filesystem::path& path) {

@@ -95,7 +95,7 @@ TEST(DataKeyTest, SealOpenRoundTrip) {
     std::string plain = Pattern(n);
     Digest addr = k.Address(plain);
     std::string sealed = k.Seal(addr, plain);
-    EXPECT_EQ(sealed.size(), n + kSealOverhead);
+    EXPECT_EQ(sealed.size(), SealedSize(n));
     if (n > 64) {
       EXPECT_EQ(sealed.find(plain.substr(0, 64)), std::string::npos);
     }
@@ -105,12 +105,170 @@ TEST(DataKeyTest, SealOpenRoundTrip) {
   }
 }
 
-TEST(DataKeyTest, NoncesDiffer) {
+TEST(DataKeyTest, SaltsDiffer) {
   DataKey k = DataKey::Generate();
   Digest addr = k.Address("same");
   std::string a = k.Seal(addr, "same"), b = k.Seal(addr, "same");
   EXPECT_NE(a, b);
-  EXPECT_NE(a.substr(0, 12), b.substr(0, 12));
+  EXPECT_NE(a.substr(16, 16), b.substr(16, 16));
+  std::string c = k.SealSingle(addr, "same"), d = k.SealSingle(addr, "same");
+  EXPECT_NE(c.substr(0, 12), d.substr(0, 12));
+}
+
+TEST(DataKeyTest, SingleFormOfOlderReleasesStillOpens) {
+  DataKey k = DataKey::Generate();
+  for (size_t n : {size_t{0}, size_t{5}, size_t{200} << 10, size_t{4} << 20}) {
+    std::string plain = Pattern(n);
+    Digest addr = k.Address(plain);
+    std::string sealed = k.SealSingle(addr, plain);
+    ASSERT_EQ(sealed.size(), n + kSealOverhead);
+    auto layout = SealedLayout::Parse(sealed, sealed.size());
+    ASSERT_TRUE(layout.ok());
+    EXPECT_FALSE(layout->blocked());
+    auto opened = k.Open(addr, sealed);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    EXPECT_EQ(*opened, plain);
+    EXPECT_EQ(k.OpenBlocks(addr, *layout, 0, sealed).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(k.Open(k.Address("other"), sealed).status().code(), absl::StatusCode::kDataLoss);
+  }
+}
+
+TEST(DataKeyTest, BlockedLayout) {
+  DataKey k = DataKey::Generate();
+  struct Case {
+    uint64_t size, blocks, last;
+  };
+  for (Case c : {Case{0, 1, 0}, Case{1, 1, 1}, Case{kSealBlockSize, 1, kSealBlockSize},
+                 Case{kSealBlockSize + 1, 2, 1}, Case{uint64_t{4} << 20, 64, kSealBlockSize}}) {
+    std::string plain = Pattern(c.size);
+    std::string sealed = k.Seal(k.Address(plain), plain);
+    auto layout = SealedLayout::Parse(sealed, sealed.size());
+    ASSERT_TRUE(layout.ok());
+    ASSERT_TRUE(layout->blocked()) << c.size;
+    EXPECT_EQ(layout->plaintext_size(), c.size);
+    EXPECT_EQ(layout->block_size(), kSealBlockSize);
+    EXPECT_EQ(layout->block_count(), c.blocks);
+    EXPECT_EQ(layout->PlainBlockSize(c.blocks - 1), c.last);
+    EXPECT_EQ(layout->SealedOffset(0), kSealHeaderSize);
+    EXPECT_EQ(layout->SealedOffset(c.blocks), sealed.size());
+    // The header alone (a range read's first request) gives the same layout.
+    auto from_head = SealedLayout::Parse(sealed.substr(0, kSealHeaderSize), sealed.size());
+    ASSERT_TRUE(from_head.ok());
+    EXPECT_EQ(from_head->header(), layout->header());
+    // The same header with any other total size is not a blocked object.
+    for (uint64_t other : {sealed.size() - 1, sealed.size() + 1}) {
+      auto wrong = SealedLayout::Parse(sealed, other);
+      ASSERT_TRUE(wrong.ok());
+      EXPECT_FALSE(wrong->blocked()) << c.size << " as " << other;
+    }
+  }
+  EXPECT_EQ(SealedLayout::Parse("", 3).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(DataKeyTest, BlocksForCoversTheRange) {
+  DataKey k = DataKey::Generate();
+  std::string plain = Pattern(3 * kSealBlockSize + 100);
+  std::string sealed = k.Seal(k.Address(plain), plain);
+  auto layout = SealedLayout::Parse(sealed, sealed.size());
+  ASSERT_TRUE(layout.ok());
+  using P = std::pair<uint64_t, uint64_t>;
+  EXPECT_EQ(layout->BlocksFor(0, 1), P(0, 1));
+  EXPECT_EQ(layout->BlocksFor(kSealBlockSize - 1, 2), P(0, 2));
+  EXPECT_EQ(layout->BlocksFor(kSealBlockSize, kSealBlockSize), P(1, 2));
+  EXPECT_EQ(layout->BlocksFor(3 * kSealBlockSize + 50, 1 << 20), P(3, 4));
+  EXPECT_EQ(layout->BlocksFor(0, ~uint64_t{0}), P(0, 4));
+  EXPECT_EQ(layout->BlocksFor(plain.size(), 10).first, layout->BlocksFor(plain.size(), 10).second);
+  EXPECT_EQ(layout->BlocksFor(5, 0).first, layout->BlocksFor(5, 0).second);
+}
+
+TEST(DataKeyTest, OpenBlocksOpensAnyRunOfBlocks) {
+  DataKey k = DataKey::Generate();
+  std::string plain = Pattern(5 * kSealBlockSize + 12345);
+  Digest addr = k.Address(plain);
+  std::string sealed = k.Seal(addr, plain);
+  auto layout = SealedLayout::Parse(sealed, sealed.size());
+  ASSERT_TRUE(layout.ok());
+  const uint64_t n = layout->block_count();
+  for (uint64_t first = 0; first < n; ++first) {
+    for (uint64_t last = first + 1; last <= n; ++last) {
+      std::string_view run = std::string_view(sealed).substr(
+          layout->SealedOffset(first), layout->SealedOffset(last) - layout->SealedOffset(first));
+      auto opened = k.OpenBlocks(addr, *layout, first, run);
+      ASSERT_TRUE(opened.ok()) << first << ".." << last << ": " << opened.status();
+      EXPECT_EQ(*opened, plain.substr(first * kSealBlockSize,
+                                      std::min<uint64_t>(plain.size(), last * kSealBlockSize) -
+                                          first * kSealBlockSize));
+    }
+  }
+}
+
+TEST(DataKeyTest, BlocksCannotBeMovedTruncatedOrForged) {
+  DataKey k = DataKey::Generate();
+  // Two blocks of different content and a short third.
+  std::string plain = Pattern(2 * kSealBlockSize + 10);
+  plain[kSealBlockSize] ^= 1;
+  Digest addr = k.Address(plain);
+  std::string sealed = k.Seal(addr, plain);
+  auto layout = SealedLayout::Parse(sealed, sealed.size());
+  ASSERT_TRUE(layout.ok() && layout->blocked());
+  const uint64_t b = kSealBlockSize + kSealTagSize;
+  auto loss = [&](const std::string& bad, uint64_t first, std::string_view run) {
+    EXPECT_EQ(k.Open(addr, bad).status().code(), absl::StatusCode::kDataLoss);
+    auto l = SealedLayout::Parse(bad, bad.size());
+    ASSERT_TRUE(l.ok());
+    if (l->blocked()) {
+      EXPECT_EQ(k.OpenBlocks(addr, *l, first, run).status().code(), absl::StatusCode::kDataLoss);
+    }
+  };
+  {  // blocks 0 and 1 swapped
+    std::string bad = sealed;
+    std::string b0 = sealed.substr(kSealHeaderSize, b), b1 = sealed.substr(kSealHeaderSize + b, b);
+    bad.replace(kSealHeaderSize, b, b1);
+    bad.replace(kSealHeaderSize + b, b, b0);
+    loss(bad, 0, std::string_view(bad).substr(kSealHeaderSize, b));
+    // Block 1's bytes presented as block 0.
+    EXPECT_EQ(k.OpenBlocks(addr, *layout, 0, b1).status().code(), absl::StatusCode::kDataLoss);
+  }
+  {  // the last block dropped and the header's size shortened to match
+    std::string shorter = plain.substr(0, 2 * kSealBlockSize);
+    std::string bad = sealed.substr(0, kSealHeaderSize + 2 * b);
+    uint64_t size = shorter.size();
+    for (int i = 0; i < 8; ++i) bad[8 + i] = static_cast<char>(size >> (8 * i));
+    loss(bad, 1, std::string_view(bad).substr(kSealHeaderSize + b, b));
+  }
+  {  // the header of another sealing of the same plaintext (another salt)
+    std::string other = k.Seal(addr, plain);
+    std::string bad = sealed;
+    bad.replace(0, kSealHeaderSize, other.substr(0, kSealHeaderSize));
+    loss(bad, 2, std::string_view(bad).substr(kSealHeaderSize + 2 * b));
+  }
+  {  // a block of another object with the same layout
+    std::string plain2 = Pattern(plain.size());
+    Digest addr2 = k.Address(plain2);
+    std::string sealed2 = k.Seal(addr2, plain2);
+    EXPECT_EQ(k.OpenBlocks(addr, *layout, 0, std::string_view(sealed2).substr(kSealHeaderSize, b))
+                  .status()
+                  .code(),
+              absl::StatusCode::kDataLoss);
+  }
+  // Runs that end inside a block, or run past the last one.
+  std::string_view all = std::string_view(sealed).substr(kSealHeaderSize);
+  EXPECT_EQ(k.OpenBlocks(addr, *layout, 0, all.substr(0, b + 1)).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(k.OpenBlocks(addr, *layout, 2, all.substr(2 * b, 10)).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(k.OpenBlocks(addr, *layout, 2, std::string(all.substr(2 * b)) + "x").status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(k.OpenBlocks(addr, *layout, 0, "").status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(k.OpenBlocks(addr, *layout, 3, all).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Any flipped byte: the header and a sample across the blocks.
+  for (size_t i = 0; i < sealed.size(); i += (i < 64 ? 1 : 4099)) {
+    std::string bad = sealed;
+    bad[i] ^= 0x20;
+    EXPECT_EQ(k.Open(addr, bad).status().code(), absl::StatusCode::kDataLoss) << i;
+  }
 }
 
 TEST(DataKeyTest, EveryFlippedByteIsDataLoss) {

@@ -395,6 +395,17 @@ absl::StatusOr<uint64_t> Engine::Upload::Finish() {
   return added_;
 }
 
+absl::StatusOr<BlobRange> Engine::GetObjectRange(std::string_view volume_id,
+                                                 const Digest& address, uint64_t offset,
+                                                 uint64_t length) {
+  absl::StatusOr<BlobRange> range = blobs_->GetRange(volume_id, address, offset, length);
+  if (absl::IsNotFound(range.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("object ", address.ToHex(), " not found in volume ", Sv(volume_id)));
+  }
+  return range;
+}
+
 absl::StatusOr<std::string> Engine::GetObject(std::string_view volume_id, const Digest& address) {
   absl::StatusOr<std::string> sealed = blobs_->Get(volume_id, address);
   if (absl::IsNotFound(sealed.status())) {

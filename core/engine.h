@@ -129,6 +129,11 @@ class Engine {
   // NotFound if the volume does not exist.
   [[nodiscard]] absl::StatusOr<std::unique_ptr<Upload>> NewUpload(std::string_view volume_id);
 
+  // Part of a sealed blob (BlobStore::GetRange); NotFound naming the object
+  // and volume, OutOfRange past its end.
+  [[nodiscard]] absl::StatusOr<BlobRange> GetObjectRange(std::string_view volume_id,
+                                                         const Digest& address, uint64_t offset,
+                                                         uint64_t length);
   // The sealed blob; NotFound naming the object and volume.
   [[nodiscard]] absl::StatusOr<std::string> GetObject(std::string_view volume_id,
                                                       const Digest& address);

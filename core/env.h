@@ -56,6 +56,17 @@ class Env {
   [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(
       const std::filesystem::path& path, WriteOptions options) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path) = 0;
+  // Bytes [offset, offset + length) of the file, clipped at its end, and
+  // its size in `*size`. The default reads the whole file.
+  [[nodiscard]] virtual absl::StatusOr<std::string> ReadFileRange(const std::filesystem::path& path,
+                                                                  uint64_t offset, uint64_t length,
+                                                                  uint64_t* size) {
+    absl::StatusOr<std::string> all = ReadFile(path);
+    if (!all.ok()) return all.status();
+    *size = all->size();
+    if (offset >= all->size()) return std::string();
+    return all->substr(offset, length);
+  }
   // Atomically replaces `to` (same directory in all current callers).
   [[nodiscard]] virtual absl::Status Rename(const std::filesystem::path& from,
                                             const std::filesystem::path& to) = 0;

@@ -105,6 +105,15 @@ absl::StatusOr<Digest> ObjectStore::PutChunk(std::string_view plaintext) {
   return address;
 }
 
+absl::StatusOr<Digest> ObjectStore::PutChunk(std::string_view plaintext, BlobStore::Batch& batch) {
+  Digest address = key_.Address(plaintext);
+  absl::Status touched = blobs_->Touch(volume_id_, address);
+  if (touched.ok()) return address;
+  if (!absl::IsNotFound(touched)) return touched;
+  CAIRN_RETURN_IF_ERROR(batch.Add(address, key_.Seal(address, plaintext)));
+  return address;
+}
+
 absl::StatusOr<std::string> ObjectStore::GetChunk(const Digest& address) {
   CAIRN_ASSIGN_OR_RETURN(std::string sealed, blobs_->Get(volume_id_, address));
   absl::StatusOr<std::string> plain = key_.Open(address, sealed);

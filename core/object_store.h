@@ -30,6 +30,11 @@ class ObjectStore {
 
   // Seals and stores `plaintext` (skipping the write when already present).
   [[nodiscard]] absl::StatusOr<Digest> PutChunk(std::string_view plaintext);
+  // The same into `batch` (of this volume, from blobs()->NewBatch): the
+  // chunk is stored once the batch finishes. Not skipped when present
+  // unless the store confirms it (Touch), as PutChunk.
+  [[nodiscard]] absl::StatusOr<Digest> PutChunk(std::string_view plaintext,
+                                                BlobStore::Batch& batch);
   // NotFound if absent; DataLoss if it fails to authenticate.
   [[nodiscard]] absl::StatusOr<std::string> GetChunk(const Digest& address);
 

@@ -25,6 +25,44 @@ absl::StatusOr<std::string> RemoteBlobStore::Get(std::string_view volume_id,
   return std::move(got->front());
 }
 
+absl::StatusOr<BlobStore::Range> RemoteBlobStore::GetRange(std::string_view volume_id,
+                                                           const Digest& address,
+                                                           uint64_t offset, uint64_t length) {
+  return client_->GetObjectRange(volume_id, address, offset, length);
+}
+
+namespace {
+
+// One PutObjects stream, opened by the first Add.
+class RemoteBatch final : public BlobStore::Batch {
+ public:
+  RemoteBatch(VolumeApiClient* client, std::string_view volume_id)
+      : client_(client), volume_id_(volume_id) {}
+  absl::Status Add(const Digest& address, std::string_view sealed) override {
+    if (stream_ == nullptr) {
+      CAIRN_ASSIGN_OR_RETURN(stream_, client_->OpenPutStream(volume_id_));
+    }
+    return stream_->Write(address, std::string(sealed));
+  }
+  absl::Status Finish() override {
+    if (stream_ == nullptr) return absl::OkStatus();
+    absl::Status done = stream_->Finish();
+    stream_.reset();
+    return done;
+  }
+
+ private:
+  VolumeApiClient* const client_;
+  const std::string volume_id_;
+  std::unique_ptr<VolumeApiClient::PutStream> stream_;
+};
+
+}  // namespace
+
+std::unique_ptr<BlobStore::Batch> RemoteBlobStore::NewBatch(std::string_view volume_id) {
+  return std::make_unique<RemoteBatch>(client_, volume_id);
+}
+
 absl::StatusOr<bool> RemoteBlobStore::Contains(std::string_view volume_id,
                                                const Digest& address) {
   CAIRN_ASSIGN_OR_RETURN(std::vector<Digest> missing, client_->MissingObjects(volume_id, {address}));

@@ -3,7 +3,9 @@
 // ObjectStore). A thin adapter over VolumeApiClient, which does the
 // deadlines and retries.
 //
-// Only the data-path methods work remotely: Put, Get, Contains, Touch.
+// Only the data-path methods work remotely: Put, Get, GetRange, Contains,
+// Touch, and batches (one PutObjects stream per batch: the server makes its
+// blobs durable together when the stream ends, D7).
 // List, Delete, ListVolumes and DeleteVolume are the control plane's
 // business and return Unimplemented. The server refreshes the mtime of
 // every blob MissingObjects finds present, so Contains and Touch restart
@@ -27,6 +29,9 @@ class RemoteBlobStore : public BlobStore {
   absl::Status Put(std::string_view volume_id, const Digest& address,
                    std::string_view sealed) override;
   absl::StatusOr<std::string> Get(std::string_view volume_id, const Digest& address) override;
+  absl::StatusOr<Range> GetRange(std::string_view volume_id, const Digest& address,
+                                 uint64_t offset, uint64_t length) override;
+  std::unique_ptr<Batch> NewBatch(std::string_view volume_id) override;
   absl::StatusOr<bool> Contains(std::string_view volume_id, const Digest& address) override;
   absl::Status Touch(std::string_view volume_id, const Digest& address) override;
   absl::Status List(std::string_view volume_id,

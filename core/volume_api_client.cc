@@ -336,6 +336,43 @@ absl::StatusOr<std::vector<std::string>> VolumeApiClient::GetObjects(
   return out;
 }
 
+absl::StatusOr<BlobRange> VolumeApiClient::GetObjectRange(std::string_view volume_id,
+                                                          const Digest& address, uint64_t offset,
+                                                          uint64_t length) {
+  api::GetObjectsRequest request;
+  request.set_volume_id(std::string(volume_id));
+  request.add_addresses(address.RawString());
+  api::ByteRange* range = request.add_ranges();
+  range->set_offset(offset);
+  range->set_length(length);
+  BlobRange out;
+  bool received = false;
+  CAIRN_RETURN_IF_ERROR(
+      Call("GetObjects", Kind::kStream, Retry::kAlsoDeadline, [&](grpc::ClientContext& ctx) {
+        received = false;
+        auto reader = stub_->GetObjects(&ctx, request);
+        api::GetObjectsResponse response;
+        while (reader->Read(&response)) {
+          if (response.address() != request.addresses(0) || response.offset() != offset) continue;
+          out.data = std::move(*response.mutable_sealed());
+          out.total_size = response.total_size();
+          received = true;
+        }
+        return reader->Finish();
+      }));
+  if (!received) {
+    return absl::DataLossError(
+        absl::StrCat("GetObjects returned no range of object ", address.ToHex()));
+  }
+  if (out.data.size() > length || offset + out.data.size() > out.total_size) {
+    return absl::DataLossError(absl::StrCat("GetObjects returned ", out.data.size(),
+                                            " bytes at ", offset, " of object ", address.ToHex(),
+                                            " of ", out.total_size, " bytes for ", length,
+                                            " asked"));
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<Digest>> VolumeApiClient::MissingObjects(
     std::string_view volume_id, const std::vector<Digest>& addresses) {
   std::vector<Digest> missing;

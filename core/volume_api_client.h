@@ -33,6 +33,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/blob_store.h"
 #include "core/digest.h"
 #include "core/rpc_client.h"
 #include "proto/volume.grpc.pb.h"
@@ -89,6 +90,11 @@ class VolumeApiClient {
   // NotFound names the first address the server does not have.
   [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> GetObjects(
       std::string_view volume_id, const std::vector<Digest>& addresses);
+  // Part of one object (BlobStore::GetRange): NotFound if absent,
+  // OutOfRange if `offset` is past its end.
+  [[nodiscard]] virtual absl::StatusOr<BlobRange> GetObjectRange(std::string_view volume_id,
+                                                                 const Digest& address,
+                                                                 uint64_t offset, uint64_t length);
   // The subset of `addresses` the server does not hold, in request order.
   // The server refreshes the GC grace period of every one it holds.
   [[nodiscard]] virtual absl::StatusOr<std::vector<Digest>> MissingObjects(

@@ -67,6 +67,70 @@ TEST_F(MountTest, DamagedNodeCacheIsRepairedFromTheControlPlane) {
   EXPECT_EQ(Slurp(*c / "dir/big"), big) << c->Log();
 }
 
+// Random preads open only the 64 KiB blocks they touch (core/crypto.h); what
+// they return is the file, and a damaged block in the node cache is
+// repaired from the control plane like a damaged chunk.
+TEST_F(MountTest, RandomReadsSeeTheFileAndRepairDamagedBlocks) {
+  std::string vol = NewVolume();
+  std::string data(9 << 20, '\0');
+  uint64_t x = 88172645463325252ull;  // xorshift: no two chunks alike
+  for (char& ch : data) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    ch = static_cast<char>(x);
+  }
+  {
+    MOUNT_OR_RETURN(a, vol);
+    Spit(*a / "weights", data);
+    ASSERT_EQ(a->Unmount(), 0);
+  }
+  std::string id;
+  {
+    MOUNT_OR_RETURN(b, vol);  // fills the node cache
+    ASSERT_EQ(Slurp(*b / "weights"), data);
+    id = VolumeId(*b);
+    ASSERT_EQ(b->Unmount(), 0);
+  }
+  // Damage block 7 of every cached object big enough to have one.
+  const uint64_t at = 32 + 7 * ((64 << 10) + 16) + 1000;
+  int damaged = 0;
+  std::error_code ec;
+  for (const auto& e : fs::recursive_directory_iterator(dir_->path() / "cache/blobs" / id, ec)) {
+    if (!e.is_regular_file() || e.file_size() <= at) continue;
+    std::fstream f(e.path(), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(at);
+    char c = 0;
+    f.get(c);
+    f.seekp(at);
+    f.put(static_cast<char>(c ^ 0x55));
+    ++damaged;
+  }
+  ASSERT_EQ(damaged, 3);  // the file's three chunks
+  MOUNT_OR_RETURN(c, vol);
+  int fd = ::open((*c / "weights").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  uint64_t seed = 12345;
+  std::vector<uint64_t> offsets = {7 * (64 << 10) + 10, (4 << 20) + 7 * (64 << 10) + 4000,
+                                   data.size() - 100};
+  for (int i = 0; i < 300; ++i) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    offsets.push_back((seed >> 11) % data.size());
+  }
+  std::string buf(4096, '\0');
+  for (uint64_t off : offsets) {
+    ssize_t n = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(off));
+    const size_t want = std::min<size_t>(buf.size(), data.size() - off);
+    ASSERT_EQ(n, static_cast<ssize_t>(want)) << off;
+    ASSERT_EQ(std::string_view(buf.data(), want), std::string_view(data).substr(off, want))
+        << "at " << off << "\n" << c->Log();
+  }
+  ::close(fd);
+  // The random reads took the block path, and met the damage there.
+  EXPECT_THAT(c->Log(), HasSubstr("failed to authenticate; refetching"));
+  EXPECT_THAT(c->Log(), HasSubstr(" blocks "));
+}
+
 TEST_F(MountTest, ReadOnlyMountRefusesWrites) {
   std::string vol = NewVolume();
   {

@@ -3,9 +3,14 @@
 // time; a 4 MiB chunk is fetched and opened once), merges concurrent fetches
 // of one address, and prefetches chunks in the background (readahead).
 //
+// Random readers take Read(): of a blocked chunk (core/crypto.h) only the
+// 64 KiB blocks the range touches are fetched (a range read of the node
+// cache file, or of the control plane) and opened, and kept in memory by
+// block. Chunks in the single-block form of older releases are read whole.
+//
 // Below it: ObjectStore over the DiskCache over the control plane. A chunk
-// that fails to authenticate is evicted from the disk cache and fetched once
-// more before the error is returned.
+// or block that fails to authenticate is evicted from the disk cache and
+// fetched once more before the error is returned.
 //
 // Thread-safe. Lock order: mu_ and buf_mu_ are leaves.
 #pragma once
@@ -23,6 +28,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "core/crypto.h"
 #include "core/digest.h"
 #include "core/object_store.h"
 #include "mounter/disk_cache.h"
@@ -40,6 +46,15 @@ class ChunkReader {
   ChunkReader& operator=(const ChunkReader&) = delete;
 
   [[nodiscard]] absl::StatusOr<ChunkData> Get(const Digest& address);
+
+  // Plaintext bytes [offset, offset + length) of the chunk, clipped at its
+  // end; `view` points into `data`, which keeps it alive.
+  struct Slice {
+    ChunkData data;
+    std::string_view view;
+  };
+  [[nodiscard]] absl::StatusOr<Slice> Read(const Digest& address, uint64_t offset,
+                                           uint64_t length);
   // Fetches in the background if not cached or in flight; errors dropped.
   void Prefetch(const Digest& address);
 
@@ -48,13 +63,33 @@ class ChunkReader {
   [[nodiscard]] absl::StatusOr<std::shared_ptr<const objects::Directory>> Directory(const Digest& address);
 
  private:
+  // A whole chunk (block == kWhole) or one block of one.
+  static constexpr uint64_t kWhole = ~uint64_t{0};
+  struct Key {
+    Digest address;
+    uint64_t block = kWhole;
+    friend bool operator==(const Key&, const Key&) = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const Key& k) {
+      return H::combine(std::move(h), k.address, k.block);
+    }
+  };
   struct Slot {
     bool ready = false;
     absl::Status status;
-    ChunkData data;
-    std::list<Digest>::iterator lru;  // valid when ready and ok
+    ChunkData data;         // a block's slot shares its run's buffer
+    std::string_view view;  // the slot's bytes within `data`
+    std::list<Key>::iterator lru;  // valid when ready and ok
   };
   absl::StatusOr<ChunkData> Fetch(const Digest& address);
+  // The layout of a chunk, from its first bytes (cached).
+  absl::StatusOr<SealedLayout> Layout(const Digest& address);
+  // Fetches and opens blocks [first, last) as one run, with the same repair
+  // as whole chunks.
+  absl::StatusOr<ChunkData> FetchBlocks(const Digest& address, const SealedLayout& layout,
+                                        uint64_t first, uint64_t last);
+  void InsertLocked(const Key& key, ChunkData data, std::string_view view)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void Worker();
   void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -64,8 +99,10 @@ class ChunkReader {
   const uint64_t max_bytes_;
 
   absl::Mutex mu_;
-  absl::flat_hash_map<Digest, std::shared_ptr<Slot>> slots_ ABSL_GUARDED_BY(mu_);
-  std::list<Digest> lru_ ABSL_GUARDED_BY(mu_);  // front: most recent
+  absl::flat_hash_map<Key, std::shared_ptr<Slot>> slots_ ABSL_GUARDED_BY(mu_);
+  std::list<Key> lru_ ABSL_GUARDED_BY(mu_);  // front: most recent
+  // Layouts of chunks read by range; small, and dropped wholesale when full.
+  absl::flat_hash_map<Digest, SealedLayout> layouts_ ABSL_GUARDED_BY(mu_);
   uint64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<Digest> queue_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

@@ -315,6 +315,90 @@ absl::StatusOr<std::string> DiskCache::Get(std::string_view volume_id, const Dig
   return sealed;
 }
 
+std::unique_ptr<BlobStore::Batch> DiskCache::NewBatch(std::string_view volume_id) {
+  class CachingBatch final : public Batch {
+   public:
+    CachingBatch(DiskCache* cache, std::string_view volume_id)
+        : cache_(cache), volume_id_(volume_id), remote_(cache->remote_->NewBatch(volume_id)) {}
+    absl::Status Add(const Digest& address, std::string_view sealed) override {
+      CAIRN_RETURN_IF_ERROR(remote_->Add(address, sealed));
+      added_.emplace_back(address, std::string(sealed));
+      return absl::OkStatus();
+    }
+    absl::Status Finish() override {
+      CAIRN_RETURN_IF_ERROR(remote_->Finish());
+      // Through the writer thread: the uploader does not wait for the disk.
+      for (auto& [address, sealed] : added_) cache_->StoreLater(volume_id_, address, sealed);
+      added_.clear();
+      return absl::OkStatus();
+    }
+
+   private:
+    DiskCache* const cache_;
+    const std::string volume_id_;
+    std::unique_ptr<Batch> remote_;
+    std::vector<std::pair<Digest, std::string>> added_;
+  };
+  return std::make_unique<CachingBatch>(this, volume_id);
+}
+
+absl::StatusOr<BlobStore::Range> DiskCache::GetRange(std::string_view volume_id,
+                                                     const Digest& address, uint64_t offset,
+                                                     uint64_t length) {
+  fs::path path = PathFor(volume_id, address);
+  {
+    absl::MutexLock lock(&wmu_);
+    if (auto it = pending_.find(path.string()); it != pending_.end()) {
+      hits_.fetch_add(1);
+      return CutRange(address, std::string(it->second->data, it->second->size), offset, length);
+    }
+  }
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    Range range;
+    struct stat st;
+    absl::Status status;
+    if (::fstat(fd, &st) != 0) {
+      status = ErrnoToStatus(errno, absl::StrCat("stat ", path.string()));
+    } else {
+      range.total_size = static_cast<uint64_t>(st.st_size);
+      if (offset > range.total_size) {
+        status = absl::OutOfRangeError(absl::StrCat("offset ", offset, " is past the end of ",
+                                                    path.string()));
+      } else {
+        range.data.resize(std::min(length, range.total_size - offset));
+        size_t got = 0;
+        while (got < range.data.size()) {
+          ssize_t n = ::pread(fd, range.data.data() + got, range.data.size() - got,
+                              static_cast<off_t>(offset + got));
+          if (n < 0 && errno == EINTR) continue;
+          if (n < 0) {
+            status = ErrnoToStatus(errno, absl::StrCat("read ", path.string()));
+            break;
+          }
+          if (n == 0) break;  // shrank (replaced): authentication fails upstream
+          got += static_cast<size_t>(n);
+        }
+        range.data.resize(got);
+        // LRU order by atime (see Get), but a random reader must not pay
+        // an inode update per read.
+        if (absl::ToUnixSeconds(absl::Now()) - st.st_atim.tv_sec > 60) {
+          struct timespec times[2] = {{0, UTIME_NOW}, {0, UTIME_OMIT}};
+          ::futimens(fd, times);
+        }
+      }
+    }
+    ::close(fd);
+    if (status.ok()) {
+      hits_.fetch_add(1);
+      return range;
+    }
+    if (absl::IsOutOfRange(status)) return status;
+  }
+  misses_.fetch_add(1);
+  return remote_->GetRange(volume_id, address, offset, length);
+}
+
 DiskCache::ReadBuffer::~ReadBuffer() { std::free(data_); }
 
 bool DiskCache::ReadBuffer::Reserve(size_t n) {

@@ -6,9 +6,15 @@
 //             else the remote, then stored locally by a background writer
 //             (off the read path; until written, Get serves the blob from
 //             the writer's queue).
+//   GetRange  a pread of the local file if present (atime refreshed at most
+//             once a minute), else a range read of the remote, which is not
+//             stored (a random reader's blocks are not a whole blob).
 //   Put       the remote first, then stored locally (so a mount reads back
 //             what it just wrote without a round trip).
-//   Contains  local, else remote.
+//   NewBatch  the remote's batch; each blob is stored locally once the
+//             remote batch finished (a blob is never cached before the
+//             control plane holds it durably).
+//   Contains  the remote (uploads must not skip on a local hit).
 //
 // Layout: DIR/blobs/<volume id>/<aa>/<hex address>. Blobs are sealed, so the
 // cache holds no plaintext and a corrupt file fails to authenticate upstream
@@ -47,6 +53,9 @@ class DiskCache final : public BlobStore {
   absl::Status Put(std::string_view volume_id, const Digest& address,
                    std::string_view sealed) override;
   absl::StatusOr<std::string> Get(std::string_view volume_id, const Digest& address) override;
+  absl::StatusOr<Range> GetRange(std::string_view volume_id, const Digest& address,
+                                 uint64_t offset, uint64_t length) override;
+  std::unique_ptr<Batch> NewBatch(std::string_view volume_id) override;
   absl::StatusOr<bool> Contains(std::string_view volume_id, const Digest& address) override;
   absl::Status Touch(std::string_view volume_id, const Digest& address) override;
   absl::Status List(std::string_view volume_id,

@@ -52,6 +52,39 @@ TEST(DiskCacheTest, ReadsThroughAndWritesThrough) {
   EXPECT_TRUE(absl::IsNotFound((*cache)->Get("vo-x", Sha256("c")).status()));
 }
 
+TEST(DiskCacheTest, GetRangeReadsTheLocalCopyElseTheRemote) {
+  cairn::testing::TempDir dir;
+  auto remote = NewMemBlobStore();
+  std::string blob(200000, '\0');
+  for (size_t i = 0; i < blob.size(); ++i) blob[i] = static_cast<char>(i % 241);
+  Digest a = Sha256("a");
+  ASSERT_TRUE(remote->Put("vo-x", a, blob).ok());
+  auto cache = DiskCache::Open(remote.get(), dir.path(), 0);
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  // Not cached: a range of the remote, and nothing stored locally.
+  auto part = (*cache)->GetRange("vo-x", a, 70000, 1000);
+  ASSERT_TRUE(part.ok()) << part.status();
+  EXPECT_EQ(part->data, blob.substr(70000, 1000));
+  EXPECT_EQ(part->total_size, blob.size());
+  EXPECT_EQ((*cache)->misses(), 1u);
+  (*cache)->Flush();
+  EXPECT_EQ(CachedBytes(dir.path()), 0u);
+  // Cached (a whole Get stored it): read locally, even if the remote loses it.
+  ASSERT_TRUE((*cache)->Get("vo-x", a).ok());
+  (*cache)->Flush();
+  ASSERT_TRUE(remote->Delete("vo-x", a).ok());
+  const uint64_t hits = (*cache)->hits();
+  part = (*cache)->GetRange("vo-x", a, 199990, 100);
+  ASSERT_TRUE(part.ok()) << part.status();
+  EXPECT_EQ(part->data, blob.substr(199990));
+  EXPECT_EQ(part->total_size, blob.size());
+  EXPECT_EQ((*cache)->hits(), hits + 1);
+  EXPECT_EQ((*cache)->GetRange("vo-x", a, blob.size() + 1, 1).status().code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ((*cache)->GetRange("vo-x", Sha256("b"), 0, 1).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST(DiskCacheTest, EvictsLeastRecentlyUsedUnderTheBound) {
   cairn::testing::TempDir dir;
   auto remote = NewMemBlobStore();

@@ -643,7 +643,10 @@ absl::StatusOr<Filesystem::ReadBuffer> Filesystem::Read(uint64_t fh, uint64_t of
     // Kernel readahead issues several reads at once, not always in order:
     // anything within a chunk of the previous end counts as sequential.
     uint64_t prev = it->second->next_read.exchange(off + size);
-    sequential = off == 0 || (off + kChunkSize >= prev && off <= prev + kChunkSize);
+    const bool near = off + kChunkSize >= prev && off <= prev + kChunkSize;
+    int streak = near ? std::min(it->second->near_reads.load() + 1, 4) : 0;
+    it->second->near_reads.store(streak);
+    sequential = off == 0 || streak >= 2;
   }
   std::shared_ptr<StagedFile> staged;
   std::shared_ptr<const objects::Entry> base;
@@ -684,15 +687,21 @@ absl::StatusOr<Filesystem::ReadBuffer> Filesystem::Read(uint64_t fh, uint64_t of
     size_t i = pos / kChunkSize;
     if (static_cast<int>(i) >= base->chunks_size()) break;
     CAIRN_ASSIGN_OR_RETURN(Digest address, Digest::FromRaw(base->chunks(i)));
-    CAIRN_ASSIGN_OR_RETURN(ChunkData data, reader_->Get(address));
     uint64_t in_chunk = pos - i * kChunkSize;
     uint64_t n = std::min<uint64_t>(end - pos, kChunkSize - in_chunk);
-    if (in_chunk + n > data->size()) short_chunk = true;  // corrupt entry: see below
-    if (in_chunk < data->size()) {
-      out.slices.emplace_back(data->data() + in_chunk,
-                              std::min<uint64_t>(n, data->size() - in_chunk));
+    // A sequential reader takes whole chunks (read ahead below); a random
+    // one only the blocks of the chunk its range touches.
+    ChunkReader::Slice slice;
+    if (sequential) {
+      CAIRN_ASSIGN_OR_RETURN(ChunkData data, reader_->Get(address));
+      std::string_view all = *data;
+      slice = {std::move(data), in_chunk < all.size() ? all.substr(in_chunk, n) : ""};
+    } else {
+      CAIRN_ASSIGN_OR_RETURN(slice, reader_->Read(address, in_chunk, n));
     }
-    out.chunks.push_back(std::move(data));
+    if (slice.view.size() < n) short_chunk = true;  // corrupt entry: see below
+    if (!slice.view.empty()) out.slices.emplace_back(slice.view.data(), slice.view.size());
+    out.chunks.push_back(std::move(slice.data));
     pos += n;
     last = i;
   }

@@ -182,6 +182,10 @@ struct Filesystem::Handle {
   bool writable = false;
   // End of the last read: a read starting there is sequential (readahead).
   std::atomic<uint64_t> next_read{0};
+  // Reads in a row that started near the previous one's end (capped): a
+  // reader counts as sequential from the second such read on, so one read
+  // landing near a random reader's last does not fetch whole chunks.
+  std::atomic<int> near_reads{0};
 };
 
 }  // namespace cairn::mounter

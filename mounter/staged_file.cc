@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "core/files.h"
@@ -281,18 +282,57 @@ absl::StatusOr<objects::Entry> StagedFile::Store(ObjectStore& objects, uint32_t 
     entry.set_inline_data(std::move(content));
     return entry;
   }
-  size_t n = (size + kChunkSize - 1) / kChunkSize;
+  const size_t n = (size + kChunkSize - 1) / kChunkSize;
+  std::vector<std::string> chunks(n);
+  std::vector<size_t> changed;
   for (size_t i = 0; i < n; ++i) {
     uint64_t len = std::min<uint64_t>(kChunkSize, size - i * kChunkSize);
     if (i < lazy.size() && lazy[i] && BaseLen(i) == len) {
-      entry.add_chunks(base_.chunks(i));
-      continue;
+      chunks[i] = base_.chunks(i);
+    } else {
+      changed.push_back(i);
     }
-    CAIRN_ASSIGN_OR_RETURN(std::string content, Read(i * kChunkSize, len));
-    content.resize(len, '\0');  // a concurrent truncate must not shorten a middle chunk
-    CAIRN_ASSIGN_OR_RETURN(Digest address, objects.PutChunk(content));
-    entry.add_chunks(address.RawString());
   }
+  // Changed chunks are read, addressed and sealed on a few threads, each
+  // uploading runs of kChunksPerBatch through one batch (one durability
+  // point on the control plane per run, D7) while the others seal.
+  const size_t runs = (changed.size() + kChunksPerBatch - 1) / kChunksPerBatch;
+  std::atomic<size_t> next{0};
+  absl::Mutex err_mu;
+  absl::Status first_error;
+  auto work = [&] {
+    for (;;) {
+      {
+        absl::MutexLock lock(&err_mu);
+        if (!first_error.ok()) return;
+      }
+      const size_t run = next.fetch_add(1);
+      if (run >= runs) return;
+      absl::Status st = [&]() -> absl::Status {
+        std::unique_ptr<BlobStore::Batch> batch = objects.blobs()->NewBatch(objects.volume_id());
+        const size_t end = std::min(changed.size(), (run + 1) * kChunksPerBatch);
+        for (size_t k = run * kChunksPerBatch; k < end; ++k) {
+          const size_t i = changed[k];
+          const uint64_t len = std::min<uint64_t>(kChunkSize, size - i * kChunkSize);
+          CAIRN_ASSIGN_OR_RETURN(std::string content, Read(i * kChunkSize, len));
+          content.resize(len, '\0');  // a concurrent truncate must not shorten a middle chunk
+          CAIRN_ASSIGN_OR_RETURN(Digest address, objects.PutChunk(content, *batch));
+          chunks[i] = address.RawString();
+        }
+        return batch->Finish();
+      }();
+      if (!st.ok()) {
+        absl::MutexLock lock(&err_mu);
+        if (first_error.ok()) first_error = st;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < std::min(kUploadThreads, runs); ++t) threads.emplace_back(work);
+  work();
+  for (auto& t : threads) t.join();
+  CAIRN_RETURN_IF_ERROR(first_error);
+  for (std::string& c : chunks) entry.add_chunks(std::move(c));
   return entry;
 }
 

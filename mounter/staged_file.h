@@ -66,8 +66,11 @@ class StagedFile {
       ChunkReader* reader);
 
   // The FILE entry of the current content (name empty): unchanged base chunks
-  // by address, changed ones sealed and uploaded through `objects`.
-  // Concurrent writes may or may not be included.
+  // by address, changed ones sealed and uploaded through `objects` in
+  // batches (BlobStore::NewBatch) of kChunksPerBatch, on up to
+  // kUploadThreads threads (the caller's included); the entry is returned
+  // only once every batch finished (durable). Concurrent writes may or may
+  // not be included.
   [[nodiscard]] absl::StatusOr<objects::Entry> Store(ObjectStore& objects, uint32_t mode,
                                                      int64_t mtime_ns) const;
 
@@ -79,6 +82,10 @@ class StagedFile {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   static constexpr uint64_t kMemoryMax = 64 << 10;
+  // At most kUploadThreads × kChunksPerBatch sealed chunks (128 MiB) are
+  // held at once while a commit uploads.
+  static constexpr size_t kUploadThreads = 4;
+  static constexpr size_t kChunksPerBatch = 8;
 
   // The backing store: memory while fd_ < 0, else the anonymous file.
   absl::Status BackWrite(const char* data, size_t n, uint64_t off)

@@ -2,6 +2,7 @@
 // in-memory blob store.
 #include "mounter/staged_file.h"
 
+#include <atomic>
 #include <string>
 
 #include "core/testing/mem_stores.h"
@@ -81,6 +82,85 @@ TEST_F(StagedFileTest, RandomWriteRewritesOnlyTheChangedChunk) {
   EXPECT_EQ(entry->chunks(2), base.chunks(2));
   EXPECT_EQ(entry->chunks(3), base.chunks(3));
   EXPECT_EQ(ReadAll(*entry), content);
+}
+
+// A store whose batches fail to finish after `ok_batches` succeeded.
+class FailingBatches final : public BlobStore {
+ public:
+  FailingBatches(BlobStore* inner, int ok_batches) : inner_(inner), ok_(ok_batches) {}
+  std::atomic<int> batches{0};
+  std::atomic<int> max_open{0};
+  std::atomic<int> open{0};
+  absl::Status Put(std::string_view v, const Digest& a, std::string_view s) override {
+    return inner_->Put(v, a, s);
+  }
+  absl::StatusOr<std::string> Get(std::string_view v, const Digest& a) override {
+    return inner_->Get(v, a);
+  }
+  absl::StatusOr<bool> Contains(std::string_view v, const Digest& a) override {
+    return inner_->Contains(v, a);
+  }
+  absl::Status Touch(std::string_view v, const Digest& a) override { return inner_->Touch(v, a); }
+  absl::Status List(std::string_view v, const std::function<void(const BlobInfo&)>& fn) override {
+    return inner_->List(v, fn);
+  }
+  absl::Status Delete(std::string_view v, const Digest& a) override { return inner_->Delete(v, a); }
+  absl::StatusOr<std::vector<std::string>> ListVolumes() override { return inner_->ListVolumes(); }
+  absl::Status DeleteVolume(std::string_view v) override { return inner_->DeleteVolume(v); }
+  std::unique_ptr<Batch> NewBatch(std::string_view v) override {
+    class B final : public Batch {
+     public:
+      B(FailingBatches* o, std::unique_ptr<Batch> inner) : o_(o), inner_(std::move(inner)) {
+        int now = ++o_->open;
+        int seen = o_->max_open.load();
+        while (now > seen && !o_->max_open.compare_exchange_weak(seen, now)) {
+        }
+      }
+      ~B() override { --o_->open; }
+      absl::Status Add(const Digest& a, std::string_view s) override { return inner_->Add(a, s); }
+      absl::Status Finish() override {
+        if (++o_->batches > o_->ok_) return absl::UnavailableError("upload cut");
+        return inner_->Finish();
+      }
+
+     private:
+      FailingBatches* const o_;
+      std::unique_ptr<Batch> inner_;
+    };
+    return std::make_unique<B>(this, inner_->NewBatch(v));
+  }
+
+ private:
+  BlobStore* const inner_;
+  const int ok_;
+};
+
+TEST_F(StagedFileTest, BigFilesUploadInParallelBatches) {
+  FailingBatches blobs(blobs_.get(), 1 << 30);
+  ObjectStore objects(&blobs, "vo-test", objects_.key());
+  const std::string content = Content(33 * kChunkSize + 5, 'b');
+  auto f = Stage(objects::Entry());
+  ASSERT_TRUE(f->Write(0, content).ok());
+  auto entry = f->Store(objects, 0644, 1);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  ASSERT_EQ(entry->chunks_size(), 34);
+  for (int i = 0; i < entry->chunks_size(); ++i) {
+    EXPECT_EQ(entry->chunks(i),
+              objects.key().Address(content.substr(i * kChunkSize, kChunkSize)).RawString())
+        << i;
+  }
+  EXPECT_EQ(ReadAll(*entry), content);
+  EXPECT_EQ(blobs.batches.load(), 5);  // 34 chunks in runs of 8
+  EXPECT_LE(blobs.max_open.load(), 4);  // bounded: at most 4 runs in memory
+}
+
+TEST_F(StagedFileTest, AFailedBatchFailsTheStore) {
+  FailingBatches blobs(blobs_.get(), 2);
+  ObjectStore objects(&blobs, "vo-test", objects_.key());
+  auto f = Stage(objects::Entry());
+  ASSERT_TRUE(f->Write(0, Content(24 * kChunkSize, 'c')).ok());
+  auto entry = f->Store(objects, 0644, 1);
+  EXPECT_EQ(entry.status().code(), absl::StatusCode::kUnavailable) << entry.status();
 }
 
 TEST_F(StagedFileTest, TruncateAndExtend) {

@@ -487,12 +487,28 @@ grpc::Status VolumeServiceImpl::GetObjects(grpc::ServerContext* ctx,
                                            grpc::ServerWriter<api::GetObjectsResponse>* writer) {
   return Handle("GetObjects", ctx, [&]() -> absl::Status {
     CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, ResolveId(req->volume_id()));
-    for (const std::string& raw : req->addresses()) {
+    const bool ranged = req->ranges_size() > 0;
+    if (ranged && req->ranges_size() != req->addresses_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("GetObjects has ", req->ranges_size(),
+                                                     " ranges for ", req->addresses_size(),
+                                                     " addresses; give one per address or none"));
+    }
+    for (int i = 0; i < req->addresses_size(); ++i) {
+      const std::string& raw = req->addresses(i);
       CAIRN_ASSIGN_OR_RETURN(Digest address, AddressFromWire(raw));
-      CAIRN_ASSIGN_OR_RETURN(std::string sealed, engine_->GetObject(volume.id, address));
       api::GetObjectsResponse response;
       response.set_address(raw);
-      response.set_sealed(std::move(sealed));
+      if (ranged) {
+        const api::ByteRange& r = req->ranges(i);
+        CAIRN_ASSIGN_OR_RETURN(BlobRange range, engine_->GetObjectRange(volume.id, address,
+                                                                        r.offset(), r.length()));
+        response.set_sealed(std::move(range.data));
+        response.set_offset(r.offset());
+        response.set_total_size(range.total_size);
+      } else {
+        CAIRN_ASSIGN_OR_RETURN(std::string sealed, engine_->GetObject(volume.id, address));
+        response.set_sealed(std::move(sealed));
+      }
       metrics_->bytes_out.WithLabels({}).Increment(response.sealed().size());
       if (!writer->Write(response)) return absl::CancelledError("client went away");
     }

@@ -139,6 +139,58 @@ TEST_F(VolumeServiceTest, ReadFileIsRangedAcrossChunks) {
   EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
 }
 
+TEST_F(VolumeServiceTest, GetObjectsSendsRangesOfObjects) {
+  api::Volume v = Create("v");
+  std::string content(300000, '\0');
+  for (size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 7 % 253);
+  ASSERT_TRUE(PutFile("v", "f", content).ok());
+  // The file's one chunk, as stored.
+  std::string sealed;
+  Digest address;
+  ASSERT_TRUE(blobs_
+                  ->List(v.id(),
+                         [&](const BlobStore::BlobInfo& info) {
+                           auto got = blobs_->Get(v.id(), info.address);
+                           if (got.ok() && got->size() == SealedSize(content.size())) {
+                             sealed = *got;
+                             address = info.address;
+                           }
+                         })
+                  .ok());
+  ASSERT_FALSE(sealed.empty());
+  std::unique_ptr<VolumeApiClient> client = VolumeApiClient::OverChannel(channel_, {});
+  auto part = client->GetObjectRange(v.id(), address, 100, 70000);
+  ASSERT_TRUE(part.ok()) << part.status();
+  EXPECT_EQ(part->total_size, sealed.size());
+  EXPECT_EQ(part->data, sealed.substr(100, 70000));
+  auto tail = client->GetObjectRange(v.id(), address, sealed.size() - 10, 1000);
+  ASSERT_TRUE(tail.ok()) << tail.status();
+  EXPECT_EQ(tail->data, sealed.substr(sealed.size() - 10));
+  // Through RemoteBlobStore too, as the node cache reads it.
+  RemoteBlobStore remote(client.get());
+  auto head = remote.GetRange(v.id(), address, 0, kSealHeaderSize);
+  ASSERT_TRUE(head.ok()) << head.status();
+  EXPECT_EQ(head->data, sealed.substr(0, kSealHeaderSize));
+
+  auto past = client->GetObjectRange(v.id(), address, sealed.size() + 1, 1);
+  EXPECT_EQ(past.status().code(), absl::StatusCode::kOutOfRange) << past.status();
+  auto absent = client->GetObjectRange(v.id(), Sha256("absent"), 0, 1);
+  EXPECT_EQ(absent.status().code(), absl::StatusCode::kNotFound) << absent.status();
+  // Ranges, when given, are one per address.
+  api::GetObjectsRequest req;
+  req.set_volume_id(v.id());
+  req.add_addresses(address.RawString());
+  req.add_addresses(address.RawString());
+  req.add_ranges()->set_length(10);
+  auto ctx = Ctx();
+  auto reader = stub_->GetObjects(ctx.get(), req);
+  api::GetObjectsResponse resp;
+  while (reader->Read(&resp)) ADD_FAILURE() << "a reply to a malformed request";
+  grpc::Status st = reader->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(st.error_message(), HasSubstr("one per address"));
+}
+
 TEST_F(VolumeServiceTest, CopyFilesSharesChunks) {
   Create("v");
   absl::Status put = PutFile("v", "a.bin", std::string(kChunkSize + 1, 'a'));

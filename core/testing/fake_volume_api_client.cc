@@ -205,6 +205,13 @@ absl::StatusOr<std::vector<std::string>> FakeVolumeApiClient::GetObjects(
   return out;
 }
 
+absl::StatusOr<BlobRange> FakeVolumeApiClient::GetObjectRange(std::string_view volume_id,
+                                                              const Digest& address,
+                                                              uint64_t offset, uint64_t length) {
+  CAIRN_RETURN_IF_ERROR(Enter("GetObjects"));
+  return blobs_->GetRange(volume_id, address, offset, length);
+}
+
 absl::StatusOr<std::vector<Digest>> FakeVolumeApiClient::MissingObjects(
     std::string_view volume_id, const std::vector<Digest>& addresses) {
   CAIRN_RETURN_IF_ERROR(Enter("MissingObjects"));

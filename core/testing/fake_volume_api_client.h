@@ -53,6 +53,8 @@ class FakeVolumeApiClient final : public VolumeApiClient {
   absl::StatusOr<api::Snapshot> Commit(const api::CommitRequest& request) override;
   absl::StatusOr<std::vector<std::string>> GetObjects(
       std::string_view volume_id, const std::vector<Digest>& addresses) override;
+  absl::StatusOr<BlobRange> GetObjectRange(std::string_view volume_id, const Digest& address,
+                                           uint64_t offset, uint64_t length) override;
   absl::StatusOr<std::vector<Digest>> MissingObjects(std::string_view volume_id,
                                                      const std::vector<Digest>& addresses) override;
   absl::Status PutObjects(std::string_view volume_id,

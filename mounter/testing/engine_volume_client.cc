@@ -104,6 +104,13 @@ absl::StatusOr<std::string> EngineVolumeClient::HookedBlobs::Get(std::string_vie
   if (owner_->on_get) owner_->on_get(a);
   return owner_->store_->Get(v, a);
 }
+absl::StatusOr<BlobStore::Range> EngineVolumeClient::HookedBlobs::GetRange(std::string_view v,
+                                                                           const Digest& a,
+                                                                           uint64_t offset,
+                                                                           uint64_t length) {
+  if (owner_->on_get) owner_->on_get(a);
+  return owner_->store_->GetRange(v, a, offset, length);
+}
 absl::StatusOr<bool> EngineVolumeClient::HookedBlobs::Contains(std::string_view v,
                                                                const Digest& a) {
   return owner_->store_->Contains(v, a);

@@ -49,7 +49,8 @@ class EngineVolumeClient final : public VolumeClient {
     bool applied = false;
   };
   std::function<CommitFault(const objects::ChangeSet&)> on_commit;
-  // Called before every blob Get (after the commit hook's thread released).
+  // Called before every blob Get and GetRange (after the commit hook's
+  // thread released).
   std::function<void(const Digest&)> on_get;
 
   // Keys of every Commit call, in order (empty strings included).
@@ -62,6 +63,8 @@ class EngineVolumeClient final : public VolumeClient {
     explicit HookedBlobs(EngineVolumeClient* owner) : owner_(owner) {}
     absl::Status Put(std::string_view v, const Digest& a, std::string_view s) override;
     absl::StatusOr<std::string> Get(std::string_view v, const Digest& a) override;
+    absl::StatusOr<Range> GetRange(std::string_view v, const Digest& a, uint64_t offset,
+                                   uint64_t length) override;
     absl::StatusOr<bool> Contains(std::string_view v, const Digest& a) override;
     absl::Status Touch(std::string_view v, const Digest& a) override;
     absl::Status List(std::string_view v, const std::function<void(const BlobInfo&)>& fn) override;
