@@ -458,10 +458,6 @@ std::pair<uint64_t, uint64_t> SealedLayout::BlocksFor(uint64_t offset, uint64_t 
   return {offset >> shift_, ((end - 1) >> shift_) + 1};
 }
 
-uint64_t SealedSize(uint64_t n) {
-  return kSealHeaderSize + n + BlockCount(n, kSealBlockShift) * kSealTagSize;
-}
-
 std::string DataKey::Seal(const Digest& address, std::string_view plaintext) const {
   const uint64_t count = BlockCount(plaintext.size(), kSealBlockShift);
   std::string out(kSealHeaderSize + plaintext.size() + count * kSealTagSize, '\0');

@@ -39,8 +39,6 @@ namespace cairn {
 // The smallest sealed object of either form is longer than this: Open
 // answers InvalidArgument for anything shorter.
 inline constexpr size_t kSealOverhead = 12 + 16;
-// Bytes of `plaintext_size` bytes once sealed (DataKey::Seal).
-constexpr uint64_t SealedSize(uint64_t plaintext_size) { return plaintext_size + kSealOverhead; }
 
 // Version 2 (blocked) constants.
 inline constexpr size_t kSealHeaderSize = 32;
@@ -85,8 +83,13 @@ class SealedLayout {
   char header_[kSealHeaderSize] = {};
 };
 
-// Bytes of a plaintext of `n` bytes once sealed (current version).
-uint64_t SealedSize(uint64_t n);
+// Bytes of a plaintext of `n` bytes once sealed (DataKey::Seal, current
+// version): the header, the plaintext, and one tag per block (an empty
+// plaintext still has one empty block, so its header is bound).
+constexpr uint64_t SealedSize(uint64_t n) {
+  const uint64_t blocks = n == 0 ? 1 : ((n - 1) >> kSealBlockShift) + 1;
+  return kSealHeaderSize + n + blocks * kSealTagSize;
+}
 
 // Cryptographically random bytes (OpenSSL RAND_bytes); aborts on failure.
 std::string RandomBytes(size_t n);
