@@ -101,11 +101,11 @@ k() { "$KUBECTL" "$@"; }
 # --- the chart --------------------------------------------------------------
 t0=$SECONDS
 k create namespace "$ns" >/dev/null
-# The control plane's data claim: a hostPath PV on n1 (no dynamic
-# provisioner for local disks here).
-rm -rf "$dir/cp-data"
-mkdir -p "$dir/cp-data"
-chown 10001:10001 "$dir/cp-data"
+# The control plane's data claim and the CSI controller's state claim:
+# hostPath PVs on n1 (no dynamic provisioner for local disks here).
+rm -rf "$dir/cp-data" "$dir/csi-state"
+mkdir -p "$dir/cp-data" "$dir/csi-state"
+chown 10001:10001 "$dir/cp-data" "$dir/csi-state"
 k apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: PersistentVolume
@@ -130,6 +130,30 @@ spec:
   volumeName: cairn-e2e-data
   accessModes: [ReadWriteOnce]
   resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: cairn-e2e-csi-state}
+spec:
+  capacity: {storage: 64Mi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Delete
+  storageClassName: e2e-local
+  hostPath: {path: $dir/csi-state, type: Directory}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions:
+        - {key: kubernetes.io/hostname, operator: In, values: [n1]}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: cairn-e2e-csi-state, namespace: $ns}
+spec:
+  storageClassName: e2e-local
+  volumeName: cairn-e2e-csi-state
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 64Mi}}
 EOF
 image_ref=${archive##*/}
 cat >"$dir/values.yaml" <<EOF
@@ -146,6 +170,7 @@ controlPlane:
 storage:
   embedded: {existingClaim: cairn-e2e-data}
 csi:
+  controller: {state: {existingClaim: cairn-e2e-csi-state}}
   node: {detachMounters: true}
 EOF
 if ! "$HELM" --kubeconfig "$KUBECONFIG" install cairn "$root/charts/cairn" -n "$ns" \
