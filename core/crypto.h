@@ -5,7 +5,7 @@
 // identical content dedups inside a volume and nothing is comparable across
 // volumes.
 //
-// Sealed forms (docs/decisions.md D2 and D2x; the format is per object):
+// Sealed forms (docs/decisions.md D2 and D27; the format is per object):
 // - version 1, "single": 12-byte random nonce || ciphertext || 16-byte tag,
 //   with the address as additional authenticated data. Still read; no longer
 //   written.
@@ -43,7 +43,7 @@ inline constexpr size_t kSealOverhead = 12 + 16;
 // Version 2 (blocked) constants.
 inline constexpr size_t kSealHeaderSize = 32;
 inline constexpr size_t kSealTagSize = 16;
-inline constexpr uint32_t kSealBlockShift = 16;  // 64 KiB, see D2x
+inline constexpr uint32_t kSealBlockShift = 16;  // 64 KiB, see D27
 inline constexpr uint64_t kSealBlockSize = uint64_t{1} << kSealBlockShift;
 
 // Where the blocks of a sealed object lie, read from its first

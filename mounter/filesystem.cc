@@ -109,7 +109,7 @@ absl::Status Filesystem::ReadOnlyCheck() const {
 // ---- Inodes -------------------------------------------------------------
 
 absl::StatusOr<struct stat> Filesystem::Lookup(uint64_t parent, std::string_view name) {
-  if (name.size() > kMaxName) return Errno(ENAMETOOLONG, "name");
+  if (name.size() > kMaxComponentLength) return Errno(ENAMETOOLONG, "name");
   CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
   CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
   absl::ReaderMutexLock lock(&mu_);
@@ -310,7 +310,7 @@ absl::StatusOr<struct stat> Filesystem::Mknod(uint64_t parent, std::string_view 
       return Errno(EINVAL, absl::StrFormat("mknod of file type 0%o", mode & S_IFMT));
   }
   CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
-  if (name.size() > kMaxName) return Errno(ENAMETOOLONG, "name");
+  if (name.size() > kMaxComponentLength) return Errno(ENAMETOOLONG, "name");
   CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
   CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
   absl::MutexLock lock(&mu_);
@@ -378,7 +378,7 @@ absl::Status Filesystem::Unlink(uint64_t parent, std::string_view name) {
   if (it->second->type == objects::DIRECTORY) return Errno(EISDIR, name);
   objects::Change change;
   change.set_kind(objects::Change::REMOVE);
-  change.set_path(Join(VolumePathLocked(*dir), name));
+  change.set_path(JoinPath(VolumePathLocked(*dir), name));
   const int64_t now = NowNs();
   // Its link count changes: so does its ctime (seen through other names).
   it->second->Edit(*this).ctime_ns = now;
@@ -408,7 +408,7 @@ absl::Status Filesystem::RmDir(uint64_t parent, std::string_view name) {
   if (!child->View(*this).children.empty()) return Errno(ENOTEMPTY, name);
   objects::Change change;
   change.set_kind(objects::Change::REMOVE);
-  change.set_path(Join(VolumePathLocked(*dir), name));
+  change.set_path(JoinPath(VolumePathLocked(*dir), name));
   // Our view of it is empty: remove it even if another mount has since put
   // files in it (last writer wins at directory level; docs/mounter.md).
   change.set_recursive(true);
@@ -423,7 +423,7 @@ absl::Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t
                                 std::string_view new_name, unsigned flags) {
   if (flags & RENAME_EXCHANGE) return Errno(EINVAL, "RENAME_EXCHANGE is not supported");
   CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
-  if (new_name.size() > kMaxName) return Errno(ENAMETOOLONG, "name");
+  if (new_name.size() > kMaxComponentLength) return Errno(ENAMETOOLONG, "name");
   CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
   CAIRN_ASSIGN_OR_RETURN(auto new_dir, Get(new_parent));
   CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
@@ -470,8 +470,8 @@ absl::Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t
       *new_dir, new_name, src->type == objects::DIRECTORY ? LongestBelowLocked(*src) : 0));
   objects::Change change;
   change.set_kind(objects::Change::RENAME);
-  change.set_path(Join(VolumePathLocked(*dir), name));
-  change.set_to(Join(VolumePathLocked(*new_dir), new_name));
+  change.set_path(JoinPath(VolumePathLocked(*dir), name));
+  change.set_to(JoinPath(VolumePathLocked(*new_dir), new_name));
   if (dst) {
     DetachLocked(new_dir, std::string(new_name));
     --inode_count_;
@@ -493,7 +493,7 @@ absl::StatusOr<Filesystem::Created> Filesystem::Create(uint64_t parent, std::str
                                                        mode_t mode, int flags,
                                                        std::optional<Caller> caller) {
   CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
-  if (name.size() > kMaxName) return Errno(ENAMETOOLONG, "name");
+  if (name.size() > kMaxComponentLength) return Errno(ENAMETOOLONG, "name");
   CAIRN_ASSIGN_OR_RETURN(auto dir, Get(parent));
   CAIRN_RETURN_IF_ERROR(EnsureLoaded(dir));
   CAIRN_ASSIGN_OR_RETURN(auto staged,

@@ -28,29 +28,23 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "core/path.h"
 #include "core/status.h"
 #include "mounter/filesystem.h"
 
 namespace cairn::mounter {
 
 inline constexpr uint32_t kDefaultDirMode = 0755;
-inline constexpr size_t kMaxName = 255;
 
 inline absl::Status Errno(int err, std::string_view what) { return ErrnoToStatus(err, what); }
 
 inline int64_t NowNs() { return absl::ToUnixNanos(absl::Now()); }
 
-inline std::string Join(std::string_view dir, std::string_view name) {
-  if (dir.empty()) return std::string(name);
-  if (name.empty()) return std::string(dir);
-  return absl::StrCat(std::string(dir), "/", std::string(name));
-}
-
-// "a/b/c" → {"a/b", "c"}; "c" → {"", "c"}.
+// core/path.h's SplitParent, as owned strings ("a/b/c" → {"a/b", "c"};
+// "c" → {"", "c"}).
 inline std::pair<std::string, std::string> Split(std::string_view path) {
-  size_t slash = path.rfind('/');
-  if (slash == std::string_view::npos) return {"", std::string(path)};
-  return {std::string(path.substr(0, slash)), std::string(path.substr(slash + 1))};
+  auto [dir, name] = SplitParent(path);
+  return {std::string(dir), std::string(name)};
 }
 
 // A commit that failed for a transient reason (control plane unreachable,

@@ -92,7 +92,7 @@ void Filesystem::MarkContentDirtyLocked(const std::shared_ptr<Node>& node) {
   node->Edit(*this).put_pending = true;
   std::vector<std::string> paths = {VolumePathLocked(*node)};
   for (const auto& [dir, name] : node->View(*this).extra_links) {
-    paths.push_back(Join(VolumePathLocked(*dir), name));
+    paths.push_back(JoinPath(VolumePathLocked(*dir), name));
   }
   for (const std::string& path : paths) {
     objects::Change change;

@@ -90,7 +90,7 @@ std::string Filesystem::PathLocked(const Node& node) const {
 }
 
 std::string Filesystem::VolumePathLocked(const Node& node) const {
-  return Join(options_.sub_path, PathLocked(node));
+  return JoinPath(options_.sub_path, PathLocked(node));
 }
 
 Filesystem::Presented Filesystem::PresentLocked(const Node& node) const {
@@ -174,7 +174,7 @@ struct stat Filesystem::AttrLocked(const Node& node) const {
 uint64_t Filesystem::InoForLocked(const Node& parent, std::string_view name,
                                   objects::EntryType type) {
   if (!ino_hint_.empty()) {
-    auto hint = ino_hint_.find(Join(PathLocked(parent), name));
+    auto hint = ino_hint_.find(JoinPath(PathLocked(parent), name));
     if (hint != ino_hint_.end() && hint->second.type == type &&
         !inodes_.contains(hint->second.ino)) {
       return hint->second.ino;
@@ -330,7 +330,7 @@ size_t Filesystem::LongestBelowLocked(const Node& node) const {
 }
 
 absl::Status Filesystem::CheckCreateLocked(const Node& dir, std::string_view name) {
-  if (name.size() > kMaxName) return Errno(ENAMETOOLONG, "name");
+  if (name.size() > kMaxComponentLength) return Errno(ENAMETOOLONG, "name");
   if (!dir.View(*this).attached) return Errno(ENOENT, "directory was removed");
   CAIRN_RETURN_IF_ERROR(CheckPathLengthLocked(dir, name, 0));
   if (dir.View(*this).children.contains(std::string(name))) return Errno(EEXIST, name);

@@ -19,7 +19,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr size_t kFixed = 8 + 8 + 4;
-// A name is at most 255 bytes (kMaxName); anything longer is not a record.
+// A name is at most 255 bytes (kMaxComponentLength); anything longer is not a record.
 constexpr size_t kMaxPayload = kFixed + 4096;
 
 std::string Encode(const InodeLog::Record& r) {
