@@ -314,7 +314,13 @@ spec:
   storageClassName: cairn
   accessModes: [ReadWriteMany]
   resources: {requests: {storage: 1Gi}}
----
+EOF
+# The Job only once the claim is bound: a pod created while its PV is being
+# written can meet a scheduler whose cache lacks the PV yet ("not found" in
+# PostFilter), and then waits in the unschedulable queue for minutes.
+k wait --for=jsonpath='{.status.phase}'=Bound pvc/models --timeout=60s >/dev/null ||
+  fail "PVC models (StorageClass cairn) not bound"
+k apply -f - >/dev/null <<EOF
 apiVersion: batch/v1
 kind: Job
 metadata: {name: writer, namespace: default}
@@ -332,8 +338,6 @@ spec:
         volumeMounts: [{name: data, mountPath: /data}]
       volumes: [{name: data, persistentVolumeClaim: {claimName: models}}]
 EOF
-k wait --for=jsonpath='{.status.phase}'=Bound pvc/models --timeout=60s >/dev/null ||
-  fail "PVC models (StorageClass cairn) not bound"
 k wait --for=condition=Complete job/writer --timeout=120s >/dev/null || fail "Job writer did not complete"
 k apply -f - >/dev/null <<EOF
 apiVersion: apps/v1
