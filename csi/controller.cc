@@ -214,7 +214,7 @@ absl::Status ControllerService::DoCreate(const v1::CreateVolumeRequest& req,
   // to (an entry without a volume ID). A crash after the create but before
   // the record below would otherwise leave a volume that the retry finds
   // and binds as someone else's, so policy Delete would never remove it.
-  auto record_intent = [&]() -> absl::Status {
+  auto record_intent = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     Provisioned intent = p;
     intent.created = true;
     PluginState next = state_;
@@ -227,7 +227,7 @@ absl::Status ControllerService::DoCreate(const v1::CreateVolumeRequest& req,
   };
   // A create that surely failed leaves no intent behind; one whose outcome
   // is unknown keeps it for the retry to resolve.
-  auto drop_intent_unless_unknown = [&](const absl::Status& st) {
+  auto drop_intent_unless_unknown = [&](const absl::Status& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     absl::StatusCode c = st.code();
     if (c == absl::StatusCode::kUnavailable || c == absl::StatusCode::kDeadlineExceeded ||
         c == absl::StatusCode::kUnknown || c == absl::StatusCode::kAborted) {

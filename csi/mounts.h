@@ -95,7 +95,7 @@ class ProcessLauncher : public MounterLauncher {
   absl::Status Upgrade(const MounterId& id) override;
 
  private:
-  const std::vector<std::filesystem::path> cgroups_;
+  const std::vector<std::filesystem::path> cgroups_{};
 };
 
 // Why mounters leave the plugin's cgroups: double fork and setsid detach a
