@@ -1,6 +1,7 @@
 // Unit tests for directory objects, file chunking and ApplyChanges: every
 // Change kind and flag, limits, totals, and that only changed paths load.
 #include "core/testing/mem_stores.h"
+#include "core/testing/counting_blob_store.h"
 #include "core/tree.h"
 
 #include <atomic>
@@ -25,36 +26,7 @@ using objects::ChangeSet;
 using objects::Entry;
 using ::testing::HasSubstr;
 
-// Counts reads so tests can assert how many objects a commit loads.
-class CountingBlobStore : public BlobStore {
- public:
-  explicit CountingBlobStore(BlobStore* inner) : inner_(inner) {}
-  absl::Status Put(std::string_view v, const Digest& a, std::string_view s) override {
-    return inner_->Put(v, a, s);
-  }
-  absl::StatusOr<std::string> Get(std::string_view v, const Digest& a) override {
-    ++gets;
-    return inner_->Get(v, a);
-  }
-  absl::StatusOr<bool> Contains(std::string_view v, const Digest& a) override {
-    return inner_->Contains(v, a);
-  }
-  absl::Status Touch(std::string_view v, const Digest& a) override { return inner_->Touch(v, a); }
-  absl::Status List(std::string_view v, const std::function<void(const BlobInfo&)>& fn) override {
-    return inner_->List(v, fn);
-  }
-  absl::Status Delete(std::string_view v, const Digest& a) override {
-    return inner_->Delete(v, a);
-  }
-  absl::StatusOr<std::vector<std::string>> ListVolumes() override {
-    return inner_->ListVolumes();
-  }
-  absl::Status DeleteVolume(std::string_view v) override { return inner_->DeleteVolume(v); }
-  std::atomic<int> gets{0};
-
- private:
-  BlobStore* inner_;
-};
+using cairn::testing::CountingBlobStore;
 
 class TreeTest : public ::testing::Test {
  protected:
@@ -683,7 +655,7 @@ TEST_F(TreeTest, CommitLoadsOnlyTheChangedPath) {
   *one.add_changes() = PutFile("d17/sub/new", "y");
   absl::StatusOr<ApplyResult> r = ApplyChanges(cold, root_, one, {});
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(counting.gets.load(), 3);  // root, d17, d17/sub
+  EXPECT_EQ(counting.gets.load(), 3u);  // root, d17, d17/sub
   EXPECT_EQ(r->inodes, 40u * 7u + 1u);
 }
 

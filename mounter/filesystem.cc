@@ -261,10 +261,7 @@ absl::StatusOr<struct stat> Filesystem::MkDir(uint64_t parent, std::string_view 
   CAIRN_RETURN_IF_ERROR(CheckCreateLocked(*dir, name));
   auto node = NewLocalNode(objects::DIRECTORY, mode);
   node->Edit(*this).loaded = true;
-  OwnNewLocked(*dir, *node, caller);
-  AttachLocked(dir, std::string(name), node);
-  ++inode_count_;
-  dir->Edit(*this).mtime_ns = dir->Edit(*this).ctime_ns = node->View(*this).mtime_ns;
+  AttachNewLocked(dir, name, node, caller);
   LogMkdirLocked(*node);
   node->nlookup.fetch_add(1);
   return AttrLocked(*node);
@@ -282,14 +279,8 @@ absl::StatusOr<struct stat> Filesystem::Symlink(std::string_view target, uint64_
   CAIRN_RETURN_IF_ERROR(CheckCreateLocked(*dir, name));
   auto node = NewLocalNode(objects::SYMLINK, 0777);
   node->Edit(*this).symlink = std::string(target);
-  OwnNewLocked(*dir, *node, caller);
-  AttachLocked(dir, std::string(name), node);
-  ++inode_count_;
-  dir->Edit(*this).mtime_ns = dir->Edit(*this).ctime_ns = node->View(*this).mtime_ns;
-  MarkContentDirtyLocked(node);
-  node->Edit(*this).ctime_ns = node->View(*this).mtime_ns;  // a new inode: all three times equal
-  node->nlookup.fetch_add(1);
-  return AttrLocked(*node);
+  AttachNewLocked(dir, name, node, caller);
+  return FinishNewLocked(node);
 }
 
 absl::StatusOr<struct stat> Filesystem::Mknod(uint64_t parent, std::string_view name,
@@ -320,10 +311,20 @@ absl::StatusOr<struct stat> Filesystem::Mknod(uint64_t parent, std::string_view 
   if (type == objects::CHAR_DEVICE || type == objects::BLOCK_DEVICE) {
     node->Edit(*this).rdev = rdev;
   }
+  AttachNewLocked(dir, name, node, caller);
+  return FinishNewLocked(node);
+}
+
+void Filesystem::AttachNewLocked(const std::shared_ptr<Node>& dir, std::string_view name,
+                                 const std::shared_ptr<Node>& node,
+                                 const std::optional<Caller>& caller) {
   OwnNewLocked(*dir, *node, caller);
   AttachLocked(dir, std::string(name), node);
   ++inode_count_;
   dir->Edit(*this).mtime_ns = dir->Edit(*this).ctime_ns = node->View(*this).mtime_ns;
+}
+
+struct stat Filesystem::FinishNewLocked(const std::shared_ptr<Node>& node) {
   MarkContentDirtyLocked(node);
   node->Edit(*this).ctime_ns = node->View(*this).mtime_ns;  // a new inode: all three times equal
   node->nlookup.fetch_add(1);
@@ -507,14 +508,8 @@ absl::StatusOr<Filesystem::Created> Filesystem::Create(uint64_t parent, std::str
     CAIRN_RETURN_IF_ERROR(CheckCreateLocked(*dir, name));
     node = NewLocalNode(objects::FILE, mode);
     node->Edit(*this).staged = std::move(staged);
-    OwnNewLocked(*dir, *node, caller);
-    AttachLocked(dir, std::string(name), node);
-    ++inode_count_;
-    dir->Edit(*this).mtime_ns = dir->Edit(*this).ctime_ns = node->View(*this).mtime_ns;
-    MarkContentDirtyLocked(node);
-    node->Edit(*this).ctime_ns = node->View(*this).mtime_ns;  // a new inode: all three times equal
-    node->nlookup.fetch_add(1);
-    attr = AttrLocked(*node);
+    AttachNewLocked(dir, name, node, caller);
+    attr = FinishNewLocked(node);
     // Registered under mu_, so that a reload (which checks for open handles
     // under mu_) either sees this handle or happens entirely before it.
     fh = AddHandleLocked(node, /*writable=*/true);

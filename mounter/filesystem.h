@@ -338,6 +338,14 @@ class Filesystem {
   std::shared_ptr<Node> NewLocalNode(objects::EntryType type, mode_t mode);
   void AttachLocked(const std::shared_ptr<Node>& dir, const std::string& name,
                     const std::shared_ptr<Node>& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A node from NewLocalNode into `dir` as `name`: owned (OwnNewLocked),
+  // attached, counted, and `dir`'s mtime and ctime set to the node's time.
+  void AttachNewLocked(const std::shared_ptr<Node>& dir, std::string_view name,
+                       const std::shared_ptr<Node>& node, const std::optional<Caller>& caller)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The end of creating a non-directory: its content logged as changed, all
+  // three times equal, one kernel reference; returns its attributes.
+  struct stat FinishNewLocked(const std::shared_ptr<Node>& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DetachLocked(const std::shared_ptr<Node>& dir, const std::string& name)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::shared_ptr<Node>> WalkLocked(std::string_view path, bool create_dirs)
