@@ -102,7 +102,7 @@ inline constexpr char kCsiUsage[] =
     "                              the kubelet (default: the --endpoint path)\n"
     "  --mounter PATH              cairn-mount binary (default: next to cairn-csi)\n"
     "  --cache-dir DIR             node-local chunk cache for mounters (default /var/cache/cairn)\n"
-    "  --mounter-cgroup-root DIR   move each mounter into cgroups under DIR (the node's\n"
+    "  --mounter-cgroup-root DIR   start each mounter in cgroups under DIR (the node's\n"
     "                              /sys/fs/cgroup), out of this container's, so that it\n"
     "                              outlives the container (with hostPID)\n"
     "  --mounter-cgroup NAME       the cgroup's name in each hierarchy (default cairn-mounters)\n"
