@@ -133,8 +133,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           "its blocks open to their plaintext");
   } else {
     Check(!opened.ok(), "an edited blob or a wrong address never opens");
-    Check(!run.ok() || (run->size() > 0 || plaintext.empty()) &&
-                           *run == plaintext.substr(plain_at, run->size()) && edit != 4,
+    Check(!run.ok() || ((run->size() > 0 || plaintext.empty()) &&
+                        *run == plaintext.substr(plain_at, run->size()) && edit != 4),
           "a block that opens is the plaintext of that block, under its own address");
   }
   return 0;
