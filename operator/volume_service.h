@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "core/engine.h"
 #include "operator/service_metrics.h"
+#include "core/api_convert.h"
 #include "proto/volume.grpc.pb.h"
 
 namespace cairn::operator_ {
@@ -109,7 +110,6 @@ class VolumeServiceImpl final : public api::VolumeService::Service {
 };
 
 // Volume API value conversions (one function per edge).
-api::Snapshot ToApi(const SnapshotRecord& s);
 api::FileEntry ToApiEntry(const std::string& path, const objects::Entry& e);
 
 }  // namespace cairn::operator_

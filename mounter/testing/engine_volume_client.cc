@@ -1,27 +1,12 @@
 #include "mounter/testing/engine_volume_client.h"
 
 #include "absl/strings/str_cat.h"
+#include "core/api_convert.h"
 #include "core/testing/mem_stores.h"
 #include "core/crypto.h"
 #include "core/status.h"
 
 namespace cairn::mounter::testing {
-namespace {
-
-api::Snapshot ToApi(const SnapshotRecord& s) {
-  api::Snapshot out;
-  out.set_volume_id(s.volume_id);
-  out.set_seq(s.seq);
-  out.set_root(s.root.RawString());
-  out.set_parent_seq(s.parent_seq);
-  out.set_created_at_ns(s.created_at_ns);
-  out.set_inodes(s.inodes);
-  out.set_bytes(s.bytes);
-  return out;
-}
-
-}  // namespace
-
 EngineVolumeClient::EngineVolumeClient()
     : meta_(NewMemMetaStore()), store_(NewMemBlobStore()) {
   auto master = MasterKey::FromBytes(RandomBytes(MasterKey::kSize));
