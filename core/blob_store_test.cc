@@ -13,8 +13,10 @@
 #include <thread>
 #include <vector>
 
+#include "core/blob_store_s3.h"
 #include "core/crypto.h"
 #include "core/testing/fault_env.h"
+#include "core/testing/s3_server.h"
 #include "core/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -36,17 +38,38 @@ std::string Content(int i, size_t size) {
   return s;
 }
 
-// Runs every contract test against both implementations.
-class BlobStoreTest : public ::testing::TestWithParam<bool> {
+// Runs every contract test against every implementation: the local
+// directory, the in-memory fake, and S3 (a real versitygw, each test under
+// its own key prefix).
+enum class Impl { kLocal, kMem, kS3 };
+
+class BlobStoreTest : public ::testing::TestWithParam<Impl> {
  protected:
   void SetUp() override {
-    if (GetParam()) {
-      auto s = OpenLocalBlobStore(dir_.path() / "blobs");
-      ASSERT_TRUE(s.ok()) << s.status();
-      store_ = *std::move(s);
-    } else {
-      store_ = NewMemBlobStore();
+    switch (GetParam()) {
+      case Impl::kLocal: {
+        auto s = OpenLocalBlobStore(dir_.path() / "blobs");
+        ASSERT_TRUE(s.ok()) << s.status();
+        store_ = *std::move(s);
+        break;
+      }
+      case Impl::kMem:
+        store_ = NewMemBlobStore();
+        break;
+      case Impl::kS3: {
+        CAIRN_REQUIRE_S3(server);
+        auto s = OpenS3BlobStore(server->Config(testing::S3TestServer::UniquePrefix()));
+        ASSERT_TRUE(s.ok()) << s.status();
+        store_ = *std::move(s);
+        break;
+      }
     }
+  }
+
+  // Long enough for a blob's mtime to move: S3's Last-Modified counts
+  // whole seconds.
+  std::chrono::milliseconds MtimeTick() const {
+    return GetParam() == Impl::kS3 ? 1100ms : 20ms;
   }
 
   std::map<Digest, BlobStore::BlobInfo> ListAll(std::string_view vol) {
@@ -85,7 +108,7 @@ TEST_P(BlobStoreTest, BatchStoresEveryBlobLikePut) {
   }
   ASSERT_TRUE(store_->Put(kVol, AddressOf(blobs[1]), blobs[1]).ok());
   auto before = ListAll(kVol).at(AddressOf(blobs[1])).mtime;
-  std::this_thread::sleep_for(20ms);
+  std::this_thread::sleep_for(MtimeTick());
   std::unique_ptr<BlobStore::Batch> batch = store_->NewBatch(kVol);
   for (const std::string& b : blobs) ASSERT_TRUE(batch->Add(AddressOf(b), b).ok());
   ASSERT_TRUE(batch->Add(AddressOf(blobs[3]), blobs[3]).ok());
@@ -147,12 +170,12 @@ TEST_P(BlobStoreTest, PutExistingKeepsContentAndRefreshesMtime) {
   Digest a = AddressOf(data);
   ASSERT_TRUE(store_->Put(kVol, a, data).ok());
   auto before = ListAll(kVol).at(a).mtime;
-  std::this_thread::sleep_for(20ms);
+  std::this_thread::sleep_for(MtimeTick());
   ASSERT_TRUE(store_->Put(kVol, a, data).ok());
   auto after = ListAll(kVol).at(a).mtime;
   EXPECT_GT(after, before);
   EXPECT_EQ(store_->Get(kVol, a).value(), data);
-  std::this_thread::sleep_for(20ms);
+  std::this_thread::sleep_for(MtimeTick());
   ASSERT_TRUE(store_->Touch(kVol, a).ok());
   EXPECT_GT(ListAll(kVol).at(a).mtime, after);
   EXPECT_EQ(ListAll(kVol).size(), 1u);
@@ -236,8 +259,16 @@ TEST_P(BlobStoreTest, ConcurrentThreads) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Impls, BlobStoreTest, ::testing::Values(true, false),
-                         [](const auto& info) { return info.param ? "Local" : "Mem"; });
+INSTANTIATE_TEST_SUITE_P(Impls, BlobStoreTest,
+                         ::testing::Values(Impl::kLocal, Impl::kMem, Impl::kS3),
+                         [](const auto& info) {
+                           switch (info.param) {
+                             case Impl::kLocal: return "Local";
+                             case Impl::kMem: return "Mem";
+                             case Impl::kS3: return "S3";
+                           }
+                           return "?";
+                         });
 
 class LocalBlobStoreTest : public ::testing::Test {
  protected:
