@@ -527,8 +527,8 @@ int RunServer(const std::vector<std::string>& args) {
     if (a == "-h" || a == "--help") {
       std::printf(
           "Usage: cairn server --data DIR [--listen HOST:PORT] [options]\n\n"
-          "Runs the standalone control plane (SQLite + local blob directory) in the\n"
-          "foreground until SIGINT or SIGTERM.\n\nOptions:\n%s",
+          "Runs the standalone control plane (SQLite, and blobs in a local directory or\n"
+          "an S3 bucket) in the foreground until SIGINT or SIGTERM.\n\nOptions:\n%s",
           operator_::ServerFlagsHelp().c_str());
       return 0;
     }
@@ -554,13 +554,14 @@ int RunServer(const std::vector<std::string>& args) {
 
 int RunFsck(const std::vector<std::string>& args) {
   const std::string hint = "Run 'cairn fsck --help' for usage.\n";
-  absl::StatusOr<Args> parsed = Args::Parse(args, {{"--data", "", true}});
+  absl::StatusOr<Args> parsed = Args::Parse(args, {{"--data", "", true}, {"--blobs", "", true}});
   if (!parsed.ok()) return Fail(parsed.status(), hint);
   if (parsed->help()) {
     std::printf(
-        "Usage: cairn fsck --data DIR\n\n"
+        "Usage: cairn fsck --data DIR [--blobs s3://BUCKET/PREFIX?endpoint=…]\n\n"
         "Checks every snapshot of every volume in a data directory: referenced objects\n"
-        "must exist and authenticate. Run it with the server stopped.\n\n"
+        "must exist and authenticate. Run it with the server stopped. --blobs names\n"
+        "the bucket when the server keeps its blobs in S3 (as `cairn server --blobs`).\n\n"
         "Exit codes: 0 clean; 3 only orphans or temporaries (unreferenced blobs and\n"
         "leftover blob temporaries, e.g. from an interrupted upload; GC removes\n"
         "them); 4 missing or corrupt objects;\n"
@@ -570,7 +571,8 @@ int RunFsck(const std::vector<std::string>& args) {
   if (!parsed->Has("--data") || !parsed->positional().empty()) {
     return Usage("usage: cairn fsck --data DIR", hint);
   }
-  absl::StatusOr<std::unique_ptr<DataDir>> dir = DataDir::Open(parsed->Get("--data"));
+  absl::StatusOr<std::unique_ptr<DataDir>> dir =
+      DataDir::Open(parsed->Get("--data"), DataDirOptions{.blobs_url = parsed->Get("--blobs")});
   if (!dir.ok()) return Fail(dir.status(), hint);
   absl::StatusOr<FsckReport> report = Fsck((*dir)->meta(), (*dir)->blobs(), (*dir)->master());
   if (!report.ok()) return Fail(report.status(), hint);

@@ -1,6 +1,7 @@
 #include "core/data_dir.h"
 
 #include "core/master_key_source.h"
+#include "core/blob_store_s3.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -15,6 +16,17 @@
 #include "core/status.h"
 
 namespace cairn {
+namespace {
+
+absl::StatusOr<std::unique_ptr<BlobStore>> OpenBlobs(const std::filesystem::path& dir,
+                                                     const DataDirOptions& options) {
+  if (options.blobs_url.empty()) return OpenLocalBlobStore(dir / "blobs", options.env);
+  CAIRN_ASSIGN_OR_RETURN(S3Config config, ParseS3Url(options.blobs_url));
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<S3BlobStore> s3, OpenS3BlobStore(std::move(config)));
+  return std::unique_ptr<BlobStore>(std::move(s3));
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::path& dir,
                                                        const MasterKey& master,
@@ -74,8 +86,7 @@ absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::pa
         "the master key does not open the volumes in data directory ", dir.string(),
         " (volume ", volumes.front().id, " was made under another master key)"));
   }
-  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<BlobStore> blobs,
-                         OpenLocalBlobStore(dir / "blobs", options.env));
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<BlobStore> blobs, OpenBlobs(dir, options));
   CAIRN_LOG_INFO("opened data directory %s", dir.string());
   return std::unique_ptr<DataDir>(new DataDir(dir, lock.release(), std::move(meta),
                                               std::move(blobs), std::move(master)));

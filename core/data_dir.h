@@ -3,13 +3,15 @@
 //   DIR/LOCK        flock()ed by the owning process for its lifetime
 //   DIR/master.key  32 bytes, mode 0600, created on first start
 //   DIR/meta.db     SQLite metadata store
-//   DIR/blobs/      LocalBlobStore root
+//   DIR/blobs/      LocalBlobStore root, unless blobs live in S3
+//                   (DataDirOptions::blobs_url)
 //
 // Owns the stores and the lock; movable, not copyable.
 #pragma once
 
 #include <filesystem>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "core/blob_store.h"
@@ -31,6 +33,9 @@ struct DataDirOptions {
   // Where the master key comes from (null: DIR/master.key). Not owned;
   // used only during Open.
   MasterKeySource* keys = nullptr;
+  // Empty: blobs in DIR/blobs. "s3://BUCKET/PREFIX?endpoint=…": blobs in
+  // that bucket (core/s3_client.h ParseS3Url; D42).
+  std::string blobs_url;
 };
 
 class DataDir {

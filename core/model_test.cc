@@ -15,9 +15,11 @@
 #include <vector>
 
 #include "core/blob_store.h"
+#include "core/blob_store_s3.h"
 #include "core/engine.h"
 #include "core/files.h"
 #include "core/meta_store.h"
+#include "core/testing/s3_server.h"
 #include "core/testing/temp_dir.h"
 #include "core/tree.h"
 #include "gtest/gtest.h"
@@ -108,7 +110,14 @@ struct Mount {
   std::vector<Change> pending;
 };
 
-class ModelTest : public ::testing::TestWithParam<uint32_t> {
+// A seed, and where the blobs live: the local store, or S3 (a real
+// versitygw, one key prefix per test).
+struct ModelParam {
+  uint32_t seed;
+  bool s3 = false;
+};
+
+class ModelTest : public ::testing::TestWithParam<ModelParam> {
  protected:
   void SetUp() override {
     // This test is about commit semantics, not durability (crash_test covers
@@ -124,7 +133,14 @@ class ModelTest : public ::testing::TestWithParam<uint32_t> {
       root_ = dir_->path();
     }
     meta_ = OpenSqliteMetaStore(root_ / "meta.db").value();
-    blobs_ = OpenLocalBlobStore(root_ / "blobs").value();
+    if (GetParam().s3) {
+      CAIRN_REQUIRE_S3(server);
+      auto s3 = OpenS3BlobStore(server->Config(testing::S3TestServer::UniquePrefix()));
+      ASSERT_TRUE(s3.ok()) << s3.status();
+      blobs_ = *std::move(s3);
+    } else {
+      blobs_ = OpenLocalBlobStore(root_ / "blobs").value();
+    }
     engine_ = std::make_unique<Engine>(meta_.get(), blobs_.get(),
                                        MasterKey::FromBytes(std::string(32, 'M')).value());
     volume_ = engine_->CreateVolume("", "model", 2).value();
@@ -176,7 +192,7 @@ class ModelTest : public ::testing::TestWithParam<uint32_t> {
 };
 
 TEST_P(ModelTest, RandomEditsCommitsAndReloadsMatchTheModel) {
-  std::mt19937 rng(GetParam());
+  std::mt19937 rng(GetParam().seed);
   auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
   const std::vector<std::string> names = {"a", "b", "c", "d", "e.txt"};
 
@@ -269,7 +285,7 @@ TEST_P(ModelTest, RandomEditsCommitsAndReloadsMatchTheModel) {
         expected[s->seq] = next;
         ++commits;
         Model got = ReadEngine(s->root);
-        ASSERT_EQ(got, next) << "seed " << GetParam() << " step " << step << " seq " << s->seq;
+        ASSERT_EQ(got, next) << "seed " << GetParam().seed << " step " << step << " seq " << s->seq;
         CheckTotals(*s, next);
       }
       // After a commit the mount sees the new head (its changes included).
@@ -320,7 +336,13 @@ TEST_P(ModelTest, RandomEditsCommitsAndReloadsMatchTheModel) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, ModelTest,
-                         ::testing::Values(1u, 2u, 3u, 4u, 5u, 42u, 1234u, 2026u));
+                         ::testing::Values(ModelParam{1}, ModelParam{2}, ModelParam{3},
+                                           ModelParam{4}, ModelParam{5}, ModelParam{42},
+                                           ModelParam{1234}, ModelParam{2026}),
+                         [](const auto& info) { return std::to_string(info.param.seed); });
+INSTANTIATE_TEST_SUITE_P(S3, ModelTest,
+                         ::testing::Values(ModelParam{1, true}, ModelParam{42, true}),
+                         [](const auto& info) { return std::to_string(info.param.seed); });
 
 }  // namespace
 }  // namespace cairn

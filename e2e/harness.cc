@@ -260,7 +260,7 @@ absl::Status ServerProcess::Launch() {
     argv.push_back(token_file.string());
   }
   for (const std::string& a : options_.extra_args) argv.push_back(a);
-  auto child = Child::Spawn(argv, {}, log_file_);
+  auto child = Child::Spawn(argv, options_.env, log_file_);
   if (!child.ok()) return child.status();
   child_ = std::move(*child);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);

@@ -78,6 +78,7 @@ class ServerProcess {
     std::filesystem::path data_dir;   // required
     std::string token;                // written to a token file and passed with --token-file
     std::vector<std::string> extra_args;
+    std::vector<std::string> env;     // "K=V" added to the server's environment
   };
   // Starts `cairn server` and waits for /readyz (up to 30 s).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/flags.h"
+#include "core/s3_client.h"
 #include "core/status.h"
 
 namespace cairn::operator_ {
@@ -9,6 +10,10 @@ namespace cairn::operator_ {
 std::string ServerFlagsHelp() {
   return absl::StrCat(
       "  --data DIR              data directory (created if missing; required)\n"
+      "  --blobs s3://BUCKET/PREFIX?endpoint=URL&region=R&path_style=true|false\n"
+      "                          keep blobs in S3 (or an S3-compatible store) instead\n"
+      "                          of DIR/blobs; credentials from AWS_ACCESS_KEY_ID and\n"
+      "                          AWS_SECRET_ACCESS_KEY, or credentials_file=FILE\n"
       "  --listen HOST:PORT      Volume API address (default ", kDefaultListen, ")\n",
       "  --metrics-listen HOST:PORT, --metrics HOST:PORT\n"
       "                          /metrics, /healthz, /readyz (default ",
@@ -24,6 +29,18 @@ std::string ServerFlagsHelp() {
       "  --gc-grace SECONDS      keep unreferenced blobs younger than this (default 3600)\n");
 }
 
+namespace {
+
+// --blobs URL: checked now (URL and credentials), so a typo fails at start.
+absl::StatusOr<std::string> ParseBlobsFlag(FlagCursor& flags) {
+  CAIRN_ASSIGN_OR_RETURN(std::string url, flags.Value());
+  absl::Status valid = ParseS3Url(url).status();
+  if (!valid.ok()) return absl::InvalidArgumentError(absl::StrCat("--blobs: ", valid.message()));
+  return url;
+}
+
+}  // namespace
+
 absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& args) {
   ServerOptions options;
   std::string token_file;
@@ -36,6 +53,8 @@ absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& a
     if (flags.Is("--data")) {
       CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
       options.data_dir = v;
+    } else if (flags.Is("--blobs")) {
+      CAIRN_ASSIGN_OR_RETURN(options.blobs, ParseBlobsFlag(flags));
     } else if (flags.Is("--listen")) {
       CAIRN_ASSIGN_OR_RETURN(options.listen, flags.Value());
     } else if (flags.Is("--metrics-listen") || flags.Is("--metrics")) {

@@ -13,7 +13,7 @@ namespace cairn::operator_ {
 // Help text for the flags ParseServerFlags accepts.
 std::string ServerFlagsHelp();
 
-// Parses --data DIR, --listen, --metrics-listen, --metrics-public, --token-file, --tls-cert,
+// Parses --data DIR, --blobs URL, --listen, --metrics-listen, --metrics-public, --token-file, --tls-cert,
 // --tls-key, --gc-interval SECONDS, --gc-grace SECONDS (each also as
 // --flag=value). InvalidArgument naming the offending argument otherwise.
 [[nodiscard]] absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& args);

@@ -78,9 +78,10 @@ absl::Status ValidateListenAddress(const std::string& host_port) {
 }
 
 absl::StatusOr<std::unique_ptr<DataDir>> OpenBackend(const std::filesystem::path& data_dir,
-                                                     MasterKeySource* keys) {
+                                                     MasterKeySource* keys,
+                                                     const std::string& blobs_url) {
   if (data_dir.empty()) return absl::InvalidArgumentError("--data DIR is required");
-  return DataDir::Open(data_dir, keys);
+  return DataDir::Open(data_dir, DataDirOptions{.keys = keys, .blobs_url = blobs_url});
 }
 
 struct Server::Impl {
@@ -126,7 +127,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     given_key.emplace(*options.master_key);
     keys = &*given_key;
   }
-  CAIRN_ASSIGN_OR_RETURN(impl.data, OpenBackend(options.data_dir, keys));
+  CAIRN_ASSIGN_OR_RETURN(impl.data, OpenBackend(options.data_dir, keys, options.blobs));
   impl.metrics = std::make_unique<ServiceMetrics>(server->registry_);
   impl.service =
       std::make_unique<VolumeServiceImpl>(&impl.data->engine(), impl.metrics.get(), options.token);

@@ -39,6 +39,8 @@ inline constexpr char kDefaultMetricsListen[] = "127.0.0.1:7421";
 
 struct ServerOptions {
   std::filesystem::path data_dir;
+  // Empty: blobs in DATA_DIR/blobs; else an s3:// URL (--blobs, D42).
+  std::string blobs;
   std::string listen = kDefaultListen;                 // HOST:PORT; port 0 picks one
   std::string metrics_listen = kDefaultMetricsListen;  // empty: no HTTP endpoint
   // Off loopback, /metrics needs the token unless this is set (the metrics
@@ -75,10 +77,12 @@ bool IsLoopbackAddress(const std::string& host_port);
 // InvalidArgument unless `host_port` is HOST:PORT (or [V6]:PORT).
 [[nodiscard]] absl::Status ValidateListenAddress(const std::string& host_port);
 
-// The backend factory: the data directory and its engine. `keys` null: the
-// key file in the data directory.
+// The backend factory: the data directory and its engine, with blobs in
+// `blobs_url` when set (an s3:// URL). `keys` null: the key file in the
+// data directory.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<DataDir>> OpenBackend(
-    const std::filesystem::path& data_dir, MasterKeySource* keys = nullptr);
+    const std::filesystem::path& data_dir, MasterKeySource* keys = nullptr,
+    const std::string& blobs_url = "");
 
 class Server {
  public:

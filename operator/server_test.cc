@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "core/testing/temp_dir.h"
 #include "gmock/gmock.h"
+#include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "operator/flags.h"
 #include "operator/periodic_runner.h"
@@ -138,6 +139,24 @@ TEST(ServerFlagsTest, RefusalsNameTheFlag) {
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->gc_interval, std::chrono::seconds(0));
   EXPECT_EQ(o->gc_grace, std::chrono::seconds(60));
+}
+
+TEST(ServerFlagsTest, BlobsTakesAnS3UrlCheckedAtOnce) {
+  ::setenv("AWS_ACCESS_KEY_ID", "AK", 1);
+  ::setenv("AWS_SECRET_ACCESS_KEY", "SK", 1);
+  auto o = ParseServerFlags(
+      {"--data", "/tmp/x", "--blobs", "s3://bucket/p?endpoint=http://127.0.0.1:9000"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->blobs, "s3://bucket/p?endpoint=http://127.0.0.1:9000");
+  auto bad = ParseServerFlags({"--data", "/tmp/x", "--blobs=/var/blobs"});
+  EXPECT_TRUE(absl::IsInvalidArgument(bad.status()));
+  EXPECT_TRUE(absl::StartsWith(bad.status().message(), "--blobs: ")) << bad.status();
+  ::unsetenv("AWS_ACCESS_KEY_ID");
+  ::unsetenv("AWS_SECRET_ACCESS_KEY");
+  auto no_creds = ParseServerFlags({"--data", "/tmp/x", "--blobs", "s3://bucket"});
+  EXPECT_TRUE(absl::IsInvalidArgument(no_creds.status()));
+  EXPECT_TRUE(absl::StrContains(no_creds.status().message(), "AWS_ACCESS_KEY_ID"));
+  EXPECT_TRUE(ParseServerFlags({"--data", "/tmp/x"})->blobs.empty());
 }
 
 }  // namespace
