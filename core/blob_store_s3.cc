@@ -29,9 +29,8 @@ class S3BlobStoreImpl final : public S3BlobStore {
         root_(s3_->config().prefix.empty() ? "" : absl::StrCat(s3_->config().prefix, "/")) {}
 
   absl::Status CheckBucket() {
-    // A one-key listing: cheap, and it needs the same rights the store does.
-    absl::Status s = s3_->ListObjects(absl::StrCat(root_, "vo-"), "/", nullptr, nullptr);
-    if (absl::IsNotFound(s)) {
+    absl::Status s = s3_->HeadBucket();
+    if (absl::IsNotFound(s) || absl::IsFailedPrecondition(s)) {
       return absl::FailedPreconditionError(
           absl::StrCat("S3 bucket ", s3_->config().bucket, " does not exist: ", s.message()));
     }

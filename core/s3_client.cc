@@ -361,7 +361,7 @@ absl::Status S3Error(absl::string_view method, absl::string_view what, int statu
   std::string message = XmlText(body, "Message");
   if (code.empty()) {
     switch (status) {
-      case 404: code = "NoSuchKey"; break;
+      case 404: code = absl::EndsWith(what, "/") ? "NoSuchBucket" : "NoSuchKey"; break;
       case 412: code = "PreconditionFailed"; break;
       case 403: code = "AccessDenied"; break;
       default: code = absl::StrCat("HTTP ", status);
@@ -624,6 +624,8 @@ absl::Status S3Client::ListObjects(std::string_view prefix_arg, std::string_view
     }
   }
 }
+
+absl::Status S3Client::HeadBucket() { return Send({"HEAD", "", {}, {}, {}}).status(); }
 
 absl::Status S3Client::CreateBucket() {
   std::string body;

@@ -105,6 +105,9 @@ class S3Client {
   [[nodiscard]] absl::Status ListObjects(std::string_view prefix, std::string_view delimiter,
                                          const std::function<void(const ObjectInfo&)>& on_object,
                                          const std::function<void(std::string_view)>& on_prefix);
+  // HEAD on the bucket: OK if it exists and the credentials may use it
+  // (NotFound if it does not exist).
+  [[nodiscard]] absl::Status HeadBucket();
   // Creates the bucket; one that exists and is ours is OK.
   [[nodiscard]] absl::Status CreateBucket();
 

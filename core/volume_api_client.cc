@@ -373,6 +373,26 @@ absl::StatusOr<BlobRange> VolumeApiClient::GetObjectRange(std::string_view volum
   return out;
 }
 
+absl::StatusOr<VolumeApiClient::ObjectUrls> VolumeApiClient::GetObjectUrls(
+    std::string_view volume_id, const std::vector<Digest>& addresses) {
+  api::GetObjectUrlsRequest request;
+  request.set_volume_id(std::string(volume_id));
+  for (const Digest& d : addresses) request.add_addresses(d.RawString());
+  api::GetObjectUrlsResponse response;
+  CAIRN_RETURN_IF_ERROR(
+      Call("GetObjectUrls", Kind::kMetadata, Retry::kAlsoDeadline, [&](grpc::ClientContext& ctx) {
+        return stub_->GetObjectUrls(&ctx, request, &response);
+      }));
+  if (response.urls_size() != request.addresses_size()) {
+    return absl::DataLossError(absl::StrCat("GetObjectUrls returned ", response.urls_size(),
+                                            " URLs for ", request.addresses_size(), " objects"));
+  }
+  ObjectUrls out;
+  out.urls.assign(response.urls().begin(), response.urls().end());
+  out.expires = absl::FromUnixSeconds(response.expires_unix_seconds());
+  return out;
+}
+
 absl::StatusOr<std::vector<Digest>> VolumeApiClient::MissingObjects(
     std::string_view volume_id, const std::vector<Digest>& addresses) {
   std::vector<Digest> missing;

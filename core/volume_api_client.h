@@ -33,6 +33,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "core/blob_store.h"
 #include "core/digest.h"
 #include "core/rpc_client.h"
@@ -95,6 +96,15 @@ class VolumeApiClient {
   [[nodiscard]] virtual absl::StatusOr<BlobRange> GetObjectRange(std::string_view volume_id,
                                                                  const Digest& address,
                                                                  uint64_t offset, uint64_t length);
+  // Presigned object-store URLs for `addresses` (GetObjectUrls), valid
+  // until `expires`. Unimplemented when the server's blobs are not in an
+  // object store.
+  struct ObjectUrls {
+    std::vector<std::string> urls;  // one per address, in order
+    absl::Time expires;
+  };
+  [[nodiscard]] virtual absl::StatusOr<ObjectUrls> GetObjectUrls(
+      std::string_view volume_id, const std::vector<Digest>& addresses);
   // The subset of `addresses` the server does not hold, in request order.
   // The server refreshes the GC grace period of every one it holds.
   [[nodiscard]] virtual absl::StatusOr<std::vector<Digest>> MissingObjects(

@@ -281,6 +281,9 @@ absl::StatusOr<MountOptions> ParseMountArgs(const std::vector<std::string>& args
       CAIRN_ASSIGN_OR_RETURN(o.commit_interval, flags.Seconds());
     } else if (flags.Is("--final-commit-timeout")) {
       CAIRN_ASSIGN_OR_RETURN(o.final_commit_timeout, flags.Seconds(/*allow_zero=*/true));
+    } else if (flags.Is("--no-direct-reads")) {
+      CAIRN_RETURN_IF_ERROR(flags.NoValue());
+      o.direct_reads = false;
     } else if (flags.Is("--read-timeout")) {
       CAIRN_ASSIGN_OR_RETURN(o.client.retry_for, flags.Seconds());
     } else if (flags.Is("-n") || flags.Is("--namespace")) {
@@ -400,7 +403,7 @@ int RunMounter(const MountOptions& options) {
     if (auto st = CleanStaleMount(options.mountpoint); !st.ok()) return fail("mount point", st);
   }
 
-  auto client = NewGrpcVolumeClient(options.client);
+  auto client = NewGrpcVolumeClient(options.client, options.direct_reads);
   if (!client.ok()) return fail("connect", client.status());
   api::VolumeRef ref;
   ref.set_namespace_(options.client.ns);

@@ -42,6 +42,9 @@ struct MountOptions {
   // setgid, and added to what new files inherit. -1: none.
   int64_t mount_group = -1;
   bool allow_other = true;  // when permitted (root, or user_allow_other)
+  // Read blobs straight from the object store with URLs the control plane
+  // signs, when its blobs are in one (core/direct_fetch_blob_store.h).
+  bool direct_reads = true;
   bool debug = false;
   // Run under a holder of the FUSE connection (mounter/holder.h) that
   // restarts a mounter which dies, on the same connection.
@@ -84,6 +87,9 @@ inline constexpr char kMountUsage[] =
     "                             fsGroup): files storing no owner show it, with\n"
     "                             group permissions equal to the owner's\n"
     "  --no-allow-other           only the mounting user may access the mount\n"
+    "  --no-direct-reads          read every blob through the control plane, even\n"
+    "                             when it keeps them in S3 (by default they are read\n"
+    "                             from the bucket with short-lived signed URLs)\n"
     "  --handover                 keep the mount alive across a mounter crash: a\n"
     "                             small holder process keeps the FUSE connection\n"
     "                             and starts a new mounter on it; SIGUSR2 to the\n"

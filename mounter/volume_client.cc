@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "core/direct_fetch_blob_store.h"
 #include "core/remote_blob_store.h"
 #include "core/status.h"
 #include "core/volume_api_client.h"
@@ -11,8 +12,11 @@ namespace {
 
 class GrpcVolumeClient final : public VolumeClient {
  public:
-  explicit GrpcVolumeClient(std::unique_ptr<VolumeApiClient> api)
-      : api_(std::move(api)), blobs_(api_.get()) {}
+  GrpcVolumeClient(std::unique_ptr<VolumeApiClient> api, bool direct_reads)
+      : api_(std::move(api)),
+        blobs_(api_.get()),
+        direct_(api_.get(), &blobs_),
+        direct_reads_(direct_reads) {}
 
   absl::StatusOr<api::OpenVolumeResponse> Open(const api::VolumeRef& ref) override {
     return api_->OpenVolume(ref);
@@ -33,19 +37,24 @@ class GrpcVolumeClient final : public VolumeClient {
     return api_->Commit(request);
   }
 
-  BlobStore* blobs() override { return &blobs_; }
+  BlobStore* blobs() override {
+    return direct_reads_ ? static_cast<BlobStore*>(&direct_) : &blobs_;
+  }
   void SetRetryFor(absl::Duration retry_for) override { api_->SetRetryFor(retry_for); }
 
  private:
   std::unique_ptr<VolumeApiClient> api_;
   RemoteBlobStore blobs_;
+  DirectFetchBlobStore direct_;  // reads from the object store, else blobs_
+  const bool direct_reads_;
 };
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<VolumeClient>> NewGrpcVolumeClient(const ClientOptions& options) {
+absl::StatusOr<std::unique_ptr<VolumeClient>> NewGrpcVolumeClient(const ClientOptions& options,
+                                                                  bool direct_reads) {
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<VolumeApiClient> api, VolumeApiClient::Connect(options));
-  return std::make_unique<GrpcVolumeClient>(std::move(api));
+  return std::make_unique<GrpcVolumeClient>(std::move(api), direct_reads);
 }
 
 }  // namespace cairn::mounter

@@ -45,7 +45,9 @@ class VolumeClient {
   virtual void SetRetryFor(absl::Duration retry_for) {}
 };
 
+// With `direct_reads`, blobs are read from the object store with URLs the
+// control plane signs, when it has them (core/direct_fetch_blob_store.h).
 [[nodiscard]] absl::StatusOr<std::unique_ptr<VolumeClient>> NewGrpcVolumeClient(
-    const ClientOptions& options);
+    const ClientOptions& options, bool direct_reads = true);
 
 }  // namespace cairn::mounter

@@ -1,6 +1,5 @@
 #include "operator/volume_service.h"
 
-
 #include <chrono>
 #include <future>
 #include <type_traits>
@@ -8,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/blob_store_s3.h"
 #include "core/async.h"
 #include "core/file_ops.h"
 #include "core/files.h"
@@ -500,6 +500,29 @@ grpc::Status VolumeServiceImpl::GetObjects(grpc::ServerContext* ctx,
       metrics_->bytes_out.WithLabels({}).Increment(response.sealed().size());
       if (!writer->Write(response)) return absl::CancelledError("client went away");
     }
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status VolumeServiceImpl::GetObjectUrls(grpc::ServerContext* ctx,
+                                              const api::GetObjectUrlsRequest* req,
+                                              api::GetObjectUrlsResponse* resp) {
+  return Handle("GetObjectUrls", ctx, [&]() -> absl::Status {
+    auto* s3 = dynamic_cast<S3BlobStore*>(engine_->blobs());
+    if (s3 == nullptr) {
+      return absl::UnimplementedError(
+          "this control plane keeps its blobs on local disk: read them with GetObjects");
+    }
+    CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, ResolveId(req->volume_id()));
+    // Short: a URL is a bearer capability for one object's ciphertext.
+    constexpr absl::Duration kUrlLifetime = absl::Minutes(5);
+    const absl::Time expires = absl::Now() + kUrlLifetime;
+    for (const std::string& raw : req->addresses()) {
+      CAIRN_ASSIGN_OR_RETURN(Digest address, AddressFromWire(raw));
+      CAIRN_ASSIGN_OR_RETURN(std::string url, s3->PresignGet(volume.id, address, kUrlLifetime));
+      resp->add_urls(std::move(url));
+    }
+    resp->set_expires_unix_seconds(absl::ToUnixSeconds(expires));
     return absl::OkStatus();
   });
 }

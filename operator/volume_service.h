@@ -65,6 +65,8 @@ class VolumeServiceImpl final : public api::VolumeService::Service {
                        api::Snapshot* resp) override;
   grpc::Status GetObjects(grpc::ServerContext* ctx, const api::GetObjectsRequest* req,
                           grpc::ServerWriter<api::GetObjectsResponse>* writer) override;
+  grpc::Status GetObjectUrls(grpc::ServerContext* ctx, const api::GetObjectUrlsRequest* req,
+                             api::GetObjectUrlsResponse* resp) override;
   grpc::Status MissingObjects(grpc::ServerContext* ctx, const api::MissingObjectsRequest* req,
                               api::MissingObjectsResponse* resp) override;
   grpc::Status PutObjects(grpc::ServerContext* ctx,

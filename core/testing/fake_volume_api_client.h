@@ -57,6 +57,12 @@ class FakeVolumeApiClient final : public VolumeApiClient {
                                            uint64_t offset, uint64_t length) override;
   absl::StatusOr<std::vector<Digest>> MissingObjects(std::string_view volume_id,
                                                      const std::vector<Digest>& addresses) override;
+  // Its blobs are in memory, not an object store: Unimplemented, as a
+  // control plane over local blobs answers.
+  absl::StatusOr<ObjectUrls> GetObjectUrls(std::string_view volume_id,
+                                           const std::vector<Digest>& addresses) override {
+    return absl::UnimplementedError("the fake keeps its blobs in memory");
+  }
   absl::Status PutObjects(std::string_view volume_id,
                           std::vector<std::pair<Digest, std::string>>& blobs) override;
   absl::StatusOr<std::unique_ptr<PutStream>> OpenPutStream(std::string_view volume_id) override;
