@@ -5,6 +5,8 @@
 
 #include "operator/server.h"
 
+#include <httplib.h>
+
 #include <memory>
 
 #include "core/testing/mem_stores.h"
@@ -13,6 +15,8 @@
 #include "core/remote_blob_store.h"
 #include "core/rpc_client.h"
 #include "core/status.h"
+#include "core/blob_store_s3.h"
+#include "core/testing/s3_server.h"
 #include "gmock/gmock.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
@@ -189,6 +193,49 @@ TEST_F(VolumeServiceTest, GetObjectsSendsRangesOfObjects) {
   grpc::Status st = reader->Finish();
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(st.error_message(), HasSubstr("one per address"));
+}
+
+TEST_F(VolumeServiceTest, GetObjectUrlsNeedsAnObjectStore) {
+  api::Volume v = Create("urls");
+  std::unique_ptr<VolumeApiClient> client = VolumeApiClient::OverChannel(channel_, {});
+  auto urls = client->GetObjectUrls(v.id(), {Sha256("x")});
+  EXPECT_EQ(urls.status().code(), absl::StatusCode::kUnimplemented) << urls.status();
+}
+
+TEST(VolumeServiceS3Test, GetObjectUrlsSignsOneUrlPerObjectOfTheVolume) {
+  CAIRN_REQUIRE_S3(s3);
+  auto blobs = OpenS3BlobStore(s3->Config(testing::S3TestServer::UniquePrefix()));
+  ASSERT_TRUE(blobs.ok()) << blobs.status();
+  auto meta = NewMemMetaStore();
+  Engine engine(meta.get(), blobs->get(), *MasterKey::FromBytes(std::string(32, 'k')));
+  metrics::Registry registry;
+  ServiceMetrics metrics(registry);
+  VolumeServiceImpl service(&engine, &metrics, "");
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  std::unique_ptr<VolumeApiClient> client =
+      VolumeApiClient::OverChannel(server->InProcessChannel(grpc::ChannelArguments()), {});
+  auto volume = engine.CreateVolume("", "direct", 2);
+  ASSERT_TRUE(volume.ok()) << volume.status();
+  ASSERT_TRUE((*blobs)->Put(volume->id, Sha256("sealed"), "sealed").ok());
+
+  auto urls = client->GetObjectUrls(volume->id, {Sha256("sealed"), Sha256("other")});
+  ASSERT_TRUE(urls.ok()) << urls.status();
+  ASSERT_EQ(urls->urls.size(), 2u);
+  EXPECT_GT(urls->expires, absl::Now());
+  EXPECT_LT(urls->expires, absl::Now() + absl::Minutes(10));
+  httplib::Client http(s3->endpoint());
+  http.set_url_encode(false);
+  auto got = http.Get(urls->urls[0].substr(s3->endpoint().size()));
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, 200);
+  EXPECT_EQ(got->body, "sealed");
+  EXPECT_NE(urls->urls[0].find(volume->id), std::string::npos) << "scoped to the volume";
+
+  EXPECT_EQ(client->GetObjectUrls("vo-missing", {Sha256("sealed")}).status().code(),
+            absl::StatusCode::kNotFound);
+  server->Shutdown();
 }
 
 TEST_F(VolumeServiceTest, CopyFilesSharesChunks) {
