@@ -28,7 +28,7 @@ FROM debian:bookworm-slim
 # libgcc-s1 and libstdc++6 come with the base.
 ARG RUNTIME_LIBRARIES="\
       libabsl20220623 libbrotli1 libc-ares2 libcpp-httplib0.11 libfuse3-3 \
-      libgrpc++1.51 libgrpc29 libprotobuf32 libre2-9 libsqlite3-0 libssl3 libyaml-cpp0.7 \
+      libgrpc++1.51 libgrpc29 libprotobuf32 libre2-9 libsqlite3-0 libpq5 libssl3 libyaml-cpp0.7 \
       zlib1g"
 # fuse3 brings fusermount3, which the mounter falls back to for unmounting;
 # ca-certificates lets the control plane verify S3 and API server endpoints.

@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 
@@ -526,9 +527,10 @@ int RunServer(const std::vector<std::string>& args) {
   for (const std::string& a : args) {
     if (a == "-h" || a == "--help") {
       std::printf(
-          "Usage: cairn server --data DIR [--listen HOST:PORT] [options]\n\n"
-          "Runs the standalone control plane (SQLite + local blob directory) in the\n"
-          "foreground until SIGINT or SIGTERM.\n\nOptions:\n%s",
+          "Usage: cairn server --data DIR [--meta postgres://...] [--listen HOST:PORT] [options]\n\n"
+          "Runs the standalone control plane (SQLite + local blob directory, or its\n"
+          "metadata in PostgreSQL with --meta) in the foreground until SIGINT or SIGTERM.\n\n"
+          "Options:\n%s",
           operator_::ServerFlagsHelp().c_str());
       return 0;
     }
@@ -554,13 +556,14 @@ int RunServer(const std::vector<std::string>& args) {
 
 int RunFsck(const std::vector<std::string>& args) {
   const std::string hint = "Run 'cairn fsck --help' for usage.\n";
-  absl::StatusOr<Args> parsed = Args::Parse(args, {{"--data", "", true}});
+  absl::StatusOr<Args> parsed = Args::Parse(args, {{"--data", "", true}, {"--meta", "", true}});
   if (!parsed.ok()) return Fail(parsed.status(), hint);
   if (parsed->help()) {
     std::printf(
-        "Usage: cairn fsck --data DIR\n\n"
+        "Usage: cairn fsck --data DIR [--meta postgres://...]\n\n"
         "Checks every snapshot of every volume in a data directory: referenced objects\n"
-        "must exist and authenticate. Run it with the server stopped.\n\n"
+        "must exist and authenticate. Run it with the server stopped. --meta (or\n"
+        "CAIRN_META_URL) names the PostgreSQL database the server keeps its metadata in.\n\n"
         "Exit codes: 0 clean; 3 only orphans or temporaries (unreferenced blobs and\n"
         "leftover blob temporaries, e.g. from an interrupted upload; GC removes\n"
         "them); 4 missing or corrupt objects;\n"
@@ -570,7 +573,13 @@ int RunFsck(const std::vector<std::string>& args) {
   if (!parsed->Has("--data") || !parsed->positional().empty()) {
     return Usage("usage: cairn fsck --data DIR", hint);
   }
-  absl::StatusOr<std::unique_ptr<DataDir>> dir = DataDir::Open(parsed->Get("--data"));
+  DataDirOptions dir_options;
+  dir_options.meta_url = parsed->Get("--meta");
+  if (const char* env = std::getenv("CAIRN_META_URL");
+      dir_options.meta_url.empty() && env != nullptr) {
+    dir_options.meta_url = env;
+  }
+  absl::StatusOr<std::unique_ptr<DataDir>> dir = DataDir::Open(parsed->Get("--data"), dir_options);
   if (!dir.ok()) return Fail(dir.status(), hint);
   absl::StatusOr<FsckReport> report = Fsck((*dir)->meta(), (*dir)->blobs(), (*dir)->master());
   if (!report.ok()) return Fail(report.status(), hint);

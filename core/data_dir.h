@@ -2,7 +2,8 @@
 //
 //   DIR/LOCK        flock()ed by the owning process for its lifetime
 //   DIR/master.key  32 bytes, mode 0600, created on first start
-//   DIR/meta.db     SQLite metadata store
+//   DIR/meta.db     SQLite metadata store, unless options.meta_url names a
+//                   PostgreSQL database (D39), which then holds the metadata
 //   DIR/blobs/      LocalBlobStore root
 //
 // Owns the stores and the lock; movable, not copyable.
@@ -31,6 +32,10 @@ struct DataDirOptions {
   // Where the master key comes from (null: DIR/master.key). Not owned;
   // used only during Open.
   MasterKeySource* keys = nullptr;
+  // A PostgreSQL URL (postgres://...): the metadata lives there instead of
+  // DIR/meta.db, shared with other replicas. Empty: the embedded SQLite.
+  std::string meta_url;
+  PostgresOptions postgres;
 };
 
 class DataDir {

@@ -6,8 +6,9 @@
 // Commits and garbage collection exclude each other through gc_mu_: a
 // commit checks (and touches) every address it references under a shared
 // lock, GC deletes under an exclusive one, so GC never removes a blob that a
-// commit about to land depends on. One process owns a data directory at a
-// time (see data_dir.h), so this in-process lock is sufficient.
+// commit about to land depends on. Within one process gc_mu_ does it; the
+// MetaStore's GcLock (taken after gc_mu_) extends it to every process
+// sharing the metadata store: replicas over one PostgreSQL (D40).
 #pragma once
 
 #include <chrono>

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "core/engine.h"
 #include "core/files.h"
 #include "core/meta_store.h"
+#include "core/testing/postgres_server.h"
 #include "core/testing/temp_dir.h"
 #include "core/tree.h"
 #include "gtest/gtest.h"
@@ -108,7 +110,16 @@ struct Mount {
   std::vector<Change> pending;
 };
 
-class ModelTest : public ::testing::TestWithParam<uint32_t> {
+// The metadata backend and the random seed.
+struct ModelParam {
+  bool postgres = false;
+  uint32_t seed = 0;
+  friend std::ostream& operator<<(std::ostream& os, const ModelParam& p) {
+    return os << (p.postgres ? "postgres" : "sqlite") << " seed " << p.seed;
+  }
+};
+
+class ModelTest : public ::testing::TestWithParam<ModelParam> {
  protected:
   void SetUp() override {
     // This test is about commit semantics, not durability (crash_test covers
@@ -123,7 +134,16 @@ class ModelTest : public ::testing::TestWithParam<uint32_t> {
       dir_.emplace();
       root_ = dir_->path();
     }
-    meta_ = OpenSqliteMetaStore(root_ / "meta.db").value();
+    if (GetParam().postgres) {
+      CAIRN_REQUIRE_POSTGRES(pg);
+      absl::StatusOr<std::string> url = pg->NewDatabase();
+      ASSERT_TRUE(url.ok()) << url.status();
+      absl::StatusOr<std::unique_ptr<MetaStore>> meta = OpenPostgresMetaStore(*url);
+      ASSERT_TRUE(meta.ok()) << meta.status();
+      meta_ = *std::move(meta);
+    } else {
+      meta_ = OpenSqliteMetaStore(root_ / "meta.db").value();
+    }
     blobs_ = OpenLocalBlobStore(root_ / "blobs").value();
     engine_ = std::make_unique<Engine>(meta_.get(), blobs_.get(),
                                        MasterKey::FromBytes(std::string(32, 'M')).value());
@@ -176,7 +196,7 @@ class ModelTest : public ::testing::TestWithParam<uint32_t> {
 };
 
 TEST_P(ModelTest, RandomEditsCommitsAndReloadsMatchTheModel) {
-  std::mt19937 rng(GetParam());
+  std::mt19937 rng(GetParam().seed);
   auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
   const std::vector<std::string> names = {"a", "b", "c", "d", "e.txt"};
 
@@ -319,8 +339,21 @@ TEST_P(ModelTest, RandomEditsCommitsAndReloadsMatchTheModel) {
   EXPECT_GT(expected.rbegin()->second.size(), 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Seeds, ModelTest,
-                         ::testing::Values(1u, 2u, 3u, 4u, 5u, 42u, 1234u, 2026u));
+std::string ModelName(const ::testing::TestParamInfo<ModelParam>& info) {
+  return std::to_string(info.param.seed);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sqlite, ModelTest,
+                         ::testing::Values(ModelParam{false, 1}, ModelParam{false, 2},
+                                           ModelParam{false, 3}, ModelParam{false, 4},
+                                           ModelParam{false, 5}, ModelParam{false, 42},
+                                           ModelParam{false, 1234}, ModelParam{false, 2026}),
+                         ModelName);
+// Fewer seeds: every commit is several round trips to a real server.
+INSTANTIATE_TEST_SUITE_P(Postgres, ModelTest,
+                         ::testing::Values(ModelParam{true, 1}, ModelParam{true, 42},
+                                           ModelParam{true, 2026}),
+                         ModelName);
 
 }  // namespace
 }  // namespace cairn

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/flags.h"
 #include "operator/server.h"
 
 namespace cairn::operator_ {
@@ -13,7 +14,13 @@ namespace cairn::operator_ {
 // Help text for the flags ParseServerFlags accepts.
 std::string ServerFlagsHelp();
 
-// Parses --data DIR, --listen, --metrics-listen, --metrics-public, --token-file, --tls-cert,
+// The backend flags, in one place (--data DIR, --meta URL, --meta-file
+// FILE): if the cursor's flag is one, consumes it into `options` and
+// returns true; false for any other flag. InvalidArgument for a --meta
+// that is not a postgres:// URL or a --meta-file that cannot be read.
+[[nodiscard]] absl::StatusOr<bool> ParseBackendFlag(FlagCursor& flags, ServerOptions& options);
+
+// Parses the backend flags (above), --listen, --metrics-listen, --metrics-public, --token-file, --tls-cert,
 // --tls-key, --gc-interval SECONDS, --gc-grace SECONDS (each also as
 // --flag=value). InvalidArgument naming the offending argument otherwise.
 [[nodiscard]] absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& args);

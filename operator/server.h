@@ -39,6 +39,9 @@ inline constexpr char kDefaultMetricsListen[] = "127.0.0.1:7421";
 
 struct ServerOptions {
   std::filesystem::path data_dir;
+  // A PostgreSQL URL: metadata there, shared with other replicas (D39);
+  // empty: DIR/meta.db. Blobs and the master key stay as without it.
+  std::string meta_url;
   std::string listen = kDefaultListen;                 // HOST:PORT; port 0 picks one
   std::string metrics_listen = kDefaultMetricsListen;  // empty: no HTTP endpoint
   // Off loopback, /metrics needs the token unless this is set (the metrics
@@ -78,7 +81,8 @@ bool IsLoopbackAddress(const std::string& host_port);
 // The backend factory: the data directory and its engine. `keys` null: the
 // key file in the data directory.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<DataDir>> OpenBackend(
-    const std::filesystem::path& data_dir, MasterKeySource* keys = nullptr);
+    const std::filesystem::path& data_dir, MasterKeySource* keys = nullptr,
+    const std::string& meta_url = "");
 
 class Server {
  public:
