@@ -30,7 +30,7 @@ bool HasPassword(const std::string& url) {
   return found;
 }
 
-absl::Status CheckMetaUrl(const std::string& url, std::string_view from) {
+absl::Status CheckMetaUrl(const std::string& url, const std::string& from) {
   if (!IsPostgresUrl(url)) {
     return absl::InvalidArgumentError(absl::StrCat(
         from, ": expected a postgres:// or postgresql:// URL (the embedded default needs none)"));
@@ -59,7 +59,7 @@ absl::StatusOr<bool> ParseBackendFlag(FlagCursor& flags, ServerOptions& options)
     if (!in) {
       return absl::InvalidArgumentError(absl::StrCat("--meta-file ", file, ": cannot read it"));
     }
-    options.meta_url = absl::StripAsciiWhitespace(text.str());  // echo URL > file
+    options.meta_url = std::string(absl::StripAsciiWhitespace(text.str()));  // echo URL > file
     CAIRN_RETURN_IF_ERROR(CheckMetaUrl(options.meta_url, absl::StrCat("--meta-file ", file)));
   } else {
     return false;
@@ -127,7 +127,7 @@ absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& a
   if (options.data_dir.empty()) return absl::InvalidArgumentError("--data DIR is required");
   if (const char* env = std::getenv("CAIRN_META_URL");
       options.meta_url.empty() && env != nullptr && *env != '\0') {
-    options.meta_url = absl::StripAsciiWhitespace(env);
+    options.meta_url = std::string(absl::StripAsciiWhitespace(env));
     CAIRN_RETURN_IF_ERROR(CheckMetaUrl(options.meta_url, "CAIRN_META_URL"));
   }
   CAIRN_RETURN_IF_ERROR(ValidateListenAddress(options.listen));
