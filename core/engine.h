@@ -182,8 +182,8 @@ class Engine {
   MetaStore* const meta_;
   BlobStore* const blobs_;
   const MasterKey master_;
-  // Lock order: a volume's commit lock, then gc_mu_.
-  // Shared by commits, exclusive for GC.
+  // Lock order: a volume's commit lock, then gc_mu_, then the MetaStore's
+  // GcLock (the same mode). Shared by commits, exclusive for GC.
   std::shared_mutex gc_mu_;
   absl::Mutex commit_locks_mu_;
   absl::flat_hash_map<std::string, std::weak_ptr<absl::Mutex>> commit_locks_

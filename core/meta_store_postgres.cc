@@ -34,6 +34,7 @@
 #include "absl/synchronization/mutex.h"
 #include "core/log.h"
 #include "core/meta_store.h"
+#include "core/meta_store_errors.h"
 #include "core/status.h"
 
 namespace cairn {
@@ -238,10 +239,6 @@ absl::StatusOr<SnapshotRecord> ReadSnapshot(const PGresult* r, int row) {
   s.inodes = ColU64(r, row, 5);
   s.bytes = ColU64(r, row, 6);
   return s;
-}
-
-absl::Status VolumeNotFound(std::string_view id) {
-  return absl::NotFoundError(absl::StrCat("volume ", Sv(id), " not found"));
 }
 
 // Connections to one server, at most `max` open; Get waits for one.
@@ -541,7 +538,7 @@ class PostgresMetaStore : public MetaStore {
   absl::StatusOr<VolumeRecord> GetVolumeById(std::string_view id) override {
     const std::string sql = absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes WHERE id = $1");
     CAIRN_ASSIGN_OR_RETURN(auto done, ExecFirst(pool_, sql.c_str(), Params().Str(id), "get volume"));
-    if (PQntuples(done.second.get()) == 0) return VolumeNotFound(id);
+    if (PQntuples(done.second.get()) == 0) return meta_store_errors::VolumeNotFound(id);
     return ReadVolume(done.second.get(), 0);
   }
 
@@ -564,7 +561,7 @@ class PostgresMetaStore : public MetaStore {
     CAIRN_ASSIGN_OR_RETURN(Result r, txn.Query("SELECT ns, name FROM volumes WHERE id = $1 "
                                                "FOR NO KEY UPDATE",
                                                Params().Str(id), "get volume"));
-    if (PQntuples(r.get()) == 0) return VolumeNotFound(id);
+    if (PQntuples(r.get()) == 0) return meta_store_errors::VolumeNotFound(id);
     const std::string ns = ColBytes(r.get(), 0, 0);
     if (ColBytes(r.get(), 0, 1) == new_name) return txn.Commit();
     absl::Status renamed = txn.Exec("UPDATE volumes SET name = $1 WHERE id = $2",
@@ -583,7 +580,7 @@ class PostgresMetaStore : public MetaStore {
     // waits for it instead of deadlocking on the volume row.
     CAIRN_ASSIGN_OR_RETURN(Result r, txn.Query("SELECT 1 FROM heads WHERE volume_id = $1 FOR UPDATE",
                                                Params().Str(id), "lock head"));
-    if (PQntuples(r.get()) == 0) return VolumeNotFound(id);
+    if (PQntuples(r.get()) == 0) return meta_store_errors::VolumeNotFound(id);
     for (const char* sql : {"DELETE FROM commit_keys WHERE volume_id = $1",
                             "DELETE FROM heads WHERE volume_id = $1",
                             "DELETE FROM snapshots WHERE volume_id = $1",
@@ -613,7 +610,7 @@ class PostgresMetaStore : public MetaStore {
                   "s.bytes FROM heads h JOIN snapshots s ON s.volume_id = h.volume_id AND "
                   "s.seq = h.seq WHERE h.volume_id = $1",
                   Params().Str(volume_id), "get head"));
-    if (PQntuples(done.second.get()) == 0) return VolumeNotFound(volume_id);
+    if (PQntuples(done.second.get()) == 0) return meta_store_errors::VolumeNotFound(volume_id);
     return ReadSnapshot(done.second.get(), 0);
   }
 
@@ -626,7 +623,7 @@ class PostgresMetaStore : public MetaStore {
         auto done,
         ExecFirst(pool_, sql.c_str(), Params().Str(volume_id).U64(seq), "get snapshot"));
     const PGresult* r = done.second.get();
-    if (!ColBool(r, 0, 7)) return VolumeNotFound(volume_id);
+    if (!ColBool(r, 0, 7)) return meta_store_errors::VolumeNotFound(volume_id);
     if (PQgetisnull(r, 0, 0)) {
       return absl::NotFoundError(
           absl::StrCat("snapshot ", seq, " of volume ", Sv(volume_id), " not found"));
@@ -654,11 +651,7 @@ class PostgresMetaStore : public MetaStore {
   absl::Status CommitSnapshot(const SnapshotRecord& next, uint64_t expected_head_seq,
                               std::string_view idempotency_key,
                               const Digest& changes_digest) override {
-    if (next.seq != expected_head_seq + 1) {
-      return absl::InvalidArgumentError(absl::StrCat("snapshot seq ", next.seq,
-                                                     " does not follow expected head ",
-                                                     expected_head_seq));
-    }
+    CAIRN_RETURN_IF_ERROR(meta_store_errors::CheckFollows(next, expected_head_seq));
     CAIRN_ASSIGN_OR_RETURN(Txn txn, Txn::Begin(pool_));
     // FOR UPDATE: the head row stays locked until COMMIT, which makes the
     // read and the update below one compare-and-swap across replicas.
@@ -672,8 +665,7 @@ class PostgresMetaStore : public MetaStore {
       }
     }
     if (head != expected_head_seq) {
-      return absl::AbortedError(
-          absl::StrCat("head moved: expected ", expected_head_seq, ", found ", head));
+      return meta_store_errors::HeadMoved(expected_head_seq, head);
     }
     CAIRN_RETURN_IF_ERROR(InsertSnapshot(txn, next));
     CAIRN_RETURN_IF_ERROR(txn.Exec("UPDATE heads SET seq = $1 WHERE volume_id = $2",
@@ -807,7 +799,7 @@ class PostgresMetaStore : public MetaStore {
         Result r, txn.Query(for_update ? "SELECT seq FROM heads WHERE volume_id = $1 FOR UPDATE"
                                        : "SELECT seq FROM heads WHERE volume_id = $1",
                             Params().Str(volume_id), "get head"));
-    if (PQntuples(r.get()) == 0) return VolumeNotFound(volume_id);
+    if (PQntuples(r.get()) == 0) return meta_store_errors::VolumeNotFound(volume_id);
     return ColU64(r.get(), 0, 0);
   }
 

@@ -17,6 +17,7 @@
 #include "core/files.h"
 #include "core/fsck.h"
 #include "core/meta_store.h"
+#include "core/testing/counting_blob_store.h"
 #include "core/testing/postgres_server.h"
 #include "core/testing/temp_dir.h"
 #include "core/tree.h"
@@ -117,45 +118,21 @@ TEST(PostgresMetaStoreTest, RefusesANewerSchema) {
 // listed a volume's blobs (its garbage decided, nothing deleted yet) until
 // `proceed` is notified or a few seconds pass: the window in which a commit
 // on another replica may reference a blob GC is about to delete.
-class PausingBlobStore final : public BlobStore {
+class PausingBlobStore final : public testing::CountingBlobStore {
  public:
-  explicit PausingBlobStore(BlobStore* inner) : inner_(inner) {}
+  explicit PausingBlobStore(BlobStore* inner) : CountingBlobStore(inner) {}
   std::atomic<bool> armed{false};
   absl::Notification listed;
   absl::Notification proceed;
 
   absl::Status List(std::string_view v, const std::function<void(const BlobInfo&)>& fn) override {
-    absl::Status st = inner_->List(v, fn);
+    absl::Status st = CountingBlobStore::List(v, fn);
     if (armed.exchange(false)) {
       listed.Notify();
       proceed.WaitForNotificationWithTimeout(absl::Seconds(3));
     }
     return st;
   }
-  absl::Status Put(std::string_view v, const Digest& a, std::string_view s) override {
-    return inner_->Put(v, a, s);
-  }
-  absl::StatusOr<std::string> Get(std::string_view v, const Digest& a) override {
-    return inner_->Get(v, a);
-  }
-  absl::StatusOr<Range> GetRange(std::string_view v, const Digest& a, uint64_t offset,
-                                 uint64_t length) override {
-    return inner_->GetRange(v, a, offset, length);
-  }
-  absl::StatusOr<bool> Contains(std::string_view v, const Digest& a) override {
-    return inner_->Contains(v, a);
-  }
-  absl::Status Touch(std::string_view v, const Digest& a) override { return inner_->Touch(v, a); }
-  absl::Status Delete(std::string_view v, const Digest& a) override {
-    return inner_->Delete(v, a);
-  }
-  absl::StatusOr<std::vector<std::string>> ListVolumes() override {
-    return inner_->ListVolumes();
-  }
-  absl::Status DeleteVolume(std::string_view v) override { return inner_->DeleteVolume(v); }
-
- private:
-  BlobStore* const inner_;
 };
 
 // Two control-plane replicas (two engines, each with its own store
