@@ -20,9 +20,11 @@ std::string ServerFlagsHelp();
 // that is not a postgres:// URL or a --meta-file that cannot be read.
 [[nodiscard]] absl::StatusOr<bool> ParseBackendFlag(FlagCursor& flags, ServerOptions& options);
 
-// Parses the backend flags (above), --listen, --metrics-listen, --metrics-public, --token-file, --tls-cert,
-// --tls-key, --gc-interval SECONDS, --gc-grace SECONDS (each also as
-// --flag=value). InvalidArgument naming the offending argument otherwise.
+// Parses the backend flags (above; CAIRN_META_URL when neither --meta nor
+// --meta-file is given), --listen, --metrics-listen, --metrics-public,
+// --token-file, --tls-cert, --tls-key, --gc-interval SECONDS, --gc-grace
+// SECONDS (each also as --flag=value). InvalidArgument naming the offending
+// argument otherwise.
 [[nodiscard]] absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& args);
 
 }  // namespace cairn::operator_
