@@ -27,9 +27,11 @@ FROM debian:bookworm-slim
 # fails the image build when this list and the binaries disagree). libc6,
 # libgcc-s1 and libstdc++6 come with the base.
 ARG RUNTIME_LIBRARIES="\
-      libabsl20220623 libbrotli1 libc-ares2 libcpp-httplib0.11 libfuse3-3 \
-      libgrpc++1.51 libgrpc29 libprotobuf32 libre2-9 libsqlite3-0 libssl3 libyaml-cpp0.7 \
-      zlib1g"
+      libabsl20220623 libbrotli1 libc-ares2 libcom-err2 libcpp-httplib0.11 libffi8 libfuse3-3 \
+      libgmp10 libgnutls30 libgrpc++1.51 libgrpc29 libgssapi-krb5-2 libhogweed6 libidn2-0 \
+      libk5crypto3 libkeyutils1 libkrb5-3 libkrb5support0 libldap-2.5-0 libnettle8 libp11-kit0 \
+      libpq5 libprotobuf32 libre2-9 libsasl2-2 libsqlite3-0 libssl3 libtasn1-6 libunistring2 \
+      libyaml-cpp0.7 zlib1g"
 # fuse3 brings fusermount3, which the mounter falls back to for unmounting;
 # ca-certificates lets the control plane verify S3 and API server endpoints.
 RUN apt-get update \

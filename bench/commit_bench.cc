@@ -3,7 +3,10 @@
 // the paths it changed, so its cost grows with the change, not with the
 // volume").
 //
-//   cairn_commit_bench [--dir=PATH] [--max_files=N] [--ingest_mib=N]
+//   cairn_commit_bench [--dir=PATH] [--meta=postgres://...] [--max_files=N] [--ingest_mib=N]
+//
+// --meta keeps the metadata in that PostgreSQL database (an empty one)
+// instead of DIR/meta.db, as `cairn server --meta` does.
 //
 // Volumes of 1k..1M files are built through a bulk path (directory objects
 // written bottom-up, one CommitSnapshot), then one-file commits are timed
@@ -224,18 +227,23 @@ absl::Status Ingest(Engine& engine, uint64_t mib) {
 
 int Main(int argc, char** argv) {
   std::filesystem::path dir;
+  DataDirOptions options;
   uint64_t max_files = 1'000'000;
   uint64_t ingest_mib = 256;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     if (arg.starts_with("--dir=")) {
       dir = std::string(arg.substr(6));
+    } else if (arg.starts_with("--meta=")) {
+      options.meta_url = std::string(arg.substr(7));
     } else if (arg.starts_with("--max_files=")) {
       max_files = std::strtoull(argv[i] + 12, nullptr, 10);
     } else if (arg.starts_with("--ingest_mib=")) {
       ingest_mib = std::strtoull(argv[i] + 13, nullptr, 10);
     } else {
-      absl::FPrintF(stderr, "usage: %s [--dir=PATH] [--max_files=N] [--ingest_mib=N]\n", argv[0]);
+      absl::FPrintF(stderr,
+                    "usage: %s [--dir=PATH] [--meta=URL] [--max_files=N] [--ingest_mib=N]\n",
+                    argv[0]);
       return 2;
     }
   }
@@ -252,14 +260,15 @@ int Main(int argc, char** argv) {
   }
   int rc = 0;
   {
-    absl::StatusOr<std::unique_ptr<DataDir>> data = DataDir::Open(dir);
+    absl::StatusOr<std::unique_ptr<DataDir>> data = DataDir::Open(dir, options);
     if (!data.ok()) {
       absl::FPrintF(stderr, "%s\n", data.status().ToString());
       return 1;
     }
     Engine& engine = (*data)->engine();
     std::mt19937 rng(7);
-    absl::PrintF("data directory %s\n\n", dir.string());
+    absl::PrintF("data directory %s, metadata in %s\n\n", dir.string(),
+                 options.meta_url.empty() ? "SQLite" : "PostgreSQL");
     absl::PrintF("%10s %10s %10s %12s %12s\n", "files", "inodes", "build s", "commit p50",
                  "commit p90");
     std::vector<Row> rows;

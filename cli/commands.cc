@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 
@@ -526,9 +527,12 @@ int RunServer(const std::vector<std::string>& args) {
   for (const std::string& a : args) {
     if (a == "-h" || a == "--help") {
       std::printf(
-          "Usage: cairn server --data DIR [--listen HOST:PORT] [options]\n\n"
-          "Runs the standalone control plane (SQLite, and blobs in a local directory or\n"
-          "an S3 bucket) in the foreground until SIGINT or SIGTERM.\n\nOptions:\n%s",
+          "Usage: cairn server --data DIR [--meta postgres://...] [--blobs s3://...]\n"
+          "                    [--listen HOST:PORT] [options]\n\n"
+          "Runs the standalone control plane in the foreground until SIGINT or SIGTERM:\n"
+          "metadata in SQLite under DIR, or in PostgreSQL with --meta; blobs in a local\n"
+          "directory under DIR, or in an S3 bucket with --blobs.\n\n"
+          "Options:\n%s",
           operator_::ServerFlagsHelp().c_str());
       return 0;
     }
@@ -554,14 +558,17 @@ int RunServer(const std::vector<std::string>& args) {
 
 int RunFsck(const std::vector<std::string>& args) {
   const std::string hint = "Run 'cairn fsck --help' for usage.\n";
-  absl::StatusOr<Args> parsed = Args::Parse(args, {{"--data", "", true}, {"--blobs", "", true}});
+  absl::StatusOr<Args> parsed =
+      Args::Parse(args, {{"--data", "", true}, {"--meta", "", true}, {"--blobs", "", true}});
   if (!parsed.ok()) return Fail(parsed.status(), hint);
   if (parsed->help()) {
     std::printf(
-        "Usage: cairn fsck --data DIR [--blobs s3://BUCKET/PREFIX?endpoint=…]\n\n"
+        "Usage: cairn fsck --data DIR [--meta postgres://...] [--blobs s3://BUCKET/PREFIX?...]\n\n"
         "Checks every snapshot of every volume in a data directory: referenced objects\n"
-        "must exist and authenticate. Run it with the server stopped. --blobs names\n"
-        "the bucket when the server keeps its blobs in S3 (as `cairn server --blobs`).\n\n"
+        "must exist and authenticate. Run it with the server stopped. --meta (or\n"
+        "CAIRN_META_URL) names the PostgreSQL database the server keeps its metadata\n"
+        "in; --blobs names the bucket when the server keeps its blobs in S3 (as\n"
+        "`cairn server --meta/--blobs`).\n\n"
         "Exit codes: 0 clean; 3 only orphans or temporaries (unreferenced blobs and\n"
         "leftover blob temporaries, e.g. from an interrupted upload; GC removes\n"
         "them); 4 missing or corrupt objects;\n"
@@ -571,8 +578,14 @@ int RunFsck(const std::vector<std::string>& args) {
   if (!parsed->Has("--data") || !parsed->positional().empty()) {
     return Usage("usage: cairn fsck --data DIR", hint);
   }
-  absl::StatusOr<std::unique_ptr<DataDir>> dir =
-      DataDir::Open(parsed->Get("--data"), DataDirOptions{.blobs_url = parsed->Get("--blobs")});
+  DataDirOptions dir_options;
+  dir_options.meta_url = parsed->Get("--meta");
+  if (const char* env = std::getenv("CAIRN_META_URL");
+      dir_options.meta_url.empty() && env != nullptr) {
+    dir_options.meta_url = env;
+  }
+  dir_options.blobs_url = parsed->Get("--blobs");
+  absl::StatusOr<std::unique_ptr<DataDir>> dir = DataDir::Open(parsed->Get("--data"), dir_options);
   if (!dir.ok()) return Fail(dir.status(), hint);
   absl::StatusOr<FsckReport> report = Fsck((*dir)->meta(), (*dir)->blobs(), (*dir)->master());
   if (!report.ok()) return Fail(report.status(), hint);

@@ -68,7 +68,9 @@ absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::pa
   }
 
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<MetaStore> meta,
-                         OpenSqliteMetaStore(dir / "meta.db", options.sqlite));
+                         options.meta_url.empty()
+                             ? OpenSqliteMetaStore(dir / "meta.db", options.sqlite)
+                             : OpenPostgresMetaStore(options.meta_url, options.postgres));
   FileMasterKeySource file_keys(dir / "master.key");
   MetaStore* meta_ptr = meta.get();
   CAIRN_ASSIGN_OR_RETURN(
@@ -78,16 +80,22 @@ absl::StatusOr<std::unique_ptr<DataDir>> DataDir::Open(const std::filesystem::pa
             CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, meta_ptr->ListVolumes(""));
             return !volumes.empty();
           }));
-  // A key from elsewhere (a Secret) may be the wrong one: refuse it at start
-  // rather than surface unreadable volumes later.
+  // A key from elsewhere (a Secret), or a key file beside a database other
+  // replicas share, may be the wrong one: refuse it at start rather than
+  // surface unreadable volumes later.
   CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, meta->ListVolumes(""));
-  if (options.keys != nullptr && !volumes.empty() && !master.Unwrap(volumes.front().id, volumes.front().wrapped_key).ok()) {
+  if ((options.keys != nullptr || !options.meta_url.empty()) && !volumes.empty() &&
+      !master.Unwrap(volumes.front().id, volumes.front().wrapped_key).ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "the master key does not open the volumes in data directory ", dir.string(),
+        "the master key does not open the volumes in ",
+        options.meta_url.empty() ? absl::StrCat("data directory ", dir.string())
+                                 : std::string("the PostgreSQL metadata database"),
         " (volume ", volumes.front().id, " was made under another master key)"));
   }
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<BlobStore> blobs, OpenBlobs(dir, options));
-  CAIRN_LOG_INFO("opened data directory %s", dir.string());
+  CAIRN_LOG_INFO("opened data directory %s%s%s", dir.string(),
+                 options.meta_url.empty() ? "" : " (metadata in PostgreSQL)",
+                 options.blobs_url.empty() ? "" : " (blobs in S3)");
   return std::unique_ptr<DataDir>(new DataDir(dir, lock.release(), std::move(meta),
                                               std::move(blobs), std::move(master)));
 }

@@ -137,6 +137,7 @@ absl::StatusOr<VolumeRecord> Engine::CreateVolume(std::string_view ns, std::stri
   // Shared with commits: GC purges blob prefixes of volumes it cannot find
   // in the MetaStore, which this one is not until CreateVolume returns.
   std::shared_lock gc_lock(gc_mu_);
+  CAIRN_ASSIGN_OR_RETURN(auto store_gc_lock, meta_->LockGc(MetaStore::GcLockMode::kShared));
   ObjectStore objects(blobs_, volume.id, std::move(key));
   CAIRN_ASSIGN_OR_RETURN(Digest root, objects.PutDirectory(objects::Directory()));
   SnapshotRecord initial;
@@ -203,6 +204,7 @@ absl::StatusOr<VolumeRecord> Engine::CloneVolume(std::string_view source_id,
   // before the clone is in the MetaStore (GC purges unknown prefixes only
   // outside this lock).
   std::shared_lock gc_lock(gc_mu_);
+  CAIRN_ASSIGN_OR_RETURN(auto store_gc_lock, meta_->LockGc(MetaStore::GcLockMode::kShared));
   CAIRN_ASSIGN_OR_RETURN(SnapshotRecord from, seq.has_value()
                                                   ? meta_->GetSnapshot(source.id, *seq)
                                                   : meta_->GetHead(source.id));
@@ -493,8 +495,10 @@ absl::StatusOr<SnapshotRecord> Engine::Commit(std::string_view volume_id,
     CAIRN_ASSIGN_OR_RETURN(SnapshotRecord head, Head(volume_id));
     // Held from building the new tree to publishing it, so GC cannot delete
     // a blob (a new directory object, a chunk uploaded before the commit)
-    // between our writing or checking it and the snapshot referencing it.
+    // between our writing or checking it and the snapshot referencing it;
+    // the store's lock does the same for GC on other replicas (D40).
     std::shared_lock gc_lock(gc_mu_);
+    CAIRN_ASSIGN_OR_RETURN(auto store_gc_lock, meta_->LockGc(MetaStore::GcLockMode::kShared));
     CAIRN_ASSIGN_OR_RETURN(ApplyResult applied,
                            ApplyChanges(*objects, head.root, normalized, volume.limits));
     for (const objects::Change& c : normalized.changes()) {
@@ -555,6 +559,8 @@ std::shared_ptr<absl::Mutex> Engine::CommitLock(const std::string& volume_id) {
 
 absl::StatusOr<GcStats> Engine::CollectGarbage(std::chrono::seconds grace) {
   std::unique_lock gc_lock(gc_mu_);
+  // Every replica's commits, not just this process's (D40).
+  CAIRN_ASSIGN_OR_RETURN(auto store_gc_lock, meta_->LockGc(MetaStore::GcLockMode::kExclusive));
   GcStats stats;
   CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, meta_->ListVolumes(""));
   absl::flat_hash_set<std::string> live;

@@ -6,8 +6,9 @@
 // Commits and garbage collection exclude each other through gc_mu_: a
 // commit checks (and touches) every address it references under a shared
 // lock, GC deletes under an exclusive one, so GC never removes a blob that a
-// commit about to land depends on. One process owns a data directory at a
-// time (see data_dir.h), so this in-process lock is sufficient.
+// commit about to land depends on. Within one process gc_mu_ does it; the
+// MetaStore's GcLock (taken after gc_mu_) extends it to every process
+// sharing the metadata store: replicas over one PostgreSQL (D40).
 #pragma once
 
 #include <chrono>
@@ -181,8 +182,8 @@ class Engine {
   MetaStore* const meta_;
   BlobStore* const blobs_;
   const MasterKey master_;
-  // Lock order: a volume's commit lock, then gc_mu_.
-  // Shared by commits, exclusive for GC.
+  // Lock order: a volume's commit lock, then gc_mu_, then the MetaStore's
+  // GcLock (the same mode). Shared by commits, exclusive for GC.
   std::shared_mutex gc_mu_;
   absl::Mutex commit_locks_mu_;
   absl::flat_hash_map<std::string, std::weak_ptr<absl::Mutex>> commit_locks_

@@ -110,6 +110,24 @@ class MetaStore {
   // written would be lost, or a read fails).
   [[nodiscard]] virtual absl::Status CheckHealth() = 0;
 
+  // Exclusion between commits (shared) and garbage collection (exclusive)
+  // across every process using this store (D5, D40). Held until the
+  // returned object is destroyed; the destructor never fails. The embedded
+  // stores serve one process (the data directory's lock), where the
+  // engine's own mutex already excludes, so they hand out a lock that
+  // holds nothing. PostgreSQL takes an advisory lock, so that GC on one
+  // replica never deletes a blob a commit on another is about to reference.
+  // Unavailable if the lock cannot be taken (the database is unreachable).
+  class GcLock {
+   public:
+    virtual ~GcLock() = default;
+  };
+  enum class GcLockMode { kShared, kExclusive };
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<GcLock>> LockGc(GcLockMode mode) {
+    (void)mode;
+    return std::make_unique<GcLock>();
+  }
+
   static constexpr int64_t kCommitKeyRetentionNs = int64_t{24} * 3600 * 1000000000;
   static constexpr uint64_t kCommitKeysMaxPerVolume = 100000;
 };
@@ -125,5 +143,32 @@ struct SqliteOptions {
 // newer version of Cairn; NotFound for an unknown `options.vfs`.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<MetaStore>> OpenSqliteMetaStore(
     const std::filesystem::path& db_path, const SqliteOptions& options = {});
+
+struct PostgresOptions {
+  // Connections used for statements; callers beyond this wait for one.
+  int max_connections = 8;
+  // Every statement is cancelled after this long (Unavailable): a stuck
+  // lock or an overloaded server must not hang a commit forever.
+  int statement_timeout_ms = 30000;
+  // Waiting for the GC lock (LockGc) is bounded by this instead: a GC pass
+  // over a large volume may hold it for minutes.
+  int gc_lock_timeout_ms = 600000;
+  int connect_timeout_s = 10;
+};
+
+// A MetaStore in a PostgreSQL database, for several control-plane replicas
+// over one database (D39). `url` is a libpq connection string or URI
+// (postgres://user@host:port/db?sslmode=...); the password may come from
+// it, from PGPASSWORD or from a password file (PGPASSFILE / passfile=).
+// Applies the schema migrations this version knows (one transaction under
+// an advisory lock, so replicas starting together migrate once).
+// Unavailable if the server cannot be reached; FailedPrecondition for a
+// database migrated by a newer Cairn; InvalidArgument for a malformed URL.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<MetaStore>> OpenPostgresMetaStore(
+    const std::string& url, const PostgresOptions& options = {});
+
+// True for the URL forms OpenPostgresMetaStore is meant for
+// (postgres:// or postgresql://).
+bool IsPostgresUrl(std::string_view url);
 
 }  // namespace cairn

@@ -26,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "core/log.h"
 #include "core/meta_store.h"
+#include "core/meta_store_errors.h"
 #include "core/status.h"
 
 namespace cairn {
@@ -272,10 +273,6 @@ absl::StatusOr<SnapshotRecord> ReadSnapshot(const StmtUse& s) {
   return r;
 }
 
-absl::Status VolumeNotFound(std::string_view id) {
-  return absl::NotFoundError(absl::StrCat("volume ", Sv(id), " not found"));
-}
-
 class SqliteMetaStore : public MetaStore {
  public:
   ~SqliteMetaStore() override {
@@ -469,11 +466,7 @@ class SqliteMetaStore : public MetaStore {
   absl::Status CommitSnapshot(const SnapshotRecord& next, uint64_t expected_head_seq,
                               std::string_view idempotency_key,
                               const Digest& changes_digest) override {
-    if (next.seq != expected_head_seq + 1) {
-      return absl::InvalidArgumentError(absl::StrCat("snapshot seq ", next.seq,
-                                                     " does not follow expected head ",
-                                                     expected_head_seq));
-    }
+    CAIRN_RETURN_IF_ERROR(meta_store_errors::CheckFollows(next, expected_head_seq));
     absl::MutexLock lock(&mu_);
     // IMMEDIATE: the write lock is held from the head read to the update,
     // which is what makes this a compare-and-swap across processes.
@@ -489,8 +482,7 @@ class SqliteMetaStore : public MetaStore {
       }
     }
     if (head != expected_head_seq) {
-      return absl::AbortedError(
-          absl::StrCat("head moved: expected ", expected_head_seq, ", found ", head));
+      return meta_store_errors::HeadMoved(expected_head_seq, head);
     }
     CAIRN_RETURN_IF_ERROR(InsertSnapshot(next));
     {
@@ -692,7 +684,7 @@ class SqliteMetaStore : public MetaStore {
     StmtUse s(stmts_[kVolumeById]);
     s.Text(1, id);
     CAIRN_ASSIGN_OR_RETURN(bool found, Step(s, "get volume"));
-    if (!found) return VolumeNotFound(id);
+    if (!found) return meta_store_errors::VolumeNotFound(id);
     return ReadVolume(s);
   }
 
@@ -701,7 +693,7 @@ class SqliteMetaStore : public MetaStore {
     StmtUse s(stmts_[kHeadSeq]);
     s.Text(1, volume_id);
     CAIRN_ASSIGN_OR_RETURN(bool found, Step(s, "get head"));
-    if (!found) return VolumeNotFound(volume_id);
+    if (!found) return meta_store_errors::VolumeNotFound(volume_id);
     return s.ColU64(0);
   }
 

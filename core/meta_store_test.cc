@@ -17,6 +17,7 @@
 #include "core/data_dir.h"
 #include "core/files.h"
 #include "core/fsck.h"
+#include "core/testing/postgres_server.h"
 #include "core/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -75,18 +76,35 @@ TEST(DefaultLimitsTest, Versions) {
   EXPECT_TRUE(v2.hard_links);
 }
 
-class MetaStoreTest : public ::testing::TestWithParam<bool> {
+// The MetaStore contract, run against every implementation: SQLite (the
+// embedded default), PostgreSQL (a real server, core/testing/postgres_server.h)
+// and the in-memory fake the unit tests use.
+enum class Backend { kSqlite, kPostgres, kMem };
+
+class MetaStoreTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
-    if (Sqlite()) {
-      auto s = OpenSqliteMetaStore(DbPath());
-      ASSERT_TRUE(s.ok()) << s.status();
-      store_ = *std::move(s);
-    } else {
-      store_ = NewMemMetaStore();
+    switch (GetParam()) {
+      case Backend::kSqlite: {
+        auto s = OpenSqliteMetaStore(DbPath());
+        ASSERT_TRUE(s.ok()) << s.status();
+        store_ = *std::move(s);
+        break;
+      }
+      case Backend::kPostgres: {
+        CAIRN_REQUIRE_POSTGRES(pg);
+        absl::StatusOr<std::string> url = pg->NewDatabase();
+        ASSERT_TRUE(url.ok()) << url.status();
+        auto s = OpenPostgresMetaStore(*url);
+        ASSERT_TRUE(s.ok()) << s.status();
+        store_ = *std::move(s);
+        break;
+      }
+      case Backend::kMem:
+        store_ = NewMemMetaStore();
+        break;
     }
   }
-  bool Sqlite() const { return GetParam(); }
   std::filesystem::path DbPath() const { return dir_.path() / "meta.db"; }
 
   TempDir dir_;
@@ -312,8 +330,16 @@ TEST_P(MetaStoreTest, DeleteVolumeRemovesEverything) {
   EXPECT_EQ(store_->ListSnapshots("vo-a").value().size(), 1u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Impls, MetaStoreTest, ::testing::Values(true, false),
-                         [](const auto& info) { return info.param ? "Sqlite" : "Mem"; });
+INSTANTIATE_TEST_SUITE_P(Impls, MetaStoreTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres, Backend::kMem),
+                         [](const auto& info) {
+                           switch (info.param) {
+                             case Backend::kSqlite: return "Sqlite";
+                             case Backend::kPostgres: return "Postgres";
+                             case Backend::kMem: break;
+                           }
+                           return "Mem";
+                         });
 
 class SqliteMetaStoreTest : public ::testing::Test {
  protected:

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "core/engine.h"
 #include "core/files.h"
 #include "core/meta_store.h"
+#include "core/testing/postgres_server.h"
 #include "core/testing/s3_server.h"
 #include "core/testing/temp_dir.h"
 #include "core/tree.h"
@@ -110,11 +112,17 @@ struct Mount {
   std::vector<Change> pending;
 };
 
-// A seed, and where the blobs live: the local store, or S3 (a real
-// versitygw, one key prefix per test).
+// Where the metadata and the blobs live (SQLite or a real PostgreSQL; the
+// local store or S3 — a real versitygw, one key prefix per test), and the
+// random seed.
 struct ModelParam {
-  uint32_t seed;
+  bool postgres = false;
   bool s3 = false;
+  uint32_t seed = 0;
+  friend std::ostream& operator<<(std::ostream& os, const ModelParam& p) {
+    return os << (p.postgres ? "postgres" : "sqlite") << (p.s3 ? "+s3" : "") << " seed "
+              << p.seed;
+  }
 };
 
 class ModelTest : public ::testing::TestWithParam<ModelParam> {
@@ -132,7 +140,16 @@ class ModelTest : public ::testing::TestWithParam<ModelParam> {
       dir_.emplace();
       root_ = dir_->path();
     }
-    meta_ = OpenSqliteMetaStore(root_ / "meta.db").value();
+    if (GetParam().postgres) {
+      CAIRN_REQUIRE_POSTGRES(pg);
+      absl::StatusOr<std::string> url = pg->NewDatabase();
+      ASSERT_TRUE(url.ok()) << url.status();
+      absl::StatusOr<std::unique_ptr<MetaStore>> meta = OpenPostgresMetaStore(*url);
+      ASSERT_TRUE(meta.ok()) << meta.status();
+      meta_ = *std::move(meta);
+    } else {
+      meta_ = OpenSqliteMetaStore(root_ / "meta.db").value();
+    }
     if (GetParam().s3) {
       CAIRN_REQUIRE_S3(server);
       auto s3 = OpenS3BlobStore(server->Config(testing::S3TestServer::UniquePrefix()));
@@ -335,14 +352,28 @@ TEST_P(ModelTest, RandomEditsCommitsAndReloadsMatchTheModel) {
   EXPECT_GT(expected.rbegin()->second.size(), 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Seeds, ModelTest,
-                         ::testing::Values(ModelParam{1}, ModelParam{2}, ModelParam{3},
-                                           ModelParam{4}, ModelParam{5}, ModelParam{42},
-                                           ModelParam{1234}, ModelParam{2026}),
-                         [](const auto& info) { return std::to_string(info.param.seed); });
+std::string ModelName(const ::testing::TestParamInfo<ModelParam>& info) {
+  return std::to_string(info.param.seed);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sqlite, ModelTest,
+                         ::testing::Values(ModelParam{false, false, 1}, ModelParam{false, false, 2},
+                                           ModelParam{false, false, 3}, ModelParam{false, false, 4},
+                                           ModelParam{false, false, 5}, ModelParam{false, false, 42},
+                                           ModelParam{false, false, 1234},
+                                           ModelParam{false, false, 2026}),
+                         ModelName);
+// Fewer seeds on real servers: every commit is several round trips.
+INSTANTIATE_TEST_SUITE_P(Postgres, ModelTest,
+                         ::testing::Values(ModelParam{true, false, 1}, ModelParam{true, false, 42},
+                                           ModelParam{true, false, 2026}),
+                         ModelName);
 INSTANTIATE_TEST_SUITE_P(S3, ModelTest,
-                         ::testing::Values(ModelParam{1, true}, ModelParam{42, true}),
-                         [](const auto& info) { return std::to_string(info.param.seed); });
+                         ::testing::Values(ModelParam{false, true, 1}, ModelParam{false, true, 42}),
+                         ModelName);
+// Both scale-out backends together, as a replicated control plane runs.
+INSTANTIATE_TEST_SUITE_P(PostgresS3, ModelTest,
+                         ::testing::Values(ModelParam{true, true, 7}), ModelName);
 
 }  // namespace
 }  // namespace cairn

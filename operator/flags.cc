@@ -1,15 +1,88 @@
 #include "operator/flags.h"
 
+#include <libpq-fe.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "core/flags.h"
+#include "core/log.h"
+#include "core/meta_store.h"
 #include "core/s3_client.h"
 #include "core/status.h"
 
 namespace cairn::operator_ {
+namespace {
+
+// A URL that carries a password, which the process list would show.
+bool HasPassword(const std::string& url) {
+  PQconninfoOption* parsed = PQconninfoParse(url.c_str(), nullptr);
+  if (parsed == nullptr) return false;
+  bool found = false;
+  for (PQconninfoOption* o = parsed; o->keyword != nullptr; ++o) {
+    if (std::string_view(o->keyword) == "password" && o->val != nullptr && *o->val != '\0') {
+      found = true;
+    }
+  }
+  PQconninfoFree(parsed);
+  return found;
+}
+
+absl::Status CheckMetaUrl(const std::string& url, const std::string& from) {
+  if (!IsPostgresUrl(url)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        from, ": expected a postgres:// or postgresql:// URL (the embedded default needs none)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<bool> ParseBackendFlag(FlagCursor& flags, ServerOptions& options) {
+  if (flags.Is("--data")) {
+    CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
+    options.data_dir = v;
+  } else if (flags.Is("--meta")) {
+    CAIRN_ASSIGN_OR_RETURN(options.meta_url, flags.Value());
+    CAIRN_RETURN_IF_ERROR(CheckMetaUrl(options.meta_url, "--meta"));
+    if (HasPassword(options.meta_url)) {
+      CAIRN_LOG_WARNING("--meta carries a password, which the process list shows; prefer "
+                        "--meta-file, CAIRN_META_URL, PGPASSWORD or PGPASSFILE");
+    }
+  } else if (flags.Is("--meta-file")) {
+    CAIRN_ASSIGN_OR_RETURN(std::string file, flags.Value());
+    std::ifstream in(file);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in) {
+      return absl::InvalidArgumentError(absl::StrCat("--meta-file ", file, ": cannot read it"));
+    }
+    options.meta_url = std::string(absl::StripAsciiWhitespace(text.str()));  // echo URL > file
+    CAIRN_RETURN_IF_ERROR(CheckMetaUrl(options.meta_url, absl::StrCat("--meta-file ", file)));
+  } else if (flags.Is("--blobs")) {
+    // Checked now (URL and credentials), so a typo fails at start.
+    CAIRN_ASSIGN_OR_RETURN(options.blobs, flags.Value());
+    absl::Status valid = ParseS3Url(options.blobs).status();
+    if (!valid.ok()) return absl::InvalidArgumentError(absl::StrCat("--blobs: ", valid.message()));
+  } else {
+    return false;
+  }
+  return true;
+}
 
 std::string ServerFlagsHelp() {
   return absl::StrCat(
-      "  --data DIR              data directory (created if missing; required)\n"
+      "  --data DIR              data directory (created if missing; required): the\n"
+      "                          master key file and, without --meta/--blobs, the\n"
+      "                          metadata and the blobs\n"
+      "  --meta URL              keep the metadata in PostgreSQL (postgres://user@host/db),\n"
+      "                          shared by several replicas; the password from\n"
+      "                          PGPASSWORD or PGPASSFILE, not the command line\n"
+      "  --meta-file FILE        the same URL read from FILE (a mounted Secret); else\n"
+      "                          CAIRN_META_URL\n"
       "  --blobs s3://BUCKET/PREFIX?endpoint=URL&region=R&path_style=true|false\n"
       "                          keep blobs in S3 (or an S3-compatible store) instead\n"
       "                          of DIR/blobs; credentials from AWS_ACCESS_KEY_ID and\n"
@@ -29,18 +102,6 @@ std::string ServerFlagsHelp() {
       "  --gc-grace SECONDS      keep unreferenced blobs younger than this (default 3600)\n");
 }
 
-namespace {
-
-// --blobs URL: checked now (URL and credentials), so a typo fails at start.
-absl::StatusOr<std::string> ParseBlobsFlag(FlagCursor& flags) {
-  CAIRN_ASSIGN_OR_RETURN(std::string url, flags.Value());
-  absl::Status valid = ParseS3Url(url).status();
-  if (!valid.ok()) return absl::InvalidArgumentError(absl::StrCat("--blobs: ", valid.message()));
-  return url;
-}
-
-}  // namespace
-
 absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& args) {
   ServerOptions options;
   std::string token_file;
@@ -50,11 +111,9 @@ absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& a
     return std::chrono::seconds(n);
   };
   while (flags.Next()) {
-    if (flags.Is("--data")) {
-      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
-      options.data_dir = v;
-    } else if (flags.Is("--blobs")) {
-      CAIRN_ASSIGN_OR_RETURN(options.blobs, ParseBlobsFlag(flags));
+    CAIRN_ASSIGN_OR_RETURN(bool backend, ParseBackendFlag(flags, options));
+    if (backend) {
+      continue;
     } else if (flags.Is("--listen")) {
       CAIRN_ASSIGN_OR_RETURN(options.listen, flags.Value());
     } else if (flags.Is("--metrics-listen") || flags.Is("--metrics")) {
@@ -77,6 +136,11 @@ absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& a
     }
   }
   if (options.data_dir.empty()) return absl::InvalidArgumentError("--data DIR is required");
+  if (const char* env = std::getenv("CAIRN_META_URL");
+      options.meta_url.empty() && env != nullptr && *env != '\0') {
+    options.meta_url = std::string(absl::StripAsciiWhitespace(env));
+    CAIRN_RETURN_IF_ERROR(CheckMetaUrl(options.meta_url, "CAIRN_META_URL"));
+  }
   CAIRN_RETURN_IF_ERROR(ValidateListenAddress(options.listen));
   if (!options.metrics_listen.empty()) {
     CAIRN_RETURN_IF_ERROR(ValidateListenAddress(options.metrics_listen));

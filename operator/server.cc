@@ -79,9 +79,11 @@ absl::Status ValidateListenAddress(const std::string& host_port) {
 
 absl::StatusOr<std::unique_ptr<DataDir>> OpenBackend(const std::filesystem::path& data_dir,
                                                      MasterKeySource* keys,
+                                                     const std::string& meta_url,
                                                      const std::string& blobs_url) {
   if (data_dir.empty()) return absl::InvalidArgumentError("--data DIR is required");
-  return DataDir::Open(data_dir, DataDirOptions{.keys = keys, .blobs_url = blobs_url});
+  return DataDir::Open(data_dir, DataDirOptions{.keys = keys, .blobs_url = blobs_url,
+                                                .meta_url = meta_url});
 }
 
 struct Server::Impl {
@@ -127,7 +129,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     given_key.emplace(*options.master_key);
     keys = &*given_key;
   }
-  CAIRN_ASSIGN_OR_RETURN(impl.data, OpenBackend(options.data_dir, keys, options.blobs));
+  CAIRN_ASSIGN_OR_RETURN(impl.data,
+                         OpenBackend(options.data_dir, keys, options.meta_url, options.blobs));
   impl.metrics = std::make_unique<ServiceMetrics>(server->registry_);
   impl.service =
       std::make_unique<VolumeServiceImpl>(&impl.data->engine(), impl.metrics.get(), options.token);
@@ -158,7 +161,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     server->metrics_port_ = server->http_->port();
     // Ready means the store answers, not just that the process started: a
     // cheap check that the metadata database is still the one on disk and
-    // reads (MetaStore::CheckHealth).
+    // reads, or that PostgreSQL answers and takes writes
+    // (MetaStore::CheckHealth).
     MetaStore* meta = &impl.data->meta();
     server->http_->AddReadinessCheck("store", [meta] { return meta->CheckHealth(); });
     if (options.readiness_check) {
@@ -180,8 +184,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                         }
                         return absl::OkStatus();
                       });
-  CAIRN_LOG_INFO("cairn server: data %s, Volume API on %s (port %d)%s, metrics on %s",
-                 options.data_dir.string(), options.listen, server->port_,
+  CAIRN_LOG_INFO("cairn server: data %s%s, Volume API on %s (port %d)%s, metrics on %s",
+                 options.data_dir.string(),
+                 options.meta_url.empty() ? "" : ", metadata in PostgreSQL", options.listen, server->port_,
                  options.tls_cert_file.empty() ? "" : " with TLS",
                  options.metrics_listen.empty() ? "(off)" : options.metrics_listen);
   return server;

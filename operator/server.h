@@ -39,6 +39,9 @@ inline constexpr char kDefaultMetricsListen[] = "127.0.0.1:7421";
 
 struct ServerOptions {
   std::filesystem::path data_dir;
+  // A PostgreSQL URL: metadata there, shared with other replicas (D39);
+  // empty: DIR/meta.db.
+  std::string meta_url;
   // Empty: blobs in DATA_DIR/blobs; else an s3:// URL (--blobs, D42).
   std::string blobs;
   std::string listen = kDefaultListen;                 // HOST:PORT; port 0 picks one
@@ -77,12 +80,13 @@ bool IsLoopbackAddress(const std::string& host_port);
 // InvalidArgument unless `host_port` is HOST:PORT (or [V6]:PORT).
 [[nodiscard]] absl::Status ValidateListenAddress(const std::string& host_port);
 
-// The backend factory: the data directory and its engine, with blobs in
+// The backend factory: the data directory and its engine, with metadata in
+// PostgreSQL when `meta_url` is set and blobs in
 // `blobs_url` when set (an s3:// URL). `keys` null: the key file in the
 // data directory.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<DataDir>> OpenBackend(
     const std::filesystem::path& data_dir, MasterKeySource* keys = nullptr,
-    const std::string& blobs_url = "");
+    const std::string& meta_url = "", const std::string& blobs_url = "");
 
 class Server {
  public:

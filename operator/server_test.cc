@@ -3,9 +3,12 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "core/testing/postgres_server.h"
 #include "core/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "absl/strings/match.h"
@@ -157,6 +160,81 @@ TEST(ServerFlagsTest, BlobsTakesAnS3UrlCheckedAtOnce) {
   EXPECT_TRUE(absl::IsInvalidArgument(no_creds.status()));
   EXPECT_TRUE(absl::StrContains(no_creds.status().message(), "AWS_ACCESS_KEY_ID"));
   EXPECT_TRUE(ParseServerFlags({"--data", "/tmp/x"})->blobs.empty());
+}
+
+TEST(ServerFlagsTest, MetadataInPostgresFromAFlagAFileOrTheEnvironment) {
+  auto o = ParseServerFlags({"--data", "/tmp/x", "--meta", "postgres://db.example/cairn"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->meta_url, "postgres://db.example/cairn");
+  EXPECT_TRUE(ParseServerFlags({"--data", "/tmp/x"})->meta_url.empty());
+  // Only PostgreSQL URLs; a path is a mistake for --data.
+  auto bad = ParseServerFlags({"--data", "/tmp/x", "--meta", "/var/lib/cairn/meta.db"});
+  EXPECT_TRUE(absl::IsInvalidArgument(bad.status())) << bad.status();
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("--meta: expected a postgres://"));
+  // From a file (a mounted Secret), password included and off the command line.
+  testing::TempDir dir;
+  const std::string file = (dir.path() / "url").string();
+  {
+    std::ofstream out(file);
+    out << "postgresql://cairn:pw@db.example:5433/cairn?sslmode=require\n";
+  }
+  o = ParseServerFlags({"--data", "/tmp/x", "--meta-file", file});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->meta_url, "postgresql://cairn:pw@db.example:5433/cairn?sslmode=require");
+  auto missing = ParseServerFlags({"--data", "/tmp/x", "--meta-file", file + ".missing"});
+  EXPECT_TRUE(absl::IsInvalidArgument(missing.status())) << missing.status();
+  // Or from the environment when no flag names one.
+  ::setenv("CAIRN_META_URL", "postgres://env.example/cairn", 1);
+  o = ParseServerFlags({"--data", "/tmp/x"});
+  auto flag_wins = ParseServerFlags({"--data", "/tmp/x", "--meta", "postgres://flag/cairn"});
+  ::unsetenv("CAIRN_META_URL");
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->meta_url, "postgres://env.example/cairn");
+  EXPECT_EQ(flag_wins->meta_url, "postgres://flag/cairn");
+}
+
+// Two servers, each with its own data directory (blobs, key file), over one
+// PostgreSQL database: a volume created through one is seen by the other;
+// a server whose master key does not open the shared volumes is refused.
+TEST(ServerTest, ServersOverOnePostgresShareTheMetadata) {
+  CAIRN_REQUIRE_POSTGRES(pg);
+  testing::TempDir dir_a, dir_b, dir_c;
+  ServerOptions a_options = Options(dir_a);
+  a_options.meta_url = pg->NewDatabase().value();
+  auto a = Server::Start(a_options);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE((*a)->engine().CreateVolume("", "shared", 2).ok());
+  httplib::Result ready = Get((*a)->metrics_port(), "/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200) << ready->body;
+
+  // The same master key: copied, as replicas share one Secret.
+  std::filesystem::create_directories(dir_b.path() / "data");
+  std::filesystem::copy_file(dir_a.path() / "data" / "master.key",
+                             dir_b.path() / "data" / "master.key");
+  ServerOptions b_options = Options(dir_b);
+  b_options.meta_url = a_options.meta_url;
+  auto b = Server::Start(b_options);
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto seen = (*b)->engine().GetVolume("", "shared");
+  EXPECT_TRUE(seen.ok()) << seen.status();
+
+  // Without a key file it would refuse to mint one (the database has
+  // volumes); with another key it is refused too, naming why.
+  std::filesystem::create_directories(dir_c.path() / "data");
+  {
+    std::ofstream key(dir_c.path() / "data" / "master.key", std::ios::binary);
+    key << std::string(32, 'z');
+  }
+  std::filesystem::permissions(dir_c.path() / "data" / "master.key",
+                               std::filesystem::perms::owner_read |
+                                   std::filesystem::perms::owner_write);
+  ServerOptions c_options = Options(dir_c);
+  c_options.meta_url = a_options.meta_url;
+  auto c = Server::Start(c_options);
+  ASSERT_FALSE(c.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(c.status())) << c.status();
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("made under another master key"));
 }
 
 }  // namespace

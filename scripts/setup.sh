@@ -11,10 +11,10 @@ build_packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libfuse3-dev libcpp-httplib-dev libyaml-cpp-dev libsqlite3-dev
   libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  ccache nlohmann-json3-dev
+  ccache nlohmann-json3-dev libpq-dev
 )
 test_packages=(
-  fuse3 openssl prometheus bindfs fio util-linux procps
+  fuse3 openssl prometheus bindfs fio util-linux procps postgresql
   clang libclang-rt-14-dev
   buildah debootstrap containerd runc containernetworking-plugins busybox-static iproute2
 )

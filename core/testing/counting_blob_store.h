@@ -1,6 +1,7 @@
 // A BlobStore that forwards to another and counts what is read through it,
 // so tests can assert how much of a blob a reader fetched. Test-only
 // (cairn_testing). Thread-safe if the inner store is; does not own it.
+// Tests derive from it to intercept one call and forward the rest.
 #pragma once
 
 #include <atomic>
@@ -10,7 +11,7 @@
 
 namespace cairn::testing {
 
-class CountingBlobStore final : public BlobStore {
+class CountingBlobStore : public BlobStore {
  public:
   explicit CountingBlobStore(BlobStore* inner) : inner_(inner) {}
 

@@ -9,16 +9,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "core/testing/mem_stores.h"
+#include "core/meta_store_errors.h"
 #include "core/status.h"
 
 namespace cairn {
 namespace {
 
 absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-
-absl::Status VolumeNotFound(std::string_view id) {
-  return absl::NotFoundError(absl::StrCat("volume ", Sv(id), " not found"));
-}
 
 class MemMetaStore : public MetaStore {
  public:
@@ -85,7 +82,7 @@ class MemMetaStore : public MetaStore {
 
   absl::Status DeleteVolume(std::string_view id) override {
     absl::MutexLock lock(&mu_);
-    if (volumes_.erase(std::string(id)) == 0) return VolumeNotFound(id);
+    if (volumes_.erase(std::string(id)) == 0) return meta_store_errors::VolumeNotFound(id);
     return absl::OkStatus();
   }
 
@@ -117,11 +114,7 @@ class MemMetaStore : public MetaStore {
   absl::Status CommitSnapshot(const SnapshotRecord& next, uint64_t expected_head_seq,
                               std::string_view idempotency_key,
                               const Digest& changes_digest) override {
-    if (next.seq != expected_head_seq + 1) {
-      return absl::InvalidArgumentError(absl::StrCat("snapshot seq ", next.seq,
-                                                     " does not follow expected head ",
-                                                     expected_head_seq));
-    }
+    CAIRN_RETURN_IF_ERROR(meta_store_errors::CheckFollows(next, expected_head_seq));
     absl::MutexLock lock(&mu_);
     CAIRN_ASSIGN_OR_RETURN(Volume* v, Find(next.volume_id));
     const std::string key(idempotency_key);
@@ -130,8 +123,7 @@ class MemMetaStore : public MetaStore {
                                                    v->keys.at(key).seq));
     }
     if (v->head != expected_head_seq) {
-      return absl::AbortedError(
-          absl::StrCat("head moved: expected ", expected_head_seq, ", found ", v->head));
+      return meta_store_errors::HeadMoved(expected_head_seq, v->head);
     }
     if (!v->snapshots.emplace(next.seq, next).second) {
       return absl::AbortedError(absl::StrCat("snapshot ", next.seq, " of volume ",
@@ -179,7 +171,7 @@ class MemMetaStore : public MetaStore {
 
   absl::StatusOr<Volume*> Find(std::string_view id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto it = volumes_.find(std::string(id));
-    if (it == volumes_.end()) return VolumeNotFound(id);
+    if (it == volumes_.end()) return meta_store_errors::VolumeNotFound(id);
     return &it->second;
   }
 
