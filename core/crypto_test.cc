@@ -359,7 +359,9 @@ TEST(SealingVectorsTest, PythonSealedObjectsOpenAndAddressesAgree) {
     auto layout = SealedLayout::Parse(sealed, sealed.size());
     ASSERT_TRUE(layout.ok()) << layout.status();
     EXPECT_EQ(layout->blocked(), v.at("form").get<std::string>() == "blocked");
-    if (layout->blocked()) EXPECT_EQ(sealed.size(), SealedSize(size));
+    if (layout->blocked()) {
+      EXPECT_EQ(sealed.size(), SealedSize(size));
+    }
     auto opened = key->Open(*address, sealed);
     ASSERT_TRUE(opened.ok()) << opened.status();
     EXPECT_EQ(*opened, plain);
