@@ -14,7 +14,7 @@ namespace cairn::operator_ {
 std::string ServerFlagsHelp();
 
 // Parses --data DIR, --listen, --metrics-listen, --metrics-public, --token-file, --tls-cert,
-// --tls-key, --gc-interval SECONDS, --gc-grace SECONDS (each also as
+// --tls-key, --gc-interval SECONDS, --gc-grace SECONDS, --lease-sweep-interval SECONDS (each also as
 // --flag=value). InvalidArgument naming the offending argument otherwise.
 [[nodiscard]] absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& args);
 

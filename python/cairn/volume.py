@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import os
 import stat
+import threading
 import time
 import uuid
 from typing import IO, Any, BinaryIO, Iterator, List, Optional, Sequence, Union
@@ -82,13 +84,17 @@ class VolumeInfo:
     inodes: int
     bytes: int
     last_commit_at: Optional[float]
+    # Ephemeral volumes: when the lease lapses unless renewed (seconds since
+    # the epoch); None for an ordinary volume.
+    lease_expires_at: Optional[float] = None
 
     @classmethod
     def _from_proto(cls, v: Any) -> "VolumeInfo":
         return cls(object_id=v.id, namespace=v.namespace, name=v.name, version=v.version,
                    created_at=v.created_at_ns / 1e9, head_seq=v.head_seq, inodes=v.inodes,
                    bytes=v.bytes,
-                   last_commit_at=v.last_commit_ns / 1e9 if v.last_commit_ns else None)
+                   last_commit_at=v.last_commit_ns / 1e9 if v.last_commit_ns else None,
+                   lease_expires_at=v.lease_expires_ns / 1e9 if v.lease_expires_ns else None)
 
 
 def _remote(path: PathLike) -> bytes:
@@ -187,6 +193,47 @@ class Volume:
             namespace=namespace or client.namespace, name=name, version=version),
             f"create volume {name}")
         return cls(VolumeInfo._from_proto(v), client)
+
+    @classmethod
+    @contextlib.contextmanager
+    def ephemeral(cls, namespace: Optional[str] = None, *, version: int = 2,
+                  lease: float = 30.0, client: Optional[Client] = None) -> Iterator["Volume"]:
+        """An anonymous volume that lives while it is held::
+
+            with cairn.Volume.ephemeral() as vol:
+                with vol.batch_upload() as batch:
+                    batch.put_file("data.bin", "/data.bin")
+                ...
+
+        Inside the block a background thread renews the volume's lease
+        every third of ``lease`` seconds. After the block (or if this
+        process dies) the renewals stop, and once the lease lapses and no
+        other holder (a mount of it, another client) renewed it, the
+        control plane deletes the volume and destroys its data key.
+        """
+        client = client or default_client()
+        seconds = int(round(lease))
+        if not 1 <= seconds <= 86400:
+            raise exceptions.InvalidError(f"a lease is 1 to 86400 seconds, not {lease}")
+        v = client.call("CreateVolume", volume_pb2.CreateVolumeRequest(
+            namespace=namespace or client.namespace, version=version, ephemeral=True,
+            lease_seconds=seconds), "create ephemeral volume", retry=False)
+        vol = cls(VolumeInfo._from_proto(v), client)
+        holder = _LeaseHolder(vol, seconds)
+        try:
+            yield vol
+        finally:
+            holder.stop()
+
+    def renew_lease(self, lease: float = 30.0) -> VolumeInfo:
+        """Renews an ephemeral volume's lease to ``lease`` seconds from now
+        (never shortening it). NotFoundError once the lease has lapsed;
+        FailedPreconditionError for an ordinary volume."""
+        v = self._client.call("RenewLease", volume_pb2.RenewLeaseRequest(
+            volume=self._ref(), lease_seconds=int(round(lease))),
+            f"renew the lease of {self.name}")
+        self._info = VolumeInfo._from_proto(v)
+        return self._info
 
     @classmethod
     def list(cls, namespace: Optional[str] = None, *,
@@ -310,6 +357,33 @@ class Volume:
         replaced by a file.
         """
         return BatchUpload(self, force)
+
+
+class _LeaseHolder:
+    """Renews a volume's lease on a daemon thread until stopped."""
+
+    def __init__(self, volume: Volume, seconds: int) -> None:
+        self._volume = volume
+        self._seconds = seconds
+        self._stopped = threading.Event()
+        self.error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"cairn-lease-{volume.name}")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._seconds / 3):
+            try:
+                self._volume.renew_lease(self._seconds)
+            except exceptions.NotFoundError as e:
+                self.error = e  # lapsed or deleted: nothing left to hold
+                return
+            except exceptions.CairnError as e:
+                self.error = e  # transient: try again at the next beat
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
 
 
 @dataclasses.dataclass

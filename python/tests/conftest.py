@@ -128,7 +128,8 @@ class Server:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory) -> Iterator[Server]:
-    s = Server(tmp_path_factory.mktemp("server"))
+    # Lapsed ephemeral volumes are swept every second (default 5).
+    s = Server(tmp_path_factory.mktemp("server"), extra=["--lease-sweep-interval", "1"])
     s.start()
     yield s
     s.stop()
