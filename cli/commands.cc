@@ -1,7 +1,11 @@
 #include "cli/commands.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
@@ -166,22 +170,41 @@ void PrintCommandHelp(const Command& c) {
 
 // ---- Volume subcommands ----------------------------------------------------
 
+// Written to by SIGINT/SIGTERM while an ephemeral volume is held: whichever
+// thread (the client's included) the kernel hands the signal, the wait in
+// HoldLease wakes.
+int stop_pipe[2] = {-1, -1};
+void OnStopSignal(int) {
+  char byte = 1;
+  (void)!::write(stop_pipe[1], &byte, 1);
+}
+
 // Renews an ephemeral volume's lease every third of it until SIGINT or
-// SIGTERM (blocked by the caller); then the lease is left to lapse.
+// SIGTERM; then the lease is left to lapse.
 absl::Status HoldLease(Client& client, const api::Volume& volume, uint32_t lease_seconds) {
   const absl::Duration lease = absl::Seconds(lease_seconds == 0 ? 30 : lease_seconds);
+  if (::pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    return ErrnoToStatus(errno, "pipe for signals");
+  }
+  struct sigaction on_stop = {};
+  on_stop.sa_handler = OnStopSignal;
+  ::sigaction(SIGINT, &on_stop, nullptr);
+  ::sigaction(SIGTERM, &on_stop, nullptr);
   std::fprintf(stderr, "holding the lease of %s (renewed every %s); stop with Ctrl-C\n",
                volume.name().c_str(), absl::FormatDuration(lease / 3).c_str());
   api::RenewLeaseRequest renew;
   renew.mutable_volume()->set_id(volume.id());
   renew.set_lease_seconds(lease_seconds);
   for (;;) {
-    if (WaitForTerminationSignalFor(lease / 3)) {
+    pollfd stop{stop_pipe[0], POLLIN, 0};
+    int ready = ::poll(&stop, 1, static_cast<int>(absl::ToInt64Milliseconds(lease / 3)));
+    if (ready > 0) {
       std::fprintf(stderr, "released %s: it is deleted once its lease lapses\n",
                    volume.name().c_str());
       return absl::OkStatus();
     }
-    CAIRN_RETURN_IF_ERROR(client.RenewLease(renew).status());
+    if (ready < 0 && errno != EINTR) return ErrnoToStatus(errno, "poll");
+    if (ready == 0) CAIRN_RETURN_IF_ERROR(client.RenewLease(renew).status());
   }
 }
 
@@ -229,8 +252,6 @@ absl::Status VolumeCreate(Client& client, const Args& a) {
     }
     if (std::string_view(flag) == "--max-file-size") limits.set_max_file_size(*value);
   }
-  // Before the client's threads start: only the wait below takes the signals.
-  if (ephemeral) BlockTerminationSignals();
   CAIRN_ASSIGN_OR_RETURN(api::Volume volume, client.CreateVolume(request));
   std::printf("Created %svolume %s (%s, version %u) in namespace %s\n",
               ephemeral ? "ephemeral " : "", volume.name().c_str(), volume.id().c_str(),

@@ -4,9 +4,6 @@
 #include <pthread.h>
 #include <signal.h>
 
-#include <algorithm>
-#include <cerrno>
-
 namespace cairn {
 namespace {
 
@@ -38,17 +35,6 @@ int WaitForTerminationSignal() {
   int sig = 0;
   sigwait(&set, &sig);
   return sig;
-}
-
-int WaitForTerminationSignalFor(absl::Duration timeout) {
-  sigset_t set = TerminationSignals();
-  const absl::Time deadline = absl::Now() + timeout;
-  for (;;) {
-    timespec left = absl::ToTimespec(std::max(deadline - absl::Now(), absl::ZeroDuration()));
-    int sig = sigtimedwait(&set, nullptr, &left);
-    if (sig > 0) return sig;
-    if (errno == EAGAIN) return 0;  // timed out; EINTR: wait on
-  }
 }
 
 }  // namespace cairn

@@ -2,9 +2,6 @@
 // change the behaviour of every other component in the process).
 #pragma once
 
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
-
 namespace cairn {
 
 // Keeps 4 MiB chunk buffers on the heap instead of a fresh mmap each (a
@@ -20,7 +17,5 @@ bool TuneAllocatorForChunks();
 void BlockTerminationSignals();
 // Waits for SIGINT or SIGTERM (after BlockTerminationSignals); returns it.
 int WaitForTerminationSignal();
-// The same, for at most `timeout`: the signal, or 0 when none came.
-int WaitForTerminationSignalFor(absl::Duration timeout);
 
 }  // namespace cairn

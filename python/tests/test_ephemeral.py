@@ -74,6 +74,31 @@ def test_renewals_and_bad_requests(client, vol):
     assert vol.info().lease_expires_at is None
 
 
+def start_cli_holder(server) -> tuple[subprocess.Popen, str]:
+    """`cairn volume create --ephemeral --lease 2`, and the ID it printed."""
+    p = subprocess.Popen([cairn_binary(), "volume", "create", "--ephemeral", "--lease", "2"],
+                         env=server.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    line = p.stdout.readline()
+    assert line.startswith("Created ephemeral volume ephemeral-"), line + p.stderr.read()
+    return p, line.split("(")[1].split(",")[0]
+
+
+def hold_then_stop(client, p: subprocess.Popen, volume_id: str, sig: int) -> None:
+    """The holder keeps the volume for 2.5 leases; after `sig` it goes."""
+    try:
+        exists_for(client, volume_id, 5)
+        p.send_signal(sig)
+        code = p.wait(timeout=30)
+        if sig == signal.SIGTERM:
+            assert code == 0
+        wait_for(lambda: gone(client, volume_id), 60, "the released volume to be collected")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def test_sigkill_of_a_python_holder(server, client):
     code = (
         "import sys, time, cairn\n"
@@ -82,46 +107,14 @@ def test_sigkill_of_a_python_holder(server, client):
         "    print(v.object_id, flush=True)\n"
         "    time.sleep(600)\n")
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        volume_id = p.stdout.readline().strip()
-        assert volume_id.startswith("vo-")
-        exists_for(client, volume_id, 5)
-        p.send_signal(signal.SIGKILL)
-        p.wait(timeout=30)
-        wait_for(lambda: gone(client, volume_id), 60, "the killed holder's volume to go")
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    volume_id = p.stdout.readline().strip()
+    assert volume_id.startswith("vo-")
+    hold_then_stop(client, p, volume_id, signal.SIGKILL)
 
 
 def test_cli_holder_sigkill_and_sigterm(server, client):
-    def start() -> tuple[subprocess.Popen, str]:
-        p = subprocess.Popen([cairn_binary(), "volume", "create", "--ephemeral", "--lease", "2"],
-                             env=server.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-        line = p.stdout.readline()
-        assert line.startswith("Created ephemeral volume ephemeral-"), line
-        return p, line.split("(")[1].split(",")[0]
-
-    p, volume_id = start()
-    try:
-        exists_for(client, volume_id, 5)
-        p.send_signal(signal.SIGKILL)
-        p.wait(timeout=30)
-        wait_for(lambda: gone(client, volume_id), 60, "the killed CLI's volume to go")
-    finally:
-        if p.poll() is None:
-            p.kill()
-    p, volume_id = start()
-    try:
-        exists_for(client, volume_id, 3)
-        p.send_signal(signal.SIGTERM)
-        assert p.wait(timeout=30) == 0, p.stderr.read()
-        wait_for(lambda: gone(client, volume_id), 60, "the released CLI volume to go")
-    finally:
-        if p.poll() is None:
-            p.kill()
+    hold_then_stop(client, *start_cli_holder(server), signal.SIGKILL)
+    hold_then_stop(client, *start_cli_holder(server), signal.SIGTERM)
 
 
 def test_cli_refuses_bad_ephemeral_usage(server):
@@ -134,17 +127,15 @@ def test_cli_refuses_bad_ephemeral_usage(server):
 
 
 def test_a_mount_holds_an_ephemeral_volume(server, client, mounts):
-    p = subprocess.Popen([cairn_binary(), "volume", "create", "--ephemeral", "--lease", "2"],
-                         env=server.env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         text=True)
+    p, volume_id = start_cli_holder(server)
     try:
-        line = p.stdout.readline()
-        name = line.split()[3]
-        volume_id = line.split("(")[1].split(",")[0]
+        name = next(v.name for v in cairn.Volume.list(client=client)
+                    if v.object_id == volume_id)
         m = mounts(name, "eph")
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=30)
-        # The mount renews the lease (30 s, every 10 s): it outlives the CLI's 2 s.
+        # The mount renews the lease (30 s, at once and every 10 s): it
+        # outlives the CLI's 2 s.
         (m.path / "f").write_text("kept\n")
         cairn.Volume.from_mount(m.path).commit()
         exists_for(client, volume_id, 12)
@@ -153,3 +144,4 @@ def test_a_mount_holds_an_ephemeral_volume(server, client, mounts):
     finally:
         if p.poll() is None:
             p.kill()
+            p.wait()
