@@ -212,7 +212,7 @@ absl::Status VolumeCreate(Client& client, const Args& a) {
   const bool ephemeral = a.Has("--ephemeral");
   if (ephemeral != a.positional().empty()) {
     return UsageError(ephemeral ? "an --ephemeral volume takes no NAME (the server names it)"
-                                : "missing NAME");
+                                : "missing arguments: NAME (or --ephemeral)");
   }
   if (a.Has("--lease") && !ephemeral) return UsageError("--lease needs --ephemeral");
   if (ephemeral && a.Has("--allow-existing")) {
