@@ -1,15 +1,22 @@
 #include "cli/commands.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "cli/args.h"
 #include "cli/client.h"
 #include "cli/mount_commands.h"
@@ -86,8 +93,15 @@ const std::vector<Command>& VolumeCommands() {
   static const std::vector<Command> commands = {
       {"create",
        "cairn volume create NAME [--version 1|2] [--allow-existing] [--max-inodes N]\n"
-       "                         [--max-dir-entries N] [--max-file-size SIZE]",
+       "                         [--max-dir-entries N] [--max-file-size SIZE]\n"
+       "       cairn volume create --ephemeral [--lease SECONDS] [--version 1|2] ...",
        "Creates a volume in the namespace.\n\n"
+       "  --ephemeral            an anonymous volume (named ephemeral-...) that lives\n"
+       "                         while this command runs: it prints the name, then\n"
+       "                         renews the volume's lease until SIGINT or SIGTERM;\n"
+       "                         one lease after the last renewal the volume is\n"
+       "                         deleted and its data key destroyed\n"
+       "  --lease SECONDS        the ephemeral volume's lease (default 30)\n"
        "  --version 1|2          1: at most 500,000 inodes; 2 (default): no inode limit,\n"
        "                         32,768 entries per directory, files under 1 TiB,\n"
        "                         hard links\n"
@@ -100,8 +114,10 @@ const std::vector<Command>& VolumeCommands() {
         {"--allow-existing", "", false},
         {"--max-inodes", "", true},
         {"--max-dir-entries", "", true},
-        {"--max-file-size", "", true}},
-       1, 1},
+        {"--max-file-size", "", true},
+        {"--ephemeral", "", false},
+        {"--lease", "", true}},
+       0, 1},
       {"list", "cairn volume list [--json]",
        "Lists the namespace's volumes, newest first. On a terminal: a table; piped:\n"
        "one name per line.\n\n"
@@ -155,12 +171,68 @@ void PrintCommandHelp(const Command& c) {
 
 // ---- Volume subcommands ----------------------------------------------------
 
+// Written to by SIGINT/SIGTERM while an ephemeral volume is held: whichever
+// thread (the client's included) the kernel hands the signal, the wait in
+// HoldLease wakes.
+int stop_pipe[2] = {-1, -1};
+void OnStopSignal(int) {
+  char byte = 1;
+  (void)!::write(stop_pipe[1], &byte, 1);
+}
+
+// Renews an ephemeral volume's lease every third of it until SIGINT or
+// SIGTERM; then the lease is left to lapse.
+absl::Status HoldLease(Client& client, const api::Volume& volume, uint32_t lease_seconds) {
+  const absl::Duration lease = absl::Seconds(lease_seconds == 0 ? 30 : lease_seconds);
+  if (::pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    return ErrnoToStatus(errno, "pipe for signals");
+  }
+  struct sigaction on_stop = {};
+  on_stop.sa_handler = OnStopSignal;
+  ::sigaction(SIGINT, &on_stop, nullptr);
+  ::sigaction(SIGTERM, &on_stop, nullptr);
+  std::fprintf(stderr, "holding the lease of %s (renewed every %s); stop with Ctrl-C\n",
+               volume.name().c_str(), absl::FormatDuration(lease / 3).c_str());
+  api::RenewLeaseRequest renew;
+  renew.mutable_volume()->set_id(volume.id());
+  renew.set_lease_seconds(lease_seconds);
+  for (;;) {
+    pollfd stop{stop_pipe[0], POLLIN, 0};
+    int ready = ::poll(&stop, 1, static_cast<int>(absl::ToInt64Milliseconds(lease / 3)));
+    if (ready > 0) {
+      std::fprintf(stderr, "released %s: it is deleted once its lease lapses\n",
+                   volume.name().c_str());
+      return absl::OkStatus();
+    }
+    if (ready < 0 && errno != EINTR) return ErrnoToStatus(errno, "poll");
+    if (ready == 0) CAIRN_RETURN_IF_ERROR(client.RenewLease(renew).status());
+  }
+}
+
 absl::Status VolumeCreate(Client& client, const Args& a) {
-  const std::string& name = a.positional()[0];
-  CAIRN_RETURN_IF_ERROR(ValidateVolumeName(name));
+  const bool ephemeral = a.Has("--ephemeral");
+  if (ephemeral != a.positional().empty()) {
+    return UsageError(ephemeral ? "an --ephemeral volume takes no NAME (the server names it)"
+                                : "missing arguments: NAME (or --ephemeral)");
+  }
+  if (a.Has("--lease") && !ephemeral) return UsageError("--lease needs --ephemeral");
+  if (ephemeral && a.Has("--allow-existing")) {
+    return UsageError("--allow-existing does not apply to --ephemeral");
+  }
+  const std::string name = ephemeral ? "" : a.positional()[0];
+  if (!ephemeral) CAIRN_RETURN_IF_ERROR(ValidateVolumeName(name));
   api::CreateVolumeRequest request;
   request.set_namespace_(client.options().ns);
   request.set_name(name);
+  request.set_ephemeral(ephemeral);
+  if (a.Has("--lease")) {
+    uint64_t seconds = 0;
+    if (!absl::SimpleAtoi(a.Get("--lease"), &seconds) || seconds == 0 || seconds > 86400) {
+      return UsageError(absl::StrCat("--lease needs seconds from 1 to 86400, not '",
+                                     a.Get("--lease"), "'"));
+    }
+    request.set_lease_seconds(static_cast<uint32_t>(seconds));
+  }
   const std::string version = a.Get("--version", "2");
   if (version != "1" && version != "2") {
     return UsageError(absl::StrCat("--version must be 1 or 2, not '", version, "'"));
@@ -182,9 +254,12 @@ absl::Status VolumeCreate(Client& client, const Args& a) {
     if (std::string_view(flag) == "--max-file-size") limits.set_max_file_size(*value);
   }
   CAIRN_ASSIGN_OR_RETURN(api::Volume volume, client.CreateVolume(request));
-  std::printf("Created volume %s (%s, version %u) in namespace %s\n", volume.name().c_str(),
-              volume.id().c_str(), volume.version(), volume.namespace_().c_str());
-  return absl::OkStatus();
+  std::printf("Created %svolume %s (%s, version %u) in namespace %s\n",
+              ephemeral ? "ephemeral " : "", volume.name().c_str(), volume.id().c_str(),
+              volume.version(), volume.namespace_().c_str());
+  if (!ephemeral) return absl::OkStatus();
+  std::fflush(stdout);
+  return HoldLease(client, volume, request.lease_seconds());
 }
 
 absl::Status VolumeList(Client& client, const Args& a) {

@@ -5,11 +5,15 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "core/json.h"
 #include "core/testing/temp_dir.h"
 #include "gtest/gtest.h"
 
@@ -328,6 +332,40 @@ TEST(DataKeyTest, ConcurrentUse) {
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(failures.load(), 0);
+}
+
+// The vectors the Python client's sealing must reproduce byte for byte
+// (core/testdata/sealing_vectors.json, docs/decisions.md D35): written by
+// python/tests/make_sealing_vectors.py, opened here by the C++ core.
+TEST(SealingVectorsTest, PythonSealedObjectsOpenAndAddressesAgree) {
+  const char* src = std::getenv("CAIRN_SOURCE_DIR");
+  ASSERT_NE(src, nullptr) << "CAIRN_SOURCE_DIR is set by ctest";
+  std::string text = ReadFile(std::filesystem::path(src) / "core/testdata/sealing_vectors.json");
+  ASSERT_FALSE(text.empty());
+  auto doc = ParseJson(text);
+  ASSERT_TRUE(doc.ok()) << doc.status();
+  auto key = DataKey::FromBytes(absl::HexStringToBytes(doc->at("data_key").get<std::string>()));
+  ASSERT_TRUE(key.ok()) << key.status();
+  const auto& vectors = doc->at("vectors");
+  ASSERT_GE(vectors.size(), 4u);
+  for (const auto& v : vectors) {
+    const size_t size = v.at("size").get<size_t>();
+    SCOPED_TRACE(absl::StrCat("size ", size, " form ", v.at("form").get<std::string>()));
+    const std::string plain = Pattern(size);
+    auto address = Digest::FromHex(v.at("address").get<std::string>());
+    ASSERT_TRUE(address.ok()) << address.status();
+    EXPECT_EQ(key->Address(plain), *address);
+    const std::string sealed = absl::HexStringToBytes(v.at("sealed").get<std::string>());
+    auto layout = SealedLayout::Parse(sealed, sealed.size());
+    ASSERT_TRUE(layout.ok()) << layout.status();
+    EXPECT_EQ(layout->blocked(), v.at("form").get<std::string>() == "blocked");
+    if (layout->blocked()) {
+      EXPECT_EQ(sealed.size(), SealedSize(size));
+    }
+    auto opened = key->Open(*address, sealed);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    EXPECT_EQ(*opened, plain);
+  }
 }
 
 TEST(MasterKeyTest, WrapUnwrapBoundToVolume) {

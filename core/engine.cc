@@ -90,6 +90,15 @@ std::string SerializeDeterministic(const objects::ChangeSet& changes) {
   return out;
 }
 
+absl::Status ValidateLease(absl::Duration lease) {
+  if (lease < absl::Seconds(1) || lease > Engine::kMaxLease) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a lease must be between 1 s and ", absl::FormatDuration(Engine::kMaxLease),
+                     ", got ", absl::FormatDuration(lease)));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string NewVolumeId() {
@@ -112,14 +121,46 @@ Engine::Engine(MetaStore* meta, BlobStore* blobs, MasterKey master)
 
 absl::StatusOr<VolumeRecord> Engine::CreateVolume(std::string_view ns, std::string_view name,
                                                   int version, std::optional<Limits> limits) {
+  return CreateVolumeRecord(ns, name, version, limits, /*lease=*/std::nullopt);
+}
+
+absl::StatusOr<VolumeRecord> Engine::CreateEphemeralVolume(std::string_view ns, int version,
+                                                           absl::Duration lease,
+                                                           std::optional<Limits> limits) {
+  CAIRN_RETURN_IF_ERROR(ValidateLease(lease));
+  return CreateVolumeRecord(ns, /*name=*/{}, version, limits, lease);
+}
+
+absl::StatusOr<VolumeRecord> Engine::RenewLease(std::string_view id, absl::Duration lease) {
+  CAIRN_RETURN_IF_ERROR(ValidateLease(lease));
+  const absl::Time now = absl::Now();
+  return meta_->RenewLease(id, absl::ToUnixNanos(now), absl::ToUnixNanos(now + lease));
+}
+
+absl::StatusOr<uint64_t> Engine::CollectExpiredVolumes() {
+  CAIRN_ASSIGN_OR_RETURN(std::vector<std::string> expired, meta_->ListExpiredLeases(NowNs()));
+  uint64_t deleted = 0;
+  for (const std::string& id : expired) {
+    absl::Status s = DeleteVolumeById(id);
+    if (absl::IsNotFound(s)) continue;  // deleted meanwhile by a client
+    CAIRN_RETURN_IF_ERROR(s);
+    ++deleted;
+  }
+  return deleted;
+}
+
+absl::StatusOr<VolumeRecord> Engine::CreateVolumeRecord(std::string_view ns,
+                                                        std::string_view name, int version,
+                                                        std::optional<Limits> limits,
+                                                        std::optional<absl::Duration> lease) {
   CAIRN_RETURN_IF_ERROR(ValidateNamespace(ns));
-  CAIRN_RETURN_IF_ERROR(ValidateVolumeName(name));
+  if (!lease) CAIRN_RETURN_IF_ERROR(ValidateVolumeName(name));
   if (version != 1 && version != 2) {
     return absl::InvalidArgumentError(
         absl::StrCat("volume version must be 1 or 2, got ", version));
   }
   std::string space = NamespaceOrDefault(ns);
-  if (meta_->GetVolumeByName(space, name).ok()) {
+  if (!lease && meta_->GetVolumeByName(space, name).ok()) {
     return absl::AlreadyExistsError(
         absl::StrCat("volume ", Sv(name), " already exists in namespace ", space));
   }
@@ -127,10 +168,12 @@ absl::StatusOr<VolumeRecord> Engine::CreateVolume(std::string_view ns, std::stri
   VolumeRecord volume;
   volume.id = NewVolumeId();
   volume.ns = space;
-  volume.name = std::string(name);
+  // An ephemeral volume is anonymous: its name only has to be unique.
+  volume.name = lease ? absl::StrCat("ephemeral-", volume.id.substr(3)) : std::string(name);
   volume.version = version;
   volume.created_at_ns = NowNs();
   volume.limits = limits.value_or(DefaultLimits(version));
+  if (lease) volume.lease_expires_ns = absl::ToUnixNanos(absl::Now() + *lease);
   DataKey key = DataKey::Generate();
   volume.wrapped_key = master_.Wrap(volume.id, key);
 
@@ -152,7 +195,8 @@ absl::StatusOr<VolumeRecord> Engine::CreateVolume(std::string_view ns, std::stri
         absl::StrCat("volume ", Sv(name), " already exists in namespace ", space));
   }
   CAIRN_RETURN_IF_ERROR(created);
-  CAIRN_LOG_INFO("created volume %s/%s (%s, version %d)", space, name, volume.id, version);
+  CAIRN_LOG_INFO("created %svolume %s/%s (%s, version %d)", lease ? "ephemeral " : "", space,
+                 volume.name, volume.id, version);
   return volume;
 }
 

@@ -24,6 +24,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "core/blob_store.h"
 #include "core/crypto.h"
 #include "core/meta_store.h"
@@ -61,6 +62,24 @@ class Engine {
                                                                int version,
                                                                const Limits& requested = {});
   [[nodiscard]] absl::StatusOr<VolumeRecord> GetVolume(std::string_view ns, std::string_view name);
+
+  // ---- Ephemeral volumes: anonymous, alive while a holder renews the lease ----
+  static constexpr absl::Duration kDefaultLease = absl::Seconds(30);
+  static constexpr absl::Duration kMaxLease = absl::Hours(24);
+  // A new volume named "ephemeral-" + its ID's random part, whose lease
+  // lapses `lease` from now unless renewed; when it lapses,
+  // CollectExpiredVolumes deletes the volume (C8: its key is destroyed).
+  // InvalidArgument for a lease outside [1 s, kMaxLease] or a bad version.
+  [[nodiscard]] absl::StatusOr<VolumeRecord> CreateEphemeralVolume(
+      std::string_view ns, int version, absl::Duration lease, std::optional<Limits> limits = {});
+  // Extends the lease of ephemeral volume `id` to `lease` from now (never
+  // shortening it). NotFound if the volume is gone or its lease lapsed;
+  // FailedPrecondition if it is not ephemeral; InvalidArgument as above.
+  [[nodiscard]] absl::StatusOr<VolumeRecord> RenewLease(std::string_view id, absl::Duration lease);
+  // Deletes every ephemeral volume whose lease has lapsed, as DeleteVolumeById
+  // does; returns how many. A lapsed lease cannot be renewed, so a volume
+  // listed here is never revived between the listing and the delete.
+  [[nodiscard]] absl::StatusOr<uint64_t> CollectExpiredVolumes();
   // A clone: a new volume `name` in `ns` whose first head (snapshot 0) has
   // the root and totals of snapshot `seq` of `source_id` (its head when
   // unset). Nothing is re-sealed or rewritten: the clone gets the source's
@@ -171,6 +190,11 @@ class Engine {
   BlobStore* blobs() const { return blobs_; }
 
  private:
+  // CreateVolume and CreateEphemeralVolume: with a lease the volume is
+  // ephemeral and named after its ID (`name` is ignored).
+  [[nodiscard]] absl::StatusOr<VolumeRecord> CreateVolumeRecord(
+      std::string_view ns, std::string_view name, int version, std::optional<Limits> limits,
+      std::optional<absl::Duration> lease);
   // Held by a commit from reading the head to its CAS, so commits to one
   // volume in this process never lose the CAS to each other. A lost CAS
   // wastes the attempt's work and leaves the directory objects it wrote

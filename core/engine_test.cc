@@ -137,6 +137,48 @@ TEST_F(EngineTest, CreateGetListRenameDelete) {
   EXPECT_EQ(engine_.GetVolumeById(v.id).status().code(), absl::StatusCode::kNotFound);
 }
 
+// Ephemeral volumes: anonymous, alive while renewed, collected once the
+// lease lapses (their key goes with the volume row, C8).
+TEST_F(EngineTest, EphemeralVolumesLiveWhileRenewedAndAreCollectedAfter) {
+  auto e = engine_.CreateEphemeralVolume("ns", 2, absl::Seconds(1));
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->name, "ephemeral-" + e->id.substr(3));
+  EXPECT_GT(e->lease_expires_ns, 0);
+  VolumeRecord ordinary = MakeVolume("kept");
+  ASSERT_TRUE(Commit(*e, {PutFile(*e, "f", "data")}).ok());
+
+  EXPECT_EQ(engine_.CreateEphemeralVolume("ns", 2, absl::Milliseconds(10)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine_.CreateEphemeralVolume("ns", 2, absl::Hours(25)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine_.CreateEphemeralVolume("ns", 3, absl::Seconds(5)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine_.RenewLease(ordinary.id, absl::Seconds(5)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // Renewed for a minute: nothing to collect, however often the sweep runs.
+  auto renewed = engine_.RenewLease(e->id, absl::Minutes(1));
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_GT(renewed->lease_expires_ns, e->lease_expires_ns);
+  EXPECT_EQ(engine_.CollectExpiredVolumes().value(), 0u);
+  EXPECT_TRUE(engine_.GetVolumeById(e->id).ok());
+
+  // A second ephemeral volume nobody renews lapses after its second.
+  VolumeRecord lapsing = engine_.CreateEphemeralVolume("ns", 2, absl::Seconds(1)).value();
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  uint64_t collected = 0;
+  while (collected == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+    collected = engine_.CollectExpiredVolumes().value();
+  }
+  EXPECT_EQ(collected, 1u);
+  EXPECT_EQ(engine_.GetVolumeById(lapsing.id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(engine_.RenewLease(lapsing.id, absl::Seconds(5)).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(engine_.GetVolumeById(e->id).ok());
+  EXPECT_TRUE(engine_.GetVolumeById(ordinary.id).ok());
+}
+
 TEST_F(EngineTest, ValidatesInput) {
   EXPECT_EQ(engine_.CreateVolume("ns", "", 2).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(engine_.CreateVolume("ns", "..", 2).status().code(),

@@ -41,6 +41,10 @@ struct VolumeRecord {
   int64_t created_at_ns = 0;
   std::string wrapped_key;  // MasterKey::Wrap output
   Limits limits;
+  // Ephemeral volumes only: when the holders' lease lapses (wall clock, ns
+  // since the epoch); the volume is then deleted by the lease sweeper.
+  // 0: not ephemeral (an ordinary volume lives until deleted).
+  int64_t lease_expires_ns = 0;
 };
 
 struct SnapshotRecord {
@@ -57,7 +61,8 @@ class MetaStore {
  public:
   virtual ~MetaStore() = default;
 
-  // Inserts the volume and its snapshot 0 as head, atomically.
+  // Inserts the volume and its snapshot 0 as head (and its lease when
+  // volume.lease_expires_ns is set), atomically.
   // AlreadyExists if (ns, name) or id is taken.
   [[nodiscard]] virtual absl::Status CreateVolume(const VolumeRecord& volume,
                                                   const SnapshotRecord& initial) = 0;
@@ -104,6 +109,21 @@ class MetaStore {
       std::string_view volume_id, std::string_view idempotency_key,
       Digest* changes_digest = nullptr) = 0;
 
+  // ---- Leases of ephemeral volumes ----
+  // Extends the lease of an ephemeral volume to `expires_at_ns` (never
+  // shortens it: the volume lives as long as its longest-lived holder) and
+  // returns the volume with its new expiry. NotFound if the volume is gone
+  // or its lease had lapsed by `now_ns` (a lapsed lease is never revived:
+  // the sweeper may be deleting it); FailedPrecondition if the volume is
+  // not ephemeral.
+  [[nodiscard]] virtual absl::StatusOr<VolumeRecord> RenewLease(std::string_view volume_id,
+                                                                int64_t now_ns,
+                                                                int64_t expires_at_ns) = 0;
+  // IDs of the ephemeral volumes whose lease lapsed by `now_ns`, soonest
+  // lapsed first.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> ListExpiredLeases(
+      int64_t now_ns) = 0;
+
   // For readiness probes, cheap: OK if the store can serve reads and
   // writes that last. Unavailable naming what is wrong otherwise (for
   // SQLite: the database file is gone from its path or replaced, so what is
@@ -131,6 +151,9 @@ class MetaStore {
   static constexpr int64_t kCommitKeyRetentionNs = int64_t{24} * 3600 * 1000000000;
   static constexpr uint64_t kCommitKeysMaxPerVolume = 100000;
 };
+
+// The NotFound answered for a volume whose lease lapsed (every store).
+absl::Status LeaseLapsed(const VolumeRecord& volume);
 
 struct SqliteOptions {
   // Name of a registered sqlite3_vfs to open the database through; empty:

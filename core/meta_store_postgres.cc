@@ -103,12 +103,27 @@ CREATE TABLE commit_keys (
 CREATE INDEX commit_keys_by_seq ON commit_keys (volume_id, seq);
 CREATE INDEX commit_keys_by_age ON commit_keys (volume_id, created_at_ns);
 )sql"},
+    // Ephemeral volumes (D36): a row per volume that lives only while its
+    // holders renew the lease. No row: an ordinary volume.
+    {2, R"sql(
+CREATE TABLE leases (
+  volume_id     TEXT COLLATE "C" PRIMARY KEY REFERENCES volumes(id),
+  expires_at_ns BIGINT NOT NULL
+);
+CREATE INDEX leases_by_expiry ON leases (expires_at_ns);
+)sql"},
 };
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 constexpr char kVolumeColumns[] =
     "id, ns, name, version, created_at_ns, wrapped_key, max_inodes, max_dir_entries, "
     "max_file_size, hard_links";
+// What reads of a volume select: its columns and its lease's expiry (0 for
+// an ordinary volume); ReadVolume's column order.
+constexpr char kVolumeSelect[] =
+    "SELECT id, ns, name, version, created_at_ns, wrapped_key, max_inodes, max_dir_entries, "
+    "max_file_size, hard_links, COALESCE((SELECT l.expires_at_ns FROM leases l "
+    "WHERE l.volume_id = volumes.id), 0) FROM volumes";
 constexpr char kSnapshotColumns[] =
     "volume_id, seq, root, parent_seq, created_at_ns, inodes, bytes";
 
@@ -221,6 +236,7 @@ VolumeRecord ReadVolume(const PGresult* r, int row) {
   v.limits.max_dir_entries = static_cast<uint32_t>(ColU64(r, row, 7));
   v.limits.max_file_size = ColU64(r, row, 8);
   v.limits.hard_links = ColBool(r, row, 9);
+  v.lease_expires_ns = ColInt(r, row, 10);
   return v;
 }
 
@@ -520,13 +536,18 @@ class PostgresMetaStore : public MetaStore {
     CAIRN_RETURN_IF_ERROR(InsertSnapshot(txn, initial));
     CAIRN_RETURN_IF_ERROR(txn.Exec("INSERT INTO heads (volume_id, seq) VALUES ($1, $2)",
                                    Params().Str(volume.id).U64(initial.seq), "insert head"));
+    if (volume.lease_expires_ns != 0) {
+      CAIRN_RETURN_IF_ERROR(
+          txn.Exec("INSERT INTO leases (volume_id, expires_at_ns) VALUES ($1, $2)",
+                   Params().Str(volume.id).Int(volume.lease_expires_ns), "insert lease"));
+    }
     return txn.Commit();
   }
 
   absl::StatusOr<VolumeRecord> GetVolumeByName(std::string_view ns,
                                                std::string_view name) override {
     const std::string sql =
-        absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes WHERE ns = $1 AND name = $2");
+        absl::StrCat(kVolumeSelect, " WHERE ns = $1 AND name = $2");
     CAIRN_ASSIGN_OR_RETURN(auto done,
                            ExecFirst(pool_, sql.c_str(), Params().Str(ns).Str(name), "get volume"));
     if (PQntuples(done.second.get()) == 0) {
@@ -536,7 +557,7 @@ class PostgresMetaStore : public MetaStore {
   }
 
   absl::StatusOr<VolumeRecord> GetVolumeById(std::string_view id) override {
-    const std::string sql = absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes WHERE id = $1");
+    const std::string sql = absl::StrCat(kVolumeSelect, " WHERE id = $1");
     CAIRN_ASSIGN_OR_RETURN(auto done, ExecFirst(pool_, sql.c_str(), Params().Str(id), "get volume"));
     if (PQntuples(done.second.get()) == 0) return meta_store_errors::VolumeNotFound(id);
     return ReadVolume(done.second.get(), 0);
@@ -544,7 +565,7 @@ class PostgresMetaStore : public MetaStore {
 
   absl::StatusOr<std::vector<VolumeRecord>> ListVolumes(std::string_view ns) override {
     const std::string sql =
-        absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes",
+        absl::StrCat(kVolumeSelect,
                      ns.empty() ? "" : " WHERE ns = $1", " ORDER BY created_at_ns DESC, id ASC");
     Params params;
     if (!ns.empty()) params.Str(ns);
@@ -582,6 +603,7 @@ class PostgresMetaStore : public MetaStore {
                                                Params().Str(id), "lock head"));
     if (PQntuples(r.get()) == 0) return meta_store_errors::VolumeNotFound(id);
     for (const char* sql : {"DELETE FROM commit_keys WHERE volume_id = $1",
+                            "DELETE FROM leases WHERE volume_id = $1",
                             "DELETE FROM heads WHERE volume_id = $1",
                             "DELETE FROM snapshots WHERE volume_id = $1",
                             "DELETE FROM volumes WHERE id = $1"}) {
@@ -711,6 +733,46 @@ class PostgresMetaStore : public MetaStore {
     CAIRN_ASSIGN_OR_RETURN(SnapshotRecord snap, ReadSnapshot(r.get(), 0));
     CAIRN_RETURN_IF_ERROR(txn.Commit());
     return snap;
+  }
+
+  absl::StatusOr<VolumeRecord> RenewLease(std::string_view volume_id, int64_t now_ns,
+                                          int64_t expires_at_ns) override {
+    CAIRN_ASSIGN_OR_RETURN(Txn txn, Txn::Begin(pool_));
+    // One statement moves a live lease forward (never back) and says
+    // whether there was one; the row lock orders it against the sweeper's
+    // delete, so a lapsed lease is never revived.
+    CAIRN_ASSIGN_OR_RETURN(
+        Result renewed,
+        txn.Query("UPDATE leases SET expires_at_ns = GREATEST(expires_at_ns, $2) "
+                  "WHERE volume_id = $1 AND expires_at_ns > $3 RETURNING expires_at_ns",
+                  Params().Str(volume_id).Int(expires_at_ns).Int(now_ns), "renew lease"));
+    const std::string sql = absl::StrCat(kVolumeSelect, " WHERE id = $1");
+    CAIRN_ASSIGN_OR_RETURN(Result r, txn.Query(sql.c_str(), Params().Str(volume_id), "get volume"));
+    if (PQntuples(r.get()) == 0) return meta_store_errors::VolumeNotFound(volume_id);
+    VolumeRecord volume = ReadVolume(r.get(), 0);
+    if (PQntuples(renewed.get()) == 0) {
+      if (volume.lease_expires_ns == 0) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("volume ", volume.name, " (", Sv(volume_id),
+                         ") is not ephemeral: it has no lease to renew"));
+      }
+      return LeaseLapsed(volume);
+    }
+    CAIRN_RETURN_IF_ERROR(txn.Commit());
+    return volume;
+  }
+
+  absl::StatusOr<std::vector<std::string>> ListExpiredLeases(int64_t now_ns) override {
+    CAIRN_ASSIGN_OR_RETURN(
+        auto done, ExecFirst(pool_,
+                             "SELECT volume_id FROM leases WHERE expires_at_ns <= $1 "
+                             "ORDER BY expires_at_ns",
+                             Params().Int(now_ns), "list expired leases"));
+    std::vector<std::string> out;
+    for (int i = 0; i < PQntuples(done.second.get()); ++i) {
+      out.push_back(ColBytes(done.second.get(), i, 0));
+    }
+    return out;
   }
 
   absl::Status CheckHealth() override {

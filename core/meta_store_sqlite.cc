@@ -46,9 +46,10 @@ absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.
 
 constexpr int kBusyTimeoutMs = 10000;
 // 1: volumes, snapshots, heads. 2: commit_keys (idempotent commits).
+// 3: leases (ephemeral volumes).
 // Every change so far only adds tables, so migrating is running the schema
 // (IF NOT EXISTS) and raising user_version, in one transaction (Migrate).
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS volumes (
@@ -93,11 +94,24 @@ CREATE TABLE IF NOT EXISTS commit_keys (
 );
 CREATE INDEX IF NOT EXISTS commit_keys_by_seq ON commit_keys(volume_id, seq);
 CREATE INDEX IF NOT EXISTS commit_keys_by_age ON commit_keys(volume_id, created_at_ns);
+-- Ephemeral volumes: a row per volume that lives only while its holders
+-- renew the lease. No row: an ordinary volume.
+CREATE TABLE IF NOT EXISTS leases (
+  volume_id     TEXT PRIMARY KEY REFERENCES volumes(id) ON DELETE CASCADE,
+  expires_at_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS leases_by_expiry ON leases(expires_at_ns);
 )sql";
 
 constexpr char kVolumeColumns[] =
     "id, ns, name, version, created_at_ns, wrapped_key, max_inodes, max_dir_entries, "
     "max_file_size, hard_links";
+// What reads of a volume select: its columns and its lease's expiry (NULL,
+// read as 0, for an ordinary volume).
+constexpr char kVolumeSelect[] =
+    "SELECT id, ns, name, version, created_at_ns, wrapped_key, max_inodes, max_dir_entries, "
+    "max_file_size, hard_links, "
+    "(SELECT expires_at_ns FROM leases WHERE leases.volume_id = volumes.id) FROM volumes";
 constexpr char kSnapshotColumns[] =
     "volume_id, seq, root, parent_seq, created_at_ns, inodes, bytes";
 
@@ -126,6 +140,11 @@ enum Stmt {
   kInsertKey,
   kPruneKeys,
   kDeleteKeys,
+  kInsertLease,
+  kLeaseExpiry,
+  kUpdateLease,
+  kExpiredLeases,
+  kDeleteLease,
   kNumStmts,
 };
 
@@ -142,15 +161,11 @@ std::string StmtSql(Stmt s) {
       return absl::StrCat("INSERT INTO snapshots (", kSnapshotColumns,
                           ") VALUES (?, ?, ?, ?, ?, ?, ?)");
     case kInsertHead: return "INSERT INTO heads (volume_id, seq) VALUES (?, ?)";
-    case kVolumeById: return absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes WHERE id = ?");
-    case kVolumeByName:
-      return absl::StrCat("SELECT ", kVolumeColumns, " FROM volumes WHERE ns = ? AND name = ?");
-    case kListAll:
-      return absl::StrCat("SELECT ", kVolumeColumns,
-                          " FROM volumes ORDER BY created_at_ns DESC, id ASC");
+    case kVolumeById: return absl::StrCat(kVolumeSelect, " WHERE id = ?");
+    case kVolumeByName: return absl::StrCat(kVolumeSelect, " WHERE ns = ? AND name = ?");
+    case kListAll: return absl::StrCat(kVolumeSelect, " ORDER BY created_at_ns DESC, id ASC");
     case kListNs:
-      return absl::StrCat("SELECT ", kVolumeColumns,
-                          " FROM volumes WHERE ns = ? ORDER BY created_at_ns DESC, id ASC");
+      return absl::StrCat(kVolumeSelect, " WHERE ns = ? ORDER BY created_at_ns DESC, id ASC");
     case kRename: return "UPDATE volumes SET name = ? WHERE id = ?";
     case kDeleteHead: return "DELETE FROM heads WHERE volume_id = ?";
     case kDeleteSnapshots: return "DELETE FROM snapshots WHERE volume_id = ?";
@@ -170,6 +185,12 @@ std::string StmtSql(Stmt s) {
     case kPruneKeys:
       return "DELETE FROM commit_keys WHERE volume_id = ?1 AND (created_at_ns < ?2 OR seq < ?3)";
     case kDeleteKeys: return "DELETE FROM commit_keys WHERE volume_id = ?";
+    case kInsertLease: return "INSERT INTO leases (volume_id, expires_at_ns) VALUES (?, ?)";
+    case kLeaseExpiry: return "SELECT expires_at_ns FROM leases WHERE volume_id = ?";
+    case kUpdateLease: return "UPDATE leases SET expires_at_ns = ? WHERE volume_id = ?";
+    case kExpiredLeases:
+      return "SELECT volume_id FROM leases WHERE expires_at_ns <= ? ORDER BY expires_at_ns";
+    case kDeleteLease: return "DELETE FROM leases WHERE volume_id = ?";
     case kNumStmts: break;
   }
   return "";
@@ -253,6 +274,7 @@ VolumeRecord ReadVolume(const StmtUse& s) {
   v.limits.max_dir_entries = static_cast<uint32_t>(s.ColU64(7));
   v.limits.max_file_size = s.ColU64(8);
   v.limits.hard_links = s.ColInt(9) != 0;
+  v.lease_expires_ns = s.ColInt(10);
   return v;
 }
 
@@ -272,6 +294,15 @@ absl::StatusOr<SnapshotRecord> ReadSnapshot(const StmtUse& s) {
   r.bytes = s.ColU64(6);
   return r;
 }
+
+}  // namespace
+
+absl::Status LeaseLapsed(const VolumeRecord& volume) {
+  return absl::NotFoundError(absl::StrCat("ephemeral volume ", volume.name, " (", volume.id,
+                                          ") is gone: its lease lapsed and it is being deleted"));
+}
+
+namespace {
 
 class SqliteMetaStore : public MetaStore {
  public:
@@ -335,6 +366,12 @@ class SqliteMetaStore : public MetaStore {
       s.Text(1, volume.id);
       s.U64(2, initial.seq);
       CAIRN_RETURN_IF_ERROR(Exec(s, "insert head"));
+    }
+    if (volume.lease_expires_ns != 0) {
+      StmtUse s(stmts_[kInsertLease]);
+      s.Text(1, volume.id);
+      s.Int(2, volume.lease_expires_ns);
+      CAIRN_RETURN_IF_ERROR(Exec(s, "insert lease"));
     }
     return txn.Commit();
   }
@@ -401,7 +438,7 @@ class SqliteMetaStore : public MetaStore {
     Txn txn(this);
     CAIRN_RETURN_IF_ERROR(GetVolumeByIdLocked(id).status());
     // Children first: the foreign keys are enforced.
-    for (Stmt stmt : {kDeleteKeys, kDeleteHead, kDeleteSnapshots, kDeleteVolume}) {
+    for (Stmt stmt : {kDeleteKeys, kDeleteLease, kDeleteHead, kDeleteSnapshots, kDeleteVolume}) {
       StmtUse s(stmts_[stmt]);
       s.Text(1, id);
       CAIRN_RETURN_IF_ERROR(Exec(s, "delete volume"));
@@ -419,6 +456,42 @@ class SqliteMetaStore : public MetaStore {
                         std::string(id), busy.ok() ? "busy" : busy.status().ToString());
     }
     return absl::OkStatus();
+  }
+
+  absl::StatusOr<VolumeRecord> RenewLease(std::string_view volume_id, int64_t now_ns,
+                                          int64_t expires_at_ns) override {
+    absl::MutexLock lock(&mu_);
+    CAIRN_RETURN_IF_ERROR(Begin(kBeginImmediate));
+    Txn txn(this);
+    CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, GetVolumeByIdLocked(volume_id));
+    if (volume.lease_expires_ns == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("volume ", volume.name, " (", Sv(volume_id),
+                       ") is not ephemeral: it has no lease to renew"));
+    }
+    if (volume.lease_expires_ns <= now_ns) return LeaseLapsed(volume);
+    if (expires_at_ns > volume.lease_expires_ns) {
+      StmtUse s(stmts_[kUpdateLease]);
+      s.Int(1, expires_at_ns);
+      s.Text(2, volume_id);
+      CAIRN_RETURN_IF_ERROR(Exec(s, "renew lease"));
+      volume.lease_expires_ns = expires_at_ns;
+    }
+    CAIRN_RETURN_IF_ERROR(txn.Commit());
+    return volume;
+  }
+
+  absl::StatusOr<std::vector<std::string>> ListExpiredLeases(int64_t now_ns) override {
+    absl::MutexLock lock(&mu_);
+    StmtUse s(stmts_[kExpiredLeases]);
+    s.Int(1, now_ns);
+    std::vector<std::string> out;
+    for (;;) {
+      CAIRN_ASSIGN_OR_RETURN(bool row, Step(s, "list expired leases"));
+      if (!row) break;
+      out.push_back(s.ColText(0));
+    }
+    return out;
   }
 
   absl::StatusOr<SnapshotRecord> GetHead(std::string_view volume_id) override {

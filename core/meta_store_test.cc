@@ -60,7 +60,7 @@ bool SameSnap(const SnapshotRecord& a, const SnapshotRecord& b) {
 bool SameVolume(const VolumeRecord& a, const VolumeRecord& b) {
   return a.id == b.id && a.ns == b.ns && a.name == b.name && a.version == b.version &&
          a.created_at_ns == b.created_at_ns && a.wrapped_key == b.wrapped_key &&
-         a.limits == b.limits;
+         a.limits == b.limits && a.lease_expires_ns == b.lease_expires_ns;
 }
 
 TEST(DefaultLimitsTest, Versions) {
@@ -125,6 +125,40 @@ TEST_P(MetaStoreTest, CreateAndGet) {
   auto head = store_->GetHead("vo-a");
   ASSERT_TRUE(head.ok()) << head.status();
   EXPECT_TRUE(SameSnap(*head, Snap("vo-a", 0)));
+}
+
+// Ephemeral volumes: the lease is created with the volume, renewed only
+// forward, listed once lapsed, never revived, and goes with the volume.
+TEST_P(MetaStoreTest, LeasesRenewForwardLapseAndGoWithTheVolume) {
+  VolumeRecord e = Volume("vo-e", "ns", "ephemeral-e");
+  e.lease_expires_ns = 1000;
+  ASSERT_TRUE(store_->CreateVolume(e, Snap("vo-e", 0)).ok());
+  ASSERT_TRUE(store_->CreateVolume(Volume("vo-o", "ns", "ordinary"), Snap("vo-o", 0)).ok());
+  EXPECT_EQ(store_->GetVolumeById("vo-e").value().lease_expires_ns, 1000);
+  EXPECT_EQ(store_->GetVolumeByName("ns", "ordinary").value().lease_expires_ns, 0);
+  EXPECT_EQ(store_->ListVolumes("ns").value().size(), 2u);
+
+  auto renewed = store_->RenewLease("vo-e", 500, 2000);
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_EQ(renewed->lease_expires_ns, 2000);
+  // A shorter lease from another holder does not cut the longer one.
+  EXPECT_EQ(store_->RenewLease("vo-e", 600, 1500).value().lease_expires_ns, 2000);
+  EXPECT_EQ(store_->GetVolumeById("vo-e").value().lease_expires_ns, 2000);
+
+  EXPECT_EQ(store_->RenewLease("vo-o", 600, 1500).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->RenewLease("vo-x", 600, 1500).status().code(), absl::StatusCode::kNotFound);
+
+  EXPECT_TRUE(store_->ListExpiredLeases(1999).value().empty());
+  EXPECT_EQ(store_->ListExpiredLeases(2000).value(), std::vector<std::string>{"vo-e"});
+  // Lapsed: never revived, whatever the new expiry.
+  auto late = store_->RenewLease("vo-e", 2000, 9000);
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kNotFound) << late.status();
+  EXPECT_THAT(std::string(late.status().message()), ::testing::HasSubstr("lease lapsed"));
+
+  ASSERT_TRUE(store_->DeleteVolume("vo-e").ok());
+  EXPECT_TRUE(store_->ListExpiredLeases(1 << 30).value().empty());
+  EXPECT_EQ(store_->RenewLease("vo-e", 0, 9000).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_P(MetaStoreTest, NotFound) {
@@ -552,14 +586,14 @@ int UserVersion(const std::filesystem::path& db) {
   return version;
 }
 
-// What schema 1 left on disk: no commit_keys, user_version 1.
+// What schema 1 left on disk: no commit_keys or leases, user_version 1.
 void MakeSchemaVersion1(const std::filesystem::path& db) {
   {
     auto s = OpenSqliteMetaStore(db);
     ASSERT_TRUE(s.ok()) << s.status();
     ASSERT_TRUE((*s)->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok());
   }
-  ExecOnFile(db, "DROP TABLE commit_keys; PRAGMA user_version=1;");
+  ExecOnFile(db, "DROP TABLE commit_keys; DROP TABLE leases; PRAGMA user_version=1;");
 }
 
 TEST_F(SqliteMetaStoreTest, ConcurrentOpensOfAnOldSchemaMigrateIt) {
@@ -572,7 +606,7 @@ TEST_F(SqliteMetaStoreTest, ConcurrentOpensOfAnOldSchemaMigrateIt) {
   }
   for (std::thread& th : threads) th.join();
   for (const absl::Status& st : results) EXPECT_TRUE(st.ok()) << st;
-  EXPECT_EQ(UserVersion(DbPath()), 2);
+  EXPECT_EQ(UserVersion(DbPath()), 3);
   auto s = OpenSqliteMetaStore(DbPath());
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_TRUE((*s)->CommitSnapshot(Snap("vo-a", 1), 0, "k").ok());
@@ -590,12 +624,31 @@ TEST_F(SqliteMetaStoreTest, MigrationNeverLowersTheSchemaVersion) {
   std::thread opener([&] { opened = OpenSqliteMetaStore(DbPath()).status(); });
   // The opener waits for the write lock; meanwhile a newer schema lands.
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  ASSERT_EQ(sqlite3_exec(holder, "PRAGMA user_version=3; COMMIT;", nullptr, nullptr, nullptr),
+  ASSERT_EQ(sqlite3_exec(holder, "PRAGMA user_version=4; COMMIT;", nullptr, nullptr, nullptr),
             SQLITE_OK);
   opener.join();
   sqlite3_close(holder);
   EXPECT_EQ(opened.code(), absl::StatusCode::kFailedPrecondition) << opened;
+  EXPECT_EQ(UserVersion(DbPath()), 4);
+}
+
+// Schema 2 (no leases) migrates to 3 in place: old volumes stay ordinary,
+// and ephemeral ones can be made.
+TEST_F(SqliteMetaStoreTest, Schema2MigratesToLeases) {
+  {
+    auto s = OpenSqliteMetaStore(DbPath());
+    ASSERT_TRUE(s.ok()) << s.status();
+    ASSERT_TRUE((*s)->CreateVolume(Volume("vo-a", "ns", "a"), Snap("vo-a", 0)).ok());
+  }
+  ExecOnFile(DbPath(), "DROP INDEX leases_by_expiry; DROP TABLE leases; PRAGMA user_version=2;");
+  auto s = OpenSqliteMetaStore(DbPath());
+  ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(UserVersion(DbPath()), 3);
+  EXPECT_EQ((*s)->GetVolumeById("vo-a").value().lease_expires_ns, 0);
+  VolumeRecord e = Volume("vo-e", "ns", "ephemeral-e");
+  e.lease_expires_ns = 5;
+  ASSERT_TRUE((*s)->CreateVolume(e, Snap("vo-e", 0)).ok());
+  EXPECT_EQ((*s)->ListExpiredLeases(5).value(), std::vector<std::string>{"vo-e"});
 }
 
 // A Cairn that predates commit keys deletes a volume with plain deletes of
@@ -710,7 +763,8 @@ TEST(DataDirTest, OpensAndMigratesASchemaVersion1Directory) {
   }
   // Back to exactly what schema 1 left on disk.
   ExecOnFile(dir.path() / "meta.db",
-             "DROP INDEX commit_keys_by_seq; DROP TABLE commit_keys; PRAGMA user_version=1;");
+             "DROP INDEX commit_keys_by_seq; DROP TABLE commit_keys; DROP INDEX leases_by_expiry; "
+             "DROP TABLE leases; PRAGMA user_version=1;");
 
   auto d = DataDir::Open(dir.path());
   ASSERT_TRUE(d.ok()) << d.status();
@@ -732,7 +786,7 @@ TEST(DataDirTest, OpensAndMigratesASchemaVersion1Directory) {
   sqlite3_stmt* stmt = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(raw, "PRAGMA user_version", -1, &stmt, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(stmt, 0), 2);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), 3);
   sqlite3_finalize(stmt);
   sqlite3_close(raw);
 }

@@ -240,6 +240,11 @@ absl::StatusOr<api::Volume> VolumeApiClient::RenameVolume(const api::RenameVolum
   CAIRN_UNARY_(RenameVolume, request, api::Volume, Kind::kMetadata, Retry::kUnavailableOnly);
 }
 
+absl::StatusOr<api::Volume> VolumeApiClient::RenewLease(const api::RenewLeaseRequest& request) {
+  // Repeating a renewal is harmless: the lease only moves forward.
+  CAIRN_UNARY_(RenewLease, request, api::Volume, Kind::kMetadata, Retry::kAlsoDeadline);
+}
+
 absl::StatusOr<api::FileEntry> VolumeApiClient::Stat(const api::StatRequest& request) {
   CAIRN_UNARY_(Stat, request, api::FileEntry, Kind::kMetadata, Retry::kAlsoDeadline);
 }

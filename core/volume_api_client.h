@@ -69,6 +69,8 @@ class VolumeApiClient {
   [[nodiscard]] virtual absl::StatusOr<api::DeleteVolumeResponse> DeleteVolume(
       const api::DeleteVolumeRequest& request);
   [[nodiscard]] virtual absl::StatusOr<api::Volume> RenameVolume(const api::RenameVolumeRequest& request);
+  // A holder's heartbeat for an ephemeral volume (NotFound once it lapsed).
+  [[nodiscard]] virtual absl::StatusOr<api::Volume> RenewLease(const api::RenewLeaseRequest& request);
 
   // ---- files (served by the control plane) ----
   // Every entry of the listing, collected from the stream.

@@ -173,16 +173,27 @@ absl::Status NodeService::DoPublish(const v1::NodePublishVolumeRequest& req) {
   }
   CAIRN_RETURN_IF_ERROR(ValidateNamespace(ns));
   std::string name = Ctx(ctx, kCtxVolume);
+  CAIRN_ASSIGN_OR_RETURN(bool anonymous, Bool(kCtxAnonymous, Ctx(ctx, kCtxAnonymous)));
+  if (anonymous) {
+    if (!ephemeral) {
+      return absl::InvalidArgumentError(
+          "ephemeral: \"true\" is for inline volumes in a pod spec (a new volume per pod)");
+    }
+    if (!name.empty() || create_if_missing) {
+      return absl::InvalidArgumentError(
+          "an ephemeral volume is anonymous: give it no volume name and no createIfMissing");
+    }
+  }
   bool by_id = !ephemeral && req.volume_id().starts_with("vo-");
-  if (!by_id) {
+  if (by_id) {
+    CAIRN_RETURN_IF_ERROR(ValidateVolumeId(req.volume_id()));
+  } else if (!anonymous) {  // an anonymous volume is made below
     if (name.empty()) {
       return absl::NotFoundError(absl::StrCat("volume ", req.volume_id(),
                                               " is not a Cairn volume ID (vo-…) and the volume "
                                               "attributes name no volume"));
     }
     CAIRN_RETURN_IF_ERROR(ValidateVolumeName(name));
-  } else {
-    CAIRN_RETURN_IF_ERROR(ValidateVolumeId(req.volume_id()));
   }
   std::string sub_path;
   if (std::string s = Ctx(ctx, kCtxSubPath); !s.empty()) {
@@ -219,13 +230,16 @@ absl::Status NodeService::DoPublish(const v1::NodePublishVolumeRequest& req) {
     }
   }
   std::string fingerprint = absl::StrJoin(
-      {by_id ? req.volume_id() : absl::StrCat(ns, "/", name), std::string(read_only ? "ro" : "rw"),
-       sub_path, commit_interval},
+      {by_id      ? req.volume_id()
+       : anonymous ? absl::StrCat(ns, "/ephemeral:", req.volume_id())
+                   : absl::StrCat(ns, "/", name),
+       std::string(read_only ? "ro" : "rw"), sub_path, commit_interval},
       "|");
   // Only when set, so publications recorded before the group existed keep
   // their fingerprint and a repeated publish of them stays OK.
   if (!mount_group.empty()) absl::StrAppend(&fingerprint, "|group=", mount_group);
 
+  std::string reuse_id;
   absl::MutexLock lock(&mu_);
   if (auto it = state_.publications.find(target.string()); it != state_.publications.end()) {
     const Publication& p = it->second;
@@ -236,6 +250,8 @@ absl::Status NodeService::DoPublish(const v1::NodePublishVolumeRequest& req) {
     }
     if (serving) return absl::OkStatus();
     CAIRN_LOG_WARNING("the mounter at %s is gone; mounting again", target.string());
+    // The same anonymous volume again, if its lease has not lapsed yet.
+    if (anonymous) reuse_id = p.cairn_id;
     (void)LazyUnmount(target);
     PluginState next = state_;
     next.publications.erase(target.string());
@@ -250,11 +266,24 @@ absl::Status NodeService::DoPublish(const v1::NodePublishVolumeRequest& req) {
   ref.set_namespace_(ns);
   if (by_id) {
     ref.set_id(req.volume_id());
+  } else if (!reuse_id.empty()) {
+    ref.set_id(reuse_id);
   } else {
     ref.set_name(name);
   }
-  auto volume = api_->Get(ref);
-  if (!volume.ok() && volume.status().code() == absl::StatusCode::kNotFound) {
+  absl::StatusOr<api::Volume> volume;
+  if (anonymous && reuse_id.empty()) {
+    // Its lease (30 s) lasts until the mounter, which renews it at once,
+    // is up; if the mount fails the volume lapses on its own.
+    api::CreateVolumeRequest create;
+    create.set_namespace_(ns);
+    create.set_version(version);
+    create.set_ephemeral(true);
+    volume = api_->Create(create);
+  } else {
+    volume = api_->Get(ref);
+  }
+  if (!volume.ok() && volume.status().code() == absl::StatusCode::kNotFound && !anonymous) {
     if (!create_if_missing || by_id) {
       return absl::NotFoundError(absl::StrCat(
           by_id ? absl::StrCat("volume ", req.volume_id())

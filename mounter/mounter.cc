@@ -578,6 +578,25 @@ int RunMounter(const MountOptions& options) {
     }
   });
 
+  // An ephemeral volume lives while its holders renew its lease; a mount of
+  // one is a holder for as long as it runs (the default lease, 30 s,
+  // renewed every 10 s).
+  std::thread lease;
+  if (opened->volume().lease_expires_ns() != 0) {
+    lease = std::thread([&] {
+      const std::string id = opened->volume().id();
+      for (;;) {  // at once (the creator's lease may be short), then every 10 s
+        absl::Status renewed = (*client)->RenewLease(id);
+        if (!renewed.ok()) {
+          CAIRN_LOG_WARNING("renewing the lease of ephemeral volume %s: %s", id,
+                            renewed.ToString());
+        }
+        absl::MutexLock lock(&bg_mu);
+        if (bg_mu.AwaitWithTimeout(absl::Condition(&bg_stop), absl::Seconds(10))) return;
+      }
+    });
+  }
+
   // Tells the holder what it needs for the next mounter once the kernel's
   // INIT is known, then watches for the holder going away.
   std::thread announce;
@@ -633,6 +652,7 @@ int RunMounter(const MountOptions& options) {
       bg_stop = true;
     }
     background.join();
+    if (lease.joinable()) lease.join();
     notifier.reset();
     if (auto st = (*journal)->Sync(); !st.ok()) {
       CAIRN_LOG_ERROR("journal %s: %s", (*journal)->dir().string(), st.ToString());
@@ -675,6 +695,7 @@ int RunMounter(const MountOptions& options) {
   // A background commit in flight finishes first (its RPCs have deadlines).
   progress.Phase("waiting for a background commit in flight");
   background.join();
+  if (lease.joinable()) lease.join();
   notifier.reset();
   progress.Phase("unmounting the kernel mount");
   (*session)->Unmount();

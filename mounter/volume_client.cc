@@ -41,6 +41,11 @@ class GrpcVolumeClient final : public VolumeClient {
     return direct_reads_ ? static_cast<BlobStore*>(&direct_) : &blobs_;
   }
   void SetRetryFor(absl::Duration retry_for) override { api_->SetRetryFor(retry_for); }
+  absl::Status RenewLease(std::string_view volume_id) override {
+    api::RenewLeaseRequest request;
+    request.mutable_volume()->set_id(std::string(volume_id));
+    return api_->RenewLease(request).status();
+  }
 
  private:
   std::unique_ptr<VolumeApiClient> api_;

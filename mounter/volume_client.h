@@ -43,6 +43,11 @@ class VolumeClient {
   // How long calls (including those waiting now) wait for an unreachable
   // control plane; the unmount path shortens it to its final-commit budget.
   virtual void SetRetryFor(absl::Duration retry_for) {}
+  // Renews the lease of an ephemeral volume (a mount is one of its
+  // holders). NotFound once the lease lapsed.
+  [[nodiscard]] virtual absl::Status RenewLease(std::string_view volume_id) {
+    return absl::UnimplementedError("this client cannot renew leases");
+  }
 };
 
 // With `direct_reads`, blobs are read from the object store with URLs the

@@ -99,7 +99,10 @@ std::string ServerFlagsHelp() {
       "  --tls-cert FILE         PEM certificate chain (with --tls-key): serve TLS\n"
       "  --tls-key FILE          PEM private key\n"
       "  --gc-interval SECONDS   garbage collection period (default 600; 0 disables)\n"
-      "  --gc-grace SECONDS      keep unreferenced blobs younger than this (default 3600)\n");
+      "  --gc-grace SECONDS      keep unreferenced blobs younger than this (default 3600)\n"
+      "  --lease-sweep-interval SECONDS\n"
+      "                          how often ephemeral volumes whose lease lapsed are deleted\n"
+      "                          (default 5; 0 disables)\n");
 }
 
 absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& args) {
@@ -131,6 +134,8 @@ absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& a
       CAIRN_ASSIGN_OR_RETURN(options.gc_interval, seconds());
     } else if (flags.Is("--gc-grace")) {
       CAIRN_ASSIGN_OR_RETURN(options.gc_grace, seconds());
+    } else if (flags.Is("--lease-sweep-interval")) {
+      CAIRN_ASSIGN_OR_RETURN(options.lease_sweep_interval, seconds());
     } else {
       return flags.Unknown();
     }

@@ -24,8 +24,8 @@ std::string ServerFlagsHelp();
 // Parses the backend flags (above; CAIRN_META_URL when neither --meta nor
 // --meta-file is given), --listen, --metrics-listen, --metrics-public,
 // --token-file, --tls-cert, --tls-key, --gc-interval SECONDS, --gc-grace
-// SECONDS (each also as --flag=value). InvalidArgument naming the offending
-// argument otherwise.
+// SECONDS, --lease-sweep-interval SECONDS (each also as --flag=value).
+// InvalidArgument naming the offending argument otherwise.
 [[nodiscard]] absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& args);
 
 }  // namespace cairn::operator_

@@ -184,9 +184,19 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                         }
                         return absl::OkStatus();
                       });
-  CAIRN_LOG_INFO("cairn server: data %s%s, Volume API on %s (port %d)%s, metrics on %s",
+  // Ephemeral volumes: deleted (key destroyed, C8) once no holder renewed
+  // the lease; their blobs then go with garbage collection.
+  server->runner_.Add("ephemeral volume sweep",
+                      absl::Seconds(options.lease_sweep_interval.count()),
+                      [engine]() -> absl::Status {
+                        CAIRN_ASSIGN_OR_RETURN(uint64_t n, engine->CollectExpiredVolumes());
+                        if (n > 0) CAIRN_LOG_INFO("deleted %d ephemeral volumes whose lease lapsed", n);
+                        return absl::OkStatus();
+                      });
+  CAIRN_LOG_INFO("cairn server: data %s%s%s, Volume API on %s (port %d)%s, metrics on %s",
                  options.data_dir.string(),
-                 options.meta_url.empty() ? "" : ", metadata in PostgreSQL", options.listen, server->port_,
+                 options.meta_url.empty() ? "" : ", metadata in PostgreSQL",
+                 options.blobs.empty() ? "" : ", blobs in S3", options.listen, server->port_,
                  options.tls_cert_file.empty() ? "" : " with TLS",
                  options.metrics_listen.empty() ? "(off)" : options.metrics_listen);
   return server;

@@ -55,6 +55,8 @@ struct ServerOptions {
   std::string tls_key_file;
   std::chrono::seconds gc_interval{600};  // 0: no periodic GC
   std::chrono::seconds gc_grace{3600};
+  // How often ephemeral volumes whose lease lapsed are deleted; 0: never.
+  std::chrono::seconds lease_sweep_interval{5};
   // An extra /readyz condition (the Kubernetes controller's); while it is
   // not OK, /readyz answers 503 with its message. May be called from the
   // HTTP thread at any time, before and after the server has started.

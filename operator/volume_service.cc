@@ -120,6 +120,7 @@ absl::StatusOr<api::Volume> VolumeServiceImpl::Describe(const VolumeRecord& volu
   out.set_inodes(head.inodes);
   out.set_bytes(head.bytes);
   out.set_last_commit_ns(head.created_at_ns);
+  out.set_lease_expires_ns(volume.lease_expires_ns);
   return out;
 }
 
@@ -167,6 +168,11 @@ absl::StatusOr<SnapshotRecord> VolumeServiceImpl::CommitChanges(
 
 namespace {
 
+// A request's lease_seconds: 0 means the default.
+absl::Duration LeaseOf(uint32_t seconds) {
+  return seconds == 0 ? Engine::kDefaultLease : absl::Seconds(seconds);
+}
+
 Limits FromApi(const api::VolumeLimits& l) {
   return Limits{.max_inodes = l.max_inodes(),
                 .max_dir_entries = l.max_dir_entries(),
@@ -180,7 +186,17 @@ grpc::Status VolumeServiceImpl::CreateVolume(grpc::ServerContext* ctx,
                                              api::Volume* resp) {
   return Handle("CreateVolume", ctx, [&]() -> absl::Status {
     CAIRN_RETURN_IF_ERROR(ValidateNamespace(req->namespace_()));
-    CAIRN_RETURN_IF_ERROR(ValidateVolumeName(req->name()));
+    if (req->ephemeral()) {
+      if (!req->name().empty() || req->create_if_missing()) {
+        return absl::InvalidArgumentError(
+            "an ephemeral volume is anonymous: give it no name and no create_if_missing");
+      }
+    } else {
+      CAIRN_RETURN_IF_ERROR(ValidateVolumeName(req->name()));
+      if (req->lease_seconds() != 0) {
+        return absl::InvalidArgumentError("lease_seconds applies to ephemeral volumes only");
+      }
+    }
     const int version = req->version() == 0 ? 2 : static_cast<int>(req->version());
     if (version != 1 && version != 2) {
       return absl::InvalidArgumentError(
@@ -189,7 +205,10 @@ grpc::Status VolumeServiceImpl::CreateVolume(grpc::ServerContext* ctx,
     const std::string ns = NamespaceOrDefault(req->namespace_());
     const Limits requested = FromApi(req->limits());
     absl::StatusOr<VolumeRecord> volume;
-    if (req->create_if_missing()) {
+    if (req->ephemeral()) {
+      CAIRN_ASSIGN_OR_RETURN(Limits limits, TightenLimits(version, requested));
+      volume = engine_->CreateEphemeralVolume(ns, version, LeaseOf(req->lease_seconds()), limits);
+    } else if (req->create_if_missing()) {
       volume = engine_->GetOrCreateVolume(ns, req->name(), version, requested);
     } else {
       CAIRN_ASSIGN_OR_RETURN(Limits limits, TightenLimits(version, requested));
@@ -215,6 +234,16 @@ grpc::Status VolumeServiceImpl::CloneVolume(grpc::ServerContext* ctx,
                            engine_->CloneVolume(source.id, seq, req->namespace_(), req->name()));
     CAIRN_ASSIGN_OR_RETURN(*resp, Describe(volume));
     SetGauges(volume, SnapshotRecord{.inodes = resp->inodes(), .bytes = resp->bytes()});
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status VolumeServiceImpl::RenewLease(grpc::ServerContext* ctx,
+                                           const api::RenewLeaseRequest* req, api::Volume* resp) {
+  return Handle("RenewLease", ctx, [&]() -> absl::Status {
+    CAIRN_ASSIGN_OR_RETURN(VolumeRecord volume, Resolve(req->volume()));
+    CAIRN_ASSIGN_OR_RETURN(volume, engine_->RenewLease(volume.id, LeaseOf(req->lease_seconds())));
+    CAIRN_ASSIGN_OR_RETURN(*resp, Describe(volume));
     return absl::OkStatus();
   });
 }

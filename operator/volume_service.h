@@ -41,6 +41,8 @@ class VolumeServiceImpl final : public api::VolumeService::Service {
                            api::Volume* resp) override;
   grpc::Status GetVolume(grpc::ServerContext* ctx, const api::GetVolumeRequest* req,
                          api::Volume* resp) override;
+  grpc::Status RenewLease(grpc::ServerContext* ctx, const api::RenewLeaseRequest* req,
+                          api::Volume* resp) override;
   grpc::Status ListVolumes(grpc::ServerContext* ctx, const api::ListVolumesRequest* req,
                            api::ListVolumesResponse* resp) override;
   grpc::Status DeleteVolume(grpc::ServerContext* ctx, const api::DeleteVolumeRequest* req,

@@ -14,7 +14,7 @@ build_packages=(
   ccache nlohmann-json3-dev libpq-dev
 )
 test_packages=(
-  fuse3 openssl prometheus bindfs fio util-linux procps postgresql
+  fuse3 openssl prometheus bindfs fio util-linux procps postgresql python3 python3-venv
   clang libclang-rt-14-dev
   buildah debootstrap containerd runc containernetworking-plugins busybox-static iproute2
 )

@@ -154,6 +154,32 @@ class MemMetaStore : public MetaStore {
     return v->snapshots.at(it->second.seq);
   }
 
+  absl::StatusOr<VolumeRecord> RenewLease(std::string_view volume_id, int64_t now_ns,
+                                          int64_t expires_at_ns) override {
+    absl::MutexLock lock(&mu_);
+    CAIRN_ASSIGN_OR_RETURN(Volume* v, Find(volume_id));
+    if (v->record.lease_expires_ns == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "volume ", v->record.name, " (", Sv(volume_id), ") is not ephemeral: it has no lease to renew"));
+    }
+    if (v->record.lease_expires_ns <= now_ns) return LeaseLapsed(v->record);
+    v->record.lease_expires_ns = std::max(v->record.lease_expires_ns, expires_at_ns);
+    return v->record;
+  }
+
+  absl::StatusOr<std::vector<std::string>> ListExpiredLeases(int64_t now_ns) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<std::pair<int64_t, std::string>> expired;
+    for (const auto& [id, v] : volumes_) {
+      const int64_t at = v.record.lease_expires_ns;
+      if (at != 0 && at <= now_ns) expired.emplace_back(at, id);
+    }
+    std::sort(expired.begin(), expired.end());
+    std::vector<std::string> out;
+    for (auto& [at, id] : expired) out.push_back(std::move(id));
+    return out;
+  }
+
   absl::Status CheckHealth() override { return absl::OkStatus(); }  // memory does not fail
 
  private:

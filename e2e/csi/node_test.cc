@@ -458,6 +458,44 @@ TEST_F(CsiNodeTest, InlineVolumesStayInThePodsNamespace) {
   EXPECT_TRUE(Unpublish(pv.volume_id(), t).ok());
 }
 
+// An inline volume with ephemeral: "true" and no name is a new anonymous
+// volume, held while mounted and deleted (key destroyed) once the pod's
+// mount ends and its lease lapses (30 s, swept every 5 s).
+TEST_F(CsiNodeTest, AnonymousEphemeralInlineVolumeGoesWithItsMount) {
+  fs::path t = Target("scratch");
+  auto req = PublishByName("", t);
+  req.mutable_volume_context()->erase("volume");
+  (*req.mutable_volume_context())["csi.storage.k8s.io/ephemeral"] = "true";
+  (*req.mutable_volume_context())["csi.storage.k8s.io/pod.namespace"] = "team";
+  (*req.mutable_volume_context())["ephemeral"] = "true";
+
+  // Bad combinations first: nothing is made or mounted.
+  auto named = req;
+  (*named.mutable_volume_context())["volume"] = "data";
+  EXPECT_EQ(Publish(named).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  auto not_inline = req;
+  not_inline.mutable_volume_context()->erase("csi.storage.k8s.io/ephemeral");
+  EXPECT_EQ(Publish(not_inline).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_FALSE(CairnMountedAt(t));
+
+  grpc::Status st = Publish(req);
+  ASSERT_TRUE(st.ok()) << st.error_message() << plugin_->Log();
+  EXPECT_TRUE(CairnMountedAt(t));
+  EXPECT_TRUE(Publish(req).ok());  // the same again: the same volume
+  auto list = [&] { return RunCli(*server_, {"-n", "team", "volume", "list", "--json"}).out; };
+  ASSERT_THAT(list(), ::testing::HasSubstr("\"name\":\"ephemeral-"));
+  WriteWholeFile(t / "scratch.txt", "temporary\n");
+  ASSERT_EQ(SyncDir(t), 0);
+
+  ASSERT_TRUE(Unpublish(req.volume_id(), t).ok());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (list().find("ephemeral-") != std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  EXPECT_THAT(list(), ::testing::Not(::testing::HasSubstr("ephemeral-")));
+}
+
 TEST_F(CsiNodeTest, DeadMounterIsReportedAbnormal) {
   Cli({"volume", "create", "fragile"});
   fs::path t = Target("fragile");

@@ -1,0 +1,1 @@
+"""The Volume API stubs, generated from proto/ at build time (setup.py)."""
