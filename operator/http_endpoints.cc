@@ -49,6 +49,7 @@ absl::StatusOr<std::unique_ptr<HttpEndpoints>> HttpEndpoints::Start(const Option
       res.set_content(absl::StrCat("not ready: ", ready.message(), "\n"), "text/plain");
     }
   });
+  if (options.add_routes) options.add_routes(*endpoints->http_);
   const int bound = where.port == 0
                         ? endpoints->http_->bind_to_any_port(where.host)
                         : (endpoints->http_->bind_to_port(where.host, where.port) ? where.port : -1);
