@@ -248,7 +248,9 @@ TEST(WebBrowserTest, BrowseAndDownloadInChromium) {
   auto digest = Sha256File(big);
   ASSERT_TRUE(digest.ok());
 
-  const fs::path artifacts = fs::path(std::getenv("CAIRN_BUILD_DIR")) / "e2e" / "web-artifacts";
+  const char* build_dir = std::getenv("CAIRN_BUILD_DIR");
+  ASSERT_NE(build_dir, nullptr) << "CAIRN_BUILD_DIR is not set (run through ctest)";
+  const fs::path artifacts = fs::path(build_dir) / "e2e" / "web-artifacts";
   fs::create_directories(artifacts);
   RunResult run = RunProcess(
       {"/usr/bin/node", std::string(CAIRN_SOURCE_DIR) + "/e2e/web/browser_test.cjs"},

@@ -444,9 +444,9 @@ bool WebUi::Authorized(const httplib::Request& req) const {
   return false;
 }
 
-std::string WebUi::Page(absl::string_view title, absl::string_view body) const {
+std::string WebUi::Page(absl::string_view title, absl::string_view body, bool signed_in) const {
   const std::string logout =
-      options_.token.empty()
+      options_.token.empty() || !signed_in
           ? ""
           : "<form method=\"post\" action=\"/ui/logout\"><button type=\"submit\">Log "
             "out</button></form>";
@@ -571,7 +571,8 @@ void WebUi::Login(const httplib::Request& req, httplib::Response& res) const {
                "<label for=\"token\">The control plane's token (what <code>cairn</code> reads "
                "from <code>--token-file</code>)</label>"
                "<input type=\"password\" id=\"token\" name=\"token\" autocomplete=\"current-password\" "
-               "autofocus><button type=\"submit\">Log in</button></form>")),
+               "autofocus><button type=\"submit\" id=\"login\">Log in</button></form>"),
+           /*signed_in=*/false),
       "text/html; charset=utf-8");
 }
 

@@ -61,7 +61,8 @@ class WebUi {
   absl::Status Raw(const httplib::Request& req, httplib::Response& res) const;
   absl::Status Tar(const httplib::Request& req, httplib::Response& res) const;
   void Login(const httplib::Request& req, httplib::Response& res) const;
-  std::string Page(absl::string_view title, absl::string_view body) const;
+  // A whole page; the header offers "Log out" when `signed_in`.
+  std::string Page(absl::string_view title, absl::string_view body, bool signed_in = true) const;
 
   Engine* const engine_;
   const Options options_;

@@ -65,14 +65,14 @@ async function main() {
 
     // A wrong token is refused with a message, and sets no cookie.
     await page.fill('#token', 'not-the-token');
-    await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+    await Promise.all([page.waitForNavigation(), page.click('#login')]);
     const error = await page.textContent('#login-error');
     check(error && error.includes('not valid'), `no error for a wrong token: ${error}`);
     check((await context.cookies()).length === 0, 'a wrong token set a cookie');
 
     // The right token: the volumes of the default namespace.
     await page.fill('#token', env('CAIRN_UI_TOKEN'));
-    await Promise.all([page.waitForURL(/\/ui\/n\/default\/$/), page.click('button[type=submit]')]);
+    await Promise.all([page.waitForURL(/\/ui\/n\/default\/$/), page.click('#login')]);
     const cookies = await context.cookies();
     check(cookies.length === 1, `expected one cookie, got ${JSON.stringify(cookies)}`);
     check(cookies[0].httpOnly && cookies[0].sameSite === 'Strict',
