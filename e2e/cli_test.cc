@@ -468,17 +468,19 @@ TEST_F(CliTest, ListAndLsLongFormsAndJson) {
   for (const std::string& line : Lines(table)) {
     if (absl::StartsWith(line, "long-a ")) row = line;
   }
-  EXPECT_THAT(row, AllOf(HasSubstr("vo-"), HasSubstr("v2"), HasSubstr("3.0 MiB"), HasSubstr("(#1)")));
+  EXPECT_THAT(row,
+              AllOf(HasSubstr("vo-"), HasSubstr("v2"), HasSubstr("3.0 MiB"), HasSubstr("(#1)")));
   EXPECT_THAT(Ok({"volume", "list", "--json"}), HasSubstr("\"last_commit_ns\":"));
   // ls -l: mode, human size, time, path.
-  std::vector<std::string> ls = Lines(Ok({"volume", "ls", "long-a", "-l"}));
+  std::vector<std::string> ls = Lines(Ok({"volume", "ls", "long-a", "long", "-l"}));
   ASSERT_EQ(ls.size(), 3u) << absl::StrJoin(ls, "\n");
   EXPECT_THAT(ls[0], AllOf(HasSubstr("MODE"), HasSubstr("SIZE"), HasSubstr("PATH")));
-  EXPECT_THAT(ls[1], AllOf(::testing::StartsWith("-rw-"), HasSubstr("3.0 MiB"), HasSubstr("data.bin")));
+  EXPECT_THAT(ls[1],
+              AllOf(::testing::StartsWith("-rw-"), HasSubstr("3.0 MiB"), HasSubstr("data.bin")));
   EXPECT_THAT(ls[2], AllOf(::testing::StartsWith("-rw-r-----"), HasSubstr("2 B"),
                            HasSubstr("small.txt")));
   // --json keeps exact bytes.
-  EXPECT_THAT(Ok({"volume", "ls", "long-a", "--json"}), HasSubstr("\"size\":3145728"));
+  EXPECT_THAT(Ok({"volume", "ls", "long-a", "long", "--json"}), HasSubstr("\"size\":3145728"));
 }
 
 // On a terminal (script(1) gives the CLI one), put and get draw progress
@@ -491,13 +493,15 @@ TEST_F(CliTest, ProgressOnATerminalUnlessQuiet) {
     return RunProcess({"/usr/bin/script", "-qefc", command, "/dev/null"}, {.env = env});
   };
   const std::string cairn = CairnBinary().string();
-  RunResult loud = on_tty(absl::StrCat(cairn, " volume put prog ", Local("prog.bin").string(), " /a.bin"));
+  const std::string src = Local("prog.bin").string();
+  RunResult loud = on_tty(absl::StrCat(cairn, " volume put prog ", src, " /a.bin"));
   EXPECT_EQ(loud.exit_code, 0) << Describe(loud);
   EXPECT_THAT(loud.out, AllOf(HasSubstr("/s"), HasSubstr("6.0 MiB"), HasSubstr("Uploaded 1 file")));
-  RunResult quiet = on_tty(absl::StrCat(cairn, " volume put -q prog ", Local("prog.bin").string(), " /b.bin"));
+  RunResult quiet = on_tty(absl::StrCat(cairn, " volume put -q prog ", src, " /b.bin"));
   EXPECT_EQ(quiet.exit_code, 0) << Describe(quiet);
   EXPECT_THAT(quiet.out, AllOf(Not(HasSubstr("/s")), Not(HasSubstr("Uploaded"))));
-  RunResult get = on_tty(absl::StrCat(cairn, " volume get prog /a.bin ", Local("got.bin").string()));
+  RunResult get =
+      on_tty(absl::StrCat(cairn, " volume get prog /a.bin ", Local("got.bin").string()));
   EXPECT_THAT(get.out, HasSubstr("/s"));
   RunResult get_quiet =
       on_tty(absl::StrCat(cairn, " volume get --quiet prog /b.bin ", Local("got2.bin").string()));

@@ -203,7 +203,8 @@ TEST_F(WebTest, TraversalAndUnknownNamesAreClearErrors) {
     std::string code;
     std::string message;
   } cases[] = {
-      {"/ui/raw/default/web/models/../../../etc/passwd", "400", "contains a &quot;..&quot; component"},
+      {"/ui/raw/default/web/models/../../../etc/passwd", "400",
+       "contains a &quot;..&quot; component"},
       {"/ui/raw/default/web/%2e%2e/%2e%2e/etc/passwd", "400", ".."},
       {"/ui/raw/default/../etc/passwd", "400", "volume name"},
       {"/ui/raw/default/missing/x", "404", "missing"},

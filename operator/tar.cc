@@ -95,7 +95,9 @@ std::string TarHeader(const TarMember& member) {
     absl::StrAppend(&pax, PaxRecord("linkpath", link));
     link = link.substr(0, std::min<size_t>(link.size(), 100));
   }
-  if (member.size > kMaxOctalSize) absl::StrAppend(&pax, PaxRecord("size", absl::StrCat(member.size)));
+  if (member.size > kMaxOctalSize) {
+    absl::StrAppend(&pax, PaxRecord("size", absl::StrCat(member.size)));
+  }
   std::string out;
   if (!pax.empty()) {
     out = UstarBlock({}, "PaxHeader", 'x', 0644, pax.size(), member.mtime_s, {});

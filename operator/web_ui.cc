@@ -32,14 +32,6 @@ constexpr char kCookieName[] = "cairn_ui";
 // A preview shows at most this much of a text file.
 constexpr uint64_t kPreviewBytes = 64 << 10;
 
-// Constant-time comparison: tokens and MACs are secrets.
-bool SameSecret(absl::string_view a, absl::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
 std::string Html(absl::string_view s) {
   std::string out;
   out.reserve(s.size());
@@ -264,23 +256,27 @@ bool WriteTarTree(const std::shared_ptr<ObjectStore>& objects, const objects::En
 
 constexpr char kStyle[] = R"css(
 body { font: 14px/1.45 system-ui, sans-serif; margin: 0; color: #1d2330; background: #f6f7f9; }
-header { background: #1d2330; color: #fff; padding: 10px 24px; display: flex; gap: 16px; align-items: center; }
+header { background: #1d2330; color: #fff; padding: 10px 24px; display: flex; gap: 16px;
+  align-items: center; }
 header a { color: #fff; text-decoration: none; font-weight: 600; }
 header form { margin-left: auto; }
 main { padding: 16px 24px; max-width: 1200px; }
 nav.crumbs { margin: 4px 0 12px; font-size: 16px; }
 nav.crumbs a { color: #2456b3; text-decoration: none; }
 table { border-collapse: collapse; width: 100%; background: #fff; }
-th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid #e3e6eb; white-space: nowrap; }
+th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid #e3e6eb;
+  white-space: nowrap; }
 th { background: #eef0f4; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 a { color: #2456b3; }
 .muted { color: #6b7280; }
 .error { background: #fde8e8; border: 1px solid #f5b5b5; padding: 10px 14px; }
-pre.preview { background: #fff; border: 1px solid #e3e6eb; padding: 12px; overflow: auto; max-height: 70vh; }
+pre.preview { background: #fff; border: 1px solid #e3e6eb; padding: 12px; overflow: auto;
+  max-height: 70vh; }
 img.preview { max-width: 100%; max-height: 70vh; border: 1px solid #e3e6eb; background: #fff; }
 .bar { display: flex; gap: 12px; align-items: center; margin-bottom: 10px; }
-.button { display: inline-block; padding: 4px 12px; border: 1px solid #2456b3; border-radius: 4px; text-decoration: none; }
+.button { display: inline-block; padding: 4px 12px; border: 1px solid #2456b3; border-radius: 4px;
+  text-decoration: none; }
 input[type=search] { padding: 4px 8px; min-width: 240px; }
 form.login { background: #fff; padding: 24px; max-width: 420px; border: 1px solid #e3e6eb; }
 form.login input { width: 100%; padding: 6px; margin: 8px 0 12px; box-sizing: border-box; }
@@ -352,7 +348,8 @@ bool ValidSessionCookie(absl::string_view token, absl::string_view value, int64_
   if (dot == absl::string_view::npos) return false;
   int64_t expiry = 0;
   if (!absl::SimpleAtoi(value.substr(0, dot), &expiry) || expiry <= now_unix) return false;
-  return SameSecret(SessionCookieValue(token, expiry), value);
+  return SameSecret(SessionCookieValue(token, expiry),
+                    std::string_view(value.data(), value.size()));
 }
 
 std::string UrlEscape(absl::string_view s, bool keep_slash) {
@@ -570,8 +567,9 @@ void WebUi::Login(const httplib::Request& req, httplib::Response& res) const {
                                                    Html(message), "</p>"),
                "<label for=\"token\">The control plane's token (what <code>cairn</code> reads "
                "from <code>--token-file</code>)</label>"
-               "<input type=\"password\" id=\"token\" name=\"token\" autocomplete=\"current-password\" "
-               "autofocus><button type=\"submit\" id=\"login\">Log in</button></form>"),
+               "<input type=\"password\" id=\"token\" name=\"token\" "
+               "autocomplete=\"current-password\" autofocus>"
+               "<button type=\"submit\" id=\"login\">Log in</button></form>"),
            /*signed_in=*/false),
       "text/html; charset=utf-8");
 }
@@ -618,7 +616,8 @@ absl::Status WebUi::VolumeList(const httplib::Request& req, httplib::Response& r
 absl::Status WebUi::Browse(const httplib::Request& req, httplib::Response& res) const {
   CAIRN_ASSIGN_OR_RETURN(Target t, Resolve(req));
   // Breadcrumbs: the volume, then each directory on the way.
-  std::string crumbs = absl::StrCat("<nav class=\"crumbs\"><a href=\"/ui/n/", UrlEscape(t.ns, false),
+  std::string crumbs = absl::StrCat("<nav class=\"crumbs\"><a href=\"/ui/n/",
+                                    UrlEscape(t.ns, false),
                                     "/\">", Html(t.ns), "</a> / <a href=\"", t.Url("n", "", true),
                                     "\">", Html(t.volume.name), "</a>");
   std::string so_far;
@@ -636,7 +635,8 @@ absl::Status WebUi::Browse(const httplib::Request& req, httplib::Response& res) 
   if (old) {
     // The newest: the same path without a pinned snapshot.
     const std::string here = t.Url("n", t.path, t.entry.type() == objects::DIRECTORY);
-    absl::StrAppend(&snapshot_line, " (not the newest: <a href=\"", here.substr(0, here.rfind("?at=")),
+    absl::StrAppend(&snapshot_line, " (not the newest: <a href=\"",
+                    here.substr(0, here.rfind("?at=")),
                     "\">show the newest</a>)");
   }
   snapshot_line += "</p>";

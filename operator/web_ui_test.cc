@@ -90,7 +90,9 @@ TEST(ContentTypeTest, ByExtension) {
 // A ustar header's checksum: the sum of its bytes with the field as spaces.
 unsigned ChecksumOf(const std::string& block) {
   unsigned sum = 0;
-  for (size_t i = 0; i < 512; ++i) sum += (i >= 148 && i < 156) ? ' ' : static_cast<unsigned char>(block[i]);
+  for (size_t i = 0; i < 512; ++i) {
+    sum += (i >= 148 && i < 156) ? ' ' : static_cast<unsigned char>(block[i]);
+  }
   return sum;
 }
 
