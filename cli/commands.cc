@@ -29,6 +29,7 @@
 #include "core/rpc_client.h"
 #include "core/status.h"
 #include "core/transfer.h"
+#include "core/version.h"
 #include "operator/flags.h"
 #include "operator/server.h"
 
@@ -58,6 +59,9 @@ constexpr char kTopHelp[] =
     "  mount      mount a volume with FUSE (foreground)\n"
     "  shell      run a shell (or COMMAND) with volumes mounted\n"
     "  fsck       check a data directory's consistency (server stopped)\n"
+    "  completion bash|zsh  print a shell completion script\n"
+    "\n"
+    "  --version  print the version and exit\n"
     "\n"
     "Run 'cairn COMMAND --help' for details. Exit codes: 0 ok, 1 failed, 2 usage.\n";
 
@@ -66,17 +70,17 @@ constexpr char kVolumeHelp[] =
     "\n"
     "Subcommands:\n"
     "  create NAME [--version 1|2] [--allow-existing]  create a volume\n"
-    "  list [--json]                         list volumes in the namespace, newest first\n"
-    "  ls VOLUME [PATH] [--json]             list a directory of a volume\n"
-    "  put VOLUME LOCAL [REMOTE] [-f]        upload a file or directory\n"
-    "  get VOLUME REMOTE [DEST|-] [--force]  download a file or directory\n"
+    "  list [-l] [--json]                    list volumes in the namespace, newest first\n"
+    "  ls VOLUME [PATH] [-l] [--json]        list a directory of a volume\n"
+    "  put VOLUME LOCAL [REMOTE] [-f] [-q]   upload a file or directory\n"
+    "  get VOLUME REMOTE [DEST|-] [-f] [-q]  download a file or directory\n"
     "  cp VOLUME SRC... DST [-r]             copy inside a volume (no bytes copied)\n"
     "  rm VOLUME PATH [-r]                   remove a file or directory\n"
     "  rename OLD NEW [-y]                   rename a volume\n"
     "  delete NAME [-y] [--allow-missing]    delete a volume and its data\n"
     "  commit MOUNTPOINT                     commit a mount's changes now\n"
     "  reload MOUNTPOINT                     move a mount to the volume's head\n"
-    "  status MOUNTPOINT                     show a mount's state\n"
+    "  status MOUNTPOINT [--json]            show a mount's state\n"
     "\n"
     "Run 'cairn volume SUBCOMMAND --help' for details.\n";
 
@@ -118,29 +122,37 @@ const std::vector<Command>& VolumeCommands() {
         {"--ephemeral", "", false},
         {"--lease", "", true}},
        0, 1},
-      {"list", "cairn volume list [--json]",
-       "Lists the namespace's volumes, newest first. On a terminal: a table; piped:\n"
-       "one name per line.\n\n"
-       "  --json   a JSON array of volumes\n",
-       {{"--json", "", false}}, 0, 0},
-      {"ls", "cairn volume ls VOLUME [PATH] [--json]",
+      {"list", "cairn volume list [-l|--long] [--json]",
+       "Lists the namespace's volumes, newest first. On a terminal (or with -l): a\n"
+       "table of name, ID, version, files, size, last commit and creation time;\n"
+       "piped: one name per line.\n\n"
+       "  -l, --long   the table, also when piped\n"
+       "  --json       a JSON array of volumes\n",
+       {{"--json", "", false}, {"--long", "-l", false}}, 0, 0},
+      {"ls", "cairn volume ls VOLUME [PATH] [-l|--long] [--json]",
        "Lists the entries of a directory in a volume (PATH defaults to the root).\n"
        "On a terminal: a table; piped: one path per line.\n\n"
-       "  --json   a JSON array of entries\n",
-       {{"--json", "", false}}, 1, 2},
-      {"put", "cairn volume put VOLUME LOCAL [REMOTE] [-f|--force]",
+       "  -l, --long   mode, human-readable size, modification time and path, also\n"
+       "               when piped\n"
+       "  --json       a JSON array of entries (sizes in bytes)\n",
+       {{"--json", "", false}, {"--long", "-l", false}}, 1, 2},
+      {"put", "cairn volume put VOLUME LOCAL [REMOTE] [-f|--force] [-q|--quiet]",
        "Uploads LOCAL (a file, or a directory recursively) to REMOTE (default '/').\n"
        "A REMOTE ending in '/' gets LOCAL's name appended. All files land in one\n"
        "atomic commit: an interrupted put leaves nothing visible. Existing files are\n"
-       "refused unless --force; a directory is never replaced by a file.\n\n"
-       "  -f, --force   overwrite existing files\n",
-       {{"--force", "-f", false}}, 2, 3},
-      {"get", "cairn volume get VOLUME REMOTE [DEST|-] [--force]",
+       "refused unless --force; a directory is never replaced by a file. On a\n"
+       "terminal a progress line shows bytes, rate and time left.\n\n"
+       "  -f, --force   overwrite existing files\n"
+       "  -q, --quiet   no progress line and no summary\n",
+       {{"--force", "-f", false}, {"--quiet", "-q", false}}, 2, 3},
+      {"get", "cairn volume get VOLUME REMOTE [DEST|-] [-f|--force] [-q|--quiet]",
        "Downloads REMOTE (a file, or a directory recursively) to DEST (default '.').\n"
        "An existing directory DEST receives REMOTE under its own name; '-' writes a\n"
-       "file's content to stdout. Existing local files are refused unless --force.\n\n"
-       "  --force   overwrite existing local files\n",
-       {{"--force", "-f", false}}, 2, 3},
+       "file's content to stdout. Existing local files are refused unless --force.\n"
+       "On a terminal a progress line shows bytes, rate and time left.\n\n"
+       "  -f, --force   overwrite existing local files\n"
+       "  -q, --quiet   no progress line\n",
+       {{"--force", "-f", false}, {"--quiet", "-q", false}}, 2, 3},
       {"cp", "cairn volume cp VOLUME SRC... DST [-r|--recursive]",
        "Copies files inside a volume, like cp(1): into DST if it is an existing\n"
        "directory, else to the new path DST (one SRC). Copies share the stored data.\n\n"
@@ -273,15 +285,21 @@ absl::Status VolumeList(Client& client, const Args& a) {
           ",\"namespace\":", JsonString(v.namespace_()), ",\"version\":", v.version(),
           ",\"created_at\":", JsonString(HumanTime(v.created_at_ns())),
           ",\"created_at_ns\":", v.created_at_ns(), ",\"head_seq\":", v.head_seq(),
-          ",\"inodes\":", v.inodes(), ",\"bytes\":", v.bytes(), "}"));
+          ",\"inodes\":", v.inodes(), ",\"bytes\":", v.bytes(),
+          ",\"last_commit\":", JsonString(HumanTime(v.last_commit_ns())),
+          ",\"last_commit_ns\":", v.last_commit_ns(), "}"));
     }
     out = absl::StrCat("[", absl::StrJoin(items, ","), "]\n");
-  } else if (StdoutIsTerminal()) {
-    std::vector<std::vector<std::string>> rows = {
-        {"NAME", "ID", "VERSION", "FILES", "SIZE", "CREATED (UTC)"}};
+  } else if (a.Has("--long") || StdoutIsTerminal()) {
+    std::vector<std::vector<std::string>> rows = {{"NAME", "ID", "VERSION", "FILES", "SIZE",
+                                                   "LAST COMMIT (UTC)", "CREATED (UTC)"}};
     for (const api::Volume& v : response.volumes()) {
-      rows.push_back({v.name(), v.id(), absl::StrCat(v.version()), absl::StrCat(v.inodes()),
-                      HumanBytes(v.bytes()), HumanTime(v.created_at_ns())});
+      rows.push_back({v.name(), v.id(), absl::StrCat("v", v.version()), absl::StrCat(v.inodes()),
+                      HumanBytes(v.bytes()),
+                      v.head_seq() == 0 ? "never"
+                                        : absl::StrCat(HumanTime(v.last_commit_ns()), " (#",
+                                                       v.head_seq(), ")"),
+                      HumanTime(v.created_at_ns())});
     }
     out = FormatTable(rows);
   } else {
@@ -312,6 +330,27 @@ const char* TypeName(objects::EntryType t) {
   }
 }
 
+// "drwxr-xr-x", as ls -l shows it.
+std::string ModeString(objects::EntryType type, uint32_t mode) {
+  char kind = '-';
+  switch (type) {
+    case objects::DIRECTORY: kind = 'd'; break;
+    case objects::SYMLINK: kind = 'l'; break;
+    case objects::FIFO: kind = 'p'; break;
+    case objects::SOCKET: kind = 's'; break;
+    case objects::CHAR_DEVICE: kind = 'c'; break;
+    case objects::BLOCK_DEVICE: kind = 'b'; break;
+    default: break;
+  }
+  std::string out(1, kind);
+  const char* rwx = "rwxrwxrwx";
+  for (int i = 0; i < 9; ++i) out += (mode & (0400u >> i)) ? rwx[i] : '-';
+  if (mode & 04000) out[3] = (mode & 0100) ? 's' : 'S';
+  if (mode & 02000) out[6] = (mode & 0010) ? 's' : 'S';
+  if (mode & 01000) out[9] = (mode & 0001) ? 't' : 'T';
+  return out;
+}
+
 absl::Status VolumeLs(Client& client, const Args& a) {
   const std::string& volume = a.positional()[0];
   CAIRN_RETURN_IF_ERROR(ValidateVolumeName(volume));
@@ -337,6 +376,16 @@ absl::Status VolumeLs(Client& client, const Args& a) {
           "}"));
     }
     out = absl::StrCat("[", absl::StrJoin(items, ","), "]\n");
+  } else if (a.Has("--long")) {
+    std::vector<std::vector<std::string>> rows = {{"MODE", "SIZE", "MODIFIED (UTC)", "PATH"}};
+    for (const api::FileEntry& e : entries) {
+      std::string path = e.path();
+      if (e.type() == objects::DIRECTORY) path += "/";
+      if (e.type() == objects::SYMLINK) absl::StrAppend(&path, " -> ", e.symlink_target());
+      rows.push_back({ModeString(e.type(), e.mode()), HumanBytes(e.size()),
+                      HumanTime(e.mtime_ns()), path});
+    }
+    out = FormatTable(rows);
   } else if (StdoutIsTerminal()) {
     std::vector<std::vector<std::string>> rows = {{"PATH", "TYPE", "MODIFIED (UTC)", "SIZE"}};
     for (const api::FileEntry& e : entries) {
@@ -351,25 +400,32 @@ absl::Status VolumeLs(Client& client, const Args& a) {
   return absl::OkStatus();
 }
 
-// A progress bar on a terminal, and a note for each local entry put skips.
+// A progress bar on a terminal (none with --quiet), and a note for each
+// local entry put skips.
 class TerminalObserver final : public TransferObserver {
  public:
+  explicit TerminalObserver(bool quiet) : quiet_(quiet) {}
   void Begin(std::string_view label, uint64_t total_bytes) override {
-    progress_ = std::make_unique<Progress>(std::string(label), total_bytes);
+    if (!quiet_) progress_ = std::make_unique<Progress>(std::string(label), total_bytes);
   }
-  void Add(uint64_t bytes) override { progress_->Add(bytes); }
-  void End() override { progress_->Finish(); }
+  void Add(uint64_t bytes) override {
+    if (progress_) progress_->Add(bytes);
+  }
+  void End() override {
+    if (progress_) progress_->Finish();
+  }
   void Skipped(const std::string& path, const absl::Status& why) override {
     std::fprintf(stderr, "cairn: skipping %s: %s\n", path.c_str(),
                  std::string(why.message()).c_str());
   }
 
  private:
+  const bool quiet_;
   std::unique_ptr<Progress> progress_;
 };
 
 absl::Status VolumePut(Client& client, const Args& a) {
-  TerminalObserver observer;
+  TerminalObserver observer(a.Has("--quiet"));
   PutRequest request;
   request.volume = a.positional()[0];
   request.local = a.positional()[1];
@@ -378,7 +434,7 @@ absl::Status VolumePut(Client& client, const Args& a) {
   request.observer = &observer;
   std::string landed;
   CAIRN_ASSIGN_OR_RETURN(TransferStats stats, Put(client, request, &landed));
-  if (StderrIsTerminal()) {
+  if (StderrIsTerminal() && !a.Has("--quiet")) {
     std::fprintf(stderr, "Uploaded %zu file%s (%s) to %s\n", stats.files,
                  stats.files == 1 ? "" : "s", HumanBytes(stats.bytes).c_str(), landed.c_str());
   }
@@ -386,7 +442,7 @@ absl::Status VolumePut(Client& client, const Args& a) {
 }
 
 absl::Status VolumeGet(Client& client, const Args& a) {
-  TerminalObserver observer;
+  TerminalObserver observer(a.Has("--quiet"));
   GetRequest request;
   request.volume = a.positional()[0];
   request.remote = a.positional()[1];
@@ -679,9 +735,150 @@ int RunFsck(const std::vector<std::string>& args) {
   return report->ExitCode();
 }
 
+// ---- Shell completion -------------------------------------------------------
+
+// Every subcommand's flags, from the table the parser uses, so completion
+// cannot drift from what the commands accept.
+std::string FlagWords(const Command& c) {
+  std::vector<std::string> words = {"--help"};
+  for (const FlagSpec& f : c.flags) {
+    words.push_back(f.name);
+    if (!f.short_name.empty()) words.push_back(f.short_name);
+  }
+  return absl::StrJoin(words, " ");
+}
+
+constexpr char kGlobalFlagWords[] =
+    "--server --namespace -n --token-file --ca-file --server-wait --help";
+constexpr char kMountVerbs[] = "commit reload status";
+
+std::string BashCompletion() {
+  std::string cases;
+  std::vector<std::string> subs;
+  for (const Command& c : VolumeCommands()) {
+    subs.push_back(c.name);
+    absl::StrAppend(&cases, "      ", c.name, ") flags=\"", FlagWords(c), "\" ;;\n");
+  }
+  return absl::StrCat(
+      "# bash completion for cairn (cairn completion bash). Load it with\n"
+      "#   source <(cairn completion bash)\n"
+      "_cairn() {\n"
+      "  local cur=${COMP_WORDS[COMP_CWORD]} cmd= sub= i\n"
+      "  for ((i = 1; i < COMP_CWORD; i++)); do\n"
+      "    case ${COMP_WORDS[i]} in\n"
+      "      -*) ;;\n"
+      "      *) if [ -z \"$cmd\" ]; then cmd=${COMP_WORDS[i]}; elif [ -z \"$sub\" ]; then "
+      "sub=${COMP_WORDS[i]}; fi ;;\n"
+      "    esac\n"
+      "  done\n"
+      "  if [ -z \"$cmd\" ]; then\n"
+      "    COMPREPLY=($(compgen -W \"volume server mount shell fsck completion --version "
+      "--help\" -- \"$cur\"))\n"
+      "    return\n"
+      "  fi\n"
+      "  case $cmd in\n"
+      "    volume)\n"
+      "      if [ -z \"$sub\" ]; then\n"
+      "        COMPREPLY=($(compgen -W \"",
+      absl::StrJoin(subs, " "), " ", kMountVerbs,
+      "\" -- \"$cur\"))\n"
+      "        return\n"
+      "      fi\n"
+      "      local flags=\n"
+      "      case $sub in\n",
+      cases,
+      "      status) flags=\"--json --help\" ;;\n"
+      "      esac\n"
+      "      if [[ $cur == -* ]]; then\n"
+      "        COMPREPLY=($(compgen -W \"$flags ",
+      kGlobalFlagWords,
+      "\" -- \"$cur\"))\n"
+      "      else\n"
+      "        COMPREPLY=($(compgen -f -- \"$cur\"))\n"
+      "      fi ;;\n"
+      "    completion) COMPREPLY=($(compgen -W \"bash zsh\" -- \"$cur\")) ;;\n"
+      "    *) COMPREPLY=($(compgen -f -- \"$cur\")) ;;\n"
+      "  esac\n"
+      "}\n"
+      "complete -o filenames -F _cairn cairn\n");
+}
+
+std::string ZshCompletion() {
+  std::string cases;
+  std::vector<std::string> subs;
+  for (const Command& c : VolumeCommands()) {
+    subs.push_back(c.name);
+    absl::StrAppend(&cases, "        ", c.name, ") flags=(", FlagWords(c), ") ;;\n");
+  }
+  return absl::StrCat(
+      "#compdef cairn\n"
+      "# zsh completion for cairn (cairn completion zsh). Load it with\n"
+      "#   source <(cairn completion zsh)\n"
+      "# or save it as _cairn in a directory on $fpath.\n"
+      "_cairn() {\n"
+      "  local -a words_left flags\n"
+      "  words_left=(${words[2,CURRENT-1]:#-*})\n"
+      "  if (( ${#words_left} == 0 )); then\n"
+      "    compadd -- volume server mount shell fsck completion --version --help\n"
+      "    return\n"
+      "  fi\n"
+      "  case ${words_left[1]} in\n"
+      "    volume)\n"
+      "      if (( ${#words_left} == 1 )); then\n"
+      "        compadd -- ",
+      absl::StrJoin(subs, " "), " ", kMountVerbs,
+      "\n"
+      "        return\n"
+      "      fi\n"
+      "      case ${words_left[2]} in\n",
+      cases,
+      "        status) flags=(--json --help) ;;\n"
+      "      esac\n"
+      "      if [[ ${words[CURRENT]} == -* ]]; then\n"
+      "        compadd -- $flags ",
+      kGlobalFlagWords,
+      "\n"
+      "      else\n"
+      "        _files\n"
+      "      fi ;;\n"
+      "    completion) compadd -- bash zsh ;;\n"
+      "    *) _files ;;\n"
+      "  esac\n"
+      "}\n"
+      "if [[ $zsh_eval_context[-1] == loadautofunc ]]; then\n"
+      "  _cairn \"$@\"\n"
+      "else\n"
+      "  compdef _cairn cairn\n"
+      "fi\n");
+}
+
+int RunCompletion(const std::vector<std::string>& args) {
+  const std::string hint = "Run 'cairn completion --help' for usage.\n";
+  if (args.size() == 1 && (args[0] == "-h" || args[0] == "--help")) {
+    std::printf(
+        "Usage: cairn completion bash|zsh\n\n"
+        "Prints a completion script for the shell: commands, volume subcommands and\n"
+        "their flags; local paths elsewhere.\n\n"
+        "  bash:  source <(cairn completion bash)      (e.g. in ~/.bashrc)\n"
+        "  zsh:   source <(cairn completion zsh)       (e.g. in ~/.zshrc, after compinit)\n");
+    return 0;
+  }
+  if (args.size() != 1) return Usage("usage: cairn completion bash|zsh", hint);
+  if (args[0] == "bash") {
+    std::fputs(BashCompletion().c_str(), stdout);
+    return 0;
+  }
+  if (args[0] == "zsh") {
+    std::fputs(ZshCompletion().c_str(), stdout);
+    return 0;
+  }
+  return Usage(absl::StrCat("no completion for shell '", args[0], "' (bash or zsh)"), hint);
+}
+
 }  // namespace
 
 int Main(const std::vector<std::string>& argv) {
+  if (PrintVersionIfAsked("cairn", argv)) return 0;
   std::vector<std::string> args = argv;
   absl::StatusOr<ClientOptions> options = ClientOptionsFromEnv();
   if (!options.ok()) return Fail(options.status(), "");
@@ -705,6 +902,7 @@ int Main(const std::vector<std::string>& argv) {
   if (command == "volume") return RunVolume(*options, rest);
   if (command == "server") return RunServer(rest);
   if (command == "fsck") return RunFsck(rest);
+  if (command == "completion") return RunCompletion(rest);
   if (command == "mount") return RunMount(*options, rest);
   if (command == "shell") return RunShell(*options, rest);
   return Usage(absl::StrCat("unknown command '", command, "'"), "Run 'cairn --help' for usage.\n");

@@ -14,6 +14,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -26,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/flags.h"
 #include "core/json.h"
 #include "mounter/control.h"
@@ -56,6 +58,71 @@ std::string ReadStatus(const std::string& mountpoint) {
 std::string JsonField(const std::string& json, const std::string& key) {
   absl::StatusOr<nlohmann::json> parsed = ParseJson(json);
   return parsed.ok() ? JsonStringField(*parsed, key) : "";
+}
+
+// The mount's status for a person: what it shows, what is pending, how
+// its commits and reloads went. `json` is the mount's status attribute.
+std::string HumanStatus(const std::string& json) {
+  absl::StatusOr<nlohmann::json> parsed = ParseJson(json);
+  if (!parsed.ok() || !parsed->is_object()) return json + "\n";
+  const nlohmann::json& j = *parsed;
+  auto num = [&](const char* key) -> uint64_t {
+    auto it = j.find(key);
+    return it != j.end() && it->is_number() ? it->get<uint64_t>() : 0;
+  };
+  auto flag = [&](const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_boolean() && it->get<bool>();
+  };
+  auto str = [&](const char* key) { return JsonStringField(j, key); };
+  auto when = [&](const char* key) {
+    std::string t = str(key);
+    if (t.empty()) return std::string("never");
+    // RFC 3339 with fractions: keep seconds, as elsewhere in the CLI.
+    if (t.size() > 19) t = t.substr(0, 19);
+    std::replace(t.begin(), t.end(), 'T', ' ');
+    return t + " UTC";
+  };
+  std::string out = absl::StrCat("Volume:      ", str("volume"), " (", str("volume_id"),
+                                 ", version ", num("version"), ")\n");
+  absl::StrAppend(&out, "Access:      ", flag("read_only") ? "read-only" : "read-write",
+                  str("sub_path").empty() ? "" : absl::StrCat(", sub-path /", str("sub_path")),
+                  "\n");
+  absl::StrAppend(&out, "Showing:     commit #", num("base_seq"), "\n");
+  const uint64_t pending = num("pending_changes");
+  absl::StrAppend(&out, "Uncommitted: ",
+                  pending == 0 ? std::string("nothing")
+                               : absl::StrCat(pending, " change", pending == 1 ? "" : "s"),
+                  "\n");
+  absl::StrAppend(&out, "Open files:  ", num("open_files"), "\n");
+  absl::StrAppend(&out, "Inodes:      ", num("inodes"), "\n");
+  absl::StrAppend(&out, "Commits:     ", num("commits"), " made, ", num("failed_commits"),
+                  " failed; last ", num("last_commit_seq") == 0
+                                        ? std::string("none")
+                                        : absl::StrCat("#", num("last_commit_seq"), " at ",
+                                                       when("last_commit_time")),
+                  "\n");
+  if (!str("last_commit_error").empty()) {
+    absl::StrAppend(&out, "  last commit error: ", str("last_commit_error"), "\n");
+  }
+  absl::StrAppend(&out, "Reloads:     ", num("reloads"), "; last at ", when("last_reload_time"),
+                  "\n");
+  if (!str("last_reload_error").empty()) {
+    absl::StrAppend(&out, "  last reload error: ", str("last_reload_error"), "\n");
+  }
+  auto stuck = j.find("stuck");
+  if (stuck != j.end() && stuck->is_array() && !stuck->empty()) {
+    absl::StrAppend(&out, "Held back:   ", stuck->size(),
+                    " change(s) the head refused (kept in the mount, not committed):\n");
+    for (const nlohmann::json& st : *stuck) {
+      absl::StrAppend(&out, "  /", JsonStringField(st, "path"), ": ",
+                      JsonStringField(st, "error"), "\n");
+    }
+  }
+  if (flag("journal_failed")) {
+    out += "Journal:     FAILED: changes since are not crash-safe on this node\n";
+  }
+  return out;
 }
 
 // The command `cairn shell` runs, for the signal handler that forwards
@@ -100,9 +167,32 @@ int RunMount(const ClientOptions& client, const std::vector<std::string>& args) 
   return mounter::RunMounter(*options);
 }
 
-int RunMountControl(const std::string& verb, const std::vector<std::string>& args) {
+int RunMountControl(const std::string& verb, const std::vector<std::string>& all_args) {
+  // `status` alone takes --json: the status object for scripts.
+  std::vector<std::string> args;
+  bool json = false;
+  for (const std::string& a : all_args) {
+    if (verb == "status" && a == "--json") {
+      json = true;
+    } else if (a == "-h" || a == "--help") {
+      std::printf(
+          "Usage: cairn volume %s MOUNTPOINT%s\n\n%s", verb.c_str(),
+          verb == "status" ? " [--json]" : "",
+          verb == "status"
+              ? "Shows a mount's state: the commit it shows, uncommitted changes, open\n"
+                "files, and how its commits and reloads went.\n\n"
+                "  --json   the mount's status as one JSON object\n"
+              : verb == "commit" ? "Commits the mount's changes now (as `sync MOUNTPOINT`).\n"
+                                 : "Moves the mount to the volume's head, keeping its own\n"
+                                   "uncommitted changes; 'volume busy' while files are open.\n");
+      return 0;
+    } else {
+      args.push_back(a);
+    }
+  }
   if (args.size() != 1 || args[0].empty() || args[0][0] == '-') {
-    std::fprintf(stderr, "usage: cairn volume %s MOUNTPOINT\n", verb.c_str());
+    std::fprintf(stderr, "usage: cairn volume %s MOUNTPOINT%s\n", verb.c_str(),
+                 verb == "status" ? " [--json]" : "");
     return 2;
   }
   const std::string& mountpoint = args[0];
@@ -113,7 +203,11 @@ int RunMountControl(const std::string& verb, const std::vector<std::string>& arg
       Error(mountpoint + " is not a cairn mount (" + std::strerror(err) + ")");
       return 1;
     }
-    std::printf("%s\n", status.c_str());
+    if (json) {
+      std::printf("%s\n", status.c_str());
+    } else {
+      std::fputs(HumanStatus(status).c_str(), stdout);
+    }
     return 0;
   }
   const char* attr = verb == "commit" ? kCommitAttr : verb == "reload" ? kReloadAttr : nullptr;

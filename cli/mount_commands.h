@@ -15,7 +15,7 @@ namespace cairn::cli {
 //   [--commit-interval SECONDS] [-n NS]  (foreground until unmounted)
 int RunMount(const ClientOptions& client, const std::vector<std::string>& args);
 
-// cairn volume commit|reload|status MOUNTPOINT
+// cairn volume commit|reload MOUNTPOINT; cairn volume status MOUNTPOINT [--json]
 int RunMountControl(const std::string& verb, const std::vector<std::string>& args);
 
 // cairn shell --volume NAME [--volume NAME ...] [-- COMMAND...]

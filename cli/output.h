@@ -12,13 +12,14 @@
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "core/size.h"
 
 namespace cairn::cli {
 
 bool StdoutIsTerminal();
 bool StderrIsTerminal();
 
-std::string HumanBytes(uint64_t bytes);     // "1.5 GiB"
+using ::cairn::HumanBytes;                  // "1.5 GiB" (core/size.h)
 std::string HumanTime(int64_t unix_ns);     // "2026-11-26 05:40:12" (UTC)
 std::string JsonString(const std::string& s);
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <memory>
 
+#include <openssl/crypto.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -368,6 +369,10 @@ std::string RandomBytes(size_t n) {
     CryptoFailure("RAND_bytes");
   }
   return out;
+}
+
+bool SameSecret(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 Digest Sha256(std::string_view data) {

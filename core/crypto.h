@@ -97,6 +97,10 @@ std::string RandomBytes(size_t n);
 // Plain SHA-256.
 Digest Sha256(std::string_view data);
 
+// Equality of two secrets (tokens, MACs) in time that depends only on
+// their lengths.
+bool SameSecret(std::string_view a, std::string_view b);
+
 class DataKey {
  public:
   static constexpr size_t kSize = 64;

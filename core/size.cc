@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace cairn {
 
@@ -32,6 +33,18 @@ absl::StatusOr<uint64_t> ParseSize(std::string_view text) {
   if (s.empty() || !absl::SimpleAtoi(s, &n)) return bad();
   if (shift != 0 && n > (std::numeric_limits<uint64_t>::max() >> shift)) return bad();
   return n << shift;
+}
+
+std::string HumanBytes(uint64_t bytes) {
+  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  if (bytes < 1024) return absl::StrCat(bytes, " B");
+  double v = static_cast<double>(bytes);
+  int unit = 0;
+  while (v >= 1024 && unit < 5) {
+    v /= 1024;
+    ++unit;
+  }
+  return absl::StrFormat("%.1f %s", v, kUnits[unit]);
 }
 
 }  // namespace cairn

@@ -93,6 +93,7 @@ inline constexpr char kCsiUsage[] =
     "mounter on the node to the binary now at --mounter, keeping open files open.\n"
     "\n"
     "Options:\n"
+    "  --version                   print the version and exit (as the first argument)\n"
     "  --endpoint unix:///PATH     CSI socket (default unix:///csi/csi.sock)\n"
     "  --node-id NODE              this node's name (required for node and all)\n"
     "  --server HOST:PORT          control plane (env CAIRN_SERVER, default 127.0.0.1:7420)\n"

@@ -5,10 +5,12 @@
 
 #include "core/flags.h"
 #include "core/rpc_client.h"
+#include "core/version.h"
 #include "csi/driver.h"
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  if (cairn::PrintVersionIfAsked("cairn-csi", args)) return 0;
   auto client = cairn::ClientOptionsFromEnv();
   if (!client.ok()) {
     std::fprintf(stderr, "cairn-csi: %s\n", std::string(client.status().message()).c_str());

@@ -11,7 +11,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "core/testing/temp_dir.h"
 #include "e2e/harness.h"
 #include "gmock/gmock.h"
@@ -421,6 +423,120 @@ TEST_F(CliTest, AHungServerTimesOutInsteadOfHanging) {
 
 // Tokens may be longer than a page (JWTs, service-account tokens); the CLI
 // read only the first 4 KiB of --token-file and was refused.
+// ---- Niceties: --version, tables, -l, --quiet, completion ----
+
+// The chart's appVersion: what the image and chart carry.
+std::string ChartAppVersion() {
+  const std::string chart =
+      ReadWholeFile(fs::path(CAIRN_SOURCE_DIR) / "charts" / "cairn" / "Chart.yaml");
+  for (absl::string_view line : absl::StrSplit(chart, '\n')) {
+    if (absl::ConsumePrefix(&line, "appVersion:")) {
+      return std::string(absl::StripAsciiWhitespace(absl::StripSuffix(
+          absl::StripPrefix(absl::StripAsciiWhitespace(line), "\""), "\"")));
+    }
+  }
+  return "";
+}
+
+TEST_F(CliTest, EveryBinaryPrintsTheChartsVersion) {
+  const std::string version = ChartAppVersion();
+  ASSERT_FALSE(version.empty());
+  EXPECT_THAT(Ok({"--version"}), ::testing::StartsWith(absl::StrCat("cairn ", version, " (git ")));
+  for (const char* bin : {"operator/cairn-operator", "csi/cairn-csi", "mounter/cairn-mount"}) {
+    RunResult r = RunProcess({BuiltBinary(bin).string(), "--version"});
+    EXPECT_EQ(r.exit_code, 0) << bin << Describe(r);
+    const std::string name = fs::path(bin).filename().string();
+    EXPECT_THAT(r.out, ::testing::StartsWith(absl::StrCat(name, " ", version, " (git "))) << bin;
+    // One revision everywhere: the same text after the name.
+    EXPECT_EQ(r.out.substr(name.size()), Ok({"--version"}).substr(5)) << bin;
+  }
+  EXPECT_THAT(Ok({"--help"}), HasSubstr("--version"));
+}
+
+TEST_F(CliTest, ListAndLsLongFormsAndJson) {
+  Ok({"volume", "create", "long-a"});
+  WriteWholeFile(Local("long/data.bin"), std::string(3 << 20, 'x'));
+  WriteWholeFile(Local("long/small.txt"), "hi");
+  fs::permissions(Local("long/small.txt"), fs::perms(0640));
+  Ok({"volume", "put", "long-a", Local("long").string(), "/"});
+  // -l: the table even when piped, with human sizes and the last commit.
+  std::string table = Ok({"volume", "list", "-l"});
+  EXPECT_THAT(Lines(table)[0], AllOf(HasSubstr("NAME"), HasSubstr("ID"), HasSubstr("VERSION"),
+                                     HasSubstr("FILES"), HasSubstr("SIZE"),
+                                     HasSubstr("LAST COMMIT (UTC)"), HasSubstr("CREATED (UTC)")));
+  std::string row;
+  for (const std::string& line : Lines(table)) {
+    if (absl::StartsWith(line, "long-a ")) row = line;
+  }
+  EXPECT_THAT(row,
+              AllOf(HasSubstr("vo-"), HasSubstr("v2"), HasSubstr("3.0 MiB"), HasSubstr("(#1)")));
+  EXPECT_THAT(Ok({"volume", "list", "--json"}), HasSubstr("\"last_commit_ns\":"));
+  // ls -l: mode, human size, time, path.
+  std::vector<std::string> ls = Lines(Ok({"volume", "ls", "long-a", "long", "-l"}));
+  ASSERT_EQ(ls.size(), 3u) << absl::StrJoin(ls, "\n");
+  EXPECT_THAT(ls[0], AllOf(HasSubstr("MODE"), HasSubstr("SIZE"), HasSubstr("PATH")));
+  EXPECT_THAT(ls[1],
+              AllOf(::testing::StartsWith("-rw-"), HasSubstr("3.0 MiB"), HasSubstr("data.bin")));
+  EXPECT_THAT(ls[2], AllOf(::testing::StartsWith("-rw-r-----"), HasSubstr("2 B"),
+                           HasSubstr("small.txt")));
+  // --json keeps exact bytes.
+  EXPECT_THAT(Ok({"volume", "ls", "long-a", "long", "--json"}), HasSubstr("\"size\":3145728"));
+}
+
+// On a terminal (script(1) gives the CLI one), put and get draw progress
+// with a rate; --quiet draws none.
+TEST_F(CliTest, ProgressOnATerminalUnlessQuiet) {
+  Ok({"volume", "create", "prog"});
+  WriteWholeFile(Local("prog.bin"), std::string(6 << 20, 'p'));
+  auto on_tty = [&](const std::string& command) {
+    std::vector<std::string> env = server_->ClientEnv();
+    return RunProcess({"/usr/bin/script", "-qefc", command, "/dev/null"}, {.env = env});
+  };
+  const std::string cairn = CairnBinary().string();
+  const std::string src = Local("prog.bin").string();
+  RunResult loud = on_tty(absl::StrCat(cairn, " volume put prog ", src, " /a.bin"));
+  EXPECT_EQ(loud.exit_code, 0) << Describe(loud);
+  EXPECT_THAT(loud.out, AllOf(HasSubstr("/s"), HasSubstr("6.0 MiB"), HasSubstr("Uploaded 1 file")));
+  RunResult quiet = on_tty(absl::StrCat(cairn, " volume put -q prog ", src, " /b.bin"));
+  EXPECT_EQ(quiet.exit_code, 0) << Describe(quiet);
+  EXPECT_THAT(quiet.out, AllOf(Not(HasSubstr("/s")), Not(HasSubstr("Uploaded"))));
+  RunResult get =
+      on_tty(absl::StrCat(cairn, " volume get prog /a.bin ", Local("got.bin").string()));
+  EXPECT_THAT(get.out, HasSubstr("/s"));
+  RunResult get_quiet =
+      on_tty(absl::StrCat(cairn, " volume get --quiet prog /b.bin ", Local("got2.bin").string()));
+  EXPECT_EQ(get_quiet.exit_code, 0) << Describe(get_quiet);
+  EXPECT_THAT(get_quiet.out, Not(HasSubstr("/s")));
+  EXPECT_EQ(fs::file_size(Local("got2.bin")), 6u << 20);
+}
+
+TEST_F(CliTest, ShellCompletion) {
+  const std::string bash = Ok({"completion", "bash"});
+  EXPECT_THAT(bash, HasSubstr("complete -o filenames -F _cairn cairn"));
+  // The script loads in bash and completes subcommands and their flags.
+  const fs::path script = Local("cairn.bash");
+  WriteWholeFile(script, bash);
+  auto complete = [&](const std::string& words, int cword) {
+    RunResult r = RunProcess(
+        {"/bin/bash", "-c",
+         absl::StrCat("source ", script.string(), "; COMP_WORDS=(", words, "); COMP_CWORD=", cword,
+                      "; _cairn; echo \"${COMPREPLY[*]}\"")});
+    EXPECT_EQ(r.exit_code, 0) << Describe(r);
+    return r.out;
+  };
+  EXPECT_EQ(complete("cairn vol", 1), "volume\n");
+  EXPECT_EQ(complete("cairn volume l", 2), "list ls\n");
+  EXPECT_THAT(complete("cairn volume put --f", 3), HasSubstr("--force"));
+  EXPECT_THAT(complete("cairn volume list -", 3), AllOf(HasSubstr("--json"), HasSubstr("--long")));
+  EXPECT_THAT(complete("cairn volume status /mnt -", 4), HasSubstr("--json"));
+  const std::string zsh = Ok({"completion", "zsh"});
+  EXPECT_THAT(zsh, AllOf(::testing::StartsWith("#compdef cairn"), HasSubstr("compdef _cairn cairn"),
+                         HasSubstr("--allow-existing")));
+  EXPECT_THAT(Fails(2, {"completion", "fish"}), HasSubstr("bash or zsh"));
+  EXPECT_THAT(Fails(2, {"completion"}), HasSubstr("usage: cairn completion bash|zsh"));
+  EXPECT_THAT(Ok({"completion", "--help"}), HasSubstr("source <(cairn completion bash)"));
+}
+
 TEST(ServerTest, ALongTokenFileIsReadWhole) {
   cairn::testing::TempDir dir;
   const std::string token(6000, 't');

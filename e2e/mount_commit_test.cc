@@ -53,6 +53,15 @@ TEST_F(MountTest, CommitThenReloadMakesChangesVisible) {
   r = Control("status", *a);
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   EXPECT_THAT(r.out, HasSubstr("\"dirty\":false"));
+  // Without --json: for a person.
+  r = Cli({"volume", "status", a->path().string()});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_THAT(r.out, HasSubstr(absl::StrCat("Volume:      ", vol, " (vo-")));
+  EXPECT_THAT(r.out, HasSubstr("Showing:     commit #1\n"));
+  EXPECT_THAT(r.out, HasSubstr("Uncommitted: nothing\n"));
+  EXPECT_THAT(r.out, HasSubstr("Reloads:     1;"));
+  r = Cli({"volume", "status", b->path().string()});
+  EXPECT_THAT(r.out, HasSubstr("Commits:     1 made, 0 failed; last #1 at "));
   EXPECT_EQ(a->Unmount(), 0) << a->Log();
   EXPECT_EQ(b->Unmount(), 0) << b->Log();
 }

@@ -152,6 +152,7 @@ std::optional<std::string> MountTest::HeadFile(const std::string& volume,
 }
 
 RunResult MountTest::Control(const std::string& verb, const Mount& m) {
+  if (verb == "status") return Cli({"volume", verb, m.path().string(), "--json"});
   return Cli({"volume", verb, m.path().string()});
 }
 

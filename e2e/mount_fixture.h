@@ -87,7 +87,7 @@ class MountTest : public ::testing::Test {
   // The file's content in the volume's head, via `cairn volume get`.
   std::optional<std::string> HeadFile(const std::string& volume, const std::string& path);
 
-  // `cairn volume VERB MOUNTPOINT` (commit, reload, status).
+  // `cairn volume VERB MOUNTPOINT` (commit, reload, status; status with --json).
   RunResult Control(const std::string& verb, const Mount& m);
 
   // The volume ID a mount reports in its status.

@@ -5,11 +5,13 @@
 
 #include "core/process.h"
 #include "core/rpc_client.h"
+#include "core/version.h"
 #include "mounter/mounter.h"
 
 int main(int argc, char** argv) {
   cairn::TuneAllocatorForChunks();
   std::vector<std::string> args(argv + 1, argv + argc);
+  if (cairn::PrintVersionIfAsked("cairn-mount", args)) return 0;
   auto client = cairn::ClientOptionsFromEnv();
   if (!client.ok()) {
     std::fprintf(stderr, "cairn-mount: %s\n", std::string(client.status().message()).c_str());

@@ -93,7 +93,9 @@ std::string ServerFlagsHelp() {
       kDefaultMetricsListen, "; \"\" disables). Off loopback it needs a token\n"
       "                          (scrapers send it as a bearer token) or\n"
       "  --metrics-public        serve /metrics off loopback to anyone (they name\n"
-      "                          namespaces and volumes)\n",
+      "                          namespaces and volumes)\n"
+      "                          The same port serves the file browser at /ui\n"
+      "                          (log in with the token).\n",
       "  --token-file FILE       bearer token clients must send (else CAIRN_TOKEN or\n"
       "                          CAIRN_TOKEN_FILE); without one only loopback is allowed\n"
       "  --tls-cert FILE         PEM certificate chain (with --tls-key): serve TLS\n"

@@ -3,22 +3,12 @@
 #include <httplib.h>
 
 #include "absl/strings/str_cat.h"
+#include "core/crypto.h"
 #include "core/grpc_server.h"
 #include "core/status.h"
 #include "operator/server.h"
 
 namespace cairn::operator_ {
-namespace {
-
-// Constant-time comparison: the token is a secret.
-bool SameToken(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<HttpEndpoints>> HttpEndpoints::Start(const Options& options,
                                                                     metrics::Registry* registry) {
@@ -29,7 +19,7 @@ absl::StatusOr<std::unique_ptr<HttpEndpoints>> HttpEndpoints::Start(const Option
   const std::string expected = options.token.empty() ? "" : absl::StrCat("Bearer ", options.token);
   endpoints->http_->Get("/metrics", [registry, expected](const httplib::Request& req,
                                                          httplib::Response& res) {
-    if (!expected.empty() && !SameToken(req.get_header_value("Authorization"), expected)) {
+    if (!expected.empty() && !SameSecret(req.get_header_value("Authorization"), expected)) {
       res.status = 401;
       res.set_header("WWW-Authenticate", "Bearer");
       res.set_content("unauthenticated: /metrics needs the bearer token\n", "text/plain");
@@ -49,6 +39,7 @@ absl::StatusOr<std::unique_ptr<HttpEndpoints>> HttpEndpoints::Start(const Option
       res.set_content(absl::StrCat("not ready: ", ready.message(), "\n"), "text/plain");
     }
   });
+  if (options.add_routes) options.add_routes(*endpoints->http_);
   const int bound = where.port == 0
                         ? endpoints->http_->bind_to_any_port(where.host)
                         : (endpoints->http_->bind_to_port(where.host, where.port) ? where.port : -1);

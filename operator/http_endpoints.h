@@ -11,6 +11,10 @@
 // <token>" (it names namespaces and volumes); /healthz and /readyz stay
 // open for probes and reveal nothing.
 //
+// Other parts of the control plane (the file browser, operator/web_ui.h)
+// add their own routes through Options::add_routes, and protect them
+// themselves.
+//
 // Thread-safe. Start returns once the port is bound; Stop (idempotent, also
 // from the destructor) joins the serving thread. `registry` must outlive it.
 #pragma once
@@ -40,6 +44,8 @@ class HttpEndpoints {
   struct Options {
     std::string listen;  // HOST:PORT; port 0 picks one
     std::string token;   // empty: /metrics open
+    // Called once, before the port is bound, to add more routes.
+    std::function<void(httplib::Server&)> add_routes;
   };
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<HttpEndpoints>> Start(
       const Options& options, metrics::Registry* registry);

@@ -10,6 +10,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "core/process.h"
+#include "core/version.h"
 #include "operator/controller/run.h"
 #include "operator/flags.h"
 #include "operator/server.h"
@@ -27,11 +28,14 @@ struct ControllerSlot {
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  if (cairn::PrintVersionIfAsked("cairn-operator", args)) return 0;
   for (const std::string& a : args) {
     if (a == "-h" || a == "--help") {
       std::printf("Usage: cairn-operator --data DIR [--kubeconfig FILE] [options]\n\nThe Cairn "
                   "control plane (Volume API, metrics, garbage collection) and, with\nKubernetes, "
-                  "the controller for Volume resources.\n\nOptions:\n%s%s",
+                  "the controller for Volume resources.\n\nOptions:\n"
+                  "  --version               print the version and exit (as the first argument)\n"
+                  "%s%s",
                   cairn::operator_::ServerFlagsHelp().c_str(),
                   cairn::controller::KubeFlagsHelp().c_str());
       return 0;

@@ -14,6 +14,7 @@
 #include "core/rpc_client.h"
 #include "operator/service_metrics.h"
 #include "operator/volume_service.h"
+#include "operator/web_ui.h"
 
 namespace cairn::operator_ {
 namespace {
@@ -91,6 +92,7 @@ struct Server::Impl {
   std::unique_ptr<ServiceMetrics> metrics;
   std::unique_ptr<VolumeServiceImpl> service;
   std::unique_ptr<GrpcServer> grpc;
+  std::unique_ptr<WebUi> ui;  // null when the HTTP side does not serve it
 };
 
 Server::Server() : impl_(std::make_unique<Impl>()) {}
@@ -151,6 +153,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     http_options.listen = options.metrics_listen;
     // A token protects /metrics wherever it listens, unless published.
     if (!options.metrics_public) http_options.token = options.token;
+    // The file browser shows volume data: always behind the API's token,
+    // and without one only on loopback (as the Volume API itself).
+    if (!options.token.empty() || IsLoopbackAddress(options.metrics_listen)) {
+      impl.ui = std::make_unique<WebUi>(&impl.data->engine(), WebUi::Options{options.token});
+      WebUi* ui = impl.ui.get();
+      http_options.add_routes = [ui](httplib::Server& http) { ui->Register(http); };
+    } else {
+      CAIRN_LOG_WARNING("the file browser (/ui) is off: %s is not loopback and there is no token",
+                        options.metrics_listen);
+    }
     absl::StatusOr<std::unique_ptr<HttpEndpoints>> http =
         HttpEndpoints::Start(http_options, &server->registry_);
     if (!http.ok()) {

@@ -17,6 +17,7 @@ test_packages=(
   fuse3 openssl prometheus bindfs fio util-linux procps postgresql python3 python3-venv
   clang libclang-rt-14-dev
   buildah debootstrap containerd runc containernetworking-plugins busybox-static iproute2
+  chromium nodejs npm curl
 )
 case ${1:-} in
   "") packages=("${build_packages[@]}" "${test_packages[@]}") ;;
