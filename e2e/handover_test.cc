@@ -300,26 +300,49 @@ TEST_F(HandoverTest, ConnectedMountersComeAndGoUnderAReader) {
     std::this_thread::sleep_for(20ms);
   }
   std::string data = PutData();
+  WriteWholeFile(mp_ / "pending.txt", "not committed yet\n");
+  // The next two mounters start now and wait for the holder, which takes
+  // them in order, as replacement pods created early would; this process
+  // must not fork while its own reads wait for a mounter.
+  std::vector<std::unique_ptr<Child>> waiting;
+  std::vector<fs::path> waiting_logs;
+  for (int i = 0; i < 2; ++i) {
+    waiting.push_back(start_worker());
+    ASSERT_NE(waiting.back(), nullptr);
+    waiting_logs.push_back(worker_log);
+  }
   auto reader = std::make_unique<ReadLoop>(mp_ / "dir" / "data.bin", data);
   ASSERT_EQ(reader->open_errno(), 0);
   ASSERT_TRUE(reader->WaitForReads(5, 5s)) << reader->Describe();
 
+  auto takes_over = [&](Child& next, int gen) {
+    std::string line = absl::StrCat("(generation ", gen, ") takes over");
+    auto until = std::chrono::steady_clock::now() + 30s;
+    while (Log().find(line) == std::string::npos) {
+      if (next.Exited() || std::chrono::steady_clock::now() > until) {
+        ADD_FAILURE() << "mounter " << gen << " did not take over:\n"
+                      << ReadWholeFile(worker_log) << Log();
+        return false;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return true;
+  };
   // OOM kill: the reader's requests wait for the next mounter.
   worker->Signal(SIGKILL);
   EXPECT_EQ(worker->Wait(10s), 128 + SIGKILL);
-  worker = start_worker();
-  ASSERT_NE(worker, nullptr);
-  EXPECT_TRUE(reader->WaitForReads(10, 15s)) << reader->Describe() << "\n" << Log()
-                                              << ReadWholeFile(worker_log);
-  EXPECT_THAT(Log(), HasSubstr("takes over"));
+  worker = std::move(waiting[0]);
+  worker_log = waiting_logs[0];
+  ASSERT_TRUE(takes_over(*worker, 2));
+  EXPECT_TRUE(reader->WaitForReads(10, 15s)) << reader->Describe() << "\n" << Log();
 
   // Pod deletion: SIGTERM hands over (exit 75) instead of unmounting.
-  WriteWholeFile(mp_ / "pending.txt", "not committed yet\n");
   worker->Signal(SIGTERM);
   EXPECT_EQ(worker->Wait(30s), 75) << ReadWholeFile(worker_log);
   EXPECT_TRUE(CairnMounted(mp_));
-  worker = start_worker();
-  ASSERT_NE(worker, nullptr);
+  worker = std::move(waiting[1]);
+  worker_log = waiting_logs[1];
+  ASSERT_TRUE(takes_over(*worker, 3));
   EXPECT_TRUE(reader->WaitForReads(10, 15s)) << reader->Describe() << "\n" << Log();
   ASSERT_TRUE(reader->Stop(15s, mp_)) << reader->Describe();
   auto errors = reader->errors();

@@ -58,13 +58,16 @@ class MountPodsTest : public ::testing::Test {
     // the node plugin's service account from csi-node.yaml.
     RunResult t = RunProcess({helm->string(), "template", "cairn",
                               (fs::path(CAIRN_SOURCE_DIR) / "charts/cairn").string(), "-n", kNs,
-                              "--set", "csi.node.mounter=pod", "--show-only",
+                              "--kube-version", "v1.34.4", "--set", "csi.node.mounter=pod", "--show-only",
                               "templates/csi-mount-pods.yaml"});
     if (t.exit_code != 0) return "helm template: " + t.err;
     rendered_ = new std::string(t.out);
     RunResult applied = cluster_->Kubectl(
         {"apply", "-f", "-"},
         t.out + "\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: cairn-csi-node, "
+                "namespace: cairn-mp}\n"
+                // No controller-manager here makes the namespace's default account.
+                "---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: default, "
                 "namespace: cairn-mp}\n");
     if (applied.exit_code != 0) return "kubectl apply: " + applied.err;
     return "";
@@ -221,6 +224,7 @@ TEST_F(MountPodsTest, ALaunchThatNeverServesLeavesNothingBehind) {
   fs::path target = dir_->path() / "target";
   fs::create_directories(target);
   LaunchSpec spec = Spec(target.string());
+  spec.env.clear();  // no API token file here; the holder needs none
   auto id = launcher.Launch(spec, absl::Seconds(3));
   ASSERT_FALSE(id.ok());
   EXPECT_EQ(id.status().code(), absl::StatusCode::kDeadlineExceeded) << id.status();
