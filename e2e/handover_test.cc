@@ -301,20 +301,25 @@ TEST_F(HandoverTest, ConnectedMountersComeAndGoUnderAReader) {
   }
   std::string data = PutData();
   WriteWholeFile(mp_ / "pending.txt", "not committed yet\n");
-  // The next two mounters start now and wait for the holder, which takes
-  // them in order, as replacement pods created early would; this process
-  // must not fork while its own reads wait for a mounter.
-  std::vector<std::unique_ptr<Child>> waiting;
-  std::vector<fs::path> waiting_logs;
-  for (int i = 0; i < 2; ++i) {
-    waiting.push_back(start_worker());
-    ASSERT_NE(waiting.back(), nullptr);
-    waiting_logs.push_back(worker_log);
-  }
   auto reader = std::make_unique<ReadLoop>(mp_ / "dir" / "data.bin", data);
   ASSERT_EQ(reader->open_errno(), 0);
   ASSERT_TRUE(reader->WaitForReads(5, 5s)) << reader->Describe();
 
+  // The next mounter starts while the current one serves, as a replacement
+  // pod may (it waits in the holder's queue), and is past exec before the
+  // current one goes: this process must not fork while its own reads wait
+  // for a mounter.
+  auto start_next = [&] {
+    std::unique_ptr<Child> next = start_worker();
+    if (next == nullptr) return next;
+    auto until = std::chrono::steady_clock::now() + 10s;
+    while (ReadWholeFile(fs::path("/proc") / std::to_string(next->pid()) / "cmdline")
+               .find("--handover-connect") == std::string::npos &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(10ms);
+    }
+    return next;
+  };
   auto takes_over = [&](Child& next, int gen) {
     std::string line = absl::StrCat("(generation ", gen, ") takes over");
     auto until = std::chrono::steady_clock::now() + 30s;
@@ -329,19 +334,22 @@ TEST_F(HandoverTest, ConnectedMountersComeAndGoUnderAReader) {
     return true;
   };
   // OOM kill: the reader's requests wait for the next mounter.
+  std::unique_ptr<Child> next = start_next();
+  ASSERT_NE(next, nullptr);
   worker->Signal(SIGKILL);
   EXPECT_EQ(worker->Wait(10s), 128 + SIGKILL);
-  worker = std::move(waiting[0]);
-  worker_log = waiting_logs[0];
+  worker = std::move(next);
   ASSERT_TRUE(takes_over(*worker, 2));
   EXPECT_TRUE(reader->WaitForReads(10, 15s)) << reader->Describe() << "\n" << Log();
 
   // Pod deletion: SIGTERM hands over (exit 75) instead of unmounting.
+  fs::path serving_log = worker_log;
+  next = start_next();
+  ASSERT_NE(next, nullptr);
   worker->Signal(SIGTERM);
-  EXPECT_EQ(worker->Wait(30s), 75) << ReadWholeFile(worker_log);
+  EXPECT_EQ(worker->Wait(30s), 75) << ReadWholeFile(serving_log);
   EXPECT_TRUE(CairnMounted(mp_));
-  worker = std::move(waiting[1]);
-  worker_log = waiting_logs[1];
+  worker = std::move(next);
   ASSERT_TRUE(takes_over(*worker, 3));
   EXPECT_TRUE(reader->WaitForReads(10, 15s)) << reader->Describe() << "\n" << Log();
   ASSERT_TRUE(reader->Stop(15s, mp_)) << reader->Describe();

@@ -485,7 +485,8 @@ mp_w=$(mounter_pod_of pw)
 [ -n "$mp_w" ] || fail "no mounter pod serves pw: $(k -n "$ns" get pods -o wide)"
 [ "$(k -n "$ns" get pod "$mp_w" -o jsonpath='{.spec.nodeName} {.metadata.labels.cairn\.dev/node} {.spec.containers[0].resources.limits.memory}')" = "n1 n1 1Gi" ] ||
   fail "mounter pod $mp_w: wrong node, labels or limits: $(k -n "$ns" get pod "$mp_w" -o yaml)"
-k -n "$ns" logs "$mp_w" | grep -q mounted || fail "kubectl logs of $mp_w shows no mount"
+# (grep -q on a pipe would end kubectl with SIGPIPE under pipefail)
+grep -q mounted <<<"$(k -n "$ns" logs "$mp_w")" || fail "kubectl logs of $mp_w shows no mount"
 k create configmap stream2-loop --from-file=loop.sh=/dev/stdin >/dev/null <<'LOOP'
 trap 'exit 0' TERM
 want=$(cut -d' ' -f1 /data/big.md5)
@@ -522,7 +523,7 @@ done
 t_replace=$((SECONDS - t0))
 reads1=$(reads_of stream2)
 ((reads1 > reads0 + 20)) || fail "the reader stalled while its mounter pod was replaced ($reads0 -> $reads1 reads)"
-k -n "$ns" logs "$new_mp" | grep -q "taken over" ||
+grep -q "taken over" <<<"$(k -n "$ns" logs "$new_mp")" ||
   fail "mounter pod $new_mp did not take the mount over: $(k -n "$ns" logs "$new_mp" | tail -5)"
 errors=$(k logs stream2)
 [ -z "$errors" ] || fail "the reader saw errors while its mounter pod was replaced: $(sort <<<"$errors" | uniq -c)"
