@@ -416,6 +416,14 @@ absl::Status NodeService::DoUnpublish(const v1::NodeUnpublishVolumeRequest& req)
     // is replaced first (the commit waits for it to take over).
     if (!p.mounter.pod.empty() && !p.mounter_args.empty()) {
       CAIRN_RETURN_IF_ERROR(launcher_->Repair(SpecOf(p), &p.mounter));
+      if (p.mounter.pod != it->second.mounter.pod) {
+        // Recorded, so that a failing commit below (kubelet retry) does
+        // not leave the new pod to the garbage collection.
+        PluginState next = state_;
+        next.publications[p.target].mounter = p.mounter;
+        CAIRN_RETURN_IF_ERROR(state_file_->Save(next));
+        state_ = std::move(next);
+      }
     }
     if (!p.read_only) {
       // Commit while the mount still serves: a failure leaves the mount
