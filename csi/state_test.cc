@@ -100,6 +100,17 @@ TEST(CsiArgsTest, ParsesAndRejects) {
   EXPECT_EQ(ParseCsiArgs({"--mode", "controller", "--endpoint"}, {}).status().message(),
             "--endpoint needs a value");
   EXPECT_TRUE(IsHelpRequested(ParseCsiArgs({"--help"}, {}).status()));
+  EXPECT_FALSE(o->mount_pods);  // process mode unless asked
+  auto pods = ParseCsiArgs({"--node-id", "n", "--mounter-mode", "pod", "--mount-pod-template",
+                            "/etc/cairn/mount-pod/pod.json"},
+                           {});
+  ASSERT_TRUE(pods.ok()) << pods.status();
+  EXPECT_TRUE(pods->mount_pods);
+  EXPECT_EQ(pods->mount_pod_template, "/etc/cairn/mount-pod/pod.json");
+  EXPECT_EQ(ParseCsiArgs({"--node-id", "n", "--mounter-mode", "pod"}, {}).status().message(),
+            "--mounter-mode pod needs --mount-pod-template");
+  EXPECT_EQ(ParseCsiArgs({"--node-id", "n", "--mounter-mode", "x"}, {}).status().message(),
+            "--mounter-mode must be process or pod, not x");
 }
 
 TEST(CheckCapabilityTest, MountOnlyKnownFsTypeAndMode) {
