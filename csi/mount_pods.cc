@@ -152,9 +152,9 @@ absl::StatusOr<MounterId> PodLauncher::Launch(const LaunchSpec& spec, absl::Dura
   (void)LazyUnmount(spec.target);
   std::string tail = FileTail(spec.log_file, 800);
   return absl::Status(ready.code(),
-                      absl::StrCat(ready.message(), "; mounter pod ", options_.ns, "/", id.pod, ": ",
-                                   state, " (kubectl logs -n ", options_.ns, " ", id.pod, ")",
-                                   tail.empty() ? "" : "; holder log: ", tail));
+                      absl::StrCat(ready.message(), "; mounter pod ", options_.ns, "/", id.pod,
+                                   ": ", state, " (kubectl logs -n ", options_.ns, " ", id.pod,
+                                   ")", tail.empty() ? "" : "; holder log: ", tail));
 }
 
 absl::Status PodLauncher::Stop(const MounterId& id, absl::Duration timeout) {

@@ -78,8 +78,12 @@ absl::StatusOr<ScopedFd> ListenHandover(const std::filesystem::path& path) {
   if (::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     return ErrnoToStatus(errno, absl::StrCat("bind ", path.string()));
   }
-  if (::chmod(path.c_str(), 0600) != 0) return ErrnoToStatus(errno, absl::StrCat("chmod ", path.string()));
-  if (::listen(sock.get(), 4) != 0) return ErrnoToStatus(errno, absl::StrCat("listen ", path.string()));
+  if (::chmod(path.c_str(), 0600) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("chmod ", path.string()));
+  }
+  if (::listen(sock.get(), 4) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("listen ", path.string()));
+  }
   return sock;
 }
 

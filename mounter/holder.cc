@@ -131,40 +131,42 @@ int RunHolder(const HolderOptions& options) {
       if (::getsockopt(ours.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) pid = cred.pid;
       ++generation;
     } else {
-    int sp[2];
-    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0) {
-      CAIRN_LOG_ERROR("holder of %s: socketpair: %s", where, std::strerror(errno));
-      return 1;
-    }
-    ours.reset(sp[0]);
-    theirs.reset(sp[1]);
-    // Everything the child needs is built before fork (only exec after it).
-    std::vector<std::string> argv_s = options.worker_argv;
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_s;
-    for (char** e = environ; *e != nullptr; ++e) {
-      if (!std::string_view(*e).starts_with(absl::StrCat(kHandoverFdEnv, "="))) env_s.push_back(*e);
-    }
-    env_s.push_back(absl::StrCat(kHandoverFdEnv, "=", theirs.get()));
-    std::vector<char*> envp;
-    for (auto& e : env_s) envp.push_back(e.data());
-    envp.push_back(nullptr);
+      int sp[2];
+      if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0) {
+        CAIRN_LOG_ERROR("holder of %s: socketpair: %s", where, std::strerror(errno));
+        return 1;
+      }
+      ours.reset(sp[0]);
+      theirs.reset(sp[1]);
+      // Everything the child needs is built before fork (only exec after it).
+      std::vector<std::string> argv_s = options.worker_argv;
+      std::vector<char*> argv;
+      for (auto& a : argv_s) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      std::vector<std::string> env_s;
+      for (char** e = environ; *e != nullptr; ++e) {
+        if (!std::string_view(*e).starts_with(absl::StrCat(kHandoverFdEnv, "="))) {
+          env_s.push_back(*e);
+        }
+      }
+      env_s.push_back(absl::StrCat(kHandoverFdEnv, "=", theirs.get()));
+      std::vector<char*> envp;
+      for (auto& e : env_s) envp.push_back(e.data());
+      envp.push_back(nullptr);
 
-    ++generation;
-    pid = ::fork();
-    if (pid < 0) {
-      CAIRN_LOG_ERROR("holder of %s: fork: %s", where, std::strerror(errno));
-      return 1;
-    }
-    if (pid == 0) {
-      sigprocmask(SIG_SETMASK, &old_mask, nullptr);
-      int flags = ::fcntl(theirs.get(), F_GETFD);
-      ::fcntl(theirs.get(), F_SETFD, flags & ~FD_CLOEXEC);
-      ::execve(argv[0], argv.data(), envp.data());
-      ::_exit(127);
-    }
+      ++generation;
+      pid = ::fork();
+      if (pid < 0) {
+        CAIRN_LOG_ERROR("holder of %s: fork: %s", where, std::strerror(errno));
+        return 1;
+      }
+      if (pid == 0) {
+        sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+        int flags = ::fcntl(theirs.get(), F_GETFD);
+        ::fcntl(theirs.get(), F_SETFD, flags & ~FD_CLOEXEC);
+        ::execve(argv[0], argv.data(), envp.data());
+        ::_exit(127);
+      }
     }
     theirs.reset();
     absl::Time started = absl::Now();
@@ -217,7 +219,8 @@ int RunHolder(const HolderOptions& options) {
         if (remote) {
           if (sig == SIGCHLD) continue;
           if (sig == SIGUSR2) {
-            CAIRN_LOG_INFO("holder of %s: upgrades replace the mounter pod; SIGUSR2 ignored", where);
+            CAIRN_LOG_INFO("holder of %s: upgrades replace the mounter pod; SIGUSR2 ignored",
+                           where);
             continue;
           }
           if (stopping) continue;
@@ -258,8 +261,8 @@ int RunHolder(const HolderOptions& options) {
       // (OOM kill) alike; the next worker to connect takes over.
       status = served ? (kHandedOverExit << 8) : (1 << 8);
       if (held.fuse_fd.valid()) {
-        CAIRN_LOG_INFO("holder of %s: worker %d disconnected%s; waiting for the next mounter", where,
-                       pid, served ? "" : " before serving");
+        CAIRN_LOG_INFO("holder of %s: worker %d disconnected%s; waiting for the next mounter",
+                       where, pid, served ? "" : " before serving");
       }
     }
     bool handed = WIFEXITED(status) && WEXITSTATUS(status) == kHandedOverExit;

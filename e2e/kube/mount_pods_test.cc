@@ -58,8 +58,8 @@ class MountPodsTest : public ::testing::Test {
     // the node plugin's service account from csi-node.yaml.
     RunResult t = RunProcess({helm->string(), "template", "cairn",
                               (fs::path(CAIRN_SOURCE_DIR) / "charts/cairn").string(), "-n", kNs,
-                              "--kube-version", "v1.34.4", "--set", "csi.node.mounter=pod", "--show-only",
-                              "templates/csi-mount-pods.yaml"});
+                              "--kube-version", "v1.34.4", "--set", "csi.node.mounter=pod",
+                              "--show-only", "templates/csi-mount-pods.yaml"});
     if (t.exit_code != 0) return "helm template: " + t.err;
     rendered_ = new std::string(t.out);
     RunResult applied = cluster_->Kubectl(
