@@ -4,13 +4,17 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/strings/strip.h"
 #include "core/flags.h"
 #include "core/grpc_server.h"
 #include "core/log.h"
 #include "core/status.h"
+#include "csi/mount_pods.h"
+#include "operator/kube/config.h"
 
 namespace cairn::csi {
 namespace fs = std::filesystem;
@@ -80,6 +84,16 @@ absl::StatusOr<CsiOptions> ParseCsiArgs(const std::vector<std::string>& args,
         return absl::InvalidArgumentError(absl::StrCat(
             "--mounter-cgroup must be one path component, not \"", o.mounter_cgroup, "\""));
       }
+    } else if (flags.Is("--mounter-mode")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
+      if (v != "process" && v != "pod") {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--mounter-mode must be process or pod, not ", v));
+      }
+      o.mount_pods = v == "pod";
+    } else if (flags.Is("--mount-pod-template")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
+      o.mount_pod_template = fs::absolute(v);
     } else if (flags.Is("--mount-timeout")) {
       CAIRN_ASSIGN_OR_RETURN(o.mount_timeout, flags.Seconds());
     } else if (flags.Is("--final-commit-timeout")) {
@@ -95,6 +109,9 @@ absl::StatusOr<CsiOptions> ParseCsiArgs(const std::vector<std::string>& args,
   }
   if (o.mode != Mode::kController && o.node_id.empty()) {
     return absl::InvalidArgumentError("--node-id is required for --mode node and all");
+  }
+  if (o.mount_pods && o.mount_pod_template.empty()) {
+    return absl::InvalidArgumentError("--mounter-mode pod needs --mount-pod-template");
   }
   return o;
 }
@@ -307,13 +324,39 @@ int RunPlugin(const CsiOptions& given) {
   ProcessLauncher launcher(std::move(mounter_cgroups));
   bool controller = options.mode != Mode::kNode;
   bool node = options.mode != Mode::kController;
+  MounterLauncher* mounters = &launcher;
+  std::unique_ptr<kube::Client> kube_client;
+  std::unique_ptr<PodLauncher> pod_launcher;
+  if (node && options.mount_pods) {
+    std::ifstream in(options.mount_pod_template);
+    if (!in) {
+      return fail("mount pods", absl::NotFoundError(absl::StrCat(
+                                    "cannot read ", options.mount_pod_template.string())));
+    }
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto tmpl = kube::ParseObject(text, options.mount_pod_template.string());
+    if (!tmpl.ok()) return fail("mount pod template", tmpl.status());
+    auto config = kube::InClusterConfig();
+    if (!config.ok()) return fail("mount pods need the Kubernetes API", config.status());
+    MountPodOptions pods;
+    pods.ns = config->ns;
+    pods.node = options.node_id;
+    pods.pod_template = *std::move(tmpl);
+    pods.socket_dir = options.state_dir / "handover";
+    auto client = kube::Client::Create(*std::move(config));
+    if (!client.ok()) return fail("Kubernetes client", client.status());
+    kube_client = *std::move(client);
+    CAIRN_LOG_INFO("mounters run in mounter pods in namespace %s", pods.ns);
+    pod_launcher = std::make_unique<PodLauncher>(&launcher, kube_client.get(), std::move(pods));
+    mounters = pod_launcher.get();
+  }
   // The controller's records and the node's share one file format but not
   // one file, so that a node plugin and a controller on the same host
   // (mode all uses one process) never race on it.
   StateFile controller_state(options.state_dir / "controller.json");
   IdentityService identity(api->get(), controller, options.version);
   ControllerService controller_service(api->get(), &controller_state);
-  NodeService node_service(options, api->get(), &state, &launcher);
+  NodeService node_service(options, api->get(), &state, mounters);
   std::vector<grpc::Service*> services = {&identity};
   if (controller) {
     if (auto st = controller_service.Init(); !st.ok()) return fail("controller state", st);
@@ -342,6 +385,17 @@ int RunPlugin(const CsiOptions& given) {
     if (!started.ok()) return fail("registration socket", started.status());
     registration_server = std::move(*started);
   }
+  // Pod mode: mounter pods that were deleted or ended are replaced, and
+  // orphans removed, every few seconds.
+  absl::Notification stop_repair;
+  std::thread repair;
+  if (pod_launcher) {
+    repair = std::thread([&] {
+      do {
+        node_service.RepairMounters();
+      } while (!stop_repair.WaitForNotificationWithTimeout(absl::Seconds(2)));
+    });
+  }
   CAIRN_LOG_INFO("cairn-csi %s serving %s on %s", options.version,
                  controller && node ? "controller+node" : (controller ? "controller" : "node"),
                  options.endpoint);
@@ -360,6 +414,10 @@ int RunPlugin(const CsiOptions& given) {
   CAIRN_LOG_INFO("signal %d: stopping; mounts keep serving", sig);
   if (registration_server) registration_server->Shutdown(absl::Seconds(2));
   (*server)->Shutdown(absl::Seconds(10));
+  if (repair.joinable()) {
+    stop_repair.Notify();
+    repair.join();
+  }
   return 0;
 }
 

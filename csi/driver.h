@@ -80,6 +80,10 @@ struct CsiOptions {
   std::string mounter_cgroup = "cairn-mounters";
   absl::Duration mount_timeout = absl::Seconds(30);
   absl::Duration final_commit_timeout = absl::Seconds(30);
+  // Pod mode (--mounter-mode pod): mounters run in mounter pods shaped by
+  // this Pod template (JSON), csi/mount_pods.h.
+  bool mount_pods = false;
+  std::filesystem::path mount_pod_template;
   std::string version = "0.1.0";
 };
 
@@ -112,7 +116,13 @@ inline constexpr char kCsiUsage[] =
     "                              outlives the container (with hostPID)\n"
     "  --mounter-cgroup NAME       the cgroup's name in each hierarchy (default cairn-mounters)\n"
     "  --mount-timeout SECONDS     how long a mount may take to become ready (default 30)\n"
-    "  --final-commit-timeout S    how long an unpublish may retry its commit (default 30)\n";
+    "  --final-commit-timeout S    how long an unpublish may retry its commit (default 30)\n"
+    "  --mounter-mode process|pod  run each mount's mounter as a process next to this\n"
+    "                              one (default), or in a mounter pod on this node that\n"
+    "                              the plugin creates through the Kubernetes API (its\n"
+    "                              service account; the pod's namespace); the mount's\n"
+    "                              holder stays a process, so the mount outlives the pod\n"
+    "  --mount-pod-template FILE   the mounter pods' Pod (JSON): image, resources, volumes\n";
 
 // `args` excludes the program name. InvalidArgument for bad usage;
 // HelpRequested() (core/flags.h) for -h/--help.
@@ -210,6 +220,10 @@ class NodeService final : public ::csi::v1::Node::Service {
   // binary now at --mounter (the pods' open files stay open). Returns how
   // many were asked.
   size_t UpgradeMounters();
+  // Pod mode: re-creates the mounter pods that are gone (deleted, evicted,
+  // ended) and deletes this node's mounter pods no publication uses.
+  // Failures are logged; the next call tries again.
+  void RepairMounters();
   grpc::Status NodePublishVolume(grpc::ServerContext*, const ::csi::v1::NodePublishVolumeRequest*,
                                  ::csi::v1::NodePublishVolumeResponse*) override;
   grpc::Status NodeUnpublishVolume(grpc::ServerContext*,
@@ -224,6 +238,9 @@ class NodeService final : public ::csi::v1::Node::Service {
                            ::csi::v1::NodeGetInfoResponse*) override;
 
  private:
+  std::vector<std::string> MounterEnv() const;
+  // What Launch was given for `p`, rebuilt from its record.
+  LaunchSpec SpecOf(const Publication& p) const;
   absl::Status DoPublish(const ::csi::v1::NodePublishVolumeRequest& req);
   absl::Status DoUnpublish(const ::csi::v1::NodeUnpublishVolumeRequest& req);
   absl::Status DoStats(const ::csi::v1::NodeGetVolumeStatsRequest& req,

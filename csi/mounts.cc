@@ -149,6 +149,20 @@ absl::Status WaitMountReady(const fs::path& target, const MounterId& id, absl::D
 }
 
 absl::StatusOr<MounterId> ProcessLauncher::Launch(const LaunchSpec& spec, absl::Duration timeout) {
+  CAIRN_ASSIGN_OR_RETURN(MounterId id, Start(spec));
+  absl::Status ready = WaitMountReady(spec.target, id, timeout);
+  if (!ready.ok()) {
+    if (IsAlive(id)) ::kill(id.pid, SIGKILL);
+    for (int i = 0; i < 100 && IsAlive(id); ++i) absl::SleepFor(absl::Milliseconds(20));
+    (void)LazyUnmount(spec.target);
+    std::string tail = FileTail(spec.log_file, 1500);
+    return absl::Status(ready.code(), absl::StrCat(ready.message(),
+                                                   tail.empty() ? "" : "; mounter log: ", tail));
+  }
+  return id;
+}
+
+absl::StatusOr<MounterId> ProcessLauncher::Start(const LaunchSpec& spec) {
   // Everything the children need is prepared before fork: after it only
   // async-signal-safe calls are allowed (this process is multi-threaded).
   std::vector<std::string> argv_s = {spec.binary.string()};
@@ -246,20 +260,11 @@ absl::StatusOr<MounterId> ProcessLauncher::Launch(const LaunchSpec& spec, absl::
   if (n != sizeof(mounter) || mounter == 0) {
     return absl::InternalError("could not start the mounter process");
   }
-  MounterId id{mounter, 0};
+  MounterId id{mounter, 0, ""};
   // The start time is read while the child certainly exists: it is not
   // reaped by anyone but init, and init only reaps after exit; a mounter
   // that already exited shows up as not ready below.
   if (auto ticks = StartTicks(mounter, nullptr)) id.start_ticks = *ticks;
-  absl::Status ready = WaitMountReady(spec.target, id, timeout);
-  if (!ready.ok()) {
-    if (IsAlive(id)) ::kill(id.pid, SIGKILL);
-    for (int i = 0; i < 100 && IsAlive(id); ++i) absl::SleepFor(absl::Milliseconds(20));
-    (void)LazyUnmount(spec.target);
-    std::string tail = FileTail(spec.log_file, 1500);
-    return absl::Status(ready.code(), absl::StrCat(ready.message(),
-                                                   tail.empty() ? "" : "; mounter log: ", tail));
-  }
   return id;
 }
 

@@ -41,9 +41,12 @@ bool IsMountPoint(const std::filesystem::path& target);
 
 // A process identity that survives pid reuse: the pid plus its start time
 // in clock ticks since boot (/proc/PID/stat field 22).
+// In pod mode it names the mount's holder, and `pod` the mounter pod
+// serving the mount now (empty in process mode).
 struct MounterId {
   pid_t pid = 0;
   uint64_t start_ticks = 0;
+  std::string pod;
 };
 
 // True while the process `id` names is alive (not a zombie) and is still
@@ -56,6 +59,7 @@ struct LaunchSpec {
   std::vector<std::string> env;            // "K=V", added to the environment
   std::filesystem::path log_file;          // stdout and stderr, appended
   std::filesystem::path target;            // the mount point, for readiness
+  std::string volume_id;                   // vo-…, for labels
 };
 
 class MounterLauncher {
@@ -75,6 +79,21 @@ class MounterLauncher {
   // once asked; the hand-over itself takes about a mounter start.
   // FailedPrecondition if `id` is not running.
   [[nodiscard]] virtual absl::Status Upgrade(const MounterId& id) = 0;
+  // Starts again what serves `id`'s mount if it is gone, `spec` being what
+  // Launch was given; may update `id` (a new pod). OK when nothing was
+  // missing. Process mode has nothing to do: the holder restarts its own
+  // mounter.
+  [[nodiscard]] virtual absl::Status Repair(const LaunchSpec& spec, MounterId* id) {
+    (void)spec;
+    (void)id;
+    return absl::OkStatus();
+  }
+  // Removes what this launcher started for mounts other than `live` (pod
+  // mode: this node's mounter pods that no publication names).
+  [[nodiscard]] virtual absl::Status CollectGarbage(const std::vector<MounterId>& live) {
+    (void)live;
+    return absl::OkStatus();
+  }
 };
 
 // Real mounters as detached processes.
@@ -89,6 +108,9 @@ class ProcessLauncher : public MounterLauncher {
       : cgroups_(std::move(cgroups)) {}
 
   absl::StatusOr<MounterId> Launch(const LaunchSpec& spec, absl::Duration timeout) override;
+  // Launch without the wait: the detached process runs, nothing is known
+  // about its mount yet.
+  [[nodiscard]] absl::StatusOr<MounterId> Start(const LaunchSpec& spec);
   absl::Status Stop(const MounterId& id, absl::Duration timeout) override;
   // SIGUSR2 to the mount's holder (mounter/holder.h), which has the
   // mounter hand over to the binary now at its path.

@@ -80,6 +80,52 @@ void RemoveTargetDir(const fs::path& target) {
 
 }  // namespace
 
+std::vector<std::string> NodeService::MounterEnv() const {
+  std::vector<std::string> env;
+  if (!options_.token_file.empty()) {
+    env.push_back(absl::StrCat("CAIRN_TOKEN_FILE=", options_.token_file));
+  }
+  return env;
+}
+
+LaunchSpec NodeService::SpecOf(const Publication& p) const {
+  LaunchSpec spec;
+  spec.binary = options_.mounter;
+  spec.args = p.mounter_args;
+  spec.env = MounterEnv();
+  spec.log_file = p.log_file;
+  spec.target = p.target;
+  spec.volume_id = p.cairn_id;
+  return spec;
+}
+
+void NodeService::RepairMounters() {
+  absl::MutexLock lock(&mu_);
+  PluginState next = state_;
+  bool changed = false;
+  std::vector<MounterId> live;
+  for (auto& [target, p] : next.publications) {
+    if (!p.mounter.pod.empty() && IsAlive(p.mounter) && !p.mounter_args.empty()) {
+      std::string was = p.mounter.pod;
+      if (auto st = launcher_->Repair(SpecOf(p), &p.mounter); !st.ok()) {
+        CAIRN_LOG_WARNING("mounter of %s at %s: %s", p.cairn_id, target, st.ToString());
+      }
+      changed |= p.mounter.pod != was;
+    }
+    live.push_back(p.mounter);
+  }
+  if (changed) {
+    if (auto st = state_file_->Save(next); !st.ok()) {
+      CAIRN_LOG_WARNING("cannot record the new mounter pods: %s", st.ToString());
+    } else {
+      state_ = std::move(next);
+    }
+  }
+  if (auto st = launcher_->CollectGarbage(live); !st.ok()) {
+    CAIRN_LOG_WARNING("mounter pods: %s", st.ToString());
+  }
+}
+
 absl::Status NodeService::Init() {
   CAIRN_ASSIGN_OR_RETURN(PluginState loaded, state_file_->Load());
   absl::MutexLock lock(&mu_);
@@ -339,9 +385,8 @@ absl::Status NodeService::DoPublish(const v1::NodePublishVolumeRequest& req) {
   if (!commit_interval.empty()) {
     spec.args.insert(spec.args.end(), {"--commit-interval", commit_interval});
   }
-  if (!options_.token_file.empty()) {
-    spec.env.push_back(absl::StrCat("CAIRN_TOKEN_FILE=", options_.token_file));
-  }
+  spec.env = MounterEnv();
+  spec.volume_id = volume->id();
   auto mounter = launcher_->Launch(spec, options_.mount_timeout);
   if (!mounter.ok()) {
     if (made_dir) RemoveTargetDir(target);
@@ -361,6 +406,7 @@ absl::Status NodeService::DoPublish(const v1::NodePublishVolumeRequest& req) {
   p.fingerprint = fingerprint;
   p.mounter = *mounter;
   p.log_file = spec.log_file.string();
+  p.mounter_args = spec.args;
   PluginState next = state_;
   next.publications[p.target] = p;
   if (absl::Status st = state_file_->Save(next); !st.ok()) {
@@ -393,8 +439,21 @@ absl::Status NodeService::DoUnpublish(const v1::NodeUnpublishVolumeRequest& req)
     if (!IsMountPoint(target)) RemoveTargetDir(target);
     return absl::OkStatus();
   }
-  const Publication p = it->second;
+  Publication p = it->second;
   if (IsAlive(p.mounter) && IsCairnMounted(target)) {
+    // A mounter pod must serve the final commit: one deleted a moment ago
+    // is replaced first (the commit waits for it to take over).
+    if (!p.mounter.pod.empty() && !p.mounter_args.empty()) {
+      CAIRN_RETURN_IF_ERROR(launcher_->Repair(SpecOf(p), &p.mounter));
+      if (p.mounter.pod != it->second.mounter.pod) {
+        // Recorded, so that a failing commit below (kubelet retry) does
+        // not leave the new pod to the garbage collection.
+        PluginState next = state_;
+        next.publications[p.target].mounter = p.mounter;
+        CAIRN_RETURN_IF_ERROR(state_file_->Save(next));
+        state_ = std::move(next);
+      }
+    }
     if (!p.read_only) {
       // Commit while the mount still serves: a failure leaves the mount
       // (and its uncommitted writes) in place for the kubelet's retry,

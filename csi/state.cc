@@ -24,6 +24,9 @@ json ToJson(const PluginState& s) {
                     {"target", p.target}, {"read_only", p.read_only}, {"single_writer", p.single_writer},
                     {"fingerprint", p.fingerprint}, {"pid", p.mounter.pid},
                     {"start_ticks", p.mounter.start_ticks}, {"log_file", p.log_file}});
+    // Pod mode only: older plugins never wrote these.
+    if (!p.mounter.pod.empty()) pubs.back()["mounter_pod"] = p.mounter.pod;
+    if (!p.mounter_args.empty()) pubs.back()["mounter_args"] = p.mounter_args;
   }
   json prov = json::array();
   for (const auto& [name, p] : s.provisioned) {
@@ -58,6 +61,8 @@ absl::StatusOr<PluginState> FromJson(const std::string& text) {
       pub.mounter.pid = p.at("pid").get<pid_t>();
       pub.mounter.start_ticks = p.at("start_ticks").get<uint64_t>();
       pub.log_file = p.at("log_file").get<std::string>();
+      pub.mounter.pod = p.value("mounter_pod", std::string());
+      pub.mounter_args = p.value("mounter_args", std::vector<std::string>());
       s.publications[pub.target] = pub;
     }
     for (const auto& p : j.at("provisioned")) {

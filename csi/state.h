@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "csi/mounts.h"
@@ -29,8 +30,11 @@ struct Publication {
   bool read_only = false;
   bool single_writer = false;  // SINGLE_NODE_SINGLE_WRITER: no second publish
   std::string fingerprint;   // the arguments that must match on a repeat call
-  MounterId mounter;
+  MounterId mounter;         // pod mode: the holder and the mounter pod
   std::string log_file;
+  // The mounter's arguments (LaunchSpec::args), recorded in pod mode so a
+  // mounter pod can be created again (csi/mount_pods.h).
+  std::vector<std::string> mounter_args;
 };
 
 struct Provisioned {

@@ -31,8 +31,9 @@ TEST(StateFileTest, RoundTripsAndLeavesNoTemporary) {
   p.target = "/var/lib/kubelet/pods/x/mount";
   p.read_only = true;
   p.fingerprint = "vo-abc|ro||";
-  p.mounter = {1234, 987654321};
+  p.mounter = {1234, 987654321, "cairn-mount-0123456789abcdef-x1"};
   p.log_file = "/tmp/x.log";
+  p.mounter_args = {"vo-abc", p.target, "--handover"};
   s.publications[p.target] = p;
   Provisioned v;
   v.request_name = "pvc-1";
@@ -54,6 +55,8 @@ TEST(StateFileTest, RoundTripsAndLeavesNoTemporary) {
   EXPECT_TRUE(q.read_only);
   EXPECT_EQ(q.mounter.pid, 1234);
   EXPECT_EQ(q.mounter.start_ticks, 987654321u);
+  EXPECT_EQ(q.mounter.pod, "cairn-mount-0123456789abcdef-x1");
+  EXPECT_EQ(q.mounter_args, p.mounter_args);
   const Provisioned& w = loaded->provisioned.at("pvc-1");
   EXPECT_EQ(w.volume_id, "vo-def");
   EXPECT_TRUE(w.created);
@@ -97,6 +100,17 @@ TEST(CsiArgsTest, ParsesAndRejects) {
   EXPECT_EQ(ParseCsiArgs({"--mode", "controller", "--endpoint"}, {}).status().message(),
             "--endpoint needs a value");
   EXPECT_TRUE(IsHelpRequested(ParseCsiArgs({"--help"}, {}).status()));
+  EXPECT_FALSE(o->mount_pods);  // process mode unless asked
+  auto pods = ParseCsiArgs({"--node-id", "n", "--mounter-mode", "pod", "--mount-pod-template",
+                            "/etc/cairn/mount-pod/pod.json"},
+                           {});
+  ASSERT_TRUE(pods.ok()) << pods.status();
+  EXPECT_TRUE(pods->mount_pods);
+  EXPECT_EQ(pods->mount_pod_template, "/etc/cairn/mount-pod/pod.json");
+  EXPECT_EQ(ParseCsiArgs({"--node-id", "n", "--mounter-mode", "pod"}, {}).status().message(),
+            "--mounter-mode pod needs --mount-pod-template");
+  EXPECT_EQ(ParseCsiArgs({"--node-id", "n", "--mounter-mode", "x"}, {}).status().message(),
+            "--mounter-mode must be process or pod, not x");
 }
 
 TEST(CheckCapabilityTest, MountOnlyKnownFsTypeAndMode) {

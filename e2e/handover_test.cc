@@ -258,5 +258,123 @@ TEST_F(HandoverTest, SigkillOfTheHolderLeavesTheMountServingAndNothingHangs) {
   // of the volume recovers what the journal holds (mount e2e tests).
 }
 
+// Mounter pods (D30) without Kubernetes: the holder listens on a socket
+// (`--handover-listen`) and each mounter is a process that connects to it
+// (`--handover-connect`), started by the test as the kubelet would start a
+// mounter pod's container. An OOM kill (SIGKILL) and a pod deletion
+// (SIGTERM: hand over) of the mounter leave the reader's descriptor
+// working once the next mounter connects; the holder's SIGTERM (the node
+// plugin's unpublish) has the mounter unmount and commit.
+TEST_F(HandoverTest, ConnectedMountersComeAndGoUnderAReader) {
+  std::string vol = NewVolume();
+  mp_ = dir_->path() / absl::StrCat("mnt-", counter_++);
+  fs::create_directories(mp_);
+  log_ = dir_->path() / absl::StrCat("holder-", counter_++, ".log");
+  fs::path sock = dir_->path() / absl::StrCat("h-", counter_++, ".sock");
+  std::vector<std::string> args = {CairnBinary().string(), "mount", vol, mp_.string(),
+                                   "--cache-dir", (dir_->path() / "cache").string(),
+                                   "--commit-interval", "3600"};
+  std::vector<std::string> holder_args = args;
+  holder_args.insert(holder_args.end(), {"--handover-listen", sock.string()});
+  auto holder = Child::Spawn(holder_args, server_->ClientEnv(), log_);
+  ASSERT_TRUE(holder.ok()) << holder.status();
+  holder_ = std::move(*holder);
+  std::vector<std::string> worker_args = args;
+  worker_args.insert(worker_args.end(), {"--handover-connect", sock.string()});
+  int generation = 0;
+  fs::path worker_log;
+  auto start_worker = [&] {
+    worker_log = dir_->path() / absl::StrCat("worker-", counter_++, ".log");
+    ++generation;
+    auto w = Child::Spawn(worker_args, server_->ClientEnv(), worker_log);
+    EXPECT_TRUE(w.ok()) << w.status();
+    return w.ok() ? std::move(*w) : nullptr;
+  };
+  std::unique_ptr<Child> worker = start_worker();
+  ASSERT_NE(worker, nullptr);
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  struct stat st;
+  while (!(CairnMounted(mp_) && ::stat(mp_.c_str(), &st) == 0)) {
+    ASSERT_FALSE(worker->Exited()) << ReadWholeFile(worker_log) << Log();
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << ReadWholeFile(worker_log) << Log();
+    std::this_thread::sleep_for(20ms);
+  }
+  std::string data = PutData();
+  WriteWholeFile(mp_ / "pending.txt", "not committed yet\n");
+  auto reader = std::make_unique<ReadLoop>(mp_ / "dir" / "data.bin", data);
+  ASSERT_EQ(reader->open_errno(), 0);
+  ASSERT_TRUE(reader->WaitForReads(5, 5s)) << reader->Describe();
+
+  // The next mounter starts while the current one serves, as a replacement
+  // pod may (it waits in the holder's queue), and is past exec before the
+  // current one goes: this process must not fork while its own reads wait
+  // for a mounter.
+  auto start_next = [&] {
+    std::unique_ptr<Child> next = start_worker();
+    if (next == nullptr) return next;
+    auto until = std::chrono::steady_clock::now() + 10s;
+    while (ReadWholeFile(fs::path("/proc") / std::to_string(next->pid()) / "cmdline")
+               .find("--handover-connect") == std::string::npos &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(10ms);
+    }
+    return next;
+  };
+  auto takes_over = [&](Child& next, int gen) {
+    std::string line = absl::StrCat("(generation ", gen, ") takes over");
+    auto until = std::chrono::steady_clock::now() + 30s;
+    while (Log().find(line) == std::string::npos) {
+      if (next.Exited() || std::chrono::steady_clock::now() > until) {
+        ADD_FAILURE() << "mounter " << gen << " did not take over:\n"
+                      << ReadWholeFile(worker_log) << Log();
+        return false;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return true;
+  };
+  // OOM kill: the reader's requests wait for the next mounter.
+  std::unique_ptr<Child> next = start_next();
+  ASSERT_NE(next, nullptr);
+  worker->Signal(SIGKILL);
+  EXPECT_EQ(worker->Wait(10s), 128 + SIGKILL);
+  worker = std::move(next);
+  ASSERT_TRUE(takes_over(*worker, 2));
+  EXPECT_TRUE(reader->WaitForReads(10, 15s)) << reader->Describe() << "\n" << Log();
+
+  // Pod deletion: SIGTERM hands over (exit 75) instead of unmounting.
+  fs::path serving_log = worker_log;
+  next = start_next();
+  ASSERT_NE(next, nullptr);
+  worker->Signal(SIGTERM);
+  EXPECT_EQ(worker->Wait(30s), 75) << ReadWholeFile(serving_log);
+  EXPECT_TRUE(CairnMounted(mp_));
+  worker = std::move(next);
+  ASSERT_TRUE(takes_over(*worker, 3));
+  EXPECT_TRUE(reader->WaitForReads(10, 15s)) << reader->Describe() << "\n" << Log();
+  ASSERT_TRUE(reader->Stop(15s, mp_)) << reader->Describe();
+  auto errors = reader->errors();
+  EXPECT_EQ(errors.count(ENOTCONN), 0u) << reader->Describe();
+  int other = 0;
+  for (const auto& [err, n] : errors) {
+    if (err != ECONNABORTED) other += n;
+  }
+  EXPECT_EQ(other, 0) << reader->Describe();
+  EXPECT_LE(errors[ECONNABORTED], 1) << reader->Describe();  // the read in flight at the kill
+  EXPECT_EQ(reader->mismatches(), 0) << reader->Describe();
+  reader.reset();
+  EXPECT_EQ(ReadWholeFile(mp_ / "pending.txt"), "not committed yet\n");
+
+  // Unpublish: the holder's SIGTERM ends the mount through the mounter,
+  // which makes the final commit.
+  holder_->Signal(SIGTERM);
+  EXPECT_EQ(holder_->Wait(60s), 0) << Log();
+  EXPECT_EQ(worker->Wait(60s), 0) << ReadWholeFile(worker_log);
+  EXPECT_FALSE(CairnMounted(mp_));
+  EXPECT_FALSE(fs::exists(sock));
+  EXPECT_EQ(Cli({"volume", "get", vol, "pending.txt", "-"}).out, "not committed yet\n");
+  EXPECT_EQ(generation, 3);
+}
+
 }  // namespace
 }  // namespace cairn::e2e

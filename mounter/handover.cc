@@ -4,11 +4,15 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "core/status.h"
 
 namespace cairn::mounter {
@@ -46,6 +50,62 @@ class Reader {
 };
 
 }  // namespace
+
+namespace {
+
+absl::StatusOr<sockaddr_un> UnixAddress(const std::filesystem::path& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string& s = path.native();
+  if (s.empty() || s.size() >= sizeof addr.sun_path) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hand-over socket path \"", s, "\" is empty or longer than ",
+                     sizeof addr.sun_path - 1, " bytes"));
+  }
+  std::memcpy(addr.sun_path, s.data(), s.size());
+  return addr;
+}
+
+}  // namespace
+
+absl::StatusOr<ScopedFd> ListenHandover(const std::filesystem::path& path) {
+  CAIRN_ASSIGN_OR_RETURN(sockaddr_un addr, UnixAddress(path));
+  ScopedFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!sock.valid()) return ErrnoToStatus(errno, "socket");
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return ErrnoToStatus(errno, absl::StrCat("remove the old ", path.string()));
+  }
+  if (::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("bind ", path.string()));
+  }
+  if (::chmod(path.c_str(), 0600) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("chmod ", path.string()));
+  }
+  if (::listen(sock.get(), 4) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("listen ", path.string()));
+  }
+  return sock;
+}
+
+absl::StatusOr<ScopedFd> ConnectHandover(const std::filesystem::path& path,
+                                         absl::Duration timeout) {
+  CAIRN_ASSIGN_OR_RETURN(sockaddr_un addr, UnixAddress(path));
+  absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    ScopedFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    if (!sock.valid()) return ErrnoToStatus(errno, "socket");
+    if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return sock;
+    int err = errno;
+    if (err != ENOENT && err != ECONNREFUSED && err != EAGAIN) {
+      return ErrnoToStatus(err, absl::StrCat("connect to the holder at ", path.string()));
+    }
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("no holder listens at ", path.string(),
+                                                      " (", std::strerror(err), ")"));
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+}
 
 absl::Status CheckInitRequest(const std::string& bytes) {
   fuse_in_header h;

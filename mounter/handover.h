@@ -23,6 +23,13 @@
 //      with kHandedOverExit after answering everything it had taken; any
 //      other death by signal is a crash. Both make the holder start the
 //      next worker on the same connection; other exits end the mount.
+//    - Mounter pods (docs/decisions.md D30): the worker is not the holder's
+//      child but connects to a socket the holder listens on
+//      (ListenHandover / ConnectHandover), so the holder cannot see its exit
+//      status or signal it. The end of the connection is the worker's end
+//      (a hand-over or a crash: the next worker to connect takes over), and
+//      holder → worker, after the start message: any further message means
+//      "end the mount" (unmount and make the final commit).
 //
 // 2. FuseConnectionIo, the libfuse custom I/O (fuse_session_custom_io,
 //    libfuse 3.14) that makes a takeover possible: the kernel sends FUSE_INIT
@@ -72,6 +79,14 @@ struct HandoverState {
 // the socket, DeadlineExceeded on timeout, DataLoss for a malformed message
 // (any descriptor it carried is closed).
 [[nodiscard]] absl::StatusOr<HandoverState> ReceiveHandover(int sock, absl::Duration timeout);
+
+// The holder's end for workers that connect (mounter pods): a listening
+// SOCK_SEQPACKET socket at `path` (a stale one there is replaced), mode 0600.
+[[nodiscard]] absl::StatusOr<ScopedFd> ListenHandover(const std::filesystem::path& path);
+// The worker's end: connects to the holder at `path`, retrying while it does
+// not exist or does not accept yet, up to `timeout` (DeadlineExceeded).
+[[nodiscard]] absl::StatusOr<ScopedFd> ConnectHandover(const std::filesystem::path& path,
+                                                       absl::Duration timeout);
 
 // The INIT request's identity, for logs and checks: its opcode must be
 // FUSE_INIT and the length must match the header. InvalidArgument if not.

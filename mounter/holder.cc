@@ -78,43 +78,95 @@ int RunHolder(const HolderOptions& options) {
     return 1;
   }
 
+  const bool remote = !options.listen_socket.empty();
+  ScopedFd listener;
+  if (remote) {
+    auto l = ListenHandover(options.listen_socket);
+    if (!l.ok()) {
+      CAIRN_LOG_ERROR("holder of %s: %s", where, l.status().ToString());
+      return 1;
+    }
+    listener = *std::move(l);
+    CAIRN_LOG_INFO("holder of %s: waiting for mounters at %s", where,
+                   options.listen_socket.string());
+  }
+
   HandoverState held;  // the connection, once a worker served it
   uint64_t generation = 0;
   bool stopping = false;  // a termination signal was passed on: no restart
   int quick_deaths = 0;
   for (;;) {
-    int sp[2];
-    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0) {
-      CAIRN_LOG_ERROR("holder of %s: socketpair: %s", where, std::strerror(errno));
-      return 1;
-    }
-    ScopedFd ours(sp[0]), theirs(sp[1]);
-    // Everything the child needs is built before fork (only exec after it).
-    std::vector<std::string> argv_s = options.worker_argv;
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_s;
-    for (char** e = environ; *e != nullptr; ++e) {
-      if (!std::string_view(*e).starts_with(absl::StrCat(kHandoverFdEnv, "="))) env_s.push_back(*e);
-    }
-    env_s.push_back(absl::StrCat(kHandoverFdEnv, "=", theirs.get()));
-    std::vector<char*> envp;
-    for (auto& e : env_s) envp.push_back(e.data());
-    envp.push_back(nullptr);
+    ScopedFd ours, theirs;
+    pid_t pid = -1;  // remote: the connected worker's pid as the kernel reports it
+    if (remote) {
+      // Wait for the next worker; a termination signal meanwhile ends the
+      // mount (closing the connection, if there is one).
+      while (!ours.valid()) {
+        pollfd p[2] = {{signals.get(), POLLIN, 0}, {listener.get(), POLLIN, 0}};
+        if (::poll(p, 2, -1) < 0) {
+          if (errno == EINTR) continue;
+          CAIRN_LOG_ERROR("holder of %s: poll: %s", where, std::strerror(errno));
+          return 1;
+        }
+        if (p[0].revents != 0) {
+          signalfd_siginfo info;
+          if (::read(signals.get(), &info, sizeof info) != sizeof info) continue;
+          int sig = static_cast<int>(info.ssi_signo);
+          if (sig == SIGCHLD || sig == SIGUSR2) continue;
+          CAIRN_LOG_INFO("holder of %s: signal %d with no mounter connected; ending the mount",
+                         where, sig);
+          ::unlink(options.listen_socket.c_str());
+          return held.fuse_fd.valid() ? 0 : 1;
+        }
+        if (p[1].revents != 0) {
+          ours.reset(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+          if (!ours.valid() && errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
+            CAIRN_LOG_ERROR("holder of %s: accept: %s", where, std::strerror(errno));
+            return 1;
+          }
+        }
+      }
+      ucred cred{};
+      socklen_t len = sizeof cred;
+      if (::getsockopt(ours.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) pid = cred.pid;
+      ++generation;
+    } else {
+      int sp[2];
+      if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0) {
+        CAIRN_LOG_ERROR("holder of %s: socketpair: %s", where, std::strerror(errno));
+        return 1;
+      }
+      ours.reset(sp[0]);
+      theirs.reset(sp[1]);
+      // Everything the child needs is built before fork (only exec after it).
+      std::vector<std::string> argv_s = options.worker_argv;
+      std::vector<char*> argv;
+      for (auto& a : argv_s) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      std::vector<std::string> env_s;
+      for (char** e = environ; *e != nullptr; ++e) {
+        if (!std::string_view(*e).starts_with(absl::StrCat(kHandoverFdEnv, "="))) {
+          env_s.push_back(*e);
+        }
+      }
+      env_s.push_back(absl::StrCat(kHandoverFdEnv, "=", theirs.get()));
+      std::vector<char*> envp;
+      for (auto& e : env_s) envp.push_back(e.data());
+      envp.push_back(nullptr);
 
-    ++generation;
-    pid_t pid = ::fork();
-    if (pid < 0) {
-      CAIRN_LOG_ERROR("holder of %s: fork: %s", where, std::strerror(errno));
-      return 1;
-    }
-    if (pid == 0) {
-      sigprocmask(SIG_SETMASK, &old_mask, nullptr);
-      int flags = ::fcntl(theirs.get(), F_GETFD);
-      ::fcntl(theirs.get(), F_SETFD, flags & ~FD_CLOEXEC);
-      ::execve(argv[0], argv.data(), envp.data());
-      ::_exit(127);
+      ++generation;
+      pid = ::fork();
+      if (pid < 0) {
+        CAIRN_LOG_ERROR("holder of %s: fork: %s", where, std::strerror(errno));
+        return 1;
+      }
+      if (pid == 0) {
+        sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+        int flags = ::fcntl(theirs.get(), F_GETFD);
+        ::fcntl(theirs.get(), F_SETFD, flags & ~FD_CLOEXEC);
+        ::execve(argv[0], argv.data(), envp.data());
+        ::_exit(127);
+      }
     }
     theirs.reset();
     absl::Time started = absl::Now();
@@ -126,6 +178,8 @@ int RunHolder(const HolderOptions& options) {
     if (held.fuse_fd.valid()) {
       CAIRN_LOG_INFO("holder of %s: worker %d (generation %d) takes over the mount", where, pid,
                      generation);
+    } else if (remote) {
+      CAIRN_LOG_INFO("holder of %s: worker %d connected (generation %d)", where, pid, generation);
     }
     bool served = false;
     int status = 0;
@@ -135,6 +189,7 @@ int RunHolder(const HolderOptions& options) {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
         CAIRN_LOG_ERROR("holder of %s: poll: %s", where, std::strerror(errno));
+        if (remote) return 1;
         ::kill(pid, SIGTERM);
         ::waitpid(pid, &status, 0);
         return 1;
@@ -153,12 +208,29 @@ int RunHolder(const HolderOptions& options) {
             CAIRN_LOG_WARNING("holder of %s: %s", where, msg.status().ToString());
           }
           ours.reset();
+          // A connected worker's end is its connection's end.
+          if (remote) running = false;
         }
       }
       if (p[0].revents != 0) {
         signalfd_siginfo info;
         if (::read(signals.get(), &info, sizeof info) != sizeof info) continue;
         int sig = static_cast<int>(info.ssi_signo);
+        if (remote) {
+          if (sig == SIGCHLD) continue;
+          if (sig == SIGUSR2) {
+            CAIRN_LOG_INFO("holder of %s: upgrades replace the mounter pod; SIGUSR2 ignored",
+                           where);
+            continue;
+          }
+          if (stopping) continue;
+          stopping = true;
+          CAIRN_LOG_INFO("holder of %s: signal %d; asking worker %d to end the mount", where, sig,
+                         pid);
+          // The stop message: the worker unmounts, commits and closes.
+          if (!ours.valid() || !SendHandover(ours.get(), HandoverState{}).ok()) running = false;
+          continue;
+        }
         if (sig == SIGUSR2) {
           // Only a connection that served can be handed over: a worker
           // still mounting would take the mount down with it.
@@ -179,24 +251,41 @@ int RunHolder(const HolderOptions& options) {
         if (r == pid) running = false;
       }
     }
+    if (remote) {
+      if (stopping) {
+        CAIRN_LOG_INFO("holder of %s: worker %d ended the mount", where, pid);
+        ::unlink(options.listen_socket.c_str());
+        return 0;
+      }
+      // Exit status unknown: a hand-over (the pod was deleted) or a crash
+      // (OOM kill) alike; the next worker to connect takes over.
+      status = served ? (kHandedOverExit << 8) : (1 << 8);
+      if (held.fuse_fd.valid()) {
+        CAIRN_LOG_INFO("holder of %s: worker %d disconnected%s; waiting for the next mounter",
+                       where, pid, served ? "" : " before serving");
+      }
+    }
     bool handed = WIFEXITED(status) && WEXITSTATUS(status) == kHandedOverExit;
     // A replacement that gave up before serving (the control plane was
     // unreachable while it opened the volume, say) leaves a live connection
     // behind: try again, like after a crash, rather than end the mount.
-    bool crashed = WIFSIGNALED(status) || (!handed && !served && held.fuse_fd.valid());
+    bool crashed =
+        WIFSIGNALED(status) || (!handed && !served && (held.fuse_fd.valid() || remote));
     if (stopping || !(crashed || handed)) {
       if (handed) return 1;  // its changes wait in the journal for the next mount
       return ExitCodeOf(status);
     }
-    if (!held.fuse_fd.valid()) {
+    if (!held.fuse_fd.valid() && !remote) {
       CAIRN_LOG_ERROR("holder of %s: worker %d %s before the mount served; giving up", where, pid,
                       DescribeStatus(status));
       return 1;
     }
     absl::Duration wait = absl::ZeroDuration();
     if (crashed) {
-      CAIRN_LOG_WARNING("holder of %s: worker %d %s%s; starting another on the same connection",
-                        where, pid, DescribeStatus(status), served ? "" : " before serving");
+      if (!remote) {
+        CAIRN_LOG_WARNING("holder of %s: worker %d %s%s; starting another on the same connection",
+                          where, pid, DescribeStatus(status), served ? "" : " before serving");
+      }
       if (!served && absl::Now() - started < kQuickDeath) {
         if (++quick_deaths >= kMaxQuickDeaths) {
           CAIRN_LOG_ERROR("holder of %s: %d workers in a row died before serving; closing the "
@@ -219,6 +308,7 @@ int RunHolder(const HolderOptions& options) {
       if (sig != SIGCHLD && sig != SIGUSR2) {
         CAIRN_LOG_WARNING("holder of %s: signal %d between workers; closing the connection", where,
                           sig);
+        if (remote) ::unlink(options.listen_socket.c_str());
         return 1;
       }
     }

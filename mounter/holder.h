@@ -34,6 +34,18 @@ struct HolderOptions {
   // argv of each worker; argv[0] is a path, executed anew for every worker.
   std::vector<std::string> worker_argv;
   std::filesystem::path mountpoint;  // for messages
+  // Non-empty: workers are not forked (worker_argv is unused) but connect
+  // to a socket the holder listens on here (mounter pods, D30). A worker's
+  // end is its connection's end and always counts as a crash or hand-over
+  // (the next one to connect takes over; whoever runs the workers, the
+  // kubelet and cairn-csi, starts it); SIGTERM, SIGINT, SIGHUP send the
+  // worker the stop message (it unmounts and makes its final commit) and
+  // end the holder with 0 once it is gone; SIGUSR2 is ignored (an upgrade
+  // replaces the mounter pod). Five workers in a row that end within 10 s
+  // of connecting without serving end the holder with 1, as above; so does
+  // a worker that never connects before the first mount serves, once the
+  // caller gives up and signals.
+  std::filesystem::path listen_socket;
 };
 
 // Runs until the mount ends; returns the exit code. Call before any thread

@@ -311,6 +311,12 @@ absl::StatusOr<MountOptions> ParseMountArgs(const std::vector<std::string>& args
     } else if (flags.Is("--handover")) {
       CAIRN_RETURN_IF_ERROR(flags.NoValue());
       o.handover = true;
+    } else if (flags.Is("--handover-listen")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
+      o.handover_listen = v;
+    } else if (flags.Is("--handover-connect")) {
+      CAIRN_ASSIGN_OR_RETURN(std::string v, flags.Value());
+      o.handover_connect = v;
     } else if (flags.Is("--debug") || flags.Is("-d")) {
       CAIRN_RETURN_IF_ERROR(flags.NoValue());
       o.debug = true;
@@ -325,6 +331,10 @@ absl::StatusOr<MountOptions> ParseMountArgs(const std::vector<std::string>& args
   if (positional.size() != 2) {
     return absl::InvalidArgumentError("expected VOLUME and MOUNTPOINT");
   }
+  if (!o.handover_listen.empty() && !o.handover_connect.empty()) {
+    return absl::InvalidArgumentError("--handover-listen and --handover-connect exclude each other");
+  }
+  if (!o.handover_listen.empty()) o.handover = true;
   o.volume = positional[0];
   if (o.volume.empty()) return absl::InvalidArgumentError("empty volume name");
   if (!o.volume.starts_with("vo-")) CAIRN_RETURN_IF_ERROR(ValidateVolumeName(o.volume));
@@ -355,8 +365,11 @@ constexpr absl::Duration kUnmountGrace = absl::Seconds(2);
 
 int RunMounter(const MountOptions& options) {
   const char* link_env = std::getenv(kHandoverFdEnv);
-  if (options.handover && link_env == nullptr) {
-    return RunHolder({OwnCommandLine(), options.mountpoint});
+  // A mounter that connects to its holder (a mounter pod): SIGTERM means
+  // the pod is going away, not the mount (mounter/holder.h).
+  const bool connected = !options.handover_connect.empty();
+  if (options.handover && link_env == nullptr && !connected) {
+    return RunHolder({OwnCommandLine(), options.mountpoint, options.handover_listen});
   }
   // Signals are taken by one thread with sigwait; block them before any
   // thread (gRPC's included) exists so that none of them runs a handler.
@@ -366,7 +379,7 @@ int RunMounter(const MountOptions& options) {
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGHUP);
-  if (link_env != nullptr) sigaddset(&sigs, SIGUSR1);
+  if (link_env != nullptr || connected) sigaddset(&sigs, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -392,7 +405,14 @@ int RunMounter(const MountOptions& options) {
     link.reset(fd);
     ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     ::unsetenv(kHandoverFdEnv);
-    auto got = ReceiveHandover(link.get(), absl::Seconds(30));
+  } else if (connected) {
+    auto sock = ConnectHandover(options.handover_connect, absl::Seconds(60));
+    if (!sock.ok()) return fail("hand-over", sock.status());
+    link = *std::move(sock);
+  }
+  if (link.valid()) {
+    // A holder with mounter pods answers once the previous one is gone.
+    auto got = ReceiveHandover(link.get(), absl::Seconds(connected ? 120 : 30));
     if (!got.ok()) return fail("hand-over start message", got.status());
     offer = *std::move(got);
   }
@@ -537,14 +557,17 @@ int RunMounter(const MountOptions& options) {
   // it waits until the main thread closes /dev/fuse (session->reset()
   // below, which is before the join).
   std::atomic<bool> done{false};
+  // Set by the holder's stop message (a connected mounter): unmount as if
+  // signalled.
+  std::atomic<bool> stop_asked{false};
   absl::Mutex se_mu;
   bool se_alive = true;  // guarded by se_mu: `se` may be used
   std::thread signal_thread([&] {
     timespec tick{0, 200 * 1000 * 1000};
     while (!done.load()) {
       int sig = sigtimedwait(&sigs, nullptr, &tick);
-      if (sig <= 0) continue;
-      if (sig == SIGUSR1) {
+      if (sig <= 0 && !stop_asked.exchange(false)) continue;
+      if (sig == SIGUSR1 || (sig == SIGTERM && connected)) {
         // Stop taking requests; the loop ends once those in hand are
         // answered, and the next mounter serves the rest.
         CAIRN_LOG_INFO("handing %s over to the next mounter", options.mountpoint.string());
@@ -620,6 +643,12 @@ int RunMounter(const MountOptions& options) {
       while (!done.load()) {
         pollfd p{link.get(), POLLIN, 0};
         if (::poll(&p, 1, 200) > 0 && (p.revents & (POLLHUP | POLLERR | POLLIN)) != 0) {
+          if (connected && (p.revents & POLLIN) != 0 &&
+              ReceiveHandover(link.get(), absl::ZeroDuration()).ok()) {
+            CAIRN_LOG_INFO("the holder of %s ends the mount", options.mountpoint.string());
+            stop_asked.store(true);
+            return;
+          }
           CAIRN_LOG_WARNING("hand-over: the holder of %s is gone; the mount keeps serving, but a "
                             "crash of this mounter now ends it",
                             options.mountpoint.string());

@@ -49,6 +49,14 @@ struct MountOptions {
   // Run under a holder of the FUSE connection (mounter/holder.h) that
   // restarts a mounter which dies, on the same connection.
   bool handover = false;
+  // Mount pods (docs/csi.md): with `handover_listen`, this process is a
+  // holder whose mounters are not its children but connect to that unix
+  // socket (a mounter pod each); with `handover_connect`, this process is
+  // such a mounter: it takes its hand-over link from that socket, SIGTERM
+  // hands the mount over (the pod is going away, the mount is not), and the
+  // holder's stop message ends the mount with its final commit.
+  std::filesystem::path handover_listen;
+  std::filesystem::path handover_connect;
 };
 
 inline constexpr char kMountUsage[] =

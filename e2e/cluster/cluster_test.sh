@@ -443,4 +443,104 @@ c2=$(find "$dir/n2/root/var/cache/cairn" -type f | wc -l)
 ((c1 > 0 && c2 > 0)) || fail "node caches: n1 has $c1 files, n2 has $c2 (expected both filled)"
 log "two nodes: n1 committed, n2 reloaded and read it; node caches n1=$c1 n2=$c2 files"
 
-log "PASS: cluster up ${t_up}s, chart Ready ${t_chart}s, pod to first byte ${t_pod}s, total $((SECONDS - t_start))s"
+# --- 9. mounter pods (csi.node.mounter=pod) --------------------------------------
+# The same chart with each mount's mounter in a pod of its own; mounts made
+# in process mode above keep their mounters. A reader streams a file and
+# checks its sum while its mounter pod is deleted; the next pod takes over.
+t0=$SECONDS
+if ! "$HELM" --kubeconfig "$KUBECONFIG" upgrade cairn "$root/charts/cairn" -n "$ns" \
+  -f "$dir/values.yaml" --set csi.node.mounter=pod --wait --timeout 4m >"$dir/logs/helm-upgrade.log" 2>&1; then
+  cat "$dir/logs/helm-upgrade.log" >&2
+  fail "helm upgrade to csi.node.mounter=pod failed"
+fi
+k -n "$ns" rollout status ds/cairn-csi-node --timeout=180s >/dev/null || fail "the node plugins did not roll out in pod mode"
+t_mode=$((SECONDS - t0))
+log "node plugins switched to mounter pods in ${t_mode}s"
+volume podvol
+vid=$(k get volume podvol -o jsonpath='{.status.id}')
+mounter_pod_of() {  # the running mounter pod serving pod $1's volume
+  local uid
+  uid=$(k get pod "$1" -o jsonpath='{.metadata.uid}')
+  k -n "$ns" get pods -l "app.kubernetes.io/component=mounter,cairn.dev/volume=$vid" \
+    -o jsonpath='{range .items[?(@.status.phase=="Running")]}{.metadata.name} {.metadata.annotations.cairn\.dev/target}{"\n"}{end}' |
+    awk -v u="$uid" 'index($2, u) {print $1}'
+}
+reads_of() {  # the reader's count; the file is empty for a moment while it is rewritten
+  local v
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    v=$(ex "$1" cat /tmp/reads 2>/dev/null)
+    [ -n "$v" ] && { echo "$v"; return; }
+    sleep 0.2
+  done
+  echo 0
+}
+t0=$SECONDS
+pod pw n1 "$(inline podvol)"
+ready pw
+[ -z "$(ex pw ls -A /data)" ] || fail "a new volume is not empty in pod mode"
+t_pod_mode=$((SECONDS - t0))
+ex pw sh -c 'head -c 3000000 /dev/urandom > /data/big.bin && md5sum /data/big.bin > /data/big.md5 && sync /data' ||
+  fail "writing through a mounter pod failed"
+mp_w=$(mounter_pod_of pw)
+[ -n "$mp_w" ] || fail "no mounter pod serves pw: $(k -n "$ns" get pods -o wide)"
+[ "$(k -n "$ns" get pod "$mp_w" -o jsonpath='{.spec.nodeName} {.metadata.labels.cairn\.dev/node} {.spec.containers[0].resources.limits.memory}')" = "n1 n1 1Gi" ] ||
+  fail "mounter pod $mp_w: wrong node, labels or limits: $(k -n "$ns" get pod "$mp_w" -o yaml)"
+# (grep -q on a pipe would end kubectl with SIGPIPE under pipefail)
+grep -q mounted <<<"$(k -n "$ns" logs "$mp_w")" || fail "kubectl logs of $mp_w shows no mount"
+k create configmap stream2-loop --from-file=loop.sh=/dev/stdin >/dev/null <<'LOOP'
+trap 'exit 0' TERM
+want=$(cut -d' ' -f1 /data/big.md5)
+n=0
+while :; do
+  got=$(md5sum /data/big.bin 2>&1) || echo "READ-FAILED $got"
+  [ "${got%% *}" = "$want" ] || echo "MISMATCH $got"
+  n=$((n + 1))
+  echo "$n" >/tmp/reads
+  usleep 20000
+done
+LOOP
+sed -e 's/name: stream, namespace/name: stream2, namespace/' -e 's/name: stream-loop/name: stream2-loop/' \
+  -e 's/volumeAttributes: {volume: shared,/volumeAttributes: {volume: podvol,/' "$dir/stream.yaml" | k apply -f - >/dev/null
+ready stream2
+mp_r=$(mounter_pod_of stream2)
+[ -n "$mp_r" ] || fail "no mounter pod serves stream2"
+sleep 2
+reads0=$(reads_of stream2)
+t0=$SECONDS
+k -n "$ns" delete pod "$mp_r" --wait=true --timeout=90s >/dev/null || fail "could not delete mounter pod $mp_r"
+new_mp=
+for _ in $(seq 120); do
+  new_mp=$(mounter_pod_of stream2)
+  [ -n "$new_mp" ] && [ "$new_mp" != "$mp_r" ] && break
+  sleep 1
+done
+[ -n "$new_mp" ] && [ "$new_mp" != "$mp_r" ] || fail "mounter pod $mp_r was not replaced"
+r=$(reads_of stream2)
+for _ in $(seq 60); do
+  (($(reads_of stream2) > r + 5)) && break
+  sleep 1
+done
+t_replace=$((SECONDS - t0))
+reads1=$(reads_of stream2)
+((reads1 > reads0 + 20)) || fail "the reader stalled while its mounter pod was replaced ($reads0 -> $reads1 reads)"
+grep -q "taken over" <<<"$(k -n "$ns" logs "$new_mp")" ||
+  fail "mounter pod $new_mp did not take the mount over: $(k -n "$ns" logs "$new_mp" | tail -5)"
+errors=$(k logs stream2)
+[ -z "$errors" ] || fail "the reader saw errors while its mounter pod was replaced: $(sort <<<"$errors" | uniq -c)"
+ex stream2 sh -c 'echo later > /data/later.txt && sync /data' || fail "a commit through the new mounter pod failed"
+ex pw setxattr /data user.cairn.reload 1
+[ "$(ex pw cat /data/later.txt)" = later ] || fail "the commit through the new mounter pod did not land"
+# Pod deletion: the final commit goes through the mounter pod, which goes too.
+ex stream2 sh -c 'echo last > /data/last.txt'
+k delete pod stream2 --wait=true --timeout=90s >/dev/null
+ex pw setxattr /data user.cairn.reload 1
+[ "$(ex pw cat /data/last.txt)" = last ] || fail "the unpublish in pod mode did not commit"
+for _ in $(seq 60); do
+  k -n "$ns" get pod "$new_mp" >/dev/null 2>&1 || break
+  sleep 1
+done
+k -n "$ns" get pod "$new_mp" >/dev/null 2>&1 && fail "mounter pod $new_mp outlived its publication"
+k delete pod pw --wait=true --timeout=90s >/dev/null
+log "mounter pods: pod to first byte ${t_pod_mode}s; $mp_r deleted under a reader, $new_mp took over in ${t_replace}s ($((reads1 - reads0)) reads, no error); later and final commits landed"
+
+log "PASS: cluster up ${t_up}s, chart Ready ${t_chart}s, pod to first byte ${t_pod}s (mounter pods ${t_pod_mode}s), mounter pod replaced under a reader in ${t_replace}s, total $((SECONDS - t_start))s"

@@ -42,6 +42,19 @@ bool MaySkipForMissingTools() {
   return ci == nullptr || std::string(ci) != "true";
 }
 
+absl::StatusOr<fs::path> GoTool(const std::string& name) {
+  RunOptions o;
+  o.timeout = std::chrono::seconds(3600);
+  RunResult r = RunProcess(
+      {"/bin/bash", (fs::path(CAIRN_SOURCE_DIR) / "scripts/go-tools.sh").string(), name}, o);
+  std::string path(absl::StripAsciiWhitespace(r.out));
+  if (r.exit_code != 0 || path.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("scripts/go-tools.sh could not provide ", name, ": ", r.err.substr(0, 4000)));
+  }
+  return fs::path(path);
+}
+
 absl::StatusOr<KubeTools> GetKubeTools() {
   fs::path script = fs::path(CAIRN_SOURCE_DIR) / "scripts" / "go-tools.sh";
   RunOptions o;

@@ -99,6 +99,10 @@ class OperatorProcess {
 RunResult Cairn(const OperatorProcess& op, const std::string& ns,
                 const std::vector<std::string>& args);
 
+// One pinned tool from scripts/go-tools.sh (builds it on first use);
+// FailedPrecondition naming go-tools.sh when it cannot be had.
+[[nodiscard]] absl::StatusOr<std::filesystem::path> GoTool(const std::string& name);
+
 // True when the tools are missing and the test may skip (CI unset).
 bool MaySkipForMissingTools();
 

@@ -35,19 +35,6 @@ namespace fs = std::filesystem;
 using kube::Json;
 using Clock = std::chrono::steady_clock;
 
-// One pinned tool from scripts/go-tools.sh (builds it on first use).
-absl::StatusOr<fs::path> GoTool(const std::string& name) {
-  RunOptions o;
-  o.timeout = std::chrono::seconds(3600);
-  RunResult r = RunProcess(
-      {"/bin/bash", (fs::path(CAIRN_SOURCE_DIR) / "scripts/go-tools.sh").string(), name}, o);
-  std::string path(absl::StripAsciiWhitespace(r.out));
-  if (r.exit_code != 0 || path.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("scripts/go-tools.sh could not provide ", name, ": ", r.err.substr(0, 4000)));
-  }
-  return fs::path(path);
-}
 
 std::string PvcPath(const std::string& ns, const std::string& name = "") {
   return absl::StrCat("/api/v1/namespaces/", ns, "/persistentvolumeclaims",
