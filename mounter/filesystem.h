@@ -190,6 +190,15 @@ class Filesystem {
   };
   [[nodiscard]] absl::StatusOr<ReadBuffer> Read(uint64_t fh, uint64_t off, size_t size);
   [[nodiscard]] absl::StatusOr<size_t> Write(uint64_t fh, uint64_t off, std::string_view data);
+  // lseek(2) SEEK_DATA (`data`) or SEEK_HOLE from `off`, over the file's
+  // holes (docs/decisions.md D28): ENXIO at or past the end, or when no
+  // data follows.
+  [[nodiscard]] absl::StatusOr<uint64_t> Seek(uint64_t fh, int64_t off, bool data);
+  // fallocate(2): mode 0 and FALLOC_FL_KEEP_SIZE reserve nothing (space is
+  // the control plane's) but mode 0 extends the size as ftruncate would;
+  // FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE makes the range a hole.
+  // EOPNOTSUPP for any other mode.
+  [[nodiscard]] absl::Status Fallocate(uint64_t fh, int mode, int64_t off, int64_t len);
   void Release(uint64_t fh);
   // fsync(2) of a file: its content and pending change become durable in
   // the node journal (not committed; a later mount recovers them after a

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "core/files.h"
 #include "core/path.h"
 #include "core/status.h"
 #include "core/tree.h"
@@ -154,6 +155,13 @@ struct stat Filesystem::AttrLocked(const Node& node) const {
   }
   if (node.type != objects::DIRECTORY && !f.attached) st.st_nlink = 0;
   st.st_blocks = (st.st_size + 511) / 512;
+  if (node.type == objects::FILE) {
+    // Files: the 4 KiB blocks that are not holes, as a local file system
+    // allocates them (D28).
+    st.st_blocks = (f.staged ? f.staged->AllocatedBytes()
+                    : f.base ? AllocatedBytes(Holes(*f.base), f.base->size())
+                             : 0) / 512;
+  }
   auto ts = [](int64_t ns) {
     struct timespec t;
     // Floor division: times before 1970 stay exact too.
