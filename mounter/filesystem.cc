@@ -442,6 +442,9 @@ absl::Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t
     if (it != new_dir->View(*this).children.end()) target = it->second;
   }
   if (target && target->type == objects::DIRECTORY) CAIRN_RETURN_IF_ERROR(EnsureLoaded(target));
+  // Paths below a directory not listed yet count too: the commit would
+  // refuse one over the limit.
+  CAIRN_ASSIGN_OR_RETURN(UnloadedLengths unloaded, LongestUnloaded(dir, name, new_dir, new_name));
 
   absl::MutexLock lock(&mu_);
   CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*dir));
@@ -474,7 +477,7 @@ absl::Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t
     }
   }
   CAIRN_RETURN_IF_ERROR(CheckPathLengthLocked(
-      *new_dir, new_name, src->type == objects::DIRECTORY ? LongestBelowLocked(*src) : 0));
+      *new_dir, new_name, src->type == objects::DIRECTORY ? LongestBelowLocked(*src, unloaded) : 0));
   objects::Change change;
   change.set_kind(objects::Change::RENAME);
   change.set_path(JoinPath(VolumePathLocked(*dir), name));

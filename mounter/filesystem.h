@@ -339,8 +339,20 @@ class Filesystem {
   // longer than the control plane accepts (kMaxPathLength).
   absl::Status CheckPathLengthLocked(const Node& dir, std::string_view name, size_t below) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // Bytes of the longest loaded path below `node` ("/a/b" → 4).
-  size_t LongestBelowLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Bytes of the longest path below `node` ("/a/b" → 4): loaded
+  // directories by their children, unloaded ones by `unloaded` (what
+  // LongestUnloaded found in their base trees; 0 if absent).
+  using UnloadedLengths = std::map<const Node*, size_t>;
+  size_t LongestBelowLocked(const Node& node, const UnloadedLengths& unloaded = {}) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // For a rename of `name` in `dir` below `new_dir`/`new_name`: the longest
+  // path below each directory of the source not loaded yet, read from the
+  // base trees (no lock held), as far as it matters for kMaxPathLength.
+  absl::StatusOr<UnloadedLengths> LongestUnloaded(const std::shared_ptr<Node>& dir,
+                                                  std::string_view name,
+                                                  const std::shared_ptr<Node>& new_dir,
+                                                  std::string_view new_name)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // A node created by this mount (mkdir, symlink, create): a fresh inode
   // number, the permission bits of `mode`, times now. No lock: nobody else
   // can reach it yet.
