@@ -280,24 +280,23 @@ TEST_F(MountTest, RenameThatMakesAPathTooLongIsRefused) {
 TEST_F(MountTest, RenameOfAnUnlistedDeepDirectoryIsRefusedWhenTooLong) {
   std::string vol = NewVolume();
   const std::string name(255, 'u');
+  // `top` and 8 levels of 255-byte names below it; the deepest.
+  auto chain = [&](fs::path top) {
+    EXPECT_EQ(::mkdir(top.c_str(), 0755), 0);
+    for (int i = 0; i < 8; ++i) {
+      top /= name;
+      EXPECT_EQ(::mkdir(top.c_str(), 0755), 0) << i;
+    }
+    return top;
+  };
   {
     MOUNT_OR_RETURN(a, vol);
-    fs::path deep = a->path() / "a";
-    ASSERT_EQ(::mkdir(deep.c_str(), 0755), 0);
-    for (int i = 0; i < 8; ++i) {
-      deep /= name;
-      ASSERT_EQ(::mkdir(deep.c_str(), 0755), 0) << i;
-    }
+    chain(a->path() / "a");
     ASSERT_EQ(Control("commit", *a).exit_code, 0) << a->Log();
     ASSERT_EQ(a->Unmount(), 0) << a->Log();
   }
   MOUNT_OR_RETURN(b, vol);
-  fs::path other = b->path() / "o";
-  ASSERT_EQ(::mkdir(other.c_str(), 0755), 0);
-  for (int i = 0; i < 8; ++i) {
-    other /= name;
-    ASSERT_EQ(::mkdir(other.c_str(), 0755), 0) << i;
-  }
+  fs::path other = chain(b->path() / "o");
   // o/<8 levels>/a is 2051 bytes; a/<8 levels> below it, 2048 more: 4099.
   EXPECT_EQ(Errno(::rename((b->path() / "a").c_str(), (other / "a").c_str())), ENAMETOOLONG);
   EXPECT_TRUE(fs::is_directory(b->path() / "a"));

@@ -596,13 +596,7 @@ void Filesystem::Release(uint64_t fh) {
 
 absl::Status Filesystem::FsyncFile(uint64_t fh) {
   if (options_.journal == nullptr) return absl::OkStatus();
-  std::shared_ptr<Node> node;
-  {
-    absl::MutexLock lock(&handles_mu_);
-    auto it = handles_.find(fh);
-    if (it == handles_.end()) return Errno(EBADF, "file handle");
-    node = it->second->node;
-  }
+  CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<Node> node, HandleNode(fh, /*for_writing=*/false));
   std::shared_ptr<StagedFile> staged;
   {
     absl::ReaderMutexLock lock(&mu_);
@@ -735,16 +729,18 @@ absl::StatusOr<Filesystem::ReadBuffer> Filesystem::Read(uint64_t fh, uint64_t of
   return out;
 }
 
+absl::StatusOr<std::shared_ptr<Filesystem::Node>> Filesystem::HandleNode(uint64_t fh,
+                                                                        bool for_writing) {
+  absl::MutexLock lock(&handles_mu_);
+  auto it = handles_.find(fh);
+  if (it == handles_.end()) return Errno(EBADF, "file handle");
+  if (for_writing && !it->second->writable) return Errno(EBADF, "not open for writing");
+  return it->second->node;
+}
+
 absl::StatusOr<size_t> Filesystem::Write(uint64_t fh, uint64_t off, std::string_view data) {
   CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
-  std::shared_ptr<Node> node;
-  {
-    absl::MutexLock lock(&handles_mu_);
-    auto it = handles_.find(fh);
-    if (it == handles_.end()) return Errno(EBADF, "file handle");
-    if (!it->second->writable) return Errno(EBADF, "not open for writing");
-    node = it->second->node;
-  }
+  CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<Node> node, HandleNode(fh, /*for_writing=*/true));
   if (limits_.max_file_size != 0 && off + data.size() >= limits_.max_file_size) {
     return Errno(EFBIG, "file size limit");
   }
@@ -757,13 +753,7 @@ absl::StatusOr<size_t> Filesystem::Write(uint64_t fh, uint64_t off, std::string_
 }
 
 absl::StatusOr<uint64_t> Filesystem::Seek(uint64_t fh, int64_t off, bool data) {
-  std::shared_ptr<Node> node;
-  {
-    absl::MutexLock lock(&handles_mu_);
-    auto it = handles_.find(fh);
-    if (it == handles_.end()) return Errno(EBADF, "file handle");
-    node = it->second->node;
-  }
+  CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<Node> node, HandleNode(fh, /*for_writing=*/false));
   if (off < 0) return Errno(EINVAL, "negative offset");
   std::shared_ptr<StagedFile> staged;
   std::shared_ptr<const objects::Entry> base;
@@ -780,14 +770,7 @@ absl::StatusOr<uint64_t> Filesystem::Seek(uint64_t fh, int64_t off, bool data) {
 
 absl::Status Filesystem::Fallocate(uint64_t fh, int mode, int64_t off, int64_t len) {
   CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
-  std::shared_ptr<Node> node;
-  {
-    absl::MutexLock lock(&handles_mu_);
-    auto it = handles_.find(fh);
-    if (it == handles_.end()) return Errno(EBADF, "file handle");
-    if (!it->second->writable) return Errno(EBADF, "not open for writing");
-    node = it->second->node;
-  }
+  CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<Node> node, HandleNode(fh, /*for_writing=*/true));
   if (off < 0 || len <= 0) return Errno(EINVAL, "negative offset or length not positive");
   const uint64_t end = static_cast<uint64_t>(off) + static_cast<uint64_t>(len);
   CAIRN_ASSIGN_OR_RETURN(auto staged, EnsureStaged(node));

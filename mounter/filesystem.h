@@ -427,6 +427,10 @@ class Filesystem {
   uint64_t AddHandleLocked(const std::shared_ptr<Node>& node, bool writable)
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status ReadOnlyCheck() const;
+  // The node of open handle `fh`: EBADF if there is none, or if
+  // `for_writing` and it was not opened for writing.
+  absl::StatusOr<std::shared_ptr<Node>> HandleNode(uint64_t fh, bool for_writing)
+      ABSL_LOCKS_EXCLUDED(handles_mu_);
 
   // ---- Reload (filesystem_reload.cc).
   // The path of one open file, for "volume busy" messages.
