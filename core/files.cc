@@ -188,6 +188,17 @@ bool ChunkInHole(const std::vector<Extent>& holes, uint64_t size, uint64_t index
   return InHole(holes, start, std::min(kChunkSize, size - start));
 }
 
+std::vector<Extent> DataRuns(const std::vector<Extent>& holes, uint64_t from, uint64_t to) {
+  std::vector<Extent> out;
+  uint64_t pos = from;
+  for (auto it = HoleAfter(holes, from); pos < to && it != holes.end(); ++it) {
+    if (it->offset > pos) out.push_back({pos, std::min(it->offset, to) - pos});
+    pos = std::max(pos, it->end());
+  }
+  if (pos < to) out.push_back({pos, to - pos});
+  return out;
+}
+
 void ZeroHoles(const std::vector<Extent>& holes, uint64_t at, std::string& content) {
   const uint64_t end = at + content.size();
   for (auto it = HoleAfter(holes, at); it != holes.end() && it->offset < end; ++it) {

@@ -62,6 +62,8 @@ bool InHole(const std::vector<Extent>& holes, uint64_t offset, uint64_t length);
 // Whether chunk `index` of a file of `size` bytes lies wholly in `holes`:
 // such a chunk has an empty address and nothing stored.
 bool ChunkInHole(const std::vector<Extent>& holes, uint64_t size, uint64_t index);
+// The data (what is not in `holes`) within [from, to), in order.
+std::vector<Extent> DataRuns(const std::vector<Extent>& holes, uint64_t from, uint64_t to);
 // Zeroes the bytes of `content` (file bytes from `at`) that lie in `holes`.
 void ZeroHoles(const std::vector<Extent>& holes, uint64_t at, std::string& content);
 // The space a local file system would allocate: the kHoleBlock blocks of

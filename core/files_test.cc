@@ -47,6 +47,9 @@ TEST(HolesTest, SeekDataAndHoleAnswerAsLseek) {
   // No data after the offset: ENXIO.
   EXPECT_EQ(StatusToErrno(SeekData({{0, 3 * K}}, 2 * K + 1, 10).status()), ENXIO);
   EXPECT_EQ(AllocatedBytes(holes, size), 2 * K + K);  // blocks 2, 3 and 8
+  EXPECT_EQ(DataRuns(holes, 0, size), (std::vector<Extent>{{2 * K, 2 * K}, {8 * K, 1}}));
+  EXPECT_EQ(DataRuns(holes, 3 * K, 5 * K), (std::vector<Extent>{{3 * K, K}}));
+  EXPECT_EQ(DataRuns(holes, 5 * K, 6 * K), std::vector<Extent>());
   EXPECT_EQ(AllocatedBytes({}, 1), K);
   EXPECT_EQ(AllocatedBytes({}, 0), 0u);
 }

@@ -545,13 +545,12 @@ absl::Status StreamToStdout(OpenedVolume& vol, const objects::Entry& file) {
     if (status.ok() && !batch.ok()) status = batch.status();
     if (status.ok()) {
       for (const std::string& chunk : *batch) {
-        // A chunk wholly in a hole: its zeros (only the last chunk is short).
-        status = chunk.empty() ? WriteAll(STDOUT_FILENO, std::string(std::min<uint64_t>(
-                                                          kChunkSize, file.size() - written), '\0'),
-                                          "stdout")
-                               : WriteAll(STDOUT_FILENO, chunk, "stdout");
-        written += chunk.empty() ? std::min<uint64_t>(kChunkSize, file.size() - written)
-                                 : chunk.size();
+        // A chunk wholly in a hole comes back empty: its zeros (every
+        // chunk is kChunkSize long but the last).
+        const uint64_t n = std::min<uint64_t>(kChunkSize, file.size() - written);
+        const std::string zeros(chunk.empty() ? n : 0, '\0');
+        status = WriteAll(STDOUT_FILENO, chunk.empty() ? zeros : chunk, "stdout");
+        written += n;
         if (!status.ok()) break;
       }
     }
@@ -890,14 +889,10 @@ absl::StatusOr<TransferStats> Get(VolumeApiClient& client, const GetRequest& req
       } else {
         // Sparse: only the data is written; the file was created at its
         // size, so the holes stay holes (D28).
-        for (uint64_t pos = at; pos < at + chunks[k].size();) {
-          absl::StatusOr<uint64_t> data = SeekData(holes, at + chunks[k].size(), pos);
-          if (!data.ok()) break;
-          uint64_t end = *SeekHole(holes, at + chunks[k].size(), *data);
+        for (const Extent& run : DataRuns(holes, at, at + chunks[k].size())) {
           CAIRN_RETURN_IF_ERROR(PwriteFull(
-              p->fd.get(), std::string_view(chunks[k]).substr(*data - at, end - *data), *data,
-              p->tmp));
-          pos = end;
+              p->fd.get(), std::string_view(chunks[k]).substr(run.offset - at, run.length),
+              run.offset, p->tmp));
         }
       }
       progress.Add(std::min<uint64_t>(kChunkSize, item.entry.size() - at));

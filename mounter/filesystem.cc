@@ -476,8 +476,10 @@ absl::Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t
       if (n == src.get()) return Errno(EINVAL, "cannot move a directory into itself");
     }
   }
-  CAIRN_RETURN_IF_ERROR(CheckPathLengthLocked(
-      *new_dir, new_name, src->type == objects::DIRECTORY ? LongestBelowLocked(*src, unloaded) : 0));
+  CAIRN_RETURN_IF_ERROR(
+      CheckPathLengthLocked(*new_dir, new_name,
+                            src->type == objects::DIRECTORY ? LongestBelowLocked(*src, unloaded)
+                                                            : 0));
   objects::Change change;
   change.set_kind(objects::Change::RENAME);
   change.set_path(JoinPath(VolumePathLocked(*dir), name));
@@ -773,19 +775,26 @@ absl::Status Filesystem::Fallocate(uint64_t fh, int mode, int64_t off, int64_t l
   CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<Node> node, HandleNode(fh, /*for_writing=*/true));
   if (off < 0 || len <= 0) return Errno(EINVAL, "negative offset or length not positive");
   const uint64_t end = static_cast<uint64_t>(off) + static_cast<uint64_t>(len);
-  CAIRN_ASSIGN_OR_RETURN(auto staged, EnsureStaged(node));
-  if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
-    CAIRN_RETURN_IF_ERROR(staged->PunchHole(off, len));
-  } else if (mode == 0 || mode == FALLOC_FL_KEEP_SIZE) {
+  const bool punch = mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
+  if (!punch && mode != 0 && mode != FALLOC_FL_KEEP_SIZE) {
+    return Errno(EOPNOTSUPP, "fallocate mode");
+  }
+  if (!punch) {
     if (limits_.max_file_size != 0 && end >= limits_.max_file_size) {
       return Errno(EFBIG, "file size limit");
     }
     // Nothing to reserve on the node; mode 0 grows the size (a hole).
-    if (mode == FALLOC_FL_KEEP_SIZE || end <= staged->size()) return absl::OkStatus();
-    CAIRN_RETURN_IF_ERROR(staged->Truncate(end));
-  } else {
-    return Errno(EOPNOTSUPP, "fallocate mode");
+    uint64_t size;
+    {
+      absl::ReaderMutexLock lock(&mu_);
+      const Node::Fields& f = node->View(*this);
+      size = f.staged ? f.staged->size() : (f.base ? f.base->size() : 0);
+    }
+    if (mode == FALLOC_FL_KEEP_SIZE || end <= size) return absl::OkStatus();
   }
+  CAIRN_ASSIGN_OR_RETURN(auto staged, EnsureStaged(node));
+  CAIRN_RETURN_IF_ERROR(punch ? staged->PunchHole(off, len)
+                              : staged->Truncate(std::max(end, staged->size())));
   absl::MutexLock lock(&mu_);
   const int64_t now = NowNs();
   node->Edit(*this).mtime_ns = node->Edit(*this).ctime_ns = now;

@@ -256,17 +256,12 @@ absl::Status StagedFile::Materialize(size_t i) {
   // Only the data: the base's holes stay holes in the backing file.
   const uint64_t cs = i * kChunkSize;
   const uint64_t end = cs + std::min<size_t>(data->size(), BaseLen(i));
-  const std::vector<Extent> holes = cairn::Holes(base_);
-  for (uint64_t pos = cs; pos < end;) {
-    absl::StatusOr<uint64_t> from = SeekData(holes, end, pos);
-    if (!from.ok()) break;
-    uint64_t to = *SeekHole(holes, end, *from);
-    absl::Status st = BackWrite(data->data() + (*from - cs), to - *from, *from);
+  for (const Extent& run : DataRuns(cairn::Holes(base_), cs, end)) {
+    absl::Status st = BackWrite(data->data() + (run.offset - cs), run.length, run.offset);
     if (!st.ok()) {
       lazy_[i] = true;
       return st;
     }
-    pos = to;
   }
   return absl::OkStatus();
 }
@@ -369,7 +364,8 @@ absl::Status StagedFile::PunchHole(uint64_t off, uint64_t len) {
   // The node's file system cannot punch: the range still reads as zeros.
   std::string zeros(std::min<uint64_t>(end - off, kChunkSize), '\0');
   for (uint64_t pos = off; pos < end; pos += zeros.size()) {
-    CAIRN_RETURN_IF_ERROR(PWriteAll(fd_, zeros.data(), std::min<uint64_t>(zeros.size(), end - pos), pos));
+    const size_t n = std::min<uint64_t>(zeros.size(), end - pos);
+    CAIRN_RETURN_IF_ERROR(PWriteAll(fd_, zeros.data(), n, pos));
   }
   return absl::OkStatus();
 }
