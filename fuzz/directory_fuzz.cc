@@ -50,25 +50,6 @@ void Check(bool ok, const char* what) {
   }
 }
 
-// Walks the whole tree; OK only if every directory on the way is readable.
-// Gives up (sets *complete = false) after kMaxWalk entries: a wide fuzzed
-// tree is not a bug.
-absl::Status WalkAll(cairn::ObjectStore& objects, const cairn::Digest& root,
-                     std::vector<std::string>* paths, bool* complete) {
-  size_t visited = 0;
-  *complete = true;
-  return cairn::WalkTree(objects, root, "",
-                         [&](const std::string& path, const cairn::objects::Entry& e) {
-                           if (e.type() == cairn::objects::FILE) CheckHoles(e);
-                           if (++visited > kMaxWalk) {
-                             *complete = false;
-                             return false;
-                           }
-                           if (paths != nullptr && paths->size() < 64) paths->push_back(path);
-                           return true;
-                         });
-}
-
 // SEEK_DATA / SEEK_HOLE / AllocatedBytes over a FILE entry; for one whose
 // layout checks out, their answers agree with its holes.
 void CheckHoles(const cairn::objects::Entry& e) {
@@ -90,6 +71,25 @@ void CheckHoles(const cairn::objects::Entry& e) {
     Check(cairn::AllocatedBytes(holes, e.size()) <= e.size() + cairn::kHoleBlock,
           "allocated bytes within the size rounded up");
   }
+}
+
+// Walks the whole tree; OK only if every directory on the way is readable.
+// Gives up (sets *complete = false) after kMaxWalk entries: a wide fuzzed
+// tree is not a bug.
+absl::Status WalkAll(cairn::ObjectStore& objects, const cairn::Digest& root,
+                     std::vector<std::string>* paths, bool* complete) {
+  size_t visited = 0;
+  *complete = true;
+  return cairn::WalkTree(objects, root, "",
+                         [&](const std::string& path, const cairn::objects::Entry& e) {
+                           if (e.type() == cairn::objects::FILE) CheckHoles(e);
+                           if (++visited > kMaxWalk) {
+                             *complete = false;
+                             return false;
+                           }
+                           if (paths != nullptr && paths->size() < 64) paths->push_back(path);
+                           return true;
+                         });
 }
 
 // What a tree written by the engine looks like: every directory readable,
