@@ -66,10 +66,8 @@ absl::Status MarkReachable(ObjectStore& objects, const Digest& dir_address,
   CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<const objects::Directory> dir,
                          objects.GetDirectory(dir_address));
   for (const objects::Entry& e : dir->entries()) {
-    for (const std::string& raw : e.chunks()) {
-      CAIRN_ASSIGN_OR_RETURN(Digest d, Digest::FromRaw(raw));
-      reachable.insert(d);
-    }
+    CAIRN_ASSIGN_OR_RETURN(std::vector<Digest> chunks, StoredChunks(e));
+    reachable.insert(chunks.begin(), chunks.end());
     if (e.type() == objects::DIRECTORY) {
       CAIRN_ASSIGN_OR_RETURN(Digest tree, Digest::FromRaw(e.tree()));
       CAIRN_RETURN_IF_ERROR(MarkReachable(objects, tree, walked, reachable));

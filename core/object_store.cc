@@ -45,16 +45,19 @@ absl::Status PutIfAbsent(BlobStore& blobs, std::string_view volume_id, const Dig
   return blobs.Put(volume_id, address, key.Seal(address, plaintext));
 }
 
-// Whether any entry uses a field or type that format 2 introduced.
-bool UsesFormat2(const objects::Directory& dir) {
-  if (dir.has_root()) return true;
+// The oldest format that carries everything `dir` uses: 3 for holes
+// (sparse files), 2 for POSIX identity and special files, else 0 (the
+// encoding of the first builds, byte for byte).
+uint32_t FormatOf(const objects::Directory& dir) {
+  uint32_t format = dir.has_root() ? 2 : 0;
   for (const objects::Entry& e : dir.entries()) {
+    if (e.holes_size() != 0) return 3;
     if (e.has_uid() || e.has_gid() || e.atime_ns() != 0 || e.ctime_ns() != 0 || e.rdev() != 0 || e.has_subdirs() || e.has_nlink() ||
         e.type() > objects::SYMLINK) {
-      return true;
+      format = 2;
     }
   }
-  return false;
+  return format;
 }
 
 }  // namespace
@@ -134,7 +137,7 @@ absl::StatusOr<Digest> ObjectStore::PutDirectory(const objects::Directory& dir) 
     }
   }
   auto stored = std::make_shared<objects::Directory>(dir);
-  stored->set_format(UsesFormat2(dir) ? kDirectoryFormat : 0);
+  stored->set_format(FormatOf(dir));
   std::string plaintext = SerializeDeterministic(*stored);
   Digest address = key_.Address(plaintext);
   CAIRN_RETURN_IF_ERROR(PutIfAbsent(*blobs_, volume_id_, address, key_, plaintext));

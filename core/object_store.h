@@ -40,14 +40,15 @@ class ObjectStore {
 
   // The newest directory-object encoding this build reads and writes
   // (objects.proto Directory.format). Format 2 adds the POSIX identity
-  // fields (uid, gid, atime, ctime, rdev) and the special entry types.
-  static constexpr uint32_t kDirectoryFormat = 2;
+  // fields (uid, gid, atime, ctime, rdev) and the special entry types;
+  // format 3 the holes of sparse files (D28).
+  static constexpr uint32_t kDirectoryFormat = 3;
 
   // Entries must be sorted and unique (InvalidArgument otherwise). The
   // stored object's `format` is derived from its entries, not taken from
-  // `dir`: 2 when any entry uses a format-2 field, else absent, so a
-  // directory that uses none is byte-identical to the one older builds
-  // wrote (same address, dedup across the change).
+  // `dir`: 3 when a file has holes, 2 when any entry uses a format-2
+  // field, else absent, so a directory that uses none is byte-identical to
+  // the one older builds wrote (same address, dedup across the change).
   [[nodiscard]] absl::StatusOr<Digest> PutDirectory(const objects::Directory& dir);
   // NotFound if absent; DataLoss if it fails to authenticate or parse;
   // FailedPrecondition if written in a format newer than kDirectoryFormat

@@ -224,7 +224,8 @@ struct UploadItem {
   uint32_t mode = 0;
   int64_t mtime_ns = 0;
   std::string link_target;
-  std::vector<std::string> chunks;  // raw addresses, by index
+  std::vector<std::string> chunks;  // raw addresses, by index ("" in a hole)
+  std::vector<Extent> holes;        // large files: the local file's holes
   objects::Entry entry;             // small files: filled by StoreBytes
 };
 
@@ -243,6 +244,17 @@ absl::StatusOr<UploadItem> ScanOne(const fs::path& local, const std::string& rem
   } else if (S_ISREG(st.st_mode)) {
     item.kind = UploadItem::kFile;
     item.size = static_cast<uint64_t>(st.st_size);
+    // Sparse files stay sparse (D28); st_blocks says whether to look.
+    if (item.size > kInlineMax && static_cast<uint64_t>(st.st_blocks) * 512 < item.size) {
+      ScopedFd fd(::open(local.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("open ", local.string()));
+      absl::StatusOr<std::vector<Extent>> holes = FileHoles(fd.get(), 0, item.size);
+      if (!holes.ok()) {
+        return absl::Status(holes.status().code(),
+                            absl::StrCat(local.string(), ": ", holes.status().message()));
+      }
+      item.holes = NormalizeHoles(std::move(*holes), item.size);
+    }
   } else if (S_ISLNK(st.st_mode)) {
     item.kind = UploadItem::kSymlink;
     std::error_code ec;
@@ -308,10 +320,17 @@ absl::Status UploadChunks(OpenedVolume& vol, UploadItem& item, const UploadUnit&
     const size_t count = std::min(kChunksPerCheck, unit.chunk_count - g);
     std::vector<Digest> group;
     for (size_t k = 0; k < count; ++k) {
-      const uint64_t offset = (unit.first_chunk + g + k) * kChunkSize;
+      const size_t index = unit.first_chunk + g + k;
+      const uint64_t offset = index * kChunkSize;
       const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunkSize, item.size - offset));
+      if (ChunkInHole(item.holes, item.size, index)) {  // nothing to store
+        item.chunks[index].clear();
+        plain[k].clear();
+        continue;
+      }
       plain[k].resize(n);
       CAIRN_RETURN_IF_ERROR(PreadFull(fd.get(), plain[k].data(), n, offset, item.local));
+      ZeroHoles(item.holes, offset, plain[k]);  // the holes as scanned, whatever changed since
       addresses[k] = vol.key().Address(plain[k]);
       item.chunks[unit.first_chunk + g + k] = addresses[k].RawString();
       group.push_back(addresses[k]);
@@ -321,6 +340,7 @@ absl::Status UploadChunks(OpenedVolume& vol, UploadItem& item, const UploadUnit&
     // same content elsewhere in the volume) are not sent again.
     CAIRN_ASSIGN_OR_RETURN(std::vector<Digest> missing, vol.client->MissingObjects(vol.id(), group));
     for (size_t k = 0; k < count; ++k) {
+      if (plain[k].empty()) continue;  // a hole (a chunk is never empty)
       if (std::find(missing.begin(), missing.end(), addresses[k]) == missing.end()) continue;
       if (stream == nullptr) {
         CAIRN_ASSIGN_OR_RETURN(stream, vol.client->OpenPutStream(vol.id()));
@@ -358,6 +378,7 @@ objects::Entry EntryFor(const UploadItem& item) {
       e.set_type(objects::FILE);
       e.set_size(item.size);
       for (const std::string& c : item.chunks) e.add_chunks(c);
+      SetHoles(e, item.holes);
       break;
   }
   e.set_mode(item.mode);
@@ -479,17 +500,22 @@ absl::Status FinishPending(PendingFile& p, const objects::Entry& entry) {
 absl::StatusOr<std::vector<std::string>> FetchChunks(OpenedVolume& vol,
                                                      const objects::Entry& entry, size_t first,
                                                      size_t count) {
+  // Chunks wholly in holes have no address and come back empty.
   std::vector<Digest> addresses;
+  std::vector<size_t> stored;
   for (size_t k = first; k < first + count; ++k) {
-    CAIRN_ASSIGN_OR_RETURN(Digest d, Digest::FromRaw(entry.chunks(static_cast<int>(k))));
+    const std::string& raw = entry.chunks(static_cast<int>(k));
+    if (raw.empty()) continue;
+    CAIRN_ASSIGN_OR_RETURN(Digest d, Digest::FromRaw(raw));
     addresses.push_back(d);
+    stored.push_back(k - first);
   }
+  std::vector<std::string> plain(count);
+  if (addresses.empty()) return plain;
   CAIRN_ASSIGN_OR_RETURN(std::vector<std::string> sealed,
                          vol.client->GetObjects(vol.id(), addresses));
-  std::vector<std::string> plain;
-  for (size_t k = 0; k < count; ++k) {
-    CAIRN_ASSIGN_OR_RETURN(std::string p, vol.key().Open(addresses[k], sealed[k]));
-    plain.push_back(std::move(p));
+  for (size_t j = 0; j < addresses.size(); ++j) {
+    CAIRN_ASSIGN_OR_RETURN(plain[stored[j]], vol.key().Open(addresses[j], sealed[j]));
   }
   return plain;
 }
@@ -511,6 +537,7 @@ absl::Status StreamToStdout(OpenedVolume& vol, const objects::Entry& file) {
     next += count;
   };
   absl::Status status;
+  uint64_t written = 0;
   while (next < n && window.size() < depth) launch();
   while (!window.empty()) {
     absl::StatusOr<std::vector<std::string>> batch = window.front().get();
@@ -518,7 +545,12 @@ absl::Status StreamToStdout(OpenedVolume& vol, const objects::Entry& file) {
     if (status.ok() && !batch.ok()) status = batch.status();
     if (status.ok()) {
       for (const std::string& chunk : *batch) {
-        status = WriteAll(STDOUT_FILENO, chunk, "stdout");
+        // A chunk wholly in a hole comes back empty: its zeros (every
+        // chunk is kChunkSize long but the last).
+        const uint64_t n = std::min<uint64_t>(kChunkSize, file.size() - written);
+        const std::string zeros(chunk.empty() ? n : 0, '\0');
+        status = WriteAll(STDOUT_FILENO, chunk.empty() ? zeros : chunk, "stdout");
+        written += n;
         if (!status.ok()) break;
       }
     }
@@ -839,7 +871,7 @@ absl::StatusOr<TransferStats> Get(VolumeApiClient& client, const GetRequest& req
       if (pending[unit.item] == nullptr) {
         CAIRN_ASSIGN_OR_RETURN(pending[unit.item], CreatePending(item.local, item.entry.size()));
         pending[unit.item]->remaining = ChunkCount(item.entry);
-        if (item.entry.size() >= kDirectWriteMin) {
+        if (item.entry.size() >= kDirectWriteMin && item.entry.holes_size() == 0) {
           // Invalid (buffered writes only) where O_DIRECT is unsupported.
           pending[unit.item]->direct.reset(
               ::open(pending[unit.item]->tmp.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC));
@@ -849,9 +881,21 @@ absl::StatusOr<TransferStats> Get(VolumeApiClient& client, const GetRequest& req
     }
     CAIRN_ASSIGN_OR_RETURN(std::vector<std::string> chunks,
                            FetchChunks(vol, item.entry, unit.first, unit.count));
+    const std::vector<Extent> holes = Holes(item.entry);
     for (size_t k = 0; k < chunks.size(); ++k) {
-      CAIRN_RETURN_IF_ERROR(WriteChunk(*p, chunks[k], (unit.first + k) * kChunkSize));
-      progress.Add(chunks[k].size());
+      const uint64_t at = (unit.first + k) * kChunkSize;
+      if (holes.empty()) {
+        CAIRN_RETURN_IF_ERROR(WriteChunk(*p, chunks[k], at));
+      } else {
+        // Sparse: only the data is written; the file was created at its
+        // size, so the holes stay holes (D28).
+        for (const Extent& run : DataRuns(holes, at, at + chunks[k].size())) {
+          CAIRN_RETURN_IF_ERROR(PwriteFull(
+              p->fd.get(), std::string_view(chunks[k]).substr(run.offset - at, run.length),
+              run.offset, p->tmp));
+        }
+      }
+      progress.Add(std::min<uint64_t>(kChunkSize, item.entry.size() - at));
     }
     if (p->remaining.fetch_sub(unit.count) == unit.count) {
       return FinishPending(*p, item.entry);

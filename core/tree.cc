@@ -257,29 +257,7 @@ class Builder {
                                " is not under the volume limit of ", limits_.max_file_size)),
                            EFBIG);
         }
-        if (e.chunks_size() == 0) {
-          if (e.inline_data().size() != e.size()) {
-            return absl::InvalidArgumentError(
-                absl::StrCat("\"", path, "\": inline data does not match the file size"));
-          }
-          // Inline content lives in the directory object: bounded (files.h).
-          if (e.size() > kInlineMax) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                "\"", path, "\": a file of ", e.size(), " bytes must be chunked, not inline"));
-          }
-        } else {
-          uint64_t want = (e.size() + kChunkSize - 1) / kChunkSize;
-          if (!e.inline_data().empty() || static_cast<uint64_t>(e.chunks_size()) != want) {
-            return absl::InvalidArgumentError(
-                absl::StrCat("\"", path, "\": chunk list does not match the file size"));
-          }
-          for (const std::string& c : e.chunks()) {
-            if (c.size() != Digest::kSize) {
-              return absl::InvalidArgumentError(
-                  absl::StrCat("\"", path, "\": malformed chunk address"));
-            }
-          }
-        }
+        CAIRN_RETURN_IF_ERROR(CheckFileLayout(e, path));
         return absl::OkStatus();
       }
       case objects::SYMLINK:
@@ -546,10 +524,8 @@ class Builder {
       std::string child = Join(path, e.name());
       CAIRN_RETURN_IF_ERROR(CheckEntry(e, child));
       if (e.type() == objects::FILE) {
-        for (const std::string& raw : e.chunks()) {
-          CAIRN_ASSIGN_OR_RETURN(Digest chunk, Digest::FromRaw(raw));
-          CAIRN_RETURN_IF_ERROR(CheckStored(chunk, child));
-        }
+        CAIRN_ASSIGN_OR_RETURN(std::vector<Digest> chunks, StoredChunks(e));
+        for (const Digest& chunk : chunks) CAIRN_RETURN_IF_ERROR(CheckStored(chunk, child));
       } else if (e.type() == objects::DIRECTORY) {
         if (e.tree().empty()) {
           return absl::InvalidArgumentError(

@@ -776,7 +776,7 @@ TEST_F(TreeTest, DirectoryWrittenBeforeFormat2ReadsWithoutOwner) {
   EXPECT_FALSE(LookupPath(objects_, root_, "a")->has_uid());
   EXPECT_EQ(LookupPath(objects_, root_, "b")->uid(), 1000u);
   EXPECT_EQ(LookupPath(objects_, root_, "b")->gid(), 2000u);
-  EXPECT_EQ(objects_.GetDirectory(root_).value()->format(), ObjectStore::kDirectoryFormat);
+  EXPECT_EQ(objects_.GetDirectory(root_).value()->format(), 2u);
   EXPECT_EQ(Read(), (Tree{{"a", "F:hi"}, {"b", "F:x"}}));
 }
 

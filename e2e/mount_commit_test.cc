@@ -283,6 +283,40 @@ TEST_F(MountTest, RenameThatMakesAPathTooLongIsRefused) {
   EXPECT_EQ(r.exit_code, 0) << Describe(r) << a->Log();
 }
 
+// The same for a directory this mount has not listed yet: what lies below
+// it in the base counts, so the rename is refused at the syscall instead of
+// being accepted and then rejected by every commit.
+TEST_F(MountTest, RenameOfAnUnlistedDeepDirectoryIsRefusedWhenTooLong) {
+  std::string vol = NewVolume();
+  const std::string name(255, 'u');
+  // `top` and 8 levels of 255-byte names below it; the deepest.
+  auto chain = [&](fs::path top) {
+    EXPECT_EQ(::mkdir(top.c_str(), 0755), 0);
+    for (int i = 0; i < 8; ++i) {
+      top /= name;
+      EXPECT_EQ(::mkdir(top.c_str(), 0755), 0) << i;
+    }
+    return top;
+  };
+  {
+    MOUNT_OR_RETURN(a, vol);
+    chain(a->path() / "a");
+    ASSERT_EQ(Control("commit", *a).exit_code, 0) << a->Log();
+    ASSERT_EQ(a->Unmount(), 0) << a->Log();
+  }
+  MOUNT_OR_RETURN(b, vol);
+  fs::path other = chain(b->path() / "o");
+  // o/<8 levels>/a is 2051 bytes; a/<8 levels> below it, 2048 more: 4099.
+  EXPECT_EQ(Errno(::rename((b->path() / "a").c_str(), (other / "a").c_str())), ENAMETOOLONG);
+  EXPECT_TRUE(fs::is_directory(b->path() / "a"));
+  // Shorter, it moves, and the commit takes it.
+  fs::path shallow = b->path() / "o" / name / "a";
+  ASSERT_EQ(::rename((b->path() / "a").c_str(), shallow.c_str()), 0) << std::strerror(errno);
+  RunResult r = Control("commit", *b);
+  EXPECT_EQ(r.exit_code, 0) << Describe(r) << b->Log();
+  EXPECT_TRUE(fs::is_directory(shallow / name));
+}
+
 // A change that can never succeed (another mount used up the inode limit)
 // is isolated: the others are committed, the stuck path is reported by the
 // status and by the next commit request, and later changes keep flowing.

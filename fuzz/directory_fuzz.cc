@@ -14,7 +14,9 @@
 // Checks, besides "no crash, no UB, no unbounded allocation": reads fail
 // with a Status (never abort); if the base tree is well-formed (readable,
 // sorted, unique valid names), so is every tree ApplyChanges returns, read
-// back from the store, and every path a walk of it yields looks up.
+// back from the store, and every path a walk of it yields looks up. Files'
+// holes (D28): lseek answers of any entry that passes CheckFileLayout are
+// consistent with its hole list, and every file of an applied tree passes.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -28,6 +30,7 @@
 #include "core/testing/mem_stores.h"
 #include "core/blob_store.h"
 #include "core/crypto.h"
+#include "core/files.h"
 #include "core/meta_store.h"
 #include "core/object_store.h"
 #include "core/path.h"
@@ -47,6 +50,29 @@ void Check(bool ok, const char* what) {
   }
 }
 
+// SEEK_DATA / SEEK_HOLE / AllocatedBytes over a FILE entry; for one whose
+// layout checks out, their answers agree with its holes.
+void CheckHoles(const cairn::objects::Entry& e) {
+  const std::vector<cairn::Extent> holes = cairn::Holes(e);
+  (void)cairn::NormalizeHoles(holes, e.size());
+  const bool valid = cairn::CheckFileLayout(e, "f").ok();
+  for (uint64_t off : {uint64_t{0}, e.size() / 2, e.size() > 0 ? e.size() - 1 : 0, e.size()}) {
+    absl::StatusOr<uint64_t> data = cairn::SeekData(holes, e.size(), off);
+    absl::StatusOr<uint64_t> hole = cairn::SeekHole(holes, e.size(), off);
+    if (!valid) continue;
+    Check(hole.ok() == (off < e.size()), "SEEK_HOLE answers exactly below the size");
+    if (hole.ok()) Check(*hole >= off && *hole <= e.size(), "SEEK_HOLE lands in [off, size]");
+    if (data.ok()) {
+      Check(*data >= off && *data < e.size() && !cairn::InHole(holes, *data, 1),
+            "SEEK_DATA lands on data below the size");
+    }
+  }
+  if (valid) {
+    Check(cairn::AllocatedBytes(holes, e.size()) <= e.size() + cairn::kHoleBlock,
+          "allocated bytes within the size rounded up");
+  }
+}
+
 // Walks the whole tree; OK only if every directory on the way is readable.
 // Gives up (sets *complete = false) after kMaxWalk entries: a wide fuzzed
 // tree is not a bug.
@@ -55,7 +81,8 @@ absl::Status WalkAll(cairn::ObjectStore& objects, const cairn::Digest& root,
   size_t visited = 0;
   *complete = true;
   return cairn::WalkTree(objects, root, "",
-                         [&](const std::string& path, const cairn::objects::Entry&) {
+                         [&](const std::string& path, const cairn::objects::Entry& e) {
+                           if (e.type() == cairn::objects::FILE) CheckHoles(e);
                            if (++visited > kMaxWalk) {
                              *complete = false;
                              return false;
@@ -78,6 +105,9 @@ Shape CheckShape(cairn::ObjectStore& objects, const cairn::Digest& tree, int* bu
     const cairn::objects::Entry& e = (*dir)->entries(k);
     if (!cairn::IsValidComponent(e.name())) return Shape::kInvalid;
     if (k > 0 && !((*dir)->entries(k - 1).name() < e.name())) return Shape::kInvalid;
+    if (e.type() == cairn::objects::FILE && !cairn::CheckFileLayout(e, e.name()).ok()) {
+      return Shape::kInvalid;
+    }
     if (e.type() != cairn::objects::DIRECTORY) continue;
     auto sub = cairn::Digest::FromRaw(e.tree());
     if (!sub.ok()) return Shape::kInvalid;

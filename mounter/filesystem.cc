@@ -27,6 +27,12 @@ namespace {
 
 constexpr size_t kReadaheadChunks = 4;  // 16 MiB ahead of a sequential reader
 
+// A chunk's worth of zeros that reads of holes point into (never freed).
+std::string_view Zeros() {
+  static const std::string* zeros = new std::string(kChunkSize, '\0');
+  return *zeros;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Filesystem>> Filesystem::Create(
@@ -436,6 +442,9 @@ absl::Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t
     if (it != new_dir->View(*this).children.end()) target = it->second;
   }
   if (target && target->type == objects::DIRECTORY) CAIRN_RETURN_IF_ERROR(EnsureLoaded(target));
+  // Paths below a directory not listed yet count too: the commit would
+  // refuse one over the limit.
+  CAIRN_ASSIGN_OR_RETURN(UnloadedLengths unloaded, LongestUnloaded(dir, name, new_dir, new_name));
 
   absl::MutexLock lock(&mu_);
   CAIRN_RETURN_IF_ERROR(CheckCurrentLocked(*dir));
@@ -467,8 +476,10 @@ absl::Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t
       if (n == src.get()) return Errno(EINVAL, "cannot move a directory into itself");
     }
   }
-  CAIRN_RETURN_IF_ERROR(CheckPathLengthLocked(
-      *new_dir, new_name, src->type == objects::DIRECTORY ? LongestBelowLocked(*src) : 0));
+  CAIRN_RETURN_IF_ERROR(
+      CheckPathLengthLocked(*new_dir, new_name,
+                            src->type == objects::DIRECTORY ? LongestBelowLocked(*src, unloaded)
+                                                            : 0));
   objects::Change change;
   change.set_kind(objects::Change::RENAME);
   change.set_path(JoinPath(VolumePathLocked(*dir), name));
@@ -587,13 +598,7 @@ void Filesystem::Release(uint64_t fh) {
 
 absl::Status Filesystem::FsyncFile(uint64_t fh) {
   if (options_.journal == nullptr) return absl::OkStatus();
-  std::shared_ptr<Node> node;
-  {
-    absl::MutexLock lock(&handles_mu_);
-    auto it = handles_.find(fh);
-    if (it == handles_.end()) return Errno(EBADF, "file handle");
-    node = it->second->node;
-  }
+  CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<Node> node, HandleNode(fh, /*for_writing=*/false));
   std::shared_ptr<StagedFile> staged;
   {
     absl::ReaderMutexLock lock(&mu_);
@@ -675,15 +680,23 @@ absl::StatusOr<Filesystem::ReadBuffer> Filesystem::Read(uint64_t fh, uint64_t of
     out.owned.resize(end - off, '\0');
     return out;
   }
+  const std::vector<Extent> holes = Holes(*base);
   uint64_t pos = off;
   size_t last = 0;
   bool short_chunk = false;
   while (pos < end) {
     size_t i = pos / kChunkSize;
     if (static_cast<int>(i) >= base->chunks_size()) break;
-    CAIRN_ASSIGN_OR_RETURN(Digest address, Digest::FromRaw(base->chunks(i)));
     uint64_t in_chunk = pos - i * kChunkSize;
     uint64_t n = std::min<uint64_t>(end - pos, kChunkSize - in_chunk);
+    if (base->chunks(i).empty() || InHole(holes, pos, n)) {
+      // A hole: zeros, nothing fetched (D28).
+      out.slices.emplace_back(Zeros().data(), n);
+      pos += n;
+      last = i;
+      continue;
+    }
+    CAIRN_ASSIGN_OR_RETURN(Digest address, Digest::FromRaw(base->chunks(i)));
     // A sequential reader takes whole chunks (read ahead below); a random
     // one only the blocks of the chunk its range touches.
     ChunkReader::Slice slice;
@@ -718,16 +731,18 @@ absl::StatusOr<Filesystem::ReadBuffer> Filesystem::Read(uint64_t fh, uint64_t of
   return out;
 }
 
+absl::StatusOr<std::shared_ptr<Filesystem::Node>> Filesystem::HandleNode(uint64_t fh,
+                                                                        bool for_writing) {
+  absl::MutexLock lock(&handles_mu_);
+  auto it = handles_.find(fh);
+  if (it == handles_.end()) return Errno(EBADF, "file handle");
+  if (for_writing && !it->second->writable) return Errno(EBADF, "not open for writing");
+  return it->second->node;
+}
+
 absl::StatusOr<size_t> Filesystem::Write(uint64_t fh, uint64_t off, std::string_view data) {
   CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
-  std::shared_ptr<Node> node;
-  {
-    absl::MutexLock lock(&handles_mu_);
-    auto it = handles_.find(fh);
-    if (it == handles_.end()) return Errno(EBADF, "file handle");
-    if (!it->second->writable) return Errno(EBADF, "not open for writing");
-    node = it->second->node;
-  }
+  CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<Node> node, HandleNode(fh, /*for_writing=*/true));
   if (limits_.max_file_size != 0 && off + data.size() >= limits_.max_file_size) {
     return Errno(EFBIG, "file size limit");
   }
@@ -737,6 +752,54 @@ absl::StatusOr<size_t> Filesystem::Write(uint64_t fh, uint64_t off, std::string_
   node->Edit(*this).mtime_ns = NowNs();
   MarkContentDirtyLocked(node);
   return data.size();
+}
+
+absl::StatusOr<uint64_t> Filesystem::Seek(uint64_t fh, int64_t off, bool data) {
+  CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<Node> node, HandleNode(fh, /*for_writing=*/false));
+  if (off < 0) return Errno(EINVAL, "negative offset");
+  std::shared_ptr<StagedFile> staged;
+  std::shared_ptr<const objects::Entry> base;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    staged = node->View(*this).staged;
+    base = node->View(*this).base;
+  }
+  if (staged) return staged->Seek(off, data);
+  const std::vector<Extent> holes = base ? Holes(*base) : std::vector<Extent>();
+  const uint64_t size = base ? base->size() : 0;
+  return data ? SeekData(holes, size, off) : SeekHole(holes, size, off);
+}
+
+absl::Status Filesystem::Fallocate(uint64_t fh, int mode, int64_t off, int64_t len) {
+  CAIRN_RETURN_IF_ERROR(ReadOnlyCheck());
+  CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<Node> node, HandleNode(fh, /*for_writing=*/true));
+  if (off < 0 || len <= 0) return Errno(EINVAL, "negative offset or length not positive");
+  const uint64_t end = static_cast<uint64_t>(off) + static_cast<uint64_t>(len);
+  const bool punch = mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
+  if (!punch && mode != 0 && mode != FALLOC_FL_KEEP_SIZE) {
+    return Errno(EOPNOTSUPP, "fallocate mode");
+  }
+  if (!punch) {
+    if (limits_.max_file_size != 0 && end >= limits_.max_file_size) {
+      return Errno(EFBIG, "file size limit");
+    }
+    // Nothing to reserve on the node; mode 0 grows the size (a hole).
+    uint64_t size;
+    {
+      absl::ReaderMutexLock lock(&mu_);
+      const Node::Fields& f = node->View(*this);
+      size = f.staged ? f.staged->size() : (f.base ? f.base->size() : 0);
+    }
+    if (mode == FALLOC_FL_KEEP_SIZE || end <= size) return absl::OkStatus();
+  }
+  CAIRN_ASSIGN_OR_RETURN(auto staged, EnsureStaged(node));
+  CAIRN_RETURN_IF_ERROR(punch ? staged->PunchHole(off, len)
+                              : staged->Truncate(std::max(end, staged->size())));
+  absl::MutexLock lock(&mu_);
+  const int64_t now = NowNs();
+  node->Edit(*this).mtime_ns = node->Edit(*this).ctime_ns = now;
+  MarkContentDirtyLocked(node);
+  return absl::OkStatus();
 }
 
 // ---- Directories --------------------------------------------------------

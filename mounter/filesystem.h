@@ -190,6 +190,15 @@ class Filesystem {
   };
   [[nodiscard]] absl::StatusOr<ReadBuffer> Read(uint64_t fh, uint64_t off, size_t size);
   [[nodiscard]] absl::StatusOr<size_t> Write(uint64_t fh, uint64_t off, std::string_view data);
+  // lseek(2) SEEK_DATA (`data`) or SEEK_HOLE from `off`, over the file's
+  // holes (docs/decisions.md D28): ENXIO at or past the end, or when no
+  // data follows.
+  [[nodiscard]] absl::StatusOr<uint64_t> Seek(uint64_t fh, int64_t off, bool data);
+  // fallocate(2): mode 0 and FALLOC_FL_KEEP_SIZE reserve nothing (space is
+  // the control plane's) but mode 0 extends the size as ftruncate would;
+  // FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE makes the range a hole.
+  // EOPNOTSUPP for any other mode.
+  [[nodiscard]] absl::Status Fallocate(uint64_t fh, int mode, int64_t off, int64_t len);
   void Release(uint64_t fh);
   // fsync(2) of a file: its content and pending change become durable in
   // the node journal (not committed; a later mount recovers them after a
@@ -330,8 +339,20 @@ class Filesystem {
   // longer than the control plane accepts (kMaxPathLength).
   absl::Status CheckPathLengthLocked(const Node& dir, std::string_view name, size_t below) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // Bytes of the longest loaded path below `node` ("/a/b" → 4).
-  size_t LongestBelowLocked(const Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Bytes of the longest path below `node` ("/a/b" → 4): loaded
+  // directories by their children, unloaded ones by `unloaded` (what
+  // LongestUnloaded found in their base trees; 0 if absent).
+  using UnloadedLengths = std::map<const Node*, size_t>;
+  size_t LongestBelowLocked(const Node& node, const UnloadedLengths& unloaded = {}) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // For a rename of `name` in `dir` below `new_dir`/`new_name`: the longest
+  // path below each directory of the source not loaded yet, read from the
+  // base trees (no lock held), as far as it matters for kMaxPathLength.
+  absl::StatusOr<UnloadedLengths> LongestUnloaded(const std::shared_ptr<Node>& dir,
+                                                  std::string_view name,
+                                                  const std::shared_ptr<Node>& new_dir,
+                                                  std::string_view new_name)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // A node created by this mount (mkdir, symlink, create): a fresh inode
   // number, the permission bits of `mode`, times now. No lock: nobody else
   // can reach it yet.
@@ -406,6 +427,10 @@ class Filesystem {
   uint64_t AddHandleLocked(const std::shared_ptr<Node>& node, bool writable)
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status ReadOnlyCheck() const;
+  // The node of open handle `fh`: EBADF if there is none, or if
+  // `for_writing` and it was not opened for writing.
+  absl::StatusOr<std::shared_ptr<Node>> HandleNode(uint64_t fh, bool for_writing)
+      ABSL_LOCKS_EXCLUDED(handles_mu_);
 
   // ---- Reload (filesystem_reload.cc).
   // The path of one open file, for "volume busy" messages.

@@ -573,4 +573,47 @@ TEST_F(FilesystemTest, MountGroupIsShownOnEntriesWithoutAnOwnerOnly) {
   EXPECT_EQ(file->attr.st_gid, 2000u);
 }
 
+// A sparse file committed and mounted again (D28): lseek answers from
+// the stored holes, st_blocks counts the data, and a read of a hole
+// fetches nothing from the control plane.
+TEST_F(FilesystemTest, CommittedHolesAnswerLseekAndReadWithoutFetching) {
+  auto created = fs_->Create(Filesystem::kRootIno, "s", 0644, O_RDWR);
+  ASSERT_TRUE(created.ok()) << created.status();
+  const uint64_t at = 8 << 20;
+  ASSERT_TRUE(fs_->Write(created->fh, at, "x").ok());
+  auto staged_hole = fs_->Seek(created->fh, 0, /*data=*/false);
+  ASSERT_TRUE(staged_hole.ok()) << staged_hole.status();
+  if (*staged_hole != 0) GTEST_SKIP() << "the staging directory's file system reports no holes";
+  EXPECT_EQ(*fs_->Seek(created->fh, 0, /*data=*/true), at);
+  fs_->Release(created->fh);
+  ASSERT_TRUE(fs_->Commit().ok());
+  std::string want(at + 1, '\0');
+  want[at] = 'x';
+  EXPECT_EQ(HeadFile("s"), want);
+
+  Open();
+  auto attr = fs_->Lookup(Filesystem::kRootIno, "s");
+  ASSERT_TRUE(attr.ok()) << attr.status();
+  EXPECT_EQ(attr->st_size, static_cast<off_t>(at + 1));
+  EXPECT_EQ(attr->st_blocks, 8);  // one 4 KiB block
+  auto fh = fs_->Open(attr->st_ino, O_RDONLY);
+  ASSERT_TRUE(fh.ok());
+  EXPECT_EQ(*fs_->Seek(*fh, 0, /*data=*/true), at);
+  EXPECT_EQ(*fs_->Seek(*fh, 0, /*data=*/false), 0u);
+  EXPECT_EQ(*fs_->Seek(*fh, at, /*data=*/false), at + 1);
+  EXPECT_EQ(StatusToErrno(fs_->Seek(*fh, at + 1, /*data=*/true).status()), ENXIO);
+  std::atomic<int> gets{0};
+  client_.on_get = [&](const Digest&) { ++gets; };
+  auto hole = fs_->Read(*fh, 4096, 1 << 20);
+  ASSERT_TRUE(hole.ok()) << hole.status();
+  EXPECT_EQ(hole->Flatten(), std::string(1 << 20, '\0'));
+  EXPECT_EQ(gets.load(), 0);
+  auto data = fs_->Read(*fh, at - 2, 10);
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->Flatten(), std::string("\0\0x", 3));
+  EXPECT_GT(gets.load(), 0);
+  client_.on_get = nullptr;
+  fs_->Release(*fh);
+}
+
 }  // namespace cairn::mounter

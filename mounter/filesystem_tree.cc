@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "core/files.h"
 #include "core/path.h"
 #include "core/status.h"
 #include "core/tree.h"
@@ -154,6 +155,13 @@ struct stat Filesystem::AttrLocked(const Node& node) const {
   }
   if (node.type != objects::DIRECTORY && !f.attached) st.st_nlink = 0;
   st.st_blocks = (st.st_size + 511) / 512;
+  if (node.type == objects::FILE) {
+    // Files: the 4 KiB blocks that are not holes, as a local file system
+    // allocates them (D28).
+    st.st_blocks = (f.staged ? f.staged->AllocatedBytes()
+                    : f.base ? AllocatedBytes(Holes(*f.base), f.base->size())
+                             : 0) / 512;
+  }
   auto ts = [](int64_t ns) {
     struct timespec t;
     // Floor division: times before 1970 stay exact too.
@@ -317,16 +325,62 @@ absl::Status Filesystem::CheckPathLengthLocked(const Node& dir, std::string_view
   return absl::OkStatus();
 }
 
-size_t Filesystem::LongestBelowLocked(const Node& node) const {
-  // Only what is loaded: an unloaded directory's own entries are known to
-  // fit where they are, and a longer path below it is refused when made.
+size_t Filesystem::LongestBelowLocked(const Node& node, const UnloadedLengths& unloaded) const {
+  if (!node.View(*this).loaded) {
+    auto it = unloaded.find(&node);
+    return it == unloaded.end() ? 0 : it->second;
+  }
   size_t longest = 0;
   for (const auto& [name, child] : node.View(*this).children) {
     size_t len = 1 + name.size();
-    if (child->type == objects::DIRECTORY) len += LongestBelowLocked(*child);
+    if (child->type == objects::DIRECTORY) len += LongestBelowLocked(*child, unloaded);
     longest = std::max(longest, len);
   }
   return longest;
+}
+
+absl::StatusOr<Filesystem::UnloadedLengths> Filesystem::LongestUnloaded(
+    const std::shared_ptr<Node>& dir, std::string_view name, const std::shared_ptr<Node>& new_dir,
+    std::string_view new_name) {
+  // The unloaded directories of the source's subtree, with their base
+  // trees, and how many bytes of path may lie below the new name.
+  std::vector<std::pair<const Node*, Digest>> trees;
+  size_t budget = 0;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = dir->View(*this).children.find(std::string(name));
+    if (it == dir->View(*this).children.end() || it->second->type != objects::DIRECTORY) {
+      return UnloadedLengths();
+    }
+    const size_t from = VolumePathLocked(*dir).size() + 1 + name.size();
+    const size_t to = VolumePathLocked(*new_dir).size() + 1 + new_name.size();
+    // Not deeper than before: what fits where it is fits there too.
+    if (to <= from || to >= kMaxPathLength) return UnloadedLengths();
+    budget = kMaxPathLength - to;
+    std::vector<const Node*> stack = {it->second.get()};
+    while (!stack.empty()) {
+      const Node* n = stack.back();
+      stack.pop_back();
+      if (!n->View(*this).loaded) {
+        trees.emplace_back(n, n->View(*this).tree);
+        continue;
+      }
+      for (const auto& [child_name, child] : n->View(*this).children) {
+        if (child->type == objects::DIRECTORY) stack.push_back(child.get());
+      }
+    }
+  }
+  UnloadedLengths out;
+  for (const auto& [node, tree] : trees) {
+    size_t longest = 0;
+    CAIRN_RETURN_IF_ERROR(WalkTree(*objects_, tree, "",
+                                   [&](const std::string& path, const objects::Entry&) {
+                                     longest = std::max(longest, 1 + path.size());
+                                     return longest <= budget;  // over: no need to go deeper
+                                   }));
+    out[node] = longest;
+  }
+  return out;
 }
 
 absl::Status Filesystem::CheckCreateLocked(const Node& dir, std::string_view name) {

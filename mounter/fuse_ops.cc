@@ -210,6 +210,24 @@ void OpFsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info* fi) {
   fuse_reply_err(req, ErrnoOf(Fs(req)->FsyncFile(*fh)));
 }
 
+// SEEK_DATA / SEEK_HOLE (the kernel answers SEEK_SET, SEEK_CUR and
+// SEEK_END itself).
+void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return (void)fuse_reply_err(req, EINVAL);
+  auto fh = HandleOf(req, ino, fi, O_RDONLY);
+  if (!fh.ok()) return ReplyErr(req, fh.status());
+  auto at = Fs(req)->Seek(*fh, off, whence == SEEK_DATA);
+  if (!at.ok()) return ReplyErr(req, at.status());
+  fuse_reply_lseek(req, static_cast<off_t>(*at));
+}
+
+void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+                 fuse_file_info* fi) {
+  auto fh = HandleOf(req, ino, fi, fi->flags);
+  if (!fh.ok()) return ReplyErr(req, fh.status());
+  fuse_reply_err(req, ErrnoOf(Fs(req)->Fallocate(*fh, mode, off, len)));
+}
+
 using DirHandle = FuseContext::DirHandle;
 
 // The directory handle of `fi`; one the mounter this one took over from
@@ -385,6 +403,8 @@ fuse_lowlevel_ops MakeOps() {
   ops.flush = OpFlush;
   ops.release = OpRelease;
   ops.fsync = OpFsync;
+  ops.lseek = OpLseek;
+  ops.fallocate = OpFallocate;
   ops.opendir = OpOpendir;
   ops.readdir = OpReaddir;
   ops.readdirplus = OpReaddirplus;

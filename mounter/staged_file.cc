@@ -74,7 +74,15 @@ absl::Status StagedFile::Promote() {
   std::filesystem::path p = dir_ / name;
   int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return ErrnoToStatus(errno, absl::StrCat("create staging file in ", dir_.string()));
-  absl::Status st = PWriteAll(fd, memory_.data(), memory_.size(), 0);
+  // Only the blocks written: the others stay holes in the backing file.
+  absl::Status st;
+  for (size_t b = 0; st.ok() && b < written_.size(); ++b) {
+    uint64_t at = b * kHoleBlock;
+    if (written_[b] && at < memory_.size()) {
+      st = PWriteAll(fd, memory_.data() + at, std::min<uint64_t>(kHoleBlock, memory_.size() - at),
+                     at);
+    }
+  }
   if (st.ok() && ::ftruncate(fd, memory_.size()) != 0) {
     st = ErrnoToStatus(errno, "truncate staging file");
   }
@@ -86,6 +94,7 @@ absl::Status StagedFile::Promote() {
   fd_ = fd;
   file_ = std::move(name);
   std::string().swap(memory_);
+  std::vector<bool>().swap(written_);
   return absl::OkStatus();
 }
 
@@ -120,6 +129,7 @@ absl::StatusOr<std::shared_ptr<StagedFile>> StagedFile::Restore(const std::files
   file->lazy_.resize(file->base_.chunks_size(), false);
   if (state.file.empty()) {
     file->memory_ = std::move(state.memory);
+    file->written_.assign((file->memory_.size() + kHoleBlock - 1) / kHoleBlock, true);
     return file;
   }
   std::string name = NewFileName();
@@ -136,8 +146,12 @@ absl::StatusOr<std::shared_ptr<StagedFile>> StagedFile::Restore(const std::files
 absl::Status StagedFile::BackWrite(const char* data, size_t n, uint64_t off) {
   if (fd_ < 0 && off + n > kMemoryMax) CAIRN_RETURN_IF_ERROR(Promote());
   if (fd_ >= 0) return PWriteAll(fd_, data, n, off);
+  if (n == 0) return absl::OkStatus();
   if (memory_.size() < off + n) memory_.resize(off + n, '\0');
   std::memcpy(memory_.data() + off, data, n);
+  const size_t last = (off + n - 1) / kHoleBlock;
+  if (written_.size() <= last) written_.resize(last + 1, false);
+  for (size_t b = off / kHoleBlock; b <= last; ++b) written_[b] = true;
   return absl::OkStatus();
 }
 
@@ -148,7 +162,59 @@ absl::Status StagedFile::BackTruncate(uint64_t size) {
     return absl::OkStatus();
   }
   memory_.resize(size, '\0');
+  written_.resize((size + kHoleBlock - 1) / kHoleBlock, false);
   return absl::OkStatus();
+}
+
+void StagedFile::BackHoles(uint64_t from, uint64_t to, std::vector<Extent>& out) const {
+  if (from >= to) return;
+  if (fd_ < 0) {
+    for (uint64_t b = from / kHoleBlock; b * kHoleBlock < to; ++b) {
+      if (b < written_.size() && written_[b]) continue;
+      out.push_back({std::max(from, b * kHoleBlock),
+                     std::min(to, (b + 1) * kHoleBlock) - std::max(from, b * kHoleBlock)});
+    }
+    return;
+  }
+  // Where the node's file system cannot say, the content counts as data.
+  absl::StatusOr<std::vector<Extent>> holes = FileHoles(fd_, from, to);
+  if (holes.ok()) out.insert(out.end(), holes->begin(), holes->end());
+}
+
+std::vector<Extent> StagedFile::HolesLocked() const {
+  std::vector<Extent> holes;
+  if (size_ <= kInlineMax) return holes;  // committed inline: never sparse
+  // Runs of chunks that are not lazy come from the backing store together.
+  uint64_t back_from = 0;
+  for (size_t i = 0; i < lazy_.size(); ++i) {
+    if (!lazy_[i]) continue;
+    const uint64_t cs = i * kChunkSize;
+    BackHoles(back_from, cs, holes);
+    for (const Extent& h : cairn::Holes(base_)) {
+      uint64_t from = std::max(h.offset, cs);
+      uint64_t to = std::min(h.end(), cs + BaseLen(i));
+      if (to > from) holes.push_back({from, to - from});
+    }
+    back_from = cs + BaseLen(i);
+  }
+  BackHoles(back_from, size_, holes);
+  return NormalizeHoles(std::move(holes), size_);
+}
+
+std::vector<Extent> StagedFile::Holes() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return HolesLocked();
+}
+
+absl::StatusOr<uint64_t> StagedFile::Seek(uint64_t off, bool data) const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<Extent> holes = HolesLocked();
+  return data ? SeekData(holes, size_, off) : SeekHole(holes, size_, off);
+}
+
+uint64_t StagedFile::AllocatedBytes() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return cairn::AllocatedBytes(HolesLocked(), size_);
 }
 
 absl::Status StagedFile::BackRead(char* dst, size_t n, uint64_t off) const {
@@ -183,11 +249,20 @@ uint64_t StagedFile::BaseLen(size_t i) const {
 }
 
 absl::Status StagedFile::Materialize(size_t i) {
+  lazy_[i] = false;
+  if (base_.chunks(i).empty()) return absl::OkStatus();  // wholly a hole: stays one
   CAIRN_ASSIGN_OR_RETURN(Digest address, Digest::FromRaw(base_.chunks(i)));
   CAIRN_ASSIGN_OR_RETURN(ChunkData data, reader_->Get(address));
-  size_t n = std::min<size_t>(data->size(), BaseLen(i));
-  CAIRN_RETURN_IF_ERROR(BackWrite(data->data(), n, i * kChunkSize));
-  lazy_[i] = false;
+  // Only the data: the base's holes stay holes in the backing file.
+  const uint64_t cs = i * kChunkSize;
+  const uint64_t end = cs + std::min<size_t>(data->size(), BaseLen(i));
+  for (const Extent& run : DataRuns(cairn::Holes(base_), cs, end)) {
+    absl::Status st = BackWrite(data->data() + (run.offset - cs), run.length, run.offset);
+    if (!st.ok()) {
+      lazy_[i] = true;
+      return st;
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -201,6 +276,11 @@ absl::Status StagedFile::ReadLocked(uint64_t off, uint64_t len, char* out) const
     char* dst = out + (pos - off);
     size_t n = stop - pos;
     if (i < lazy_.size() && lazy_[i]) {
+      // Holes read as the zeros `out` holds, without fetching anything.
+      if (base_.chunks(i).empty() || InHole(cairn::Holes(base_), pos, n)) {
+        pos = stop;
+        continue;
+      }
       CAIRN_ASSIGN_OR_RETURN(Digest address, Digest::FromRaw(base_.chunks(i)));
       CAIRN_ASSIGN_OR_RETURN(ChunkData data, reader_->Get(address));
       uint64_t in_chunk = pos - chunk_start;
@@ -262,14 +342,44 @@ absl::Status StagedFile::Truncate(uint64_t size) {
   return absl::OkStatus();
 }
 
+absl::Status StagedFile::PunchHole(uint64_t off, uint64_t len) {
+  absl::MutexLock lock(&mu_);
+  if (off >= size_ || len == 0) return absl::OkStatus();
+  uint64_t end = std::min(size_, off + len);
+  for (size_t i = off / kChunkSize; i <= (end - 1) / kChunkSize && i < lazy_.size(); ++i) {
+    if (!lazy_[i]) continue;
+    uint64_t cs = i * kChunkSize;
+    if (off <= cs && end >= cs + BaseLen(i)) {
+      lazy_[i] = false;  // the backing file already has a hole there
+    } else {
+      CAIRN_RETURN_IF_ERROR(Materialize(i));
+    }
+  }
+  CAIRN_RETURN_IF_ERROR(Promote());
+  if (::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off),
+                  static_cast<off_t>(end - off)) == 0) {
+    return absl::OkStatus();
+  }
+  if (errno != EOPNOTSUPP) return ErrnoToStatus(errno, "punch a hole in the staging file");
+  // The node's file system cannot punch: the range still reads as zeros.
+  std::string zeros(std::min<uint64_t>(end - off, kChunkSize), '\0');
+  for (uint64_t pos = off; pos < end; pos += zeros.size()) {
+    const size_t n = std::min<uint64_t>(zeros.size(), end - pos);
+    CAIRN_RETURN_IF_ERROR(PWriteAll(fd_, zeros.data(), n, pos));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<objects::Entry> StagedFile::Store(ObjectStore& objects, uint32_t mode,
                                                  int64_t mtime_ns) const {
   uint64_t size;
   std::vector<bool> lazy;
+  std::vector<Extent> holes;
   {
     absl::ReaderMutexLock lock(&mu_);
     size = size_;
     lazy = lazy_;
+    holes = HolesLocked();
   }
   objects::Entry entry;
   entry.set_type(objects::FILE);
@@ -287,6 +397,7 @@ absl::StatusOr<objects::Entry> StagedFile::Store(ObjectStore& objects, uint32_t 
   std::vector<size_t> changed;
   for (size_t i = 0; i < n; ++i) {
     uint64_t len = std::min<uint64_t>(kChunkSize, size - i * kChunkSize);
+    if (ChunkInHole(holes, size, i)) continue;  // no address, nothing stored
     if (i < lazy.size() && lazy[i] && BaseLen(i) == len) {
       chunks[i] = base_.chunks(i);
     } else {
@@ -316,6 +427,7 @@ absl::StatusOr<objects::Entry> StagedFile::Store(ObjectStore& objects, uint32_t 
           const uint64_t len = std::min<uint64_t>(kChunkSize, size - i * kChunkSize);
           CAIRN_ASSIGN_OR_RETURN(std::string content, Read(i * kChunkSize, len));
           content.resize(len, '\0');  // a concurrent truncate must not shorten a middle chunk
+          ZeroHoles(holes, i * kChunkSize, content);  // the holes as recorded above
           CAIRN_ASSIGN_OR_RETURN(Digest address, objects.PutChunk(content, *batch));
           chunks[i] = address.RawString();
         }
@@ -333,6 +445,7 @@ absl::StatusOr<objects::Entry> StagedFile::Store(ObjectStore& objects, uint32_t 
   for (auto& t : threads) t.join();
   CAIRN_RETURN_IF_ERROR(first_error);
   for (std::string& c : chunks) entry.add_chunks(std::move(c));
+  SetHoles(entry, holes);
   return entry;
 }
 

@@ -9,7 +9,12 @@
 // until they grow, so writing many small files does not run out of fds.
 //
 // Invariant: lazy_[i] implies chunk i of the base lies wholly below size_
-// and is what the file holds there.
+// and is what the file holds there, and the backing file has a hole there.
+//
+// Sparse files (docs/decisions.md D28): the holes are the base's in lazy
+// chunks and the backing file's own elsewhere (it is a sparse file on the
+// node's disk); content still in memory tracks which 4 KiB blocks were
+// written. A commit stores them as the entry's holes.
 //
 // Thread-safe: reads share mu_, writes and truncation hold it exclusively.
 // I/O on base chunks may happen under mu_ (it only ever blocks this file).
@@ -24,6 +29,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "core/files.h"
 #include "core/object_store.h"
 #include "mounter/chunk_reader.h"
 #include "proto/objects.pb.h"
@@ -45,6 +51,14 @@ class StagedFile {
   [[nodiscard]] absl::StatusOr<std::string> Read(uint64_t off, uint64_t len) const;
   [[nodiscard]] absl::Status Write(uint64_t off, std::string_view data);
   [[nodiscard]] absl::Status Truncate(uint64_t size);
+  // fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE): [off, off+len)
+  // reads as zeros and, where it covers whole 4 KiB blocks, is a hole.
+  [[nodiscard]] absl::Status PunchHole(uint64_t off, uint64_t len);
+  // The holes (stored form, files.h) and lseek SEEK_DATA / SEEK_HOLE.
+  std::vector<Extent> Holes() const;
+  [[nodiscard]] absl::StatusOr<uint64_t> Seek(uint64_t off, bool data) const;
+  // The space a local file system would allocate (st_blocks * 512).
+  uint64_t AllocatedBytes() const;
   // What the journal records to recreate this file after a crash: the base
   // entry, size and lazy chunks, and the content itself while it is in
   // memory (`file` empty) or else the backing file's name in the directory.
@@ -80,6 +94,10 @@ class StagedFile {
   absl::Status Materialize(size_t i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ReadLocked(uint64_t off, uint64_t len, char* out) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  std::vector<Extent> HolesLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Holes of the backing store in [from, to).
+  void BackHoles(uint64_t from, uint64_t to, std::vector<Extent>& out) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   static constexpr uint64_t kMemoryMax = 64 << 10;
   // At most kUploadThreads × kChunksPerBatch sealed chunks (128 MiB) are
@@ -101,6 +119,9 @@ class StagedFile {
   int fd_ ABSL_GUARDED_BY(mu_) = -1;
   std::string file_ ABSL_GUARDED_BY(mu_);  // name of the backing file in dir_
   std::string memory_ ABSL_GUARDED_BY(mu_);
+  // While in memory: which kHoleBlock blocks of memory_ were written (the
+  // rest are holes). Content restored from a journal counts as written.
+  std::vector<bool> written_ ABSL_GUARDED_BY(mu_);
   uint64_t size_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<bool> lazy_ ABSL_GUARDED_BY(mu_);
 };

@@ -212,5 +212,69 @@ TEST_F(StagedFileTest, InlineBaseIsCopied) {
   EXPECT_EQ(*f->Read(0, 100), "smaller");
 }
 
+// Sparse files (D28): holes stay holes through writing, committing,
+// staging the committed entry again and punching.
+TEST_F(StagedFileTest, HolesSurviveStoreRestageAndPunch) {
+  auto f = Stage(objects::Entry());
+  const uint64_t at = 2 * kChunkSize + kChunkSize / 2;
+  ASSERT_TRUE(f->Write(at, "x").ok());
+  std::vector<Extent> holes = f->Holes();
+  if (holes.empty()) GTEST_SKIP() << "the staging directory's file system reports no holes";
+  EXPECT_EQ(holes, (std::vector<Extent>{{0, at}}));
+  EXPECT_EQ(*f->Seek(0, /*data=*/true), at);
+  EXPECT_EQ(*f->Seek(at, /*data=*/false), at + 1);
+  EXPECT_EQ(f->AllocatedBytes(), kHoleBlock);
+  auto entry = f->Store(objects_, 0644, 1);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  ASSERT_TRUE(CheckFileLayout(*entry, "f").ok()) << CheckFileLayout(*entry, "f");
+  EXPECT_EQ(Holes(*entry), holes);
+  EXPECT_TRUE(entry->chunks(0).empty());  // nothing stored for whole-hole chunks
+  EXPECT_TRUE(entry->chunks(1).empty());
+  EXPECT_EQ(entry->chunks(2).size(), 32u);
+  std::string want(at + 1, '\0');
+  want[at] = 'x';
+  EXPECT_EQ(ReadAll(*entry), want);
+
+  // Staged again from the committed entry: the holes are the base's; a
+  // write into the data chunk copies only its data; a punch makes another.
+  auto g = Stage(*entry);
+  EXPECT_EQ(g->Holes(), holes);
+  ASSERT_TRUE(g->Write(at + 4096, "y").ok());
+  EXPECT_EQ(g->Holes(), holes);  // blocks `at` and `at` + 4 KiB are data now
+  EXPECT_EQ(*g->Seek(at + 1, /*data=*/false), at + 4097);  // the end
+  ASSERT_TRUE(g->Write(kHoleBlock, std::string(3 * kHoleBlock, 'p')).ok());
+  ASSERT_TRUE(g->PunchHole(2 * kHoleBlock, kHoleBlock).ok());
+  EXPECT_EQ(*g->Seek(0, /*data=*/true), kHoleBlock);
+  EXPECT_EQ(*g->Seek(kHoleBlock, /*data=*/false), 2 * kHoleBlock);
+  EXPECT_EQ(*g->Seek(2 * kHoleBlock, /*data=*/true), 3 * kHoleBlock);
+  EXPECT_EQ(*g->Read(2 * kHoleBlock, 2), std::string(2, '\0'));
+  auto again = g->Store(objects_, 0644, 2);
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_TRUE(CheckFileLayout(*again, "f").ok()) << CheckFileLayout(*again, "f");
+  want.resize(at + 4097, '\0');
+  want[at + 4096] = 'y';
+  want.replace(kHoleBlock, kHoleBlock, std::string(kHoleBlock, 'p'));
+  want.replace(3 * kHoleBlock, kHoleBlock, std::string(kHoleBlock, 'p'));
+  EXPECT_EQ(ReadAll(*again), want);
+  EXPECT_EQ(Holes(*again), (std::vector<Extent>{{0, kHoleBlock},
+                                                 {2 * kHoleBlock, kHoleBlock},
+                                                 {4 * kHoleBlock, at - 4 * kHoleBlock}}));
+}
+
+TEST_F(StagedFileTest, ContentInMemoryKnowsItsHoles) {
+  auto f = Stage(objects::Entry());
+  ASSERT_TRUE(f->Write(40000, "s").ok());
+  EXPECT_EQ(f->Holes(), (std::vector<Extent>{{0, 36864}}));
+  EXPECT_EQ(f->AllocatedBytes(), kHoleBlock);
+  ASSERT_TRUE(f->Truncate(1 << 20).ok());  // to the backing file: holes kept
+  std::vector<Extent> holes = f->Holes();
+  if (holes.size() < 2) GTEST_SKIP() << "the staging directory's file system reports no holes";
+  EXPECT_EQ(holes, (std::vector<Extent>{{0, 36864}, {40960, (1 << 20) - 40960}}));
+  auto entry = f->Store(objects_, 0644, 1);
+  ASSERT_TRUE(entry.ok());
+  EXPECT_EQ(Holes(*entry), holes);
+  EXPECT_EQ(ReadAll(*entry).find('s'), 40000u);
+}
+
 }  // namespace
 }  // namespace cairn::mounter

@@ -99,6 +99,23 @@ void Stat(const std::string& rel) {
   }
 }
 
+// SEEK_DATA and SEEK_HOLE from each offset of `fd` (the file `rel`).
+void Seeks(const std::string& rel, int fd, std::initializer_list<off_t> offsets) {
+  for (off_t off : offsets) {
+    for (int whence : {SEEK_DATA, SEEK_HOLE}) {
+      off_t at = ::lseek(fd, off, whence);
+      Say(rel + (whence == SEEK_DATA ? " SEEK_DATA " : " SEEK_HOLE ") + std::to_string(off),
+          at < 0 ? Err(errno) : std::to_string(at));
+    }
+  }
+}
+
+void Blocks(const std::string& rel) {
+  struct stat st{};
+  ::lstat(P(rel).c_str(), &st);
+  Say(rel + " blocks", std::to_string(st.st_blocks) + " size=" + std::to_string(st.st_size));
+}
+
 int64_t Ns(const struct timespec& t) { return int64_t{t.tv_sec} * 1000000000 + t.tv_nsec; }
 
 std::string TimeStr(const struct timespec& t) {
@@ -140,6 +157,17 @@ int Append(const std::string& rel, const std::string& content) {
   int e = ::write(fd, content.data(), content.size()) < 0 ? errno : 0;
   ::close(fd);
   return e;
+}
+
+// The whole content of `rel` ("" if unreadable).
+std::string Content(const std::string& rel) {
+  int fd = ::open(P(rel).c_str(), O_RDONLY);
+  if (fd < 0) return "";
+  std::string out;
+  char buf[65536];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) out.append(buf, n);
+  ::close(fd);
+  return out;
 }
 
 int ReadAll(const std::string& rel) {
@@ -295,26 +323,85 @@ void PhaseRoot() {
         Ns(st.st_atim) == Ns(st.st_mtim) && Ns(st.st_mtim) == Ns(st.st_ctim) ? "yes" : "no");
   }
 
-  // Sparse files.
+  // Sparse files: holes at 4 KiB granularity, as a local file system keeps
+  // them (st_blocks, SEEK_DATA / SEEK_HOLE, reads of holes).
   {
     int fd = ::open(P("d/sparse").c_str(), O_RDWR | O_CREAT | O_EXCL, 0644);
     Say("create d/sparse", Err(fd < 0 ? errno : 0));
     if (fd >= 0) {
       constexpr off_t kAt = off_t{8} << 20;
       Say("pwrite 8MiB", Err(::pwrite(fd, "x", 1, kAt) == 1 ? 0 : errno));
-      off_t data = ::lseek(fd, 0, SEEK_DATA);
-      Say("SEEK_DATA 0", data < 0 ? Err(errno) : std::to_string(data));
-      off_t hole = ::lseek(fd, 0, SEEK_HOLE);
-      Say("SEEK_HOLE 0", hole < 0 ? Err(errno) : std::to_string(hole));
-      off_t past = ::lseek(fd, kAt + 1, SEEK_DATA);
-      Say("SEEK_DATA at EOF", past < 0 ? Err(errno) : std::to_string(past));
+      Seeks("d/sparse", fd, {0, kAt, kAt + 1});
       char buf[16] = {1};
       Say("read in hole", ::pread(fd, buf, sizeof buf, 4096) == 16 && buf[0] == 0 ? "zeros" : "?");
+      Blocks("d/sparse");
+      std::string mid(8192, 'm');
+      constexpr off_t kMid = (off_t{4} << 20) + 4096;
+      Say("pwrite 8KiB at 4MiB+4KiB",
+          Err(::pwrite(fd, mid.data(), mid.size(), kMid) == 8192 ? 0 : errno));
+      Seeks("d/sparse", fd, {0, kMid, kMid + 4096, kMid + 8192});
+      Blocks("d/sparse");
       ::close(fd);
     }
     struct stat st = Lstat("d/sparse");
     Say("d/sparse blocks below size", st.st_blocks * 512 < st.st_size ? "yes" : "no");
   }
+  {
+    // Extending with ftruncate leaves a hole.
+    Res("create d/grow", Create("d/grow", 0644, "0123456789"));
+    Res("truncate d/grow 1MiB", ::truncate(P("d/grow").c_str(), 1 << 20));
+    int fd = ::open(P("d/grow").c_str(), O_RDONLY);
+    Seeks("d/grow", fd, {0, 10, 4096});
+    ::close(fd);
+    Blocks("d/grow");
+    const std::string want = "0123456789" + std::string((1 << 20) - 10, '\0');
+    Say("read d/grow", Content("d/grow") == want ? "ok" : "?");
+  }
+  {
+    // A small file (kept in memory until commit) with a hole before its data.
+    int fd = ::open(P("d/small").c_str(), O_RDWR | O_CREAT | O_EXCL, 0644);
+    Say("pwrite d/small 40000", Err(fd >= 0 && ::pwrite(fd, "s", 1, 40000) == 1 ? 0 : errno));
+    Seeks("d/small", fd, {0, 36864});
+    ::close(fd);
+    Blocks("d/small");
+  }
+  {
+    // fallocate(PUNCH_HOLE) frees whole blocks and zeroes the rest.
+    std::string data(256 << 10, 'p');
+    Res("create d/punch", Create("d/punch", 0644, data));
+    int fd = ::open(P("d/punch").c_str(), O_RDWR);
+    Res("punch d/punch 64KiB+100..128KiB",
+        ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (64 << 10) + 100,
+                    (64 << 10) - 100));
+    Seeks("d/punch", fd, {0, 64 << 10, (64 << 10) + 4096});
+    char buf[4] = {};
+    Say("read d/punch at 64KiB", ::pread(fd, buf, 4, 64 << 10) == 4 ? std::string(buf, 4) : "?");
+    const bool zeros = ::pread(fd, buf, 4, (64 << 10) + 100) == 4 && buf[0] == 0 && buf[3] == 0;
+    Say("read d/punch at 64KiB+100", zeros ? "zeros" : "?");
+    ::close(fd);
+    Blocks("d/punch");
+  }
+  {
+    // fallocate mode 0 grows the size (the space it reserves is not
+    // compared: see docs/mounter.md).
+    int fd = ::open(P("d/alloc").c_str(), O_RDWR | O_CREAT | O_EXCL, 0644);
+    Res("fallocate d/alloc 0..1MiB", ::fallocate(fd, 0, 0, 1 << 20));
+    Res("fallocate d/alloc KEEP_SIZE 1MiB..2MiB",
+        ::fallocate(fd, FALLOC_FL_KEEP_SIZE, 1 << 20, 1 << 20));
+    ::close(fd);
+    Say("d/alloc", "size=" + std::to_string(Lstat("d/alloc").st_size) +
+                       (Content("d/alloc") == std::string(1 << 20, '\0') ? " zeros" : " ?"));
+  }
+
+  // Another umask: the kernel applies it to what creating calls ask for.
+  ::umask(027);
+  Res("create d/um 0666 (umask 027)", Create("d/um", 0666));
+  Stat("d/um");
+  Res("mkdir d/umd 0777 (umask 027)", ::mkdir(P("d/umd").c_str(), 0777));
+  Stat("d/umd");
+  Res("mkfifo d/ump 0666 (umask 027)", ::mkfifo(P("d/ump").c_str(), 0666));
+  Stat("d/ump");
+  ::umask(022);
 
   // Names and paths.
   Say("create 255-byte name", Err(Create("d/" + std::string(255, 'n'), 0644)));
@@ -435,6 +522,7 @@ void PhaseOther() {
 void PhaseVerify() {
   for (const char* rel : {".", "d", "d/f", "d/f2", "d/h1", "d/h2", "d/p", "d/s", "d/c", "d/b",
                           "d/sock", "d/l", "d/y2", "d/reg", "d/s1", "d/m", "d/sparse", "d/secret",
+                          "d/um", "d/umd", "d/ump",
                           "u", "u/mine", "u/grp", "u/fifo", "u/sock", "u/sub", "t", "t/mine",
                           "t/mydir", "g", "g/sub", "g/file", "g/ufile", "g/udir"}) {
     Stat(rel);
@@ -447,13 +535,21 @@ void PhaseVerify() {
     Say("d/t2 mtime within a day", std::abs(st.st_mtim.tv_sec - std::time(nullptr)) < 86400 ? "yes" : "no");
     Say("d/t2 atime after mtime", Ns(st.st_atim) > Ns(st.st_mtim) ? "yes" : "no");
   }
-  {
-    int fd = ::open(P("d/sparse").c_str(), O_RDONLY);
-    off_t data = ::lseek(fd, 0, SEEK_DATA);
-    Say("SEEK_DATA 0", data < 0 ? Err(errno) : std::to_string(data));
+  for (const char* rel : {"d/sparse", "d/grow", "d/small", "d/punch"}) {
+    int fd = ::open(P(rel).c_str(), O_RDONLY);
+    Seeks(rel, fd, {0, 4096, 36864, 64 << 10, (64 << 10) + 4096, (off_t{4} << 20) + 4096,
+                    (off_t{4} << 20) + 8192, off_t{8} << 20});
     ::close(fd);
-    struct stat st = Lstat("d/sparse");
-    Say("d/sparse blocks below size", st.st_blocks * 512 < st.st_size ? "yes" : "no");
+    Blocks(rel);
+  }
+  {
+    // Zeros, 8 KiB of 'm' at 4 MiB + 4 KiB, zeros, 'x' at 8 MiB.
+    const std::string all = Content("d/sparse");
+    const size_t mid = (size_t{4} << 20) + 4096;
+    const bool ok = all.size() == (size_t{8} << 20) + 1 && all.find_first_not_of('\0') == mid &&
+                    all.substr(mid, 8192) == std::string(8192, 'm') &&
+                    all.find_first_not_of('\0', mid + 8192) == size_t{8} << 20;
+    Say("read d/sparse", ok ? "ok" : "?");
   }
 }
 
