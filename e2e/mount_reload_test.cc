@@ -132,7 +132,8 @@ TEST_F(MountTest, ReloadLeavesNoStaleKernelCache) {
   EXPECT_EQ(Slurp(*a / "dir/two"), "two");
   // The mount's own writes: another process sees them through the same
   // mount at once, before any commit.
-  RunResult w = RunProcess({"/bin/sh", "-c", "printf mine > \"$0\"/weights && printf new > \"$0\"/dir/three",
+  RunResult w = RunProcess({"/bin/sh", "-c",
+                            "printf mine > \"$0\"/weights && printf new > \"$0\"/dir/three",
                             a->path().string()});
   ASSERT_EQ(w.exit_code, 0) << Describe(w);
   EXPECT_EQ(Slurp(*a / "weights"), "mine");

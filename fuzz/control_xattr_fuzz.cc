@@ -100,7 +100,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const bool status = ino == Filesystem::kRootIno &&
                             (name == "user.cairn.status" || name == "cairn.status");
         if (!status) {
-          Check(cairn::StatusToErrno(v.status()) == EOPNOTSUPP, "unknown attributes are EOPNOTSUPP");
+          Check(cairn::StatusToErrno(v.status()) == EOPNOTSUPP,
+                "unknown attributes are EOPNOTSUPP");
           break;
         }
         Check(v.ok(), "the status attribute reads");
