@@ -157,8 +157,6 @@ absl::StatusOr<std::string> GcmOpen(std::string_view key, std::string_view aad,
 // ---- Version 2 (blocked) ------------------------------------------------
 
 constexpr char kMagic[4] = {'C', 'R', 'N', '\x02'};
-constexpr uint32_t kMinBlockShift = 12;  // what a reader accepts
-constexpr uint32_t kMaxBlockShift = 24;
 constexpr size_t kSaltSize = 16;
 constexpr std::string_view kBlockKeyLabel = "cairn blocked chunk key v2";
 static_assert(kSealHeaderSize == sizeof(kMagic) + 1 + 3 + 8 + kSaltSize);
@@ -433,7 +431,7 @@ absl::StatusOr<SealedLayout> SealedLayout::Parse(std::string_view head, uint64_t
   }
   const uint32_t shift = static_cast<unsigned char>(head[4]);
   const uint64_t size = GetU64Le(head.data() + 8);
-  if (shift < kMinBlockShift || shift > kMaxBlockShift || head[5] != 0 || head[6] != 0 ||
+  if (shift < kSealMinBlockShift || shift > kSealMaxBlockShift || head[5] != 0 || head[6] != 0 ||
       head[7] != 0 || size > total_size) {
     return layout;
   }
@@ -463,12 +461,17 @@ std::pair<uint64_t, uint64_t> SealedLayout::BlocksFor(uint64_t offset, uint64_t 
   return {offset >> shift_, ((end - 1) >> shift_) + 1};
 }
 
-std::string DataKey::Seal(const Digest& address, std::string_view plaintext) const {
-  const uint64_t count = BlockCount(plaintext.size(), kSealBlockShift);
+std::string DataKey::Seal(const Digest& address, std::string_view plaintext,
+                          uint32_t block_shift) const {
+  if (block_shift < kSealMinBlockShift || block_shift > kSealMaxBlockShift) {
+    CryptoFailure("block shift out of range");
+  }
+  const uint64_t count = BlockCount(plaintext.size(), block_shift);
+  const uint64_t block_size = uint64_t{1} << block_shift;
   std::string out(kSealHeaderSize + plaintext.size() + count * kSealTagSize, '\0');
   char* h = out.data();
   memcpy(h, kMagic, sizeof(kMagic));
-  h[4] = static_cast<char>(kSealBlockShift);
+  h[4] = static_cast<char>(block_shift);
   PutU64Le(h + 8, plaintext.size());
   if (RAND_bytes(reinterpret_cast<unsigned char*>(h) + 16, kSaltSize) != 1) {
     CryptoFailure("RAND_bytes");
@@ -482,7 +485,7 @@ std::string DataKey::Seal(const Digest& address, std::string_view plaintext) con
   for (uint64_t i = 0; i < count; ++i) {
     const uint64_t n = layout->PlainBlockSize(i);
     unsigned char* dst = p + layout->SealedOffset(i);
-    cipher.Seal(i, plaintext.substr(i * kSealBlockSize, n), dst, dst + n);
+    cipher.Seal(i, plaintext.substr(i * block_size, n), dst, dst + n);
   }
   return out;
 }

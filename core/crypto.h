@@ -11,7 +11,8 @@
 //   written.
 // - version 2, "blocked": a 32-byte header (magic "CRN" 0x02, block shift,
 //   3 zero bytes, plaintext size as u64 little-endian, 16-byte random salt)
-//   followed by the plaintext in blocks of 2^shift bytes (64 KiB), each
+//   followed by the plaintext in blocks of 2^shift bytes (16 KiB when
+//   written now; 64 KiB by the first writers of this form), each
 //   sealed on its own as ciphertext || 16-byte tag under a key derived from
 //   the data key, the address and the salt. Each block's nonce is its index;
 //   its AAD is the header, the address and its index, so a block cannot be
@@ -43,8 +44,12 @@ inline constexpr size_t kSealOverhead = 12 + 16;
 // Version 2 (blocked) constants.
 inline constexpr size_t kSealHeaderSize = 32;
 inline constexpr size_t kSealTagSize = 16;
-inline constexpr uint32_t kSealBlockShift = 16;  // 64 KiB, see D27
+// The block size written now: 16 KiB (D27, D32). Readers accept every
+// shift in [kSealMinBlockShift, kSealMaxBlockShift].
+inline constexpr uint32_t kSealBlockShift = 14;
 inline constexpr uint64_t kSealBlockSize = uint64_t{1} << kSealBlockShift;
+inline constexpr uint32_t kSealMinBlockShift = 12;
+inline constexpr uint32_t kSealMaxBlockShift = 24;
 
 // Where the blocks of a sealed object lie, read from its first
 // kSealHeaderSize bytes and its total size. A value type; cheap to copy.
@@ -83,11 +88,12 @@ class SealedLayout {
   char header_[kSealHeaderSize] = {};
 };
 
-// Bytes of a plaintext of `n` bytes once sealed (DataKey::Seal, current
-// version): the header, the plaintext, and one tag per block (an empty
-// plaintext still has one empty block, so its header is bound).
-constexpr uint64_t SealedSize(uint64_t n) {
-  const uint64_t blocks = n == 0 ? 1 : ((n - 1) >> kSealBlockShift) + 1;
+// Bytes of a plaintext of `n` bytes once sealed in blocks of 2^shift
+// (DataKey::Seal, current version): the header, the plaintext, and one tag
+// per block (an empty plaintext still has one empty block, so its header is
+// bound).
+constexpr uint64_t SealedSize(uint64_t n, uint32_t shift = kSealBlockShift) {
+  const uint64_t blocks = n == 0 ? 1 : ((n - 1) >> shift) + 1;
   return kSealHeaderSize + n + blocks * kSealTagSize;
 }
 
@@ -112,8 +118,12 @@ class DataKey {
   std::string_view bytes() const { return bytes_; }
 
   Digest Address(std::string_view plaintext) const;
-  // Seals in the current form (version 2, blocked).
-  std::string Seal(const Digest& address, std::string_view plaintext) const;
+  // Seals in the current form (version 2, blocked) with blocks of
+  // 2^block_shift bytes; shifts other than kSealBlockShift are for tests and
+  // fuzzers that make the objects of other writers. `block_shift` must lie
+  // in [kSealMinBlockShift, kSealMaxBlockShift].
+  std::string Seal(const Digest& address, std::string_view plaintext,
+                   uint32_t block_shift = kSealBlockShift) const;
   // The version 1 form, which older releases wrote: kept so that tests and
   // fuzzers can make the objects old volumes hold.
   std::string SealSingle(const Digest& address, std::string_view plaintext) const;

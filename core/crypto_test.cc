@@ -144,7 +144,8 @@ TEST(DataKeyTest, BlockedLayout) {
     uint64_t size, blocks, last;
   };
   for (Case c : {Case{0, 1, 0}, Case{1, 1, 1}, Case{kSealBlockSize, 1, kSealBlockSize},
-                 Case{kSealBlockSize + 1, 2, 1}, Case{uint64_t{4} << 20, 64, kSealBlockSize}}) {
+                 Case{kSealBlockSize + 1, 2, 1},
+                 Case{uint64_t{4} << 20, (uint64_t{4} << 20) / kSealBlockSize, kSealBlockSize}}) {
     std::string plain = Pattern(c.size);
     std::string sealed = k.Seal(k.Address(plain), plain);
     auto layout = SealedLayout::Parse(sealed, sealed.size());
@@ -168,6 +169,42 @@ TEST(DataKeyTest, BlockedLayout) {
     }
   }
   EXPECT_EQ(SealedLayout::Parse("", 3).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Objects of writers that used other block sizes (the first blocked
+// writers used 64 KiB) open whole and by range, and SealedSize matches them.
+TEST(DataKeyTest, OtherBlockSizesOpenWholeAndByRange) {
+  DataKey k = DataKey::Generate();
+  for (uint32_t shift : {kSealMinBlockShift, uint32_t{16}, uint32_t{20}}) {
+    const uint64_t block = uint64_t{1} << shift;
+    std::string plain = Pattern(3 * block + 777);
+    Digest addr = k.Address(plain);
+    std::string sealed = k.Seal(addr, plain, shift);
+    EXPECT_EQ(sealed.size(), SealedSize(plain.size(), shift));
+    auto whole = k.Open(addr, sealed);
+    ASSERT_TRUE(whole.ok()) << shift << ": " << whole.status();
+    EXPECT_EQ(*whole, plain);
+    auto layout = SealedLayout::Parse(sealed.substr(0, kSealHeaderSize), sealed.size());
+    ASSERT_TRUE(layout.ok());
+    ASSERT_TRUE(layout->blocked());
+    EXPECT_EQ(layout->block_size(), block);
+    EXPECT_EQ(layout->block_count(), 4u);
+    auto [first, last] = layout->BlocksFor(block + 5, 10);
+    ASSERT_EQ(first, 1u);
+    ASSERT_EQ(last, 2u);
+    auto run = k.OpenBlocks(addr, *layout, first,
+                            std::string_view(sealed).substr(layout->SealedOffset(first),
+                                                            layout->SealedOffset(last) -
+                                                                layout->SealedOffset(first)));
+    ASSERT_TRUE(run.ok()) << run.status();
+    EXPECT_EQ(*run, plain.substr(block, block));
+  }
+  // The upload cap (core/files.h) is a chunk sealed in the smallest blocks:
+  // no accepted block size makes a bigger object.
+  for (uint32_t shift = kSealMinBlockShift; shift <= kSealMaxBlockShift; ++shift) {
+    EXPECT_LE(SealedSize(uint64_t{4} << 20, shift),
+              SealedSize(uint64_t{4} << 20, kSealMinBlockShift));
+  }
 }
 
 TEST(DataKeyTest, BlocksForCoversTheRange) {

@@ -25,6 +25,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/crypto.h"
 #include "e2e/mount_fixture.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -67,7 +68,7 @@ TEST_F(MountTest, DamagedNodeCacheIsRepairedFromTheControlPlane) {
   EXPECT_EQ(Slurp(*c / "dir/big"), big) << c->Log();
 }
 
-// Random preads open only the 64 KiB blocks they touch (core/crypto.h); what
+// Random preads open only the blocks they touch (core/crypto.h); what
 // they return is the file, and a damaged block in the node cache is
 // repaired from the control plane like a damaged chunk.
 TEST_F(MountTest, RandomReadsSeeTheFileAndRepairDamagedBlocks) {
@@ -93,7 +94,7 @@ TEST_F(MountTest, RandomReadsSeeTheFileAndRepairDamagedBlocks) {
     ASSERT_EQ(b->Unmount(), 0);
   }
   // Damage block 7 of every cached object big enough to have one.
-  const uint64_t at = 32 + 7 * ((64 << 10) + 16) + 1000;
+  const uint64_t at = kSealHeaderSize + 7 * (kSealBlockSize + kSealTagSize) + 1000;
   int damaged = 0;
   std::error_code ec;
   for (const auto& e : fs::recursive_directory_iterator(dir_->path() / "cache/blobs" / id, ec)) {
@@ -111,7 +112,7 @@ TEST_F(MountTest, RandomReadsSeeTheFileAndRepairDamagedBlocks) {
   int fd = ::open((*c / "weights").c_str(), O_RDONLY);
   ASSERT_GE(fd, 0);
   uint64_t seed = 12345;
-  std::vector<uint64_t> offsets = {7 * (64 << 10) + 10, (4 << 20) + 7 * (64 << 10) + 4000,
+  std::vector<uint64_t> offsets = {7 * kSealBlockSize + 10, (4 << 20) + 7 * kSealBlockSize + 1000,
                                    data.size() - 100};
   for (int i = 0; i < 300; ++i) {
     seed = seed * 6364136223846793005ull + 1442695040888963407ull;

@@ -85,6 +85,65 @@ TEST_F(MountTest, ReloadSwitchesCachedTreeAndKeepsPendingChanges) {
   EXPECT_EQ(HeadFile(vol, "same.txt"), "v2 from b");
 }
 
+// The kernel caches a snapshot's entries, attributes and pages for long
+// (entries and attributes for minutes, pages across opens): a reload must
+// leave none of it stale. Content of the same size and a listing that only
+// grew are the cases a size check or a timeout would not catch; no polling
+// here, since inode invalidations are synchronous with the reload.
+TEST_F(MountTest, ReloadLeavesNoStaleKernelCache) {
+  std::string vol = NewVolume();
+  const std::string v1(64 << 10, '1'), v2(64 << 10, '2');
+  {
+    MOUNT_OR_RETURN(w, vol);
+    Spit(*w / "weights", v1);
+    ASSERT_EQ(::mkdir((*w / "dir").c_str(), 0755), 0);
+    Spit(*w / "dir/one", "one");
+    ASSERT_EQ(w->Unmount(), 0);
+  }
+  MOUNT_OR_RETURN(a, vol);
+  auto listing = [](const fs::path& dir) {
+    std::set<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir)) names.insert(e.path().filename());
+    return names;
+  };
+  // Into the kernel's caches: pages (kept across opens), attributes, entries.
+  ASSERT_EQ(Slurp(*a / "weights"), v1);
+  ASSERT_EQ(Slurp(*a / "weights"), v1);
+  struct stat before;
+  ASSERT_EQ(::stat((*a / "weights").c_str(), &before), 0);
+  EXPECT_EQ(listing(*a / "dir"), (std::set<std::string>{"one"}));
+  {
+    MOUNT_OR_RETURN(b, vol);
+    Spit(*b / "weights", v2);
+    struct timespec times[2] = {{0, UTIME_OMIT}, {before.st_mtim.tv_sec + 1000, 0}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, (*b / "weights").c_str(), times, 0), 0);
+    Spit(*b / "dir/two", "two");
+    ASSERT_EQ(Control("commit", *b).exit_code, 0);
+    ASSERT_EQ(b->Unmount(), 0);
+  }
+  EXPECT_EQ(Slurp(*a / "weights"), v1);  // C3: the old snapshot until the reload
+  RunResult r = Control("reload", *a);
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(Slurp(*a / "weights"), v2);
+  struct stat after;
+  ASSERT_EQ(::stat((*a / "weights").c_str(), &after), 0);
+  EXPECT_EQ(after.st_mtim.tv_sec, before.st_mtim.tv_sec + 1000);
+  EXPECT_EQ(listing(*a / "dir"), (std::set<std::string>{"one", "two"}));
+  EXPECT_EQ(Slurp(*a / "dir/two"), "two");
+  // The mount's own writes: another process sees them through the same
+  // mount at once, before any commit.
+  RunResult w = RunProcess({"/bin/sh", "-c",
+                            "printf mine > \"$0\"/weights && printf new > \"$0\"/dir/three",
+                            a->path().string()});
+  ASSERT_EQ(w.exit_code, 0) << Describe(w);
+  EXPECT_EQ(Slurp(*a / "weights"), "mine");
+  ASSERT_EQ(::stat((*a / "weights").c_str(), &after), 0);
+  EXPECT_EQ(after.st_size, 4);
+  EXPECT_EQ(listing(*a / "dir"), (std::set<std::string>{"one", "two", "three"}));
+  RunResult cat = RunProcess({"/bin/cat", (*a / "weights").string(), (*a / "dir/three").string()});
+  EXPECT_EQ(cat.out, "minenew");
+}
+
 TEST_F(MountTest, ReloadWhileFileOpenIsBusy) {
   std::string vol = NewVolume();
   MOUNT_OR_RETURN(a, vol);

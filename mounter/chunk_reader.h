@@ -4,9 +4,10 @@
 // of one address, and prefetches chunks in the background (readahead).
 //
 // Random readers take Read(): of a blocked chunk (core/crypto.h) only the
-// 64 KiB blocks the range touches are fetched (a range read of the node
-// cache file, or of the control plane) and opened, and kept in memory by
-// block. Chunks in the single-block form of older releases are read whole.
+// blocks (16 KiB as written now) the range touches are fetched (a range
+// read of the node cache file, or of the control plane) and opened, and
+// kept in memory by block. Chunks in the single-block form of older
+// releases are read whole.
 //
 // Below it: ObjectStore over the DiskCache over the control plane. A chunk
 // or block that fails to authenticate is evicted from the disk cache and

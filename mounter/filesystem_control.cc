@@ -34,9 +34,14 @@ absl::Status Filesystem::SetXattr(uint64_t ino, std::string_view name, std::stri
   return Errno(EOPNOTSUPP, "extended attribute " + std::string(name));
 }
 
+// Anything but the status control answers EOPNOTSUPP, as setxattr does:
+// extended attributes are not stored (D33). Tools take that errno as "this
+// file system has none" and stop asking for the rest of the mount (`ls -l`
+// would otherwise send two getxattr requests per file: an ACL and an
+// SELinux label), where ENODATA would only answer for the one file.
 absl::StatusOr<std::string> Filesystem::GetXattr(uint64_t ino, std::string_view name) {
   if (ino == kRootIno && IsControl(name, kStatusAttr)) return StatusJson();
-  return Errno(ENODATA, "extended attribute " + std::string(name));
+  return Errno(EOPNOTSUPP, "extended attribute " + std::string(name));
 }
 
 std::vector<std::string> Filesystem::ListXattr(uint64_t ino) {

@@ -491,6 +491,21 @@ TEST_F(FilesystemTest, ControlAttributesWithAndWithoutTheUserPrefix) {
   EXPECT_THAT(fs_->ListXattr(Filesystem::kRootIno), ElementsAre(kStatusAttr));
 }
 
+// Attributes that are not stored answer "not supported" on every inode, the
+// root included, so tools stop asking for labels and ACLs file by file.
+TEST_F(FilesystemTest, UnstoredAttributesAreNotSupported) {
+  WriteFile("f", "x");
+  auto f = fs_->Lookup(Filesystem::kRootIno, "f");
+  ASSERT_TRUE(f.ok()) << f.status();
+  for (uint64_t ino : {Filesystem::kRootIno, static_cast<uint64_t>(f->st_ino)}) {
+    for (const char* name : {"security.selinux", "system.posix_acl_access",
+                             "system.posix_acl_default", "user.other", "user.cairn.bogus"}) {
+      EXPECT_EQ(StatusToErrno(fs_->GetXattr(ino, name).status()), EOPNOTSUPP) << ino << name;
+    }
+  }
+  EXPECT_THAT(fs_->ListXattr(static_cast<uint64_t>(f->st_ino)), ::testing::IsEmpty());
+}
+
 }  // namespace
 TEST_F(FilesystemTest, OwnersModesAndSpecialFilesAreCommittedAndShownByTheNextMount) {
   const Caller user{1000, 1000};
