@@ -1,5 +1,5 @@
 // S3BlobStore: blobs as objects <prefix>/<volume id>/<hex address> in one
-// bucket of an S3-compatible object store (docs/decisions.md D42).
+// bucket of an S3-compatible object store (docs/decisions.md D40).
 //
 // A Put is durable when S3 acknowledges it (there is no batch durability
 // point and no temporary: a PUT is atomic, and a failed one leaves nothing

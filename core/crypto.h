@@ -44,7 +44,7 @@ inline constexpr size_t kSealOverhead = 12 + 16;
 // Version 2 (blocked) constants.
 inline constexpr size_t kSealHeaderSize = 32;
 inline constexpr size_t kSealTagSize = 16;
-// The block size written now: 16 KiB (D27, D32). Readers accept every
+// The block size written now: 16 KiB (D27, D31). Readers accept every
 // shift in [kSealMinBlockShift, kSealMaxBlockShift].
 inline constexpr uint32_t kSealBlockShift = 14;
 inline constexpr uint64_t kSealBlockSize = uint64_t{1} << kSealBlockShift;

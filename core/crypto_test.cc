@@ -372,7 +372,7 @@ TEST(DataKeyTest, ConcurrentUse) {
 }
 
 // The vectors the Python client's sealing must reproduce byte for byte
-// (core/testdata/sealing_vectors.json, docs/decisions.md D35): written by
+// (core/testdata/sealing_vectors.json, docs/decisions.md D33): written by
 // python/tests/make_sealing_vectors.py, opened here by the C++ core.
 TEST(SealingVectorsTest, PythonSealedObjectsOpenAndAddressesAgree) {
   const char* src = std::getenv("CAIRN_SOURCE_DIR");

@@ -3,7 +3,7 @@
 //   DIR/LOCK        flock()ed by the owning process for its lifetime
 //   DIR/master.key  32 bytes, mode 0600, created on first start
 //   DIR/meta.db     SQLite metadata store, unless options.meta_url names a
-//                   PostgreSQL database (D39), which then holds the metadata
+//                   PostgreSQL database (D37), which then holds the metadata
 //   DIR/blobs/      LocalBlobStore root, unless blobs live in S3
 //                   (DataDirOptions::blobs_url)
 //
@@ -35,7 +35,7 @@ struct DataDirOptions {
   // used only during Open.
   MasterKeySource* keys = nullptr;
   // Empty: blobs in DIR/blobs. "s3://BUCKET/PREFIX?endpoint=…": blobs in
-  // that bucket (core/s3_client.h ParseS3Url; D42).
+  // that bucket (core/s3_client.h ParseS3Url; D40).
   std::string blobs_url;
   // A PostgreSQL URL (postgres://...): the metadata lives there instead of
   // DIR/meta.db, shared with other replicas. Empty: the embedded SQLite.

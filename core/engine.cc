@@ -538,7 +538,7 @@ absl::StatusOr<SnapshotRecord> Engine::Commit(std::string_view volume_id,
     // Held from building the new tree to publishing it, so GC cannot delete
     // a blob (a new directory object, a chunk uploaded before the commit)
     // between our writing or checking it and the snapshot referencing it;
-    // the store's lock does the same for GC on other replicas (D40).
+    // the store's lock does the same for GC on other replicas (D38).
     std::shared_lock gc_lock(gc_mu_);
     CAIRN_ASSIGN_OR_RETURN(auto store_gc_lock, meta_->LockGc(MetaStore::GcLockMode::kShared));
     CAIRN_ASSIGN_OR_RETURN(ApplyResult applied,
@@ -601,7 +601,7 @@ std::shared_ptr<absl::Mutex> Engine::CommitLock(const std::string& volume_id) {
 
 absl::StatusOr<GcStats> Engine::CollectGarbage(std::chrono::seconds grace) {
   std::unique_lock gc_lock(gc_mu_);
-  // Every replica's commits, not just this process's (D40).
+  // Every replica's commits, not just this process's (D38).
   CAIRN_ASSIGN_OR_RETURN(auto store_gc_lock, meta_->LockGc(MetaStore::GcLockMode::kExclusive));
   GcStats stats;
   CAIRN_ASSIGN_OR_RETURN(std::vector<VolumeRecord> volumes, meta_->ListVolumes(""));

@@ -8,7 +8,7 @@
 // lock, GC deletes under an exclusive one, so GC never removes a blob that a
 // commit about to land depends on. Within one process gc_mu_ does it; the
 // MetaStore's GcLock (taken after gc_mu_) extends it to every process
-// sharing the metadata store: replicas over one PostgreSQL (D40).
+// sharing the metadata store: replicas over one PostgreSQL (D38).
 #pragma once
 
 #include <chrono>

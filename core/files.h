@@ -16,7 +16,7 @@ namespace cairn {
 inline constexpr uint64_t kChunkSize = 4 << 20;
 // The largest object a client uploads (PutObjects): a full chunk, sealed in
 // the smallest blocks a reader accepts (the most tags), so that a server
-// takes the chunks of writers using any block size (D32).
+// takes the chunks of writers using any block size (D31).
 // Directory objects are built by the engine at commit, never uploaded.
 // Engine::Upload refuses anything bigger (docs/decisions.md).
 inline constexpr uint64_t kMaxUploadedObjectBytes = SealedSize(kChunkSize, kSealMinBlockShift);

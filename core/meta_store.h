@@ -131,7 +131,7 @@ class MetaStore {
   [[nodiscard]] virtual absl::Status CheckHealth() = 0;
 
   // Exclusion between commits (shared) and garbage collection (exclusive)
-  // across every process using this store (D5, D40). Held until the
+  // across every process using this store (D5, D38). Held until the
   // returned object is destroyed; the destructor never fails. The embedded
   // stores serve one process (the data directory's lock), where the
   // engine's own mutex already excludes, so they hand out a lock that
@@ -180,7 +180,7 @@ struct PostgresOptions {
 };
 
 // A MetaStore in a PostgreSQL database, for several control-plane replicas
-// over one database (D39). `url` is a libpq connection string or URI
+// over one database (D37). `url` is a libpq connection string or URI
 // (postgres://user@host:port/db?sslmode=...); the password may come from
 // it, from PGPASSWORD or from a password file (PGPASSFILE / passfile=).
 // Applies the schema migrations this version knows (one transaction under

@@ -1,5 +1,5 @@
 // PostgresMetaStore: volumes, snapshots and heads in a PostgreSQL database,
-// shared by several control-plane replicas (D39).
+// shared by several control-plane replicas (D37).
 //
 // Concurrency: a pool of connections (libpq connections are not safe for
 // concurrent use), each call takes one for its transaction. The head CAS
@@ -103,7 +103,7 @@ CREATE TABLE commit_keys (
 CREATE INDEX commit_keys_by_seq ON commit_keys (volume_id, seq);
 CREATE INDEX commit_keys_by_age ON commit_keys (volume_id, created_at_ns);
 )sql"},
-    // Ephemeral volumes (D36): a row per volume that lives only while its
+    // Ephemeral volumes (D34): a row per volume that lives only while its
     // holders renew the lease. No row: an ordinary volume.
     {2, R"sql(
 CREATE TABLE leases (
@@ -610,7 +610,7 @@ class PostgresMetaStore : public MetaStore {
       CAIRN_RETURN_IF_ERROR(txn.Exec(sql, Params().Str(id), "delete volume"));
     }
     CAIRN_RETURN_IF_ERROR(txn.Commit());
-    // C8 (D41): the row, and with it the wrapped key, is gone from every
+    // C8 (D39): the row, and with it the wrapped key, is gone from every
     // query now. Vacuuming the small volumes table removes the dead tuple
     // from the live heap at once rather than at autovacuum's leisure; the
     // delete has happened either way, so a failure only warns.

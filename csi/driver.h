@@ -46,7 +46,7 @@ inline constexpr char kCtxPodNamespace[] = "csi.storage.k8s.io/pod.namespace";
 inline constexpr char kCtxEphemeral[] = "csi.storage.k8s.io/ephemeral";
 // An inline volume with ephemeral: "true" and no volume name: a new
 // anonymous Cairn volume per pod volume, held by its mounter's lease and
-// deleted once the pod's mount ends (docs/decisions.md D36).
+// deleted once the pod's mount ends (docs/decisions.md D34).
 inline constexpr char kCtxAnonymous[] = "ephemeral";
 // StorageClass parameters and --extra-create-metadata keys.
 inline constexpr char kParamVersion[] = "version";

@@ -1,4 +1,4 @@
-// Mount pods: the second MounterLauncher (docs/decisions.md D30, D31).
+// Mount pods: the second MounterLauncher (docs/decisions.md D29, D30).
 //
 // Per publish, PodLauncher starts the mount's holder as a detached process
 // on the node (ProcessLauncher::Start, `cairn-mount --handover-listen`),

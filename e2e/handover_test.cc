@@ -258,7 +258,7 @@ TEST_F(HandoverTest, SigkillOfTheHolderLeavesTheMountServingAndNothingHangs) {
   // of the volume recovers what the journal holds (mount e2e tests).
 }
 
-// Mounter pods (D30) without Kubernetes: the holder listens on a socket
+// Mounter pods (D29) without Kubernetes: the holder listens on a socket
 // (`--handover-listen`) and each mounter is a process that connects to it
 // (`--handover-connect`), started by the test as the kubelet would start a
 // mounter pod's container. An OOM kill (SIGKILL) and a pod deletion

@@ -357,7 +357,7 @@ absl::StatusOr<BlobStore::Range> DiskCache::GetRange(std::string_view volume_id,
   if (fd >= 0) {
     // A range read wants just its bytes: without this, every fresh open
     // starts the kernel's readahead over the blob (15 % of the mounter's
-    // CPU under random reads, D32).
+    // CPU under random reads, D31).
     ::posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
     Range range;
     struct stat st;

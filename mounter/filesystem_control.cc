@@ -35,7 +35,7 @@ absl::Status Filesystem::SetXattr(uint64_t ino, std::string_view name, std::stri
 }
 
 // Anything but the status control answers EOPNOTSUPP, as setxattr does:
-// extended attributes are not stored (D33). Tools take that errno as "this
+// extended attributes are not stored (D32). Tools take that errno as "this
 // file system has none" and stop asking for the rest of the mount (`ls -l`
 // would otherwise send two getxattr requests per file: an ACL and an
 // SELinux label), where ENODATA would only answer for the one file.

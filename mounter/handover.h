@@ -23,7 +23,7 @@
 //      with kHandedOverExit after answering everything it had taken; any
 //      other death by signal is a crash. Both make the holder start the
 //      next worker on the same connection; other exits end the mount.
-//    - Mounter pods (docs/decisions.md D30): the worker is not the holder's
+//    - Mounter pods (docs/decisions.md D29): the worker is not the holder's
 //      child but connects to a socket the holder listens on
 //      (ListenHandover / ConnectHandover), so the holder cannot see its exit
 //      status or signal it. The end of the connection is the worker's end

@@ -35,7 +35,7 @@ struct HolderOptions {
   std::vector<std::string> worker_argv;
   std::filesystem::path mountpoint;  // for messages
   // Non-empty: workers are not forked (worker_argv is unused) but connect
-  // to a socket the holder listens on here (mounter pods, D30). A worker's
+  // to a socket the holder listens on here (mounter pods, D29). A worker's
   // end is its connection's end and always counts as a crash or hand-over
   // (the next one to connect takes over; whoever runs the workers, the
   // kubelet and cairn-csi, starts it); SIGTERM, SIGINT, SIGHUP send the

@@ -39,10 +39,10 @@ inline constexpr char kDefaultMetricsListen[] = "127.0.0.1:7421";
 
 struct ServerOptions {
   std::filesystem::path data_dir;
-  // A PostgreSQL URL: metadata there, shared with other replicas (D39);
+  // A PostgreSQL URL: metadata there, shared with other replicas (D37);
   // empty: DIR/meta.db.
   std::string meta_url;
-  // Empty: blobs in DATA_DIR/blobs; else an s3:// URL (--blobs, D42).
+  // Empty: blobs in DATA_DIR/blobs; else an s3:// URL (--blobs, D40).
   std::string blobs;
   std::string listen = kDefaultListen;                 // HOST:PORT; port 0 picks one
   std::string metrics_listen = kDefaultMetricsListen;  // empty: no HTTP endpoint

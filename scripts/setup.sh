@@ -17,7 +17,7 @@ test_packages=(
   fuse3 openssl prometheus bindfs fio util-linux procps postgresql python3 python3-venv
   clang libclang-rt-14-dev
   buildah debootstrap containerd runc containernetworking-plugins busybox-static iproute2
-  chromium nodejs npm curl
+  chromium nodejs curl
 )
 case ${1:-} in
   "") packages=("${build_packages[@]}" "${test_packages[@]}") ;;
@@ -31,11 +31,17 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+# npm: a nodejs that bundles it (as NodeSource's does, which conflicts with
+# Debian's npm package) needs nothing more; Debian's nodejs needs the package.
+if [ -z "${1:-}" ] && ! command -v npm >/dev/null; then
+  missing+=(npm)
+fi
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   sudo_cmd=()
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq \
-    --no-install-recommends "${missing[@]}" >/dev/null
+  # Another set-up may be installing at the same time: wait for its lock.
+  "${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout=600 \
+    install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

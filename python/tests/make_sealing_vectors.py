@@ -45,7 +45,7 @@ def make() -> dict:
         vectors.append({"size": size, "form": form, "salt": salt.hex(), "address": addr.hex(),
                         "sealed": sealed.hex()})
     return {
-        "comment": "Shared sealing vectors (docs/decisions.md D35). Written by "
+        "comment": "Shared sealing vectors (docs/decisions.md D33). Written by "
                    "python/tests/make_sealing_vectors.py; checked by core/crypto_test.cc and "
                    "python/tests/test_crypto.py. Plaintext byte i = (i * 131 + 7) mod 256. "
                    "For form 'single' the first 12 bytes of 'salt' are the nonce.",
