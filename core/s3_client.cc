@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "core/markup.h"
 #include "core/status.h"
 
 namespace cairn {
@@ -71,20 +72,6 @@ std::string XmlUnescape(absl::string_view s) {
 std::string XmlText(absl::string_view xml, absl::string_view tag) {
   std::vector<absl::string_view> e = XmlElements(xml, tag);
   return e.empty() ? std::string() : XmlUnescape(e.front());
-}
-
-std::string XmlEscape(absl::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out.push_back(c);
-    }
-  }
-  return out;
 }
 
 absl::StatusOr<std::string> PercentDecode(absl::string_view s) {
@@ -495,7 +482,7 @@ absl::Status S3Client::PutObjectMultipart(std::string_view key_arg, std::string_
                                              ": no ETag in the answer"));
     }
     absl::StrAppend(&complete, "<Part><PartNumber>", part, "</PartNumber><ETag>",
-                    XmlEscape(etag->second), "</ETag></Part>");
+                    EscapeMarkup(etag->second), "</ETag></Part>");
     if (body.empty()) break;
   }
   absl::StrAppend(&complete, "</CompleteMultipartUpload>");
@@ -631,7 +618,7 @@ absl::Status S3Client::CreateBucket() {
   std::string body;
   if (config_.region != "us-east-1") {
     body = absl::StrCat(
-        "<CreateBucketConfiguration><LocationConstraint>", XmlEscape(config_.region),
+        "<CreateBucketConfiguration><LocationConstraint>", EscapeMarkup(config_.region),
         "</LocationConstraint></CreateBucketConfiguration>");
   }
   absl::Status s = Send({"PUT", "", {}, {}, body}).status();

@@ -19,6 +19,7 @@
 #include "core/crypto.h"
 #include "core/files.h"
 #include "core/log.h"
+#include "core/markup.h"
 #include "core/path.h"
 #include "core/size.h"
 #include "core/status.h"
@@ -31,22 +32,6 @@ namespace {
 constexpr char kCookieName[] = "cairn_ui";
 // A preview shows at most this much of a text file.
 constexpr uint64_t kPreviewBytes = 64 << 10;
-
-std::string Html(absl::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
 
 std::string HumanTime(int64_t unix_ns) {
   if (unix_ns == 0) return "-";
@@ -451,7 +436,7 @@ std::string WebUi::Page(absl::string_view title, absl::string_view body, bool si
       "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
       "<title>",
-      Html(title),
+      EscapeMarkup(title),
       " · Cairn</title><link rel=\"stylesheet\" href=\"/ui/style.css\">"
       "<script src=\"/ui/app.js\" defer></script></head><body><header>"
       "<a href=\"/ui/\">Cairn volumes</a>",
@@ -499,7 +484,7 @@ void WebUi::Register(httplib::Server& http) {
       SetPageHeaders(res);
       res.status = HttpStatusFor(status);
       res.set_content(
-          Page("Error", absl::StrCat("<p class=\"error\">", Html(status.message()),
+          Page("Error", absl::StrCat("<p class=\"error\">", EscapeMarkup(status.message()),
                                      "</p><p><a href=\"/ui/\">Back to the volumes</a></p>")),
           "text/html; charset=utf-8");
     };
@@ -564,7 +549,7 @@ void WebUi::Login(const httplib::Request& req, httplib::Response& res) const {
            absl::StrCat(
                "<h1>Log in</h1><form class=\"login\" method=\"post\" action=\"/ui/login\">",
                message.empty() ? "" : absl::StrCat("<p class=\"error\" id=\"login-error\">",
-                                                   Html(message), "</p>"),
+                                                   EscapeMarkup(message), "</p>"),
                "<label for=\"token\">The control plane's token (what <code>cairn</code> reads "
                "from <code>--token-file</code>)</label>"
                "<input type=\"password\" id=\"token\" name=\"token\" "
@@ -585,9 +570,9 @@ absl::Status WebUi::VolumeList(const httplib::Request& req, httplib::Response& r
     if (absl::IsNotFound(head.status())) continue;  // deleted meanwhile
     CAIRN_RETURN_IF_ERROR(head.status());
     absl::StrAppend(
-        &rows, "<tr data-name=\"", Html(v.name), "\"><td><a href=\"/ui/n/", UrlEscape(ns, false),
-        "/", UrlEscape(v.name, false), "/?at=", head->seq, "\">", Html(v.name),
-        "</a></td><td class=\"muted\">", Html(v.id), "</td><td class=\"num\">", v.version,
+        &rows, "<tr data-name=\"", EscapeMarkup(v.name), "\"><td><a href=\"/ui/n/", UrlEscape(ns, false),
+        "/", UrlEscape(v.name, false), "/?at=", head->seq, "\">", EscapeMarkup(v.name),
+        "</a></td><td class=\"muted\">", EscapeMarkup(v.id), "</td><td class=\"num\">", v.version,
         "</td><td class=\"num\">", head->seq, "</td><td class=\"num\">", head->inodes,
         "</td><td class=\"num\">", HumanBytes(head->bytes), "</td><td>",
         head->seq == 0 ? "-" : HumanTime(head->created_at_ns), "</td><td>",
@@ -597,7 +582,7 @@ absl::Status WebUi::VolumeList(const httplib::Request& req, httplib::Response& r
   res.set_content(
       Page(absl::StrCat("Volumes in ", ns),
            absl::StrCat(
-               "<div class=\"bar\"><h1>Volumes in ", Html(ns),
+               "<div class=\"bar\"><h1>Volumes in ", EscapeMarkup(ns),
                "</h1><form method=\"get\" action=\"/ui/\"><input name=\"namespace\" "
                "placeholder=\"namespace\" aria-label=\"namespace\"> <button "
                "type=\"submit\">Open</button></form><input type=\"search\" id=\"filter\" "
@@ -618,13 +603,13 @@ absl::Status WebUi::Browse(const httplib::Request& req, httplib::Response& res) 
   // Breadcrumbs: the volume, then each directory on the way.
   std::string crumbs = absl::StrCat("<nav class=\"crumbs\"><a href=\"/ui/n/",
                                     UrlEscape(t.ns, false),
-                                    "/\">", Html(t.ns), "</a> / <a href=\"", t.Url("n", "", true),
-                                    "\">", Html(t.volume.name), "</a>");
+                                    "/\">", EscapeMarkup(t.ns), "</a> / <a href=\"", t.Url("n", "", true),
+                                    "\">", EscapeMarkup(t.volume.name), "</a>");
   std::string so_far;
   for (std::string_view part : SplitPath(t.path)) {
     so_far = JoinPath(so_far, part);
     absl::StrAppend(&crumbs, " / <a href=\"", t.Url("n", so_far, true), "\">",
-                    Html(std::string(part)), "</a>");
+                    EscapeMarkup(std::string(part)), "</a>");
   }
   crumbs += "</nav>";
   absl::StatusOr<SnapshotRecord> head = engine_->Head(t.volume.id);
@@ -666,24 +651,24 @@ absl::Status WebUi::Browse(const httplib::Request& req, httplib::Response& res) 
       std::string name_cell, action;
       switch (e->type()) {
         case objects::DIRECTORY:
-          name_cell = absl::StrCat("<a href=\"", t.Url("n", path, true), "\">", Html(e->name()),
+          name_cell = absl::StrCat("<a href=\"", t.Url("n", path, true), "\">", EscapeMarkup(e->name()),
                                    "/</a>");
           action = absl::StrCat("<a href=\"", t.Url("tar", path, false), "\" download>.tar</a>");
           break;
         case objects::FILE:
           name_cell =
-              absl::StrCat("<a href=\"", t.Url("n", path, false), "\">", Html(e->name()), "</a>");
+              absl::StrCat("<a href=\"", t.Url("n", path, false), "\">", EscapeMarkup(e->name()), "</a>");
           action = absl::StrCat("<a href=\"", t.Url("raw", path, false),
                                 "\" download>Download</a>");
           break;
         case objects::SYMLINK:
-          name_cell = absl::StrCat(Html(e->name()), " <span class=\"muted\">→ ",
-                                   Html(e->symlink_target()), "</span>");
+          name_cell = absl::StrCat(EscapeMarkup(e->name()), " <span class=\"muted\">→ ",
+                                   EscapeMarkup(e->symlink_target()), "</span>");
           break;
         default:
-          name_cell = absl::StrCat(Html(e->name()), " <span class=\"muted\">(special)</span>");
+          name_cell = absl::StrCat(EscapeMarkup(e->name()), " <span class=\"muted\">(special)</span>");
       }
-      absl::StrAppend(&body, "<tr data-name=\"", Html(e->name()), "\"><td>", name_cell,
+      absl::StrAppend(&body, "<tr data-name=\"", EscapeMarkup(e->name()), "\"><td>", name_cell,
                       "</td><td class=\"num\">",
                       is_dir ? HumanBytes(e->subtree_bytes())
                              : (e->type() == objects::FILE ? HumanBytes(e->size()) : ""),
@@ -698,14 +683,14 @@ absl::Status WebUi::Browse(const httplib::Request& req, httplib::Response& res) 
                     HumanBytes(t.entry.size()), " (", t.entry.size(), " bytes), modified ",
                     HumanTime(t.entry.mtime_ns()), " UTC</span></div>");
     if (IsImageType(type)) {
-      absl::StrAppend(&body, "<img class=\"preview\" alt=\"", Html(name), "\" src=\"",
+      absl::StrAppend(&body, "<img class=\"preview\" alt=\"", EscapeMarkup(name), "\" src=\"",
                       t.Url("raw", t.path, false), "&amp;inline=1\">");
     } else {
       CAIRN_ASSIGN_OR_RETURN(std::string head_bytes,
                              ReadFileRange(*t.objects, t.entry, 0, kPreviewBytes));
       std::optional<std::string> text = AsText(std::move(head_bytes));
       if (text.has_value()) {
-        absl::StrAppend(&body, "<pre class=\"preview\" id=\"preview\">", Html(*text), "</pre>",
+        absl::StrAppend(&body, "<pre class=\"preview\" id=\"preview\">", EscapeMarkup(*text), "</pre>",
                         t.entry.size() > kPreviewBytes
                             ? absl::StrCat("<p class=\"muted\">The first ",
                                            HumanBytes(kPreviewBytes), " are shown.</p>")
@@ -715,7 +700,7 @@ absl::Status WebUi::Browse(const httplib::Request& req, httplib::Response& res) 
       }
     }
   } else if (t.entry.type() == objects::SYMLINK) {
-    absl::StrAppend(&body, "<p>A symbolic link to <code>", Html(t.entry.symlink_target()),
+    absl::StrAppend(&body, "<p>A symbolic link to <code>", EscapeMarkup(t.entry.symlink_target()),
                     "</code>.</p>");
   } else {
     body += "<p>A special file (FIFO, socket or device): it has no content.</p>";
