@@ -38,7 +38,7 @@ INLINE_MAX = 4096
 
 HEADER_SIZE = 32
 TAG_SIZE = 16
-BLOCK_SHIFT = 16
+BLOCK_SHIFT = 14  # 16 KiB blocks, as the C++ writers (core/crypto.h kSealBlockShift, D31)
 BLOCK_SIZE = 1 << BLOCK_SHIFT
 _MIN_SHIFT = 12
 _MAX_SHIFT = 24

@@ -23,8 +23,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 VECTORS_PATH = HERE.parent.parent / "core" / "testdata" / "sealing_vectors.json"
 DATA_KEY = bytes(range(64))
 # (size, form): 0 (one empty block), 1, a block and a byte
-# (two blocks, the last short), and the single-block form older writers used.
-CASES = [(0, "blocked"), (1, "blocked"), (65537, "blocked"), (300, "single")]
+# (two blocks, the last short), several blocks, and the single-block form
+# older writers used.
+CASES = [(0, "blocked"), (1, "blocked"), (16385, "blocked"), (65537, "blocked"), (300, "single")]
 
 
 def pattern(size: int) -> bytes:

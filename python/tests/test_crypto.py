@@ -37,10 +37,10 @@ def test_every_vector_addresses_reseals_and_opens(vectors):
 
 def test_tampering_fails_to_open(vectors):
     key = bytes.fromhex(vectors["data_key"])
-    v = next(v for v in vectors["vectors"] if v["size"] > 65536)
+    v = next(v for v in vectors["vectors"] if v["size"] > _crypto.BLOCK_SIZE)
     addr = bytes.fromhex(v["address"])
     sealed = bytearray.fromhex(v["sealed"])
-    for at in (0, 9, 20, 40, len(sealed) - 1, 32 + 65536 + 16 + 3):
+    for at in (0, 9, 20, 40, len(sealed) - 1, 32 + _crypto.BLOCK_SIZE + 16 + 3):
         bad = bytearray(sealed)
         bad[at] ^= 1
         with pytest.raises(_crypto.SealError):
