@@ -14,6 +14,7 @@
 //    commits: nothing a snapshot references is deleted.
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -47,18 +48,21 @@ std::string Describe(const RunResult& r) {
                       "\n--- stderr:\n", r.err.substr(0, 2000));
 }
 
-// Finished GC passes, from the server's /metrics.
-int GcRuns(const ServerProcess& server) {
+// An unlabelled counter from the server's /metrics (-1: no answer).
+int Counter(const ServerProcess& server, absl::string_view name) {
   auto [code, body] = server.HttpGet("/metrics");
   if (code != 200) return -1;
   for (absl::string_view line : absl::StrSplit(body, '\n')) {
-    if (!absl::ConsumePrefix(&line, "cairn_gc_runs_total")) continue;
+    if (!absl::ConsumePrefix(&line, name)) continue;
+    if (!line.empty() && line[0] != ' ' && line[0] != '{') continue;
     absl::ConsumePrefix(&line, "{}");
     double n = 0;
     if (absl::SimpleAtod(absl::StripAsciiWhitespace(line), &n)) return static_cast<int>(n);
   }
   return 0;
 }
+// Finished GC passes.
+int GcRuns(const ServerProcess& server) { return Counter(server, "cairn_gc_runs_total"); }
 
 // Two replicas over one database and one bucket prefix.
 struct Replicas {
@@ -354,6 +358,8 @@ TEST(ReplicasTest, ReplicaKilledUnderWritersKeepsEveryAcknowledgedPut) {
     EXPECT_THAT(f.result.err, HasSubstr(b_address)) << Describe(f.result);
   }
   EXPECT_GT(failed_on_b, 0) << "no put went to the killed replica";
+  std::printf("%zu files acknowledged, %d puts to the killed replica failed, e.g.:\n%s",
+              acked.size(), failed_on_b, failures.empty() ? "" : failures[0].result.err.c_str());
 
   ExpectAcknowledgedPresent(*r.a, r.dir.path() / "via-a", acked);
   ExpectLinearHistory(r.meta_url);
@@ -366,29 +372,43 @@ TEST(ReplicasTest, ReplicaKilledUnderWritersKeepsEveryAcknowledgedPut) {
 }
 
 TEST(ReplicasTest, GcOnOneReplicaWhileTheOtherCommitsKeepsEveryReferencedBlob) {
-  // A collects every second with no grace period; B commits (and does not
-  // collect). Only D38's lock keeps A from deleting what B's commits
-  // reference.
+  // A collects every second with no grace period; B commits and does not
+  // collect. Writers commit through both, so commit attempts that lose the
+  // head race to the other replica leave garbage (their directory objects)
+  // for A to delete while B's commits go on: only D38's lock keeps A from
+  // deleting what a commit on B is about to reference.
   CAIRN_START_REPLICAS(r, (std::vector<std::string>{"--gc-interval", "1", "--gc-grace", "0"}),
                        (std::vector<std::string>{"--gc-interval", "0"}));
   RunResult created = RunCli(*r.b, {"volume", "create", "shared"});
   ASSERT_EQ(created.exit_code, 0) << Describe(created);
   std::vector<Writers::Failure> failures;
   std::map<std::string, std::string> acked;
+  int deleted = 0;
   {
-    Writers writers(r.dir.path(), {.writers = 6, .files_per_put = 3, .servers = {r.b.get()}});
+    Writers writers(r.dir.path(),
+                    {.writers = 6, .files_per_put = 3, .servers = {r.b.get(), r.a.get()}});
     ASSERT_TRUE(writers.WaitForAckedPuts(60));
+    // Until A has deleted something under the commits (bounded).
+    for (int i = 0; i < 3000 && deleted <= 0; ++i) {
+      deleted = Counter(*r.a, "cairn_gc_blobs_deleted_total");
+      if (deleted <= 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
     writers.Stop();
     failures = writers.failures();
     acked = writers.acknowledged();
   }
-  // With no grace period, A may delete a put's uploads before B commits
-  // them (the grace period is what protects uploads in flight); B's commit
-  // then refuses to reference them. Nothing else may fail.
+  EXPECT_GT(deleted, 0) << "A's GC never found garbage to delete: " << r.a->Log();
+  // With no grace period, A may delete a put's uploads before its commit
+  // (the grace period is what protects uploads in flight); the commit then
+  // refuses to reference them. Nothing else may fail.
   for (const Writers::Failure& f : failures) {
     EXPECT_THAT(f.result.err, HasSubstr("is not stored")) << Describe(f.result);
   }
   EXPECT_GT(GcRuns(*r.a), 0) << "A never finished a GC pass: " << r.a->Log();
+  std::printf("%d puts acknowledged, %zu failed; A: %d GC passes, %d blobs deleted\n",
+              static_cast<int>(acked.size() / 3), failures.size(), GcRuns(*r.a),
+              Counter(*r.a, "cairn_gc_blobs_deleted_total"));
+  if (!failures.empty()) std::printf("e.g.: %s", failures[0].result.err.c_str());
 
   ExpectAcknowledgedPresent(*r.a, r.dir.path() / "via-a", acked);
   ExpectLinearHistory(r.meta_url);
