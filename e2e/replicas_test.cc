@@ -318,6 +318,7 @@ TEST(ReplicasTest, TwentyWritersThroughTwoReplicasCommitAThousandFiles) {
   RunResult fsck = r.Fsck();
   EXPECT_TRUE(fsck.exit_code == 0 || fsck.exit_code == 3) << Describe(fsck);
   EXPECT_THAT(fsck.out, HasSubstr("0 dangling, 0 corrupt")) << Describe(fsck);
+  std::printf("fsck exit %d: %s\n", fsck.exit_code, fsck.out.substr(0, fsck.out.find('\n')).c_str());
   // GC takes exactly those: then fsck is clean and every file still reads.
   absl::Status collected = r.CollectGarbage();
   ASSERT_TRUE(collected.ok()) << collected;
@@ -369,6 +370,7 @@ TEST(ReplicasTest, ReplicaKilledUnderWritersKeepsEveryAcknowledgedPut) {
   RunResult fsck = r.Fsck();
   EXPECT_TRUE(fsck.exit_code == 0 || fsck.exit_code == 3) << Describe(fsck);
   EXPECT_THAT(fsck.out, HasSubstr("0 dangling, 0 corrupt")) << Describe(fsck);
+  std::printf("fsck exit %d: %s\n", fsck.exit_code, fsck.out.substr(0, fsck.out.find('\n')).c_str());
 }
 
 TEST(ReplicasTest, GcOnOneReplicaWhileTheOtherCommitsKeepsEveryReferencedBlob) {
@@ -417,6 +419,7 @@ TEST(ReplicasTest, GcOnOneReplicaWhileTheOtherCommitsKeepsEveryReferencedBlob) {
   RunResult fsck = r.Fsck();
   EXPECT_TRUE(fsck.exit_code == 0 || fsck.exit_code == 3) << Describe(fsck);
   EXPECT_THAT(fsck.out, HasSubstr("0 dangling, 0 corrupt")) << Describe(fsck);
+  std::printf("fsck exit %d: %s\n", fsck.exit_code, fsck.out.substr(0, fsck.out.find('\n')).c_str());
 }
 
 }  // namespace
