@@ -12,6 +12,7 @@
 //    nothing missing or corrupt;
 //  - GC every second with no grace period on one replica while the other
 //    commits: nothing a snapshot references is deleted.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -308,6 +309,17 @@ TEST(ReplicasTest, TwentyWritersThroughTwoReplicasCommitAThousandFiles) {
             writers.acknowledged().size());
   EXPECT_EQ(ExpectAcknowledgedPresent(*r.b, r.dir.path() / "via-b", writers.acknowledged()),
             writers.acknowledged().size());
+  // Listings agree too.
+  for (const std::string& dir : {std::string("/data"), std::string("/data/w7")}) {
+    RunResult ls_a = RunCli(*r.a, {"volume", "ls", "shared", dir});
+    RunResult ls_b = RunCli(*r.b, {"volume", "ls", "shared", dir});
+    ASSERT_EQ(ls_a.exit_code, 0) << Describe(ls_a);
+    ASSERT_EQ(ls_b.exit_code, 0) << Describe(ls_b);
+    EXPECT_EQ(ls_a.out, ls_b.out);
+    EXPECT_EQ(std::count(ls_a.out.begin(), ls_a.out.end(), '\n'),
+              dir == "/data" ? kWriters : kPuts)
+        << ls_a.out;
+  }
   // One snapshot per put after the empty one, in one line.
   EXPECT_EQ(ExpectLinearHistory(r.meta_url), uint64_t{kWriters * kPuts});
 
