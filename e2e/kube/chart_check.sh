@@ -125,7 +125,7 @@ ok "helm uninstall keeps master key, token, data and controller state claims; re
 if out=$("$helm" upgrade "$RELEASE" charts/cairn -n "$NS" --set controlPlane.replicas=2 2>&1); then
   die "upgrade to 2 embedded replicas was accepted"
 fi
-grep -q "embedded backend owns one data directory" <<<"$out" || die "unclear refusal: $out"
+grep -q "runs exactly 1 replica" <<<"$out" || die "unclear refusal: $out"
 [ "$("$kubectl" get deployment -n "$NS" "$RELEASE-control-plane" -o jsonpath='{.spec.replicas}')" = 1 ] ||
   die "a refused upgrade changed the Deployment"
 ok "bad values refused, release unchanged"

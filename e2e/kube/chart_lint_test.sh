@@ -64,7 +64,7 @@ expect_error() {
   if out=$(render "$@" 2>&1); then fail "accepted $*"; return; fi
   grep -qF -- "$want" <<<"$out" || fail "$*: error does not mention '$want': $out"
 }
-expect_error "embedded backend owns one data directory" --set controlPlane.replicas=2
+expect_error "runs exactly 1 replica" --set controlPlane.replicas=2
 expect_error "storage.s3.bucket and storage.s3.credentialsSecret are required" --set storage.backend=s3
 expect_error "backend" --set storage.backend=nfs
 expect_error "registration" --set csi.node.registration=none
