@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -39,6 +40,37 @@ using namespace std::chrono_literals;
 
 // The node cache holds sealed blobs; a damaged copy (of a chunk or a
 // directory object) fails to authenticate, is evicted and fetched again.
+// The mounter lets the kernel read ahead a whole chunk. It finds the
+// mount's device in /proc/self/mountinfo, not by a stat of its own
+// mountpoint: that stat is a FUSE request to the mounter itself, and a
+// SIGTERM just after mounting once left it unanswered, with the mounter
+// unable to exit and the mount hung (so the SIGTERMs below, repeated).
+TEST_F(MountTest, ReadaheadIsRaisedAndSigtermJustAfterMountingEndsPromptly) {
+  std::string vol = NewVolume();
+  {
+    MOUNT_OR_RETURN(a, vol);
+    struct stat st;
+    ASSERT_EQ(::stat(a->path().c_str(), &st), 0);
+    const std::string knob = absl::StrCat("/sys/class/bdi/", major(st.st_dev), ":",
+                                          minor(st.st_dev), "/read_ahead_kb");
+    std::string value;
+    for (int i = 0; i < 100 && value != "4096"; ++i) {  // the background thread sets it
+      std::ifstream in(knob);
+      std::getline(in, value);
+      if (value != "4096") std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_EQ(value, "4096") << knob;
+    EXPECT_EQ(a->Unmount(), 0) << a->Log();
+  }
+  for (int round = 0; round < 5; ++round) {
+    MOUNT_OR_RETURN(b, vol);
+    b->child().Signal(SIGTERM);
+    EXPECT_EQ(b->child().Wait(std::chrono::seconds(60)), 0) << "round " << round << "\n"
+                                                            << b->Log();
+    EXPECT_FALSE(IsMountedAt(b->path()));
+  }
+}
+
 TEST_F(MountTest, DamagedNodeCacheIsRepairedFromTheControlPlane) {
   std::string vol = NewVolume();
   std::string big(5 << 20, 'c');  // two chunks, not inline

@@ -21,11 +21,13 @@
 #include <limits>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "core/crypto.h"
 #include "core/flags.h"
@@ -243,12 +245,43 @@ class FuseSession {
   bool unmounted_ = false;
 };
 
+// The "MAJOR:MINOR" of the file system mounted at `mountpoint` (the newest
+// mount there), from /proc/self/mountinfo. Not from stat(): a stat of our
+// own mountpoint is a FUSE request to this very process, which nobody
+// answers once the session has begun to end (a SIGTERM just after
+// mounting), and the thread asking then blocks the unmount for good.
+std::optional<std::string> MountDevice(const fs::path& mountpoint) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::optional<std::string> device;
+  std::string line;
+  while (std::getline(in, line)) {
+    // ID PARENT MAJOR:MINOR ROOT MOUNTPOINT ...; octal escapes for blanks.
+    std::vector<std::string> fields = absl::StrSplit(line, ' ');
+    if (fields.size() < 5) continue;
+    const std::string& f = fields[4];
+    std::string point;
+    for (size_t i = 0; i < f.size(); ++i) {
+      auto octal = [&](size_t j) { return f[j] >= '0' && f[j] <= '7'; };
+      if (f[i] == '\\' && i + 3 < f.size() && octal(i + 1) && octal(i + 2) && octal(i + 3)) {
+        point.push_back(
+            static_cast<char>((f[i + 1] - '0') * 64 + (f[i + 2] - '0') * 8 + (f[i + 3] - '0')));
+        i += 3;
+      } else {
+        point.push_back(f[i]);
+      }
+    }
+    if (point == mountpoint.string()) device = fields[2];
+  }
+  return device;
+}
+
 // Lets the kernel read ahead one whole chunk (the default is 128 KiB).
 void RaiseReadahead(const fs::path& mountpoint) {
-  struct stat st;
-  if (::stat(mountpoint.c_str(), &st) != 0) return;
-  std::string path = absl::StrCat("/sys/class/bdi/", major(st.st_dev), ":", minor(st.st_dev),
-                                  "/read_ahead_kb");
+  fs::path point = fs::absolute(mountpoint).lexically_normal();
+  if (!point.has_filename()) point = point.parent_path();  // "/a/b/" -> "/a/b"
+  std::optional<std::string> device = MountDevice(point);
+  if (!device.has_value()) return;
+  std::string path = absl::StrCat("/sys/class/bdi/", *device, "/read_ahead_kb");
   int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return;
   std::string value = "4096";
