@@ -18,6 +18,8 @@ bool IsPlainAscii(absl::string_view s) {
 }
 
 void PutField(char* block, size_t offset, size_t width, absl::string_view value) {
+  // An empty view may have a null data(), which memcpy must not be given.
+  if (value.empty()) return;
   std::memcpy(block + offset, value.data(), std::min(width, value.size()));
 }
 
