@@ -30,11 +30,6 @@ using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::UnorderedElementsAre;
 
-std::string Describe(const RunResult& r) {
-  return absl::StrCat("exit ", r.exit_code, "\n--- stdout:\n", r.out.substr(0, 2000),
-                      "\n--- stderr:\n", r.err.substr(0, 2000));
-}
-
 std::vector<std::string> Lines(const std::string& s) {
   std::vector<std::string> out = absl::StrSplit(s, '\n', absl::SkipEmpty());
   return out;

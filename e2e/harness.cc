@@ -376,4 +376,9 @@ absl::StatusOr<std::string> Sha256File(const fs::path& path) {
   return hex;
 }
 
+std::string Describe(const RunResult& r) {
+  return absl::StrCat("exit ", r.exit_code, "\n--- stdout:\n", r.out.substr(0, 3000),
+                      "\n--- stderr:\n", r.err.substr(0, 3000));
+}
+
 }  // namespace cairn::e2e

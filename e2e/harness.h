@@ -48,6 +48,10 @@ struct RunResult {
 // Runs argv[0] (a path) with arguments to completion.
 RunResult RunProcess(const std::vector<std::string>& argv, const RunOptions& options = {});
 
+// Exit code, then the first 3,000 bytes of stdout and of stderr: for a
+// failing assertion's message.
+std::string Describe(const RunResult& r);
+
 // A child running in the background; stdout and stderr go to `log_file`.
 class Child {
  public:

@@ -19,11 +19,6 @@ namespace cairn::e2e {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-std::string Describe(const RunResult& r) {
-  return absl::StrCat("exit ", r.exit_code, "\n--- stdout:\n", r.out.substr(0, 2000),
-                      "\n--- stderr:\n", r.err.substr(0, 2000));
-}
-
 std::set<std::string> CairnMountIds(const fs::path& mountpoint) {
   std::set<std::string> ids;
   std::ifstream in("/proc/self/mountinfo");

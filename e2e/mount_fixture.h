@@ -22,9 +22,6 @@
 
 namespace cairn::e2e {
 
-// Exit code and the start of both outputs, for assertion messages.
-std::string Describe(const RunResult& r);
-
 // Mount IDs of the cairn FUSE mounts at `mountpoint`.
 std::set<std::string> CairnMountIds(const std::filesystem::path& mountpoint);
 bool IsMountedAt(const std::filesystem::path& mountpoint);

@@ -44,11 +44,6 @@ namespace fs = std::filesystem;
 using ::cairn::testing::S3TestServer;
 using ::testing::HasSubstr;
 
-std::string Describe(const RunResult& r) {
-  return absl::StrCat("exit ", r.exit_code, "\n--- stdout:\n", r.out.substr(0, 2000),
-                      "\n--- stderr:\n", r.err.substr(0, 2000));
-}
-
 // An unlabelled counter from the server's /metrics (-1: no answer).
 int Counter(const ServerProcess& server, absl::string_view name) {
   auto [code, body] = server.HttpGet("/metrics");

@@ -20,11 +20,6 @@ namespace fs = std::filesystem;
 using ::cairn::testing::S3TestServer;
 using ::testing::HasSubstr;
 
-std::string Describe(const RunResult& r) {
-  return absl::StrCat("exit ", r.exit_code, "\n--- stdout:\n", r.out.substr(0, 2000),
-                      "\n--- stderr:\n", r.err.substr(0, 2000));
-}
-
 // Keys under `prefix` in the test bucket.
 int CountObjects(const S3TestServer& s3, const std::string& prefix) {
   auto client = S3Client::Create(s3.Config(""));

@@ -23,11 +23,6 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-std::string Describe(const RunResult& r) {
-  return absl::StrCat("exit ", r.exit_code, "\n--- stdout:\n", r.out.substr(0, 2000),
-                      "\n--- stderr:\n", r.err.substr(0, 2000));
-}
-
 double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }

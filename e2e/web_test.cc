@@ -45,11 +45,6 @@ bool InCi() {
     }                                                                             \
   } while (0)
 
-std::string Describe(const RunResult& r) {
-  return absl::StrCat("exit ", r.exit_code, "\n--- stdout:\n", r.out.substr(0, 3000),
-                      "\n--- stderr:\n", r.err.substr(0, 3000));
-}
-
 // One server with a token and one volume for the suite:
 //   /models/big.bin (24 MiB + 1 byte, random), /models/notes.txt,
 //   /models/nested/deep.txt, /photo.png.
